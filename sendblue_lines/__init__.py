@@ -1,0 +1,60 @@
+"""sendblue-lines: buy Sendblue phone lines through the API, safely, from asyncio.
+
+The public surface is what this module exports; everything in a module whose
+name starts with an underscore may change without notice.
+"""
+
+from __future__ import annotations
+
+from ._retry import RetryPolicy
+from ._transport import Attempt
+from ._version import __version__
+from .client import LinesClient
+from .errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    DailyLimitReachedError,
+    MalformedResponseError,
+    MonthlyLimitReachedError,
+    NoCardOnFileError,
+    NoLinesAvailableError,
+    OutcomeUnknownError,
+    PermissionDeniedError,
+    ProvisioningFailedError,
+    RateLimitError,
+    SendblueError,
+    ServerError,
+    TokenExpiredError,
+    TransportError,
+)
+from .models import LimitWindow, Preview, ProvisionedLine, ProvisioningLimits
+
+__all__ = [
+    "APIError",
+    "Attempt",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "DailyLimitReachedError",
+    "LimitWindow",
+    "LinesClient",
+    "MalformedResponseError",
+    "MonthlyLimitReachedError",
+    "NoCardOnFileError",
+    "NoLinesAvailableError",
+    "OutcomeUnknownError",
+    "PermissionDeniedError",
+    "Preview",
+    "ProvisionedLine",
+    "ProvisioningFailedError",
+    "ProvisioningLimits",
+    "RateLimitError",
+    "RetryPolicy",
+    "SendblueError",
+    "ServerError",
+    "TokenExpiredError",
+    "TransportError",
+    "__version__",
+]

@@ -1,0 +1,149 @@
+"""Reading and checking the client's configuration, before any request.
+
+Credentials and the base URL come from arguments or from the environment;
+everything is validated here so that a bad configuration is a
+`ConfigurationError` from the constructor, never a surprise at the first
+await. Nothing in this module ever puts a secret in a message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import attrs
+
+from .errors import ConfigurationError
+
+DEFAULT_BASE_URL = "https://api.sendblue.com"
+
+#: Where credentials are looked up, first match wins.
+KEY_ID_VARIABLES = ("SENDBLUE_API_KEY_ID", "SENDBLUE_API_API_KEY")
+SECRET_VARIABLES = ("SENDBLUE_API_SECRET_KEY", "SENDBLUE_API_API_SECRET")
+BASE_URL_VARIABLE = "SENDBLUE_BASE_URL"
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class Credentials:
+    """An API key id and its secret, checked to be sendable as headers."""
+
+    key_id: str
+    secret: str
+
+    def headers(self) -> dict[str, str]:
+        """The two authentication headers of every request."""
+        return {"sb-api-key-id": self.key_id, "sb-api-secret-key": self.secret}
+
+    def __repr__(self) -> str:
+        return f"Credentials(key_id={self.key_id!r}, secret='***')"
+
+
+def _from_env(
+    value: str | None, names: tuple[str, ...], env: Mapping[str, str]
+) -> str | None:
+    if value is not None:
+        return value
+    for name in names:
+        found = env.get(name)
+        if found:
+            return found
+    return None
+
+
+def _check_header_value(value: str, what: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{what} must be a string, got {type(value).__name__}")
+    if not value or value != value.strip():
+        raise ConfigurationError(f"{what} is empty or has surrounding white space")
+    # CR/LF would let a value inject headers; other control characters are
+    # refused by servers and proxies in confusing ways.
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ConfigurationError(f"{what} contains control characters")
+    if not value.isascii():
+        raise ConfigurationError(f"{what} contains non-ASCII characters")
+    return value
+
+
+def resolve_credentials(
+    api_key_id: str | None,
+    api_secret_key: str | None,
+    env: Mapping[str, str] | None = None,
+) -> Credentials:
+    """Take the credentials from the arguments or the environment, and check them.
+
+    Raises:
+        ConfigurationError: one is missing (the message names the variables
+            that were looked at), or not sendable as an HTTP header value.
+    """
+    environ = os.environ if env is None else env
+    key_id = _from_env(api_key_id, KEY_ID_VARIABLES, environ)
+    secret = _from_env(api_secret_key, SECRET_VARIABLES, environ)
+    missing = []
+    if key_id is None:
+        missing.append(
+            f"the API key id (api_key_id= or {' / '.join(KEY_ID_VARIABLES)})"
+        )
+    if secret is None:
+        missing.append(
+            f"the API secret key (api_secret_key= or {' / '.join(SECRET_VARIABLES)})"
+        )
+    if missing:
+        raise ConfigurationError(
+            "missing Sendblue credentials: set " + " and ".join(missing)
+        )
+    return Credentials(
+        key_id=_check_header_value(key_id or "", "the API key id"),
+        secret=_check_header_value(secret or "", "the API secret key"),
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_base_url(base_url: str | None, env: Mapping[str, str] | None = None) -> str:
+    """Take the base URL from the argument, `SENDBLUE_BASE_URL` or the default.
+
+    Returns it without a trailing slash.
+
+    Raises:
+        ConfigurationError: it is not an absolute http(s) URL, it has a query,
+            fragment or credentials, or it is plain http to a host that is not
+            loopback (127.0.0.0/8, ::1, localhost).
+    """
+    environ = os.environ if env is None else env
+    url = base_url if base_url is not None else environ.get(BASE_URL_VARIABLE) or None
+    if url is None:
+        return DEFAULT_BASE_URL
+    if not isinstance(url, str):
+        raise ConfigurationError("base_url must be a string")
+    _check_header_value(url, "the base URL")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port  # raises ValueError for a bad port
+    except ValueError as exc:
+        raise ConfigurationError(f"the base URL {url!r} is not valid: {exc}") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigurationError(
+            f"the base URL {url!r} must be an absolute http(s) URL with a host"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError("the base URL must not carry credentials")
+    if parts.query or parts.fragment:
+        raise ConfigurationError(
+            f"the base URL {url!r} must not have a query or fragment"
+        )
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise ConfigurationError(
+            f"refusing plain http to {host!r}: the secret would cross the network "
+            "unencrypted; use https (http is allowed for loopback hosts only)"
+        )
+    return url.rstrip("/")

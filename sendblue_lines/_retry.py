@@ -1,0 +1,57 @@
+"""Backoff with full jitter, and which failures are worth another try."""
+
+from __future__ import annotations
+
+import random
+
+import attrs
+
+from .errors import ConfigurationError, SendblueError, ServerError, TransportError
+
+#: The design promises at most this many attempts for a safe call.
+MAX_ATTEMPTS = 5
+
+
+def _check(instance: RetryPolicy, attribute: object, value: object) -> None:
+    del attribute, value
+    if not 1 <= instance.attempts <= MAX_ATTEMPTS:
+        raise ConfigurationError(f"retry attempts must be between 1 and {MAX_ATTEMPTS}")
+    if instance.base_delay < 0 or instance.max_delay < instance.base_delay:
+        raise ConfigurationError(
+            "retry delays must satisfy 0 <= base_delay <= max_delay"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class RetryPolicy:
+    """How often and how patiently a call is tried again.
+
+    `attempts` counts every try, the first included (1 to 5). Before try
+    n+1 we sleep a random time between 0 and `min(max_delay, base_delay *
+    2**(n-1))` seconds ("full jitter"), so that many clients failing together
+    do not retry together.
+
+    Raises:
+        ConfigurationError: out-of-range values, from the constructor.
+    """
+
+    attempts: int = attrs.field(default=3, validator=_check)
+    base_delay: float = attrs.field(default=0.25, validator=_check)
+    max_delay: float = attrs.field(default=5.0, validator=_check)
+
+    def delay(self, failed_attempts: int) -> float:
+        """Seconds to wait after `failed_attempts` tries have failed."""
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (failed_attempts - 1))
+        return random.uniform(0, ceiling)  # noqa: S311 - jitter, not a secret
+
+
+def is_transient(error: SendblueError) -> bool:
+    """True for failures that another try of a side-effect-free call may fix.
+
+    Network failures and 5xx answers other than the spec's own codes (a 502,
+    504, or a 503 that is not `no_lines_available`), which `_status` types as
+    `ServerError`. Redirects are `ServerError` too but are never transient.
+    """
+    if isinstance(error, TransportError):
+        return True
+    return isinstance(error, ServerError) and error.status >= 500

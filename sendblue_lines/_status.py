@@ -1,0 +1,110 @@
+"""What an HTTP answer means: the spec's status and error-code table, in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from ._transport import Reply
+from .errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    DailyLimitReachedError,
+    MalformedResponseError,
+    MonthlyLimitReachedError,
+    NoCardOnFileError,
+    NoLinesAvailableError,
+    PermissionDeniedError,
+    ProvisioningFailedError,
+    RateLimitError,
+    ServerError,
+    TokenExpiredError,
+    excerpt,
+)
+
+#: Status codes whose class does not depend on the body's `error` code.
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    402: NoCardOnFileError,
+    403: PermissionDeniedError,
+    410: TokenExpiredError,
+}
+_RATE_LIMITS: dict[str, type[RateLimitError]] = {
+    "daily_limit_reached": DailyLimitReachedError,
+    "monthly_limit_reached": MonthlyLimitReachedError,
+}
+NO_LINES_AVAILABLE = "no_lines_available"
+PROVISIONING_FAILED = "provisioning_failed"
+
+
+def is_success(reply: Reply) -> bool:
+    """True for a 2xx answer."""
+    return 200 <= reply.status < 300
+
+
+def error_code(reply: Reply) -> str | None:
+    """The body's `error` field, when the body is a JSON object that has one."""
+    if isinstance(reply.data, Mapping):
+        code = reply.data.get("error")
+        if isinstance(code, str):
+            return code
+    return None
+
+
+def json_object(reply: Reply, path: str) -> Mapping[str, Any]:
+    """The body of a 2xx answer as a JSON object.
+
+    Raises:
+        MalformedResponseError: the body was unreadable or not an object.
+    """
+    if reply.problem is not None:
+        raise MalformedResponseError(
+            f"unreadable answer from {path} (HTTP {reply.status}): {reply.problem}",
+            status=reply.status,
+            raw=reply.text,
+            path=path,
+        )
+    return reply.data  # type: ignore[no-any-return]
+
+
+def error_for(reply: Reply, path: str) -> APIError:
+    """The typed error for a non-2xx answer, as the spec's table says."""
+    status = reply.status
+    body = reply.data if isinstance(reply.data, Mapping) else None
+    code = error_code(reply)
+    message = body.get("message") if body is not None else None
+    if not isinstance(message, str) or not message:
+        message = _describe_status(reply)
+    cls: type[APIError]
+    if status in _BY_STATUS:
+        cls = _BY_STATUS[status]
+    elif status == 429:
+        cls = _RATE_LIMITS.get(code or "", RateLimitError)
+    elif status == 503 and code == NO_LINES_AVAILABLE:
+        cls = NoLinesAvailableError
+    elif status == 500 and code == PROVISIONING_FAILED:
+        cls = ProvisioningFailedError
+    elif status >= 500 or 300 <= status < 400:
+        cls = ServerError
+    else:
+        cls = APIError
+    return cls(message, status=status, code=code, body=body, path=path)
+
+
+def _describe_status(reply: Reply) -> str:
+    status = reply.status
+    if 300 <= status < 400:
+        where = excerpt(reply.location, 200) or "an unnamed location"
+        return (
+            f"the server answered with a redirect to {where}, which is never "
+            "followed (it could carry the API secret to another host)"
+        )
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "unexpected status"
+    detail = f": {excerpt(reply.text, 200)}" if reply.text.strip() else ""
+    return f"{phrase}{detail}"

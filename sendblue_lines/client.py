@@ -1,0 +1,352 @@
+"""`LinesClient`: one typed async method per provisioning endpoint.
+
+The client knows HTTP and the endpoint rules of the contract: the limits and
+preview calls have no side effect and are retried on transient failures;
+confirm moves money, so it follows the spec's client rules itself, since
+only it knows whether a send was unclear.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Final
+
+import aiohttp
+import anyio
+
+from . import _status
+from ._config import resolve_base_url, resolve_credentials
+from ._retry import RetryPolicy, is_transient
+from ._transport import AttemptHook, Reply, Transport
+from .errors import (
+    ConfigurationError,
+    MalformedResponseError,
+    OutcomeUnknownError,
+    ProvisioningFailedError,
+    SendblueError,
+    TransportError,
+)
+from .models import Preview, ProvisionedLine, ProvisioningLimits, structure
+
+logger = logging.getLogger("sendblue_lines")
+
+LIMITS_PATH: Final = "/accounts/limits"
+PREVIEW_PATH: Final = "/accounts/lines/provision-preview"
+CONFIRM_PATH: Final = "/accounts/lines/provision-confirm"
+
+
+class LinesClient:
+    """An async client for Sendblue's line-provisioning endpoints.
+
+    Use it as an async context manager, or call `aclose()` when done. The
+    configuration is checked by the constructor: credentials default to
+    `SENDBLUE_API_KEY_ID` / `SENDBLUE_API_SECRET_KEY` (or the official SDK's
+    `SENDBLUE_API_API_KEY` / `SENDBLUE_API_API_SECRET`), the base URL to
+    `SENDBLUE_BASE_URL` or `https://api.sendblue.com`.
+
+    `timeout` bounds each HTTP attempt (seconds), `connect_timeout` its
+    connecting phase. `retry` governs `get_limits()` and `preview()`;
+    `confirm_attempts` bounds how many times `confirm()` sends one token.
+    `session` is a caller's `aiohttp.ClientSession`, used and never closed.
+    `on_attempt` is called (synchronously) with an `Attempt` record after
+    every HTTP attempt.
+
+    Raises:
+        ConfigurationError: missing or malformed credentials, a base URL
+            that is not https (http only for loopback), bad option values.
+    """
+
+    def __init__(
+        self,
+        api_key_id: str | None = None,
+        api_secret_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        session: aiohttp.ClientSession | None = None,
+        retry: RetryPolicy | None = None,
+        confirm_attempts: int = 3,
+        on_attempt: AttemptHook | None = None,
+    ) -> None:
+        credentials = resolve_credentials(api_key_id, api_secret_key)
+        url = resolve_base_url(base_url)
+        if not timeout > 0 or not connect_timeout > 0:
+            raise ConfigurationError("timeout and connect_timeout must be positive")
+        if not 1 <= confirm_attempts <= 5:
+            raise ConfigurationError("confirm_attempts must be between 1 and 5")
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise ConfigurationError("session must be an aiohttp.ClientSession")
+        self._key_id = credentials.key_id
+        self.timeout = float(timeout)
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.confirm_attempts = confirm_attempts
+        self._transport = Transport(
+            base_url=url,
+            credentials=credentials,
+            timeout=self.timeout,
+            connect_timeout=float(connect_timeout),
+            session=session,
+            on_attempt=on_attempt,
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL, without a trailing slash."""
+        return self._transport.base_url
+
+    @property
+    def api_key_id(self) -> str:
+        """The API key id in use (not a secret; the secret is never exposed)."""
+        return self._key_id
+
+    @property
+    def closed(self) -> bool:
+        """True once `aclose()` has run."""
+        return self._transport.closed
+
+    def __repr__(self) -> str:
+        return f"LinesClient(base_url={self.base_url!r}, api_key_id={self._key_id!r})"
+
+    async def __aenter__(self) -> LinesClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP session if the client opened it. Safe to call twice."""
+        # Shielded so that a cancelled caller still releases its connections.
+        with anyio.CancelScope(shield=True):
+            await self._transport.aclose()
+
+    async def get_limits(self) -> ProvisioningLimits:
+        """Read the account's rolling daily and monthly provisioning limits.
+
+        An answer of a shape we do not know gives "unknown" limits (both
+        windows None), never an error. Transient failures are retried.
+
+        Raises:
+            AuthenticationError: bad credentials (401).
+            APIError: any other error answer (a subclass where one fits).
+            MalformedResponseError: the body is not JSON.
+            TransportError: the network failed on every attempt.
+        """
+        reply = await self._safe_call("GET", LIMITS_PATH)
+        body = _status.json_object(reply, LIMITS_PATH)
+        return structure(
+            body,
+            ProvisioningLimits,
+            status=reply.status,
+            path=LIMITS_PATH,
+            raw=reply.text,
+        )
+
+    async def preview(self) -> Preview:
+        """Check eligibility and availability, and get a single-use token.
+
+        Charges nothing. Transient failures are retried.
+
+        Raises:
+            AuthenticationError, PermissionDeniedError, NoCardOnFileError: the
+                account cannot buy lines this way (401, 403, 402).
+            DailyLimitReachedError, MonthlyLimitReachedError: a limit is reached.
+            NoLinesAvailableError: no line can be had right now (503).
+            MalformedResponseError: the answer is not a valid preview.
+            TransportError, ServerError: the failure outlasted the retries.
+        """
+        reply = await self._safe_call("POST", PREVIEW_PATH)
+        body = _status.json_object(reply, PREVIEW_PATH)
+        return structure(
+            body, Preview, status=reply.status, path=PREVIEW_PATH, raw=reply.text
+        )
+
+    async def _safe_call(self, method: str, path: str) -> Reply:
+        """Call a side-effect-free endpoint, retrying transient failures."""
+        attempt = 1
+        while True:
+            error: SendblueError
+            try:
+                reply = await self._transport.send(method, path, attempt=attempt)
+            except TransportError as exc:
+                error = exc
+            else:
+                if _status.is_success(reply):
+                    return reply
+                error = _status.error_for(reply, path)
+            if attempt >= self.retry.attempts or not is_transient(error):
+                raise error
+            delay = self.retry.delay(attempt)
+            logger.info(
+                "%s %s: %s; trying again in %.2fs (attempt %d of %d)",
+                method, path, error, delay, attempt + 1, self.retry.attempts,
+            )  # fmt: skip
+            await anyio.sleep(delay)
+            attempt += 1
+
+    async def confirm(self, preview: Preview | str) -> ProvisionedLine:
+        """Spend a preview token: charge the card on file and get the new line.
+
+        Follows the spec's client rules. A send that certainly never left is
+        sent again as it is. A send with no clear answer (timeout, connection
+        lost after writing, a 5xx other than the spec's own) is sent again
+        with the **same** token while it is valid, which can never buy a
+        second line. A `TokenExpiredError` from here therefore always means
+        that nothing was bought.
+
+        Cancelling this call while a send is in flight loses its answer; the
+        `Provisioner` shields its confirms against that.
+
+        Raises:
+            OutcomeUnknownError: the token was sent and what happened could
+                not be learned (most likely a line was bought): a 410 or any
+                other non-2xx after an unclear send, unclear sends until the
+                attempts or the token ran out, or a 2xx with an unreadable body.
+            ProvisioningFailedError: a subscription exists but no line (500
+                `provisioning_failed`); never resent.
+            TokenExpiredError: the token had expired or was used; nothing bought.
+            BadRequestError, AuthenticationError, NoCardOnFileError,
+                PermissionDeniedError, RateLimitError, NoLinesAvailableError:
+                the server refused, nothing bought.
+            TransportError: every send certainly failed to leave (`sent` is
+                False); nothing bought.
+        """
+        token: object = preview.token if isinstance(preview, Preview) else preview
+        if not isinstance(token, str) or not token:
+            raise ConfigurationError("confirm() needs a Preview or a non-empty token")
+        expiry = preview.expires_at if isinstance(preview, Preview) else None
+        return await _ConfirmRun(self, token, expiry).run()
+
+
+class _ConfirmRun:
+    """One confirm of one token, with its resends: the spec's client rules."""
+
+    def __init__(
+        self, client: LinesClient, token: str, expires_at: datetime | None
+    ) -> None:
+        self.client = client
+        self.token = token
+        self.expires_at = expires_at
+        self.sends = 0  # sends that may have reached the server
+        self.first_sent_at: datetime | None = None
+        self.unclear: str | None = None  # why an earlier send left us unsure
+
+    async def run(self) -> ProvisionedLine:
+        limit = self.client.confirm_attempts
+        for attempt in range(1, limit + 1):
+            if attempt > 1:
+                await anyio.sleep(self.client.retry.delay(attempt - 1))
+            now = datetime.now(timezone.utc)
+            try:
+                reply = await self.client._transport.send(
+                    "POST", CONFIRM_PATH, json_body={"preview_token": self.token},
+                    attempt=attempt,
+                )  # fmt: skip
+            except TransportError as exc:
+                if not exc.sent:
+                    if attempt == limit and self.unclear:
+                        raise self._unknown(self.unclear) from exc
+                    if attempt == limit:
+                        raise
+                    logger.info("confirm was not sent (%s); sending it again", exc)
+                    continue
+                self._sent(now)
+                self._became_unclear(exc.message)
+                if not self._may_resend(attempt, limit):
+                    raise self._unknown(self.unclear or exc.message) from exc
+                continue
+            self._sent(now)
+            outcome = self._judge(reply)
+            if isinstance(outcome, ProvisionedLine):
+                return outcome
+            if outcome is not None:
+                raise outcome
+            if not self._may_resend(attempt, limit):
+                raise self._unknown(self.unclear or "no clear answer", reply)
+        raise AssertionError(
+            "unreachable: the loop returns or raises"
+        )  # pragma: no cover
+
+    def _sent(self, when: datetime) -> None:
+        self.sends += 1
+        if self.first_sent_at is None:
+            self.first_sent_at = when
+
+    def _became_unclear(self, why: str) -> None:
+        self.unclear = why if self.unclear is None else f"{self.unclear}; then {why}"
+
+    def _may_resend(self, attempt: int, limit: int) -> bool:
+        if attempt >= limit:
+            return False
+        if (
+            self.expires_at is not None
+            and datetime.now(timezone.utc) >= self.expires_at
+        ):
+            return False
+        logger.warning(
+            "confirm of token %s… had no clear answer (%s); sending the same token "
+            "again, which cannot buy a second line",
+            self.token[:8], self.unclear,
+        )  # fmt: skip
+        return True
+
+    def _judge(self, reply: Reply) -> ProvisionedLine | SendblueError | None:
+        """A line, an error to raise, or None when the answer was unclear."""
+        if _status.is_success(reply):
+            try:
+                body = _status.json_object(reply, CONFIRM_PATH)
+                return structure(
+                    body, ProvisionedLine, status=reply.status, path=CONFIRM_PATH,
+                    raw=reply.text,
+                )  # fmt: skip
+            except MalformedResponseError as exc:
+                # A 2xx means the server took the money; only the number is lost.
+                unknown = self._unknown(
+                    f"HTTP {reply.status} answer unreadable ({exc.message})", reply
+                )
+                unknown.__cause__ = exc
+                return unknown
+        error = _status.error_for(reply, CONFIRM_PATH)
+        if isinstance(error, ProvisioningFailedError):
+            return error
+        code = _status.error_code(reply)
+        documented = (reply.status, code) in {(503, _status.NO_LINES_AVAILABLE)}
+        if reply.status >= 500 and not documented:
+            # A proxy's 502/504, or a server that broke mid-purchase.
+            self._became_unclear(f"HTTP {reply.status} ({error.message})")
+            return None
+        if self.unclear is not None:
+            # After an unclear send, a refusal of the resend may only mean
+            # that the first send went through (token spent, limit used).
+            return self._unknown(
+                f"{self.unclear}; then the same token was refused with "
+                f"HTTP {reply.status}{' ' + code if code else ''}",
+                reply,
+            )
+        return error
+
+    def _unknown(self, reason: str, reply: Reply | None = None) -> OutcomeUnknownError:
+        first = self.first_sent_at or datetime.now(timezone.utc)
+        logger.warning(
+            "OUTCOME UNKNOWN for token %s… (first sent %s, %d send(s)): %s. A line was "
+            "most likely bought; check the account before buying again.",
+            self.token[:8], first.isoformat(), self.sends, reason,
+        )  # fmt: skip
+        return OutcomeUnknownError(
+            f"the outcome of confirming token {self.token[:8]}… is unknown: {reason}. "
+            "A line was most likely bought and charged; check the account before "
+            "buying again.",
+            preview_token=self.token,
+            first_sent_at=first,
+            attempts=self.sends,
+            reason=reason,
+            status=reply.status if reply is not None else None,
+            raw=reply.text if reply is not None else None,
+        )

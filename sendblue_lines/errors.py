@@ -1,0 +1,278 @@
+"""Every error that sendblue-lines raises.
+
+The tree, and what each branch means for your money::
+
+    SendblueError
+    ├── ConfigurationError          bad credentials or base URL, before any request
+    ├── TransportError              network failure; .sent: may the request have left?
+    ├── MalformedResponseError      not JSON, wrong shape, wrong types, too large
+    ├── APIError                    .status .code .message .body
+    │   ├── BadRequestError         400
+    │   ├── AuthenticationError     401
+    │   ├── NoCardOnFileError       402 no_card_on_file
+    │   ├── PermissionDeniedError   403 (plan, or token of another account)
+    │   ├── TokenExpiredError       410 token_expired
+    │   ├── RateLimitError          429, also raised by the limits pre-check
+    │   │   ├── DailyLimitReachedError
+    │   │   └── MonthlyLimitReachedError
+    │   ├── NoLinesAvailableError   503 no_lines_available
+    │   ├── ProvisioningFailedError 500 provisioning_failed: a subscription exists
+    │   └── ServerError             any other 5xx
+    └── OutcomeUnknownError         a confirm was sent, its result is unknown
+
+Only two of them mean that money may have moved without a line to show for it:
+`ProvisioningFailedError` (a subscription certainly exists) and
+`OutcomeUnknownError` (a purchase most likely happened). Both need a human.
+
+Every error keeps its data in keyword-only attributes, pickles, and never
+carries a credential in its message or attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "DailyLimitReachedError",
+    "MalformedResponseError",
+    "MonthlyLimitReachedError",
+    "NoCardOnFileError",
+    "NoLinesAvailableError",
+    "OutcomeUnknownError",
+    "PermissionDeniedError",
+    "ProvisioningFailedError",
+    "RateLimitError",
+    "SendblueError",
+    "ServerError",
+    "TokenExpiredError",
+    "TransportError",
+]
+
+#: How much of an unreadable body an error keeps, in characters.
+RAW_EXCERPT_LIMIT = 2048
+
+
+def excerpt(text: str | None, limit: int = RAW_EXCERPT_LIMIT) -> str | None:
+    """Return `text` cut to `limit` characters, marked when it was cut."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + f"... [{len(text) - limit} more characters]"
+
+
+class SendblueError(Exception):
+    """The base of every error sendblue-lines raises (cancellation aside).
+
+    Catch it to handle any failure of the SDK; the subclasses say what
+    happened and whether money may have moved.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Our errors take keyword-only data; pickle rebuilds them from their
+        # attributes rather than from `args`.
+        return (_rebuild, (type(self), self._state()))
+
+    def _state(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _rebuild(cls: type[SendblueError], state: dict[str, Any]) -> SendblueError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, state.get("message", ""))
+    error.__dict__.update(state)
+    return error
+
+
+class ConfigurationError(SendblueError):
+    """The client's configuration is unusable; raised before any request.
+
+    Missing or malformed credentials, a base URL that is not https (plain
+    http is allowed for loopback hosts only), or an invalid option.
+    """
+
+
+class TransportError(SendblueError):
+    """The request failed on the network, without an HTTP answer.
+
+    `sent` is False only when the request certainly never reached the server
+    (connection refused, DNS failure, connect timeout); True means it may
+    have been received and acted on.
+    """
+
+    def __init__(self, message: str, *, sent: bool, method: str, path: str) -> None:
+        super().__init__(message)
+        self.sent = sent
+        self.method = method
+        self.path = path
+
+
+class MalformedResponseError(SendblueError):
+    """The server answered, but the answer could not be read.
+
+    Not JSON, JSON of the wrong shape or types, or larger than the size cap.
+    `raw` holds the start of the body as text (cut to a couple of KiB),
+    `status` the HTTP status.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        raw: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.raw = excerpt(raw)
+        self.path = path
+
+
+class APIError(SendblueError):
+    """The server answered with an error status.
+
+    `status` is the HTTP status, `code` the body's `error` field (None when
+    absent), `message` its `message` (or a description of the status), and
+    `body` the parsed JSON body (None when it was not a JSON object).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | None = None,
+        body: Mapping[str, Any] | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.body = dict(body) if body is not None else None
+        self.path = path
+
+    def __str__(self) -> str:
+        code = f" {self.code}" if self.code else ""
+        return f"HTTP {self.status}{code}: {self.message}"
+
+
+class BadRequestError(APIError):
+    """400: the request was malformed (for confirm: no `preview_token`)."""
+
+
+class AuthenticationError(APIError):
+    """401: the API key id or secret was rejected. Nothing was charged."""
+
+
+class NoCardOnFileError(APIError):
+    """402 `no_card_on_file`: add a card to the Sendblue account first."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the account is not on the `inbound_only` / Agent plan.
+
+    Also raised when a preview token belongs to another account.
+    """
+
+
+class TokenExpiredError(APIError):
+    """410 `token_expired`: the preview token expired or was already used.
+
+    When raised by `LinesClient.confirm`, it always means nothing was bought:
+    a 410 that follows an unclear send becomes `OutcomeUnknownError` instead.
+    """
+
+
+class RateLimitError(APIError):
+    """429: a provisioning limit is reached. Nothing was charged.
+
+    Also raised by the Provisioner's limits pre-check, before any preview,
+    with `status` 429. `limits` holds the `ProvisioningLimits` that were read
+    (None when the server said so itself), `next_available_at` when the next
+    slot opens, if known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 429,
+        code: str | None = None,
+        body: Mapping[str, Any] | None = None,
+        path: str | None = None,
+        limits: Any = None,
+        next_available_at: datetime | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, body=body, path=path)
+        self.limits = limits
+        self.next_available_at = next_available_at
+
+
+class DailyLimitReachedError(RateLimitError):
+    """429 `daily_limit_reached`: the rolling 24-hour window is full."""
+
+
+class MonthlyLimitReachedError(RateLimitError):
+    """429 `monthly_limit_reached`: the rolling 30-day window is full."""
+
+
+class NoLinesAvailableError(APIError):
+    """503 `no_lines_available`: no line can be had right now; try later."""
+
+
+class ProvisioningFailedError(APIError):
+    """500 `provisioning_failed`: **money moved**, a subscription exists.
+
+    The server created the Stripe subscription but could not provision the
+    line. Never retried. Contact Sendblue support with `body`, which holds
+    everything the server said.
+    """
+
+
+class ServerError(APIError):
+    """Any other 5xx (or a 3xx, which is never followed)."""
+
+
+class OutcomeUnknownError(SendblueError):
+    """A confirm was sent and its result could not be learned.
+
+    Most likely the line was bought and the card charged. The SDK did not
+    re-preview (that could buy a second line); it resent the same token
+    where that was safe, and stopped. Check the account before buying again.
+
+    `preview_token` is the token that was confirmed, `first_sent_at` when it
+    was first sent (UTC), `attempts` how many times it was sent, `reason`
+    what made the outcome unclear, and `status`/`raw` the last answer if
+    there was one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        preview_token: str,
+        first_sent_at: datetime,
+        attempts: int,
+        reason: str,
+        status: int | None = None,
+        raw: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.preview_token = preview_token
+        self.first_sent_at = first_sent_at
+        self.attempts = attempts
+        self.reason = reason
+        self.status = status
+        self.raw = excerpt(raw)
