@@ -108,6 +108,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _shown(url: str) -> str:
+    """The URL as it is safe to repeat: no user info, query or fragment."""
+    # A base URL may carry a password or a key in its query; an error message
+    # ends up in logs and tracebacks, so it never repeats those parts.
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    rest = rest.split("?", 1)[0].split("#", 1)[0]
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"
+
+
 def resolve_base_url(base_url: str | None, env: Mapping[str, str] | None = None) -> str:
     """Take the base URL from the argument, `SENDBLUE_BASE_URL` or the default.
 
@@ -129,17 +143,19 @@ def resolve_base_url(base_url: str | None, env: Mapping[str, str] | None = None)
         parts = urlsplit(url)
         host = parts.hostname
         _ = parts.port  # raises ValueError for a bad port
-    except ValueError as exc:
-        raise ConfigurationError(f"the base URL {url!r} is not valid: {exc}") from None
+    except ValueError:
+        raise ConfigurationError(
+            f"the base URL {_shown(url)!r} is not valid (bad host or port)"
+        ) from None
     if parts.scheme not in ("http", "https") or not host:
         raise ConfigurationError(
-            f"the base URL {url!r} must be an absolute http(s) URL with a host"
+            f"the base URL {_shown(url)!r} must be an absolute http(s) URL with a host"
         )
     if parts.username is not None or parts.password is not None:
         raise ConfigurationError("the base URL must not carry credentials")
     if parts.query or parts.fragment:
         raise ConfigurationError(
-            f"the base URL {url!r} must not have a query or fragment"
+            f"the base URL {_shown(url)!r} must not have a query or fragment"
         )
     if parts.scheme == "http" and not _is_loopback(host):
         raise ConfigurationError(
