@@ -1,0 +1,130 @@
+"""Helpers for the foundation's tests: fixture bodies, recorded requests, real servers.
+
+Kept out of `conftest.py` so that test modules can import it by a name no
+other conftest shadows. The paths are the spec's own, written out here
+rather than taken from the package, so that the tests check the contract.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+from aiohttp import web
+from aioresponses import aioresponses as AioResponses
+from yarl import URL
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+LIMITS = "/accounts/limits"
+PREVIEW = "/accounts/lines/provision-preview"
+CONFIRM = "/accounts/lines/provision-confirm"
+METHODS = {LIMITS: "GET", PREVIEW: "POST", CONFIRM: "POST"}
+
+KEY_ID = "key-id-for-foundation-tests"
+SECRET = "s3cr3t-foundation-never-to-be-seen"
+
+
+def load(name: str) -> Any:
+    """The parsed JSON of `tests/fixtures/<name>.json`."""
+    return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def text(name: str) -> str:
+    """The raw text of `tests/fixtures/<name>.json`."""
+    return (FIXTURES / f"{name}.json").read_text(encoding="utf-8")
+
+
+def calls(mocked: AioResponses, method: str, url: str) -> list[Any]:
+    """The requests aioresponses recorded for `method url`, in order."""
+    return list(mocked.requests.get((method, URL(url)), []))
+
+
+def all_calls(mocked: AioResponses) -> list[Any]:
+    """Every request aioresponses recorded, whatever its URL."""
+    return [call for found in mocked.requests.values() for call in found]
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@attrs.define
+class Seen:
+    """One request as a real test server received it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@attrs.define
+class Server:
+    """A real aiohttp server on 127.0.0.1 that records what reaches it."""
+
+    url: str = ""
+    seen: list[Seen] = attrs.Factory(list)
+
+    def paths(self) -> list[str]:
+        return [s.path for s in self.seen]
+
+
+@asynccontextmanager
+async def serve(routes: dict[str, Handler] | Handler) -> AsyncIterator[Server]:
+    """Run handlers on 127.0.0.1 (one for every path, or one per path).
+
+    Each request is recorded (its body read first) before its handler runs.
+    """
+    server = Server()
+
+    @web.middleware
+    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+        body = await request.read()
+        server.seen.append(
+            Seen(request.method, request.path, dict(request.headers), body)
+        )
+        return await handler(request)
+
+    app = web.Application(middlewares=[record])
+    if callable(routes):
+        app.router.add_route("*", "/{tail:.*}", routes)
+    else:
+        for path, handler in routes.items():
+            app.router.add_route("*", path, handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.1, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        yield server
+    finally:
+        await runner.cleanup()
+
+
+def respond(status: int, body: Any) -> Handler:
+    """A handler answering `status` with `body` as JSON (or as given, if bytes)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        del request
+        if isinstance(body, bytes):
+            return web.Response(status=status, body=body)
+        return web.json_response(body, status=status)
+
+    return handler
