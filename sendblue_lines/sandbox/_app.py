@@ -1,0 +1,221 @@
+"""The sandbox's HTTP face: routes, handlers and the error body for the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import attrs
+from aiohttp import web
+
+from ._faults import Endpoint, Fault, FaultQueue, ReplyContext, drop_connection
+from ._records import RequestLog
+from ._state import (
+    LimitsShape,
+    Refusal,
+    SandboxAccount,
+    SandboxState,
+    error_body,
+    limits_body,
+)
+
+__all__ = ["ROUTES", "Latency", "Runtime", "build_app"]
+
+Latency = float | Callable[[], float] | None
+
+ROUTES: tuple[tuple[Endpoint, str, str], ...] = (
+    ("limits", "GET", "/accounts/limits"),
+    ("preview", "POST", "/accounts/lines/provision-preview"),
+    ("confirm", "POST", "/accounts/lines/provision-confirm"),
+)
+
+
+@attrs.define
+class Runtime:
+    """Everything the handlers read and change while the sandbox runs."""
+
+    state: SandboxState
+    faults: FaultQueue
+    log: RequestLog
+    latency: Latency = None
+    limits_shape: LimitsShape = "canonical"
+    closing: asyncio.Event = attrs.field(factory=asyncio.Event)
+
+    def latency_seconds(self) -> float:
+        """Draw the latency to add to the request that just arrived."""
+        latency = self.latency() if callable(self.latency) else self.latency
+        return max(float(latency or 0.0), 0.0)
+
+    async def pause(self, seconds: float) -> bool:
+        """Sleep ``seconds``, waking early if the sandbox closes; True if still open."""
+        if seconds > 0:
+            with anyio.move_on_after(seconds):
+                await self.closing.wait()
+        return not self.closing.is_set()
+
+
+_RUNTIME = web.AppKey("sendblue_lines.sandbox.runtime", Runtime)
+
+
+def build_app(runtime: Runtime) -> web.Application:
+    """Build the aiohttp application that serves the three endpoints."""
+    app = web.Application(middlewares=[_unrouted])
+    app[_RUNTIME] = runtime
+    for endpoint, method, path in ROUTES:
+        app.router.add_route(method, path, _handler(endpoint), name=endpoint)
+    return app
+
+
+def _json(status: int, body: Any) -> web.Response:
+    return web.json_response(body, status=status)
+
+
+def _answered(request: web.Request, response: web.StreamResponse) -> int | None:
+    """Return the status that went out, or None if the connection was dropped."""
+    transport = request.transport
+    dropped = transport is None or transport.is_closing()
+    return None if dropped and not response.prepared else response.status
+
+
+@web.middleware
+async def _unrouted(
+    request: web.Request,
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> web.StreamResponse:
+    """Answer 404 and 405 with the API's error body, logged like any request."""
+    routing_error = request.match_info.http_exception
+    if routing_error is None:
+        return await handler(request)
+    runtime = request.app[_RUNTIME]
+    with runtime.log.observe(request.method, request.path, None) as observation:
+        if not await runtime.pause(runtime.latency_seconds()):
+            return drop_connection(request)
+        response = _json(routing_error.status, error_body(None, routing_error.reason))
+        if "Allow" in routing_error.headers:
+            response.headers["Allow"] = routing_error.headers["Allow"]
+        observation.status = _answered(request, response)
+        return response
+
+
+def _handler(
+    endpoint: Endpoint,
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        runtime = request.app[_RUNTIME]
+        # The fault is taken on arrival, so "the next N requests" means the
+        # next N to arrive, whatever latency each one then draws.
+        fault = runtime.faults.pop(endpoint)
+        account = runtime.state.authenticate(
+            request.headers.get("sb-api-key-id"),
+            request.headers.get("sb-api-secret-key"),
+        )
+        with runtime.log.observe(
+            request.method,
+            request.path,
+            endpoint,
+            fault=None if fault is None else fault.kind,
+            api_key_id=None if account is None else account.api_key_id,
+        ) as observation:
+            response = await _serve(runtime, endpoint, request, account, fault)
+            observation.status = _answered(request, response)
+            return response
+
+    return handle
+
+
+async def _serve(
+    runtime: Runtime,
+    endpoint: Endpoint,
+    request: web.Request,
+    account: SandboxAccount | None,
+    fault: Fault | None,
+) -> web.StreamResponse:
+    # The body is read first, as a server reads it before its handler runs:
+    # a slow answer must not turn into a body that can no longer be read.
+    try:
+        received = await _receive(request) if endpoint == "confirm" else b""
+    except ConnectionError:
+        return drop_connection(request)
+    wait = runtime.latency_seconds() + (0.0 if fault is None else fault.delay_seconds)
+    if not await runtime.pause(wait):
+        return drop_connection(request)
+    if fault is not None and fault.reply is not None and not fault.after_commit:
+        return await fault.reply(ReplyContext(request, None, runtime.pause))
+    failing = fault is not None and fault.fails_provisioning
+    status, body = _process(runtime, endpoint, received, account, failing)
+    if fault is not None and fault.reply is not None:
+        return await fault.reply(ReplyContext(request, body, runtime.pause))
+    return _json(status, body)
+
+
+def _process(
+    runtime: Runtime,
+    endpoint: Endpoint,
+    received: bytes | Refusal,
+    account: SandboxAccount | None,
+    fail_provisioning: bool,
+) -> tuple[int, Any]:
+    """Do what the API does for this request; return its status and JSON body.
+
+    This never awaits: every check and the commit happen in one step of the
+    event loop, so concurrent confirms cannot oversell a limit or the stock.
+    """
+    try:
+        if account is None:
+            raise Refusal(401, None, "Invalid API credentials")
+        if endpoint == "limits":
+            limits = runtime.state.limits(account)
+            return 200, limits_body(limits, runtime.limits_shape)
+        if endpoint == "preview":
+            return 200, runtime.state.preview(account)
+        token = _parse_token(received)
+        return 200, runtime.state.confirm(
+            account, token, fail_provisioning=fail_provisioning
+        )
+    except Refusal as refusal:
+        return refusal.status, refusal.body()
+
+
+async def _receive(request: web.Request) -> bytes | Refusal:
+    """Read a confirm's body, or say why it cannot be used.
+
+    Raises:
+        ConnectionError: the client went away while sending it.
+    """
+    # Like an Express server with express.json(), we only parse a body sent
+    # as application/json: a client that forgets the header gets a 400 here
+    # rather than a surprise in production.
+    if request.content_type != "application/json":
+        return _not_json()
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return Refusal(413, None, "The request body is too large")
+
+
+def _not_json() -> Refusal:
+    return Refusal(400, None, "The body must be a JSON object with a preview_token")
+
+
+def _parse_token(received: bytes | Refusal) -> str:
+    """Return the ``preview_token`` of a confirm's body.
+
+    Raises:
+        Refusal: 400 when the body is not a JSON object with a non-empty
+            string ``preview_token``; 413 when it was too large.
+    """
+    if isinstance(received, Refusal):
+        raise received
+    try:
+        body = json.loads(received)
+    except (ValueError, RecursionError):
+        raise _not_json() from None
+    if not isinstance(body, dict):
+        raise _not_json()
+    token = body.get("preview_token")
+    if not isinstance(token, str) or not token:
+        raise Refusal(400, None, "preview_token is required")
+    return token

@@ -1,0 +1,105 @@
+"""What the sandbox saw: a request log and counters per endpoint.
+
+The log keeps method, path, endpoint, status, time, the fault applied and the
+key id of the account that authenticated. Never a header, never a body, so
+never the secret.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+import attrs
+
+from ._clock import Clock
+from ._faults import ENDPOINTS
+
+__all__ = ["EndpointCounters", "Observation", "RequestLog", "RequestRecord"]
+
+OTHER = "other"
+"""The counters' key for requests that matched no endpoint (404, 405)."""
+
+
+@attrs.frozen(kw_only=True)
+class RequestRecord:
+    """One request the sandbox handled.
+
+    ``endpoint`` is ``"limits"``, ``"preview"``, ``"confirm"`` or None for a
+    path that matched none. ``status`` is the status sent, or None when no
+    answer went out (a dropped or hung connection, or a client that left).
+    ``at`` is the sandbox clock when the request arrived; ``fault`` the kind
+    of fault applied; ``api_key_id`` the key id of the account whose
+    credentials were valid, or None.
+    """
+
+    method: str
+    path: str
+    endpoint: str | None
+    status: int | None
+    at: datetime
+    fault: str | None
+    api_key_id: str | None
+
+
+@attrs.define
+class EndpointCounters:
+    """How many requests reached one endpoint, and which statuses they got.
+
+    ``requests`` counts arrivals, so a request still in progress is counted;
+    ``statuses`` counts answers by status (None: no answer went out).
+    """
+
+    requests: int = 0
+    statuses: Counter[int | None] = attrs.field(factory=Counter)
+
+
+@attrs.define
+class Observation:
+    """A request in progress: its status is set once it is answered."""
+
+    status: int | None = None
+
+
+class RequestLog:
+    """The request log and the counters, kept together."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.records: list[RequestRecord] = []
+        self.counters: dict[str, EndpointCounters] = {
+            name: EndpointCounters() for name in (*ENDPOINTS, OTHER)
+        }
+
+    @contextmanager
+    def observe(
+        self,
+        method: str,
+        path: str,
+        endpoint: str | None,
+        *,
+        fault: str | None = None,
+        api_key_id: str | None = None,
+    ) -> Iterator[Observation]:
+        """Count a request now; log it, with the status set on it, when it ends."""
+        at = self._clock.now()
+        counters = self.counters[endpoint or OTHER]
+        counters.requests += 1
+        observation = Observation()
+        try:
+            yield observation
+        finally:
+            counters.statuses[observation.status] += 1
+            self.records.append(
+                RequestRecord(
+                    method=method,
+                    path=path,
+                    endpoint=endpoint,
+                    status=observation.status,
+                    at=at,
+                    fault=fault,
+                    api_key_id=api_key_id,
+                )
+            )

@@ -1,0 +1,426 @@
+"""What the sandbox remembers: accounts, preview tokens, the ledger, inventory.
+
+Everything here is synchronous on purpose. A confirm checks and commits
+without ever yielding to the event loop, so any number of concurrent confirms
+are serialised by the loop itself and can never oversell a limit or the
+inventory.
+"""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import attrs
+
+from ._clock import Clock, format_timestamp
+
+__all__ = [
+    "DAILY_WINDOW",
+    "DEFAULT_API_KEY_ID",
+    "MONTHLY_WINDOW",
+    "PREVIEW_MESSAGE",
+    "TOKEN_LIFETIME",
+    "Charge",
+    "LimitsShape",
+    "LimitsSnapshot",
+    "Refusal",
+    "SandboxAccount",
+    "SandboxState",
+    "TokenStatus",
+    "WindowUsage",
+    "limits_body",
+    "new_secret",
+]
+
+DEFAULT_API_KEY_ID = "sandbox-key-id"
+TOKEN_LIFETIME = timedelta(minutes=10)
+DAILY_WINDOW = timedelta(hours=24)
+MONTHLY_WINDOW = timedelta(days=30)
+ELIGIBLE_PLAN = "inbound_only"
+PREVIEW_MESSAGE = (
+    "Call the confirm endpoint with this token within 10 minutes "
+    "to complete the purchase."
+)
+
+TokenStatus = Literal["unknown", "unused", "used", "expired"]
+Outcome = Literal["provisioned", "provisioning_failed"]
+
+
+@attrs.define
+class SandboxAccount:
+    """A Sendblue account as the sandbox sees it.
+
+    Credentials are fixed once made; ``plan``, ``card_on_file`` and the two
+    limits can be changed while the sandbox runs (``account.card_on_file =
+    False``) and the next request sees the change. Only the ``inbound_only``
+    plan may buy lines. The secret is left out of the repr.
+    """
+
+    api_key_id: str = attrs.field(on_setattr=attrs.setters.frozen)
+    api_secret_key: str = attrs.field(repr=False, on_setattr=attrs.setters.frozen)
+    plan: str = "inbound_only"
+    card_on_file: bool = True
+    daily_limit: int = 3
+    monthly_limit: int = 10
+
+
+def new_secret() -> str:
+    """Return a fresh, unguessable secret for a sandbox account."""
+    return "sandbox-secret-" + secrets.token_urlsafe(24)
+
+
+@attrs.frozen(kw_only=True)
+class Charge:
+    """A charge in the sandbox ledger: one confirm that moved money.
+
+    ``outcome`` is ``"provisioned"`` for a bought line, or
+    ``"provisioning_failed"`` when a subscription was created but no line came
+    of it (then ``phone_number`` and ``worker_id`` are ``None``).
+    """
+
+    preview_token: str
+    api_key_id: str
+    charged_at: datetime
+    outcome: Outcome
+    phone_number: str | None
+    worker_id: str | None
+    subscription_id: str
+
+    @property
+    def provisioned(self) -> bool:
+        """Whether this charge bought a line (and counts against the limits)."""
+        return self.outcome == "provisioned"
+
+
+@attrs.frozen(kw_only=True)
+class WindowUsage:
+    """One rolling window of an account's limits at one instant."""
+
+    limit: int
+    used: int
+    next_available_at: datetime | None
+    """When the oldest purchase counted in the window leaves it, if any."""
+
+    @property
+    def remaining(self) -> int:
+        """How many more lines the window allows now (never negative)."""
+        return max(self.limit - self.used, 0)
+
+
+@attrs.frozen(kw_only=True)
+class LimitsSnapshot:
+    """An account's two rolling windows at one instant."""
+
+    daily: WindowUsage
+    monthly: WindowUsage
+
+
+LimitsShape = Literal["canonical", "flat"] | Callable[[LimitsSnapshot], Any]
+
+
+class Refusal(Exception):
+    """An error answer of the API, with the spec's status, code and message."""
+
+    def __init__(self, status: int, error: str | None, message: str) -> None:
+        super().__init__(status, error, message)
+        self.status = status
+        self.error = error
+        self.message = message
+
+    def body(self) -> dict[str, str]:
+        """Return the spec's error body for this refusal."""
+        return error_body(self.error, self.message)
+
+
+def error_body(error: str | None, message: str) -> dict[str, str]:
+    """Return the spec's error body; ``error`` is left out when None."""
+    body = {"status": "ERROR"}
+    if error is not None:
+        body["error"] = error
+    body["message"] = message
+    return body
+
+
+@attrs.define
+class _Token:
+    value: str
+    api_key_id: str
+    expires_at: datetime
+    used: bool = False
+
+
+def _digest_equal(given: str, expected: str) -> bool:
+    # compare_digest refuses non-ASCII str, and headers can hold anything.
+    return hmac.compare_digest(
+        given.encode("utf-8", "backslashreplace"),
+        expected.encode("utf-8", "backslashreplace"),
+    )
+
+
+class SandboxState:
+    """The sandbox's accounts, tokens, ledger and inventory, and the rules on them.
+
+    Methods answer with the body of a success or raise :class:`Refusal` with
+    the spec's error.
+    """
+
+    def __init__(self, clock: Clock, inventory: int | None = None) -> None:
+        self.clock = clock
+        self.accounts: dict[str, SandboxAccount] = {}
+        self.ledger: list[Charge] = []
+        self._tokens: dict[str, _Token] = {}
+        self._inventory: int | None = None
+        self.set_inventory(inventory)
+        self._numbers = itertools.count(5551000)
+
+    # -- accounts -------------------------------------------------------
+
+    def add_account(self, account: SandboxAccount) -> SandboxAccount:
+        """Register ``account``.
+
+        Raises:
+            ValueError: another account already uses that key id.
+        """
+        if account.api_key_id in self.accounts:
+            msg = f"an account with key id {account.api_key_id!r} already exists"
+            raise ValueError(msg)
+        self.accounts[account.api_key_id] = account
+        return account
+
+    def authenticate(
+        self, api_key_id: str | None, api_secret_key: str | None
+    ) -> SandboxAccount | None:
+        """Return the account these two headers name, or None if they don't match."""
+        if api_key_id is None or api_secret_key is None:
+            return None
+        account = self.accounts.get(api_key_id)
+        if account is None or not _digest_equal(api_secret_key, account.api_secret_key):
+            return None
+        return account
+
+    # -- inventory ------------------------------------------------------
+
+    @property
+    def inventory(self) -> int | None:
+        """Lines left to sell, or None for unlimited."""
+        return self._inventory
+
+    def set_inventory(self, lines: int | None) -> None:
+        """Set how many lines are left to sell (None: unlimited).
+
+        Raises:
+            ValueError: ``lines`` is negative.
+        """
+        if lines is not None and lines < 0:
+            msg = f"inventory cannot be negative, got {lines}"
+            raise ValueError(msg)
+        self._inventory = lines
+
+    # -- limits ---------------------------------------------------------
+
+    def _window(
+        self, account: SandboxAccount, now: datetime, span: timedelta, limit: int
+    ) -> WindowUsage:
+        # A purchase made at t counts while now < t + span: at exactly t + span
+        # it has left the window, as a token expires at exactly its expiry.
+        start = now - span
+        times = [
+            charge.charged_at
+            for charge in self.ledger
+            if charge.provisioned
+            and charge.api_key_id == account.api_key_id
+            and charge.charged_at > start
+        ]
+        oldest = min(times, default=None)
+        return WindowUsage(
+            limit=limit,
+            used=len(times),
+            next_available_at=None if oldest is None else oldest + span,
+        )
+
+    def limits(self, account: SandboxAccount) -> LimitsSnapshot:
+        """Return the account's rolling windows as they stand now."""
+        now = self.clock.now()
+        return LimitsSnapshot(
+            daily=self._window(account, now, DAILY_WINDOW, account.daily_limit),
+            monthly=self._window(account, now, MONTHLY_WINDOW, account.monthly_limit),
+        )
+
+    def _check_eligible(self, account: SandboxAccount) -> None:
+        if account.plan != ELIGIBLE_PLAN:
+            raise Refusal(
+                403,
+                None,
+                "Buying lines through the API requires the inbound_only (Agent) plan",
+            )
+        if not account.card_on_file:
+            raise Refusal(
+                402,
+                "no_card_on_file",
+                "No card on file: add a payment method before buying lines",
+            )
+        limits = self.limits(account)
+        if limits.daily.remaining == 0:
+            raise Refusal(
+                429,
+                "daily_limit_reached",
+                f"Maximum {account.daily_limit} lines can be added per day via API",
+            )
+        if limits.monthly.remaining == 0:
+            raise Refusal(
+                429,
+                "monthly_limit_reached",
+                f"Maximum {account.monthly_limit} lines can be added per month via API",
+            )
+        if self._inventory == 0:
+            raise Refusal(503, "no_lines_available", "No lines are available right now")
+
+    # -- the flow -------------------------------------------------------
+
+    def preview(self, account: SandboxAccount) -> dict[str, str]:
+        """Check eligibility and issue a preview token bound to ``account``.
+
+        Raises:
+            Refusal: 403 plan, 402 card, 429 daily/monthly, 503 inventory.
+        """
+        self._check_eligible(account)
+        token = _Token(
+            value="lpv_" + secrets.token_urlsafe(24),
+            api_key_id=account.api_key_id,
+            expires_at=self.clock.now() + TOKEN_LIFETIME,
+        )
+        self._tokens[token.value] = token
+        return {
+            "status": "OK",
+            "preview_token": token.value,
+            "expires_at": format_timestamp(token.expires_at),
+            "message": PREVIEW_MESSAGE,
+        }
+
+    def confirm(
+        self,
+        account: SandboxAccount,
+        preview_token: str,
+        *,
+        fail_provisioning: bool = False,
+    ) -> dict[str, str]:
+        """Spend ``preview_token`` and buy a line for ``account``.
+
+        A token of another account is refused and left as it was. Any other
+        confirm that reaches a live token spends it, whatever happens next.
+
+        Raises:
+            Refusal: 410 unknown, used or expired token; 403 token of another
+                account or wrong plan; 402 card; 429 limits; 503 inventory;
+                500 ``provisioning_failed`` when ``fail_provisioning`` is set
+                (a charge without a line is then in the ledger).
+        """
+        token = self._tokens.get(preview_token)
+        if token is None:
+            raise Refusal(410, "token_expired", "Preview token is invalid or expired")
+        if token.api_key_id != account.api_key_id:
+            raise Refusal(403, None, "This preview token belongs to another account")
+        now = self.clock.now()
+        if token.used:
+            raise Refusal(410, "token_expired", "Preview token was already used")
+        if now >= token.expires_at:
+            raise Refusal(410, "token_expired", "Preview token has expired")
+        token.used = True
+        self._check_eligible(account)
+        subscription_id = "sub_" + secrets.token_hex(12)
+        if fail_provisioning:
+            self.ledger.append(
+                Charge(
+                    preview_token=token.value,
+                    api_key_id=account.api_key_id,
+                    charged_at=now,
+                    outcome="provisioning_failed",
+                    phone_number=None,
+                    worker_id=None,
+                    subscription_id=subscription_id,
+                )
+            )
+            raise Refusal(
+                500,
+                "provisioning_failed",
+                f"Subscription {subscription_id} was created, "
+                "but provisioning the line failed",
+            )
+        phone_number = f"+1415{next(self._numbers):07d}"
+        worker_id = "worker_" + secrets.token_hex(8)
+        self.ledger.append(
+            Charge(
+                preview_token=token.value,
+                api_key_id=account.api_key_id,
+                charged_at=now,
+                outcome="provisioned",
+                phone_number=phone_number,
+                worker_id=worker_id,
+                subscription_id=subscription_id,
+            )
+        )
+        if self._inventory is not None:
+            self._inventory -= 1
+        return {
+            "status": "OK",
+            "phone_number": phone_number,
+            "worker_id": worker_id,
+            "subscription_id": subscription_id,
+        }
+
+    def token_status(self, preview_token: str) -> TokenStatus:
+        """Say whether ``preview_token`` is unknown, unused, used or expired."""
+        token = self._tokens.get(preview_token)
+        if token is None:
+            return "unknown"
+        if token.used:
+            return "used"
+        if self.clock.now() >= token.expires_at:
+            return "expired"
+        return "unused"
+
+
+def _window_body(usage: WindowUsage, window: str) -> dict[str, Any]:
+    return {
+        "limit": usage.limit,
+        "used": usage.used,
+        "remaining": usage.remaining,
+        "window": window,
+        "next_available_at": None
+        if usage.next_available_at is None
+        else format_timestamp(usage.next_available_at),
+    }
+
+
+def limits_body(snapshot: LimitsSnapshot, shape: LimitsShape) -> Any:
+    """Render ``snapshot`` as the body of ``GET /accounts/limits``.
+
+    ``"canonical"`` and ``"flat"`` are the spec's two shapes; a callable gets
+    the snapshot and returns any JSON-serialisable body.
+    """
+    if callable(shape):
+        return shape(snapshot)
+    if shape == "flat":
+        return {
+            "status": "OK",
+            "limits": {
+                "api_provision_daily": snapshot.daily.limit,
+                "api_provision_monthly": snapshot.monthly.limit,
+            },
+            "usage": {
+                "api_provision_daily": snapshot.daily.used,
+                "api_provision_monthly": snapshot.monthly.used,
+            },
+        }
+    return {
+        "status": "OK",
+        "limits": {
+            "api_provision_daily": _window_body(snapshot.daily, "rolling_24h"),
+            "api_provision_monthly": _window_body(snapshot.monthly, "rolling_30d"),
+        },
+    }
