@@ -5,15 +5,17 @@ contract describes: accounts, single-use preview tokens valid ten minutes,
 rolling daily and monthly limits, inventory, and a ledger of charges. It can
 be moved through time and made to misbehave on purpose.
 
-    async with Sandbox() as sandbox:
-        async with LinesClient(
-            api_key_id=sandbox.api_key_id,
-            api_secret_key=sandbox.api_secret_key,
-            base_url=sandbox.url,
-        ) as client:
-            ...
-        sandbox.clock.advance(hours=25)
-        sandbox.inject("confirm", Fault.drop_after_commit())
+```python
+async with Sandbox() as sandbox:
+    async with LinesClient(
+        api_key_id=sandbox.api_key_id,
+        api_secret_key=sandbox.api_secret_key,
+        base_url=sandbox.url,
+    ) as client:
+        ...
+    sandbox.clock.advance(hours=25)
+    sandbox.inject("confirm", Fault.drop_after_commit())
+```
 
 It is written from the contract alone and imports nothing from the client, so
 that testing one against the other tests two readings of the contract.

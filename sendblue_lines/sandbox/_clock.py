@@ -40,7 +40,7 @@ class ManualClock:
     """A clock that tests and demos can move forward.
 
     ``ManualClock()`` starts at the current UTC time and keeps ticking with
-    real time; :meth:`advance` adds to it. ``ManualClock(start)`` stands still
+    real time; `advance` adds to it. ``ManualClock(start)`` stands still
     at ``start`` and moves only when told to. ``frozen=`` overrides either
     default: ``ManualClock(frozen=True)`` stops at the current time,
     ``ManualClock(start, frozen=False)`` starts at ``start`` and ticks.
@@ -79,7 +79,7 @@ class ManualClock:
         """Move the clock forward and return the new time.
 
         Raises:
-            ValueError: the total step is negative (use :meth:`set` to go back).
+            ValueError: the total step is negative (use `set` to go back).
         """
         step = timedelta(
             days=days,

@@ -27,7 +27,7 @@ def _count(text: str) -> int:
 def configure(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``sandbox`` subcommand to ``subparsers`` and return its parser.
 
-    The parser's ``run`` default is :func:`run`: ``sendblue-lines`` calls
+    The parser's ``run`` default is `run`: ``sendblue-lines`` calls
     ``args.run(args)`` and exits with what it returns. ``handler`` names the
     same function, for a command line that dispatches on that name.
     """

@@ -1,6 +1,6 @@
 """Faults: what the sandbox does instead of (or after) answering normally.
 
-A :class:`Fault` is queued for the next N requests of one endpoint. Unless
+A `Fault` is queued for the next N requests of one endpoint. Unless
 said otherwise, a fault replaces the request's processing entirely: nothing is
 checked, nothing is spent, nothing is recorded in the ledger. With
 ``after_commit=True`` the request is processed first (a confirm buys its line
@@ -317,7 +317,7 @@ class Fault:
         """Send ``body`` slowly: ``chunk_size`` bytes every ``interval`` seconds.
 
         The headers (with the full ``Content-Length``) go out at once; ``body``
-        is encoded as :meth:`respond` does. The drip stops if the client goes
+        is encoded as `respond` does. The drip stops if the client goes
         away or the sandbox closes.
 
         Raises:

@@ -1,4 +1,4 @@
-"""Running the sandbox: the :class:`Sandbox` context manager and :func:`serve`."""
+"""Running the sandbox: the `Sandbox` context manager and `serve`."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ class Sandbox(Generic[ClockT]):
 
     ``latency`` is added to every request: seconds, or a callable returning
     seconds (a distribution). ``limits_shape`` is ``"canonical"``, ``"flat"``
-    or a callable from :class:`LimitsSnapshot` to any JSON body. ``inventory``
+    or a callable from `LimitsSnapshot` to any JSON body. ``inventory``
     is how many lines can be sold (None: unlimited).
 
     Raises:
@@ -374,11 +374,11 @@ async def serve(
 ) -> None:
     """Run a sandbox until cancelled; ``ready`` is called once it listens.
 
-    The options are those of :class:`Sandbox`; the clock is a ``ManualClock``
+    The options are those of `Sandbox`; the clock is a ``ManualClock``
     that follows real time.
 
     Raises:
-        ValueError: as :class:`Sandbox` does.
+        ValueError: as `Sandbox` does.
         OSError: the address cannot be bound.
     """
     sandbox = Sandbox(

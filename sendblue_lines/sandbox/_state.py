@@ -165,7 +165,7 @@ def _digest_equal(given: str, expected: str) -> bool:
 class SandboxState:
     """The sandbox's accounts, tokens, ledger and inventory, and the rules on them.
 
-    Methods answer with the body of a success or raise :class:`Refusal` with
+    Methods answer with the body of a success or raise `Refusal` with
     the spec's error.
     """
 

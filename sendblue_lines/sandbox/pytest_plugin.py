@@ -44,7 +44,7 @@ async def sendblue_sandbox() -> AsyncIterator[Sandbox[ManualClock]]:
 async def sendblue_sandbox_factory() -> AsyncIterator[
     Callable[..., Awaitable[Sandbox[Any]]]
 ]:
-    """A coroutine function that starts sandboxes with any :class:`Sandbox` options.
+    """A coroutine function that starts sandboxes with any `Sandbox` options.
 
     Every sandbox it started is closed when the test ends::
 
