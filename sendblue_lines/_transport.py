@@ -234,16 +234,26 @@ class Transport:
             )
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.content.iter_any():
-            size += len(chunk)
-            if size > self._max_bytes:
-                return _unread(
-                    status,
-                    b"".join(chunks).decode("utf-8", "replace"),
-                    f"body exceeds the {self._max_bytes}-byte cap",
-                    location,
-                )
-            chunks.append(chunk)
+        try:
+            async for chunk in response.content.iter_any():
+                size += len(chunk)
+                if size > self._max_bytes:
+                    return _unread(
+                        status,
+                        b"".join(chunks).decode("utf-8", "replace"),
+                        f"body exceeds the {self._max_bytes}-byte cap",
+                        location,
+                    )
+                chunks.append(chunk)
+        except aiohttp.ClientPayloadError:
+            # The server answered (we have its status) but cut the body short:
+            # an unreadable answer, not a network failure without one.
+            return _unread(
+                status,
+                b"".join(chunks).decode("utf-8", "replace"),
+                f"body was cut off after {size} bytes",
+                location,
+            )
         raw = b"".join(chunks)
         try:
             text = raw.decode("utf-8")
