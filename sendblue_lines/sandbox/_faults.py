@@ -16,6 +16,7 @@ from typing import Any, Literal, get_args
 
 import attrs
 from aiohttp import web
+from multidict import CIMultiDict
 
 __all__ = [
     "ENDPOINTS",
@@ -93,7 +94,8 @@ async def _drop(context: ReplyContext) -> web.StreamResponse:
 def _static(
     status: int, body: bytes, content_type: str, headers: Mapping[str, str] | None
 ) -> Reply:
-    all_headers = {**(headers or {}), "Content-Type": content_type}
+    all_headers = CIMultiDict(headers or {})
+    all_headers["Content-Type"] = content_type
 
     async def reply(context: ReplyContext) -> web.StreamResponse:
         return web.Response(status=status, body=body, headers=all_headers)
@@ -131,13 +133,15 @@ class Fault:
         """Answer ``status`` with ``body``, whatever the request was.
 
         A ``dict`` or ``list`` body is sent as JSON, a ``str`` as UTF-8 text,
-        ``bytes`` as they are, ``None`` as an empty body; ``content_type``
-        overrides the type that goes with it.
+        ``bytes`` as they are, ``None`` as an empty body. The content type is
+        ``content_type`` if given, else a ``Content-Type`` in ``headers``, else
+        the one that goes with the body.
 
         Raises:
             ValueError: ``status`` is not a number from 100 to 999.
         """
-        payload, kind = _encode(body, content_type)
+        given = CIMultiDict(headers or {})
+        payload, kind = _encode(body, content_type or given.get("Content-Type"))
         return cls(
             kind="respond",
             after_commit=after_commit,

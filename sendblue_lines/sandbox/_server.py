@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -179,10 +180,18 @@ class Sandbox(Generic[ClockT]):
         self._closed = True
         self._runtime.closing.set()
         runner, self._runner = self._runner, None
-        if runner is not None:
-            # Shield the cleanup: a cancelled test must still free the port.
+        if runner is None:
+            return
+        # A cancelled caller must still free the port: the cleanup runs as
+        # its own task, and a cancellation waits for it (it is bounded by
+        # SHUTDOWN_TIMEOUT) before going on.
+        cleanup = asyncio.ensure_future(runner.cleanup())
+        try:
+            await asyncio.shield(cleanup)
+        except asyncio.CancelledError:
             with anyio.CancelScope(shield=True):
-                await runner.cleanup()
+                await asyncio.wait([cleanup])
+            raise
 
     async def __aenter__(self: _SandboxT) -> _SandboxT:
         return await self.start()

@@ -8,6 +8,7 @@ inventory.
 
 from __future__ import annotations
 
+import bisect
 import hmac
 import itertools
 import secrets
@@ -174,6 +175,9 @@ class SandboxState:
         self.accounts: dict[str, SandboxAccount] = {}
         self.ledger: list[Charge] = []
         self._tokens: dict[str, _Token] = {}
+        # Times of successful purchases per key id, sorted, so that a limits
+        # check stays cheap however long the ledger grows.
+        self._bought: dict[str, list[datetime]] = {}
         self._inventory: int | None = None
         self.set_inventory(inventory)
         self._numbers = itertools.count(5551000)
@@ -228,19 +232,12 @@ class SandboxState:
     ) -> WindowUsage:
         # A purchase made at t counts while now < t + span: at exactly t + span
         # it has left the window, as a token expires at exactly its expiry.
-        start = now - span
-        times = [
-            charge.charged_at
-            for charge in self.ledger
-            if charge.provisioned
-            and charge.api_key_id == account.api_key_id
-            and charge.charged_at > start
-        ]
-        oldest = min(times, default=None)
+        times = self._bought.get(account.api_key_id, [])
+        counted = times[bisect.bisect_right(times, now - span) :]
         return WindowUsage(
             limit=limit,
-            used=len(times),
-            next_available_at=None if oldest is None else oldest + span,
+            used=len(counted),
+            next_available_at=counted[0] + span if counted else None,
         )
 
     def limits(self, account: SandboxAccount) -> LimitsSnapshot:
@@ -364,6 +361,7 @@ class SandboxState:
                 subscription_id=subscription_id,
             )
         )
+        bisect.insort(self._bought.setdefault(account.api_key_id, []), now)
         if self._inventory is not None:
             self._inventory -= 1
         return {

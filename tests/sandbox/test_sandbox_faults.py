@@ -59,6 +59,18 @@ async def test_respond_with_text_bytes_headers_and_content_type(session, sandbox
         assert await response.read() == b""
 
 
+async def test_respond_content_type_from_headers_or_argument(session, sandbox):
+    """A Content-Type in headers is used unless content_type= overrides it."""
+    sandbox.inject("limits", Fault.respond(200, "<p>", headers={"content-type": "a/b"}))
+    sandbox.inject(
+        "limits",
+        Fault.respond(200, "<p>", headers={"Content-Type": "a/b"}, content_type="c/d"),
+    )
+    for expected in ("a/b", "c/d"):
+        async with session.get(sandbox.url + LIMITS) as response:
+            assert response.headers.getall("Content-Type") == [expected]
+
+
 async def test_respond_without_processing_spends_nothing(api, sandbox):
     """A respond fault on confirm leaves the token unused and the ledger empty."""
     token = await api.token()

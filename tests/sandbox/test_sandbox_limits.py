@@ -253,15 +253,16 @@ def test_rolling_windows_match_a_naive_model(steps, daily, monthly):
         SandboxAccount("k", "s", daily_limit=daily, monthly_limit=monthly)
     )
     bought: list[datetime] = []
+
+    def counted(span: timedelta) -> list[datetime]:
+        return [t for t in bought if clock.now() - t < span]
+
     for seconds in steps:
         clock.advance(seconds=seconds)
-        now = clock.now()
-        in_day = [t for t in bought if now - t < timedelta(days=1)]
-        in_month = [t for t in bought if now - t < timedelta(days=30)]
         expected = None
-        if len(in_day) >= daily:
+        if len(counted(timedelta(days=1))) >= daily:
             expected = "daily_limit_reached"
-        elif len(in_month) >= monthly:
+        elif len(counted(timedelta(days=30))) >= monthly:
             expected = "monthly_limit_reached"
         outcome = None
         try:
@@ -270,16 +271,15 @@ def test_rolling_windows_match_a_naive_model(steps, daily, monthly):
         except Refusal as refusal:
             outcome = refusal.error
         else:
-            bought.append(now)
+            bought.append(clock.now())
         assert outcome == expected
         snapshot = state.limits(account)
-        assert snapshot.daily.used == len(
-            [t for t in bought if now - t < timedelta(days=1)]
-        )
-        assert snapshot.monthly.used == len(
-            [t for t in bought if now - t < timedelta(days=30)]
-        )
-        in_day = [t for t in bought if now - t < timedelta(days=1)]
-        assert snapshot.daily.next_available_at == (
-            min(in_day) + timedelta(days=1) if in_day else None
-        )
+        for usage, span in (
+            (snapshot.daily, timedelta(days=1)),
+            (snapshot.monthly, timedelta(days=30)),
+        ):
+            in_window = counted(span)
+            assert usage.used == len(in_window)
+            assert usage.next_available_at == (
+                min(in_window) + span if in_window else None
+            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -70,6 +71,18 @@ async def test_closed_sandbox_refuses_connections(session):
         url = sandbox.url
     with pytest.raises(aiohttp.ClientConnectorError):
         await session.get(url + "/accounts/limits")
+
+
+async def test_a_cancelled_close_still_frees_the_port(session):
+    """Cancelling aclose() midway still stops the server before the cancel lands."""
+    sandbox = await Sandbox().start()
+    closing = asyncio.create_task(sandbox.aclose())
+    await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    with pytest.raises(aiohttp.ClientConnectorError):
+        await session.get(sandbox.url + "/accounts/limits")
 
 
 async def test_real_clock_sandbox(session):
