@@ -106,9 +106,13 @@ class Transport:
         # `connect` covers waiting for a pooled connection and connecting: a
         # failure there certainly sent nothing. `sock_read` bounds each gap
         # in the answer, `total` the whole attempt (a slow drip included).
+        # `connect` must fire before `total`: when both expire together the
+        # total one wins, raising a plain TimeoutError that reads as "maybe
+        # sent". Half the attempt, well clear of aiohttp's rounding of
+        # timeouts above 5 s up to the next whole second, keeps them apart.
         self._timeout = aiohttp.ClientTimeout(
             total=timeout,
-            connect=min(connect_timeout, timeout),
+            connect=min(connect_timeout, timeout / 2),
             sock_read=timeout,
         )
         self._headers = {

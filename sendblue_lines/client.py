@@ -47,7 +47,9 @@ class LinesClient:
     `SENDBLUE_BASE_URL` or `https://api.sendblue.com`.
 
     `timeout` bounds each HTTP attempt (seconds), `connect_timeout` its
-    connecting phase. `retry` governs `get_limits()` and `preview()`;
+    connecting phase (waiting for a pooled connection included; at most half
+    of `timeout`, so that a failure to connect is always known to have sent
+    nothing). `retry` governs `get_limits()` and `preview()`;
     `confirm_attempts` bounds how many times `confirm()` sends one token.
     `session` is a caller's `aiohttp.ClientSession`, used and never closed.
     `on_attempt` is called (synchronously) with an `Attempt` record after
