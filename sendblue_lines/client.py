@@ -198,10 +198,10 @@ class LinesClient:
 
         Follows the spec's client rules. A send that certainly never left is
         sent again as it is. A send with no clear answer (timeout, connection
-        lost after writing, a 5xx other than the spec's own) is sent again
-        with the **same** token while it is valid, which can never buy a
-        second line. A `TokenExpiredError` from here therefore always means
-        that nothing was bought.
+        lost after writing, a 5xx other than the spec's own, a redirect, which
+        is never followed) is sent again with the **same** token while it is
+        valid, which can never buy a second line. A `TokenExpiredError` from
+        here therefore always means that nothing was bought.
 
         Cancelling this call while a send is in flight loses its answer; the
         `Provisioner` shields its confirms against that.
@@ -320,8 +320,11 @@ class _ConfirmRun:
             return error
         code = _status.error_code(reply)
         documented = (reply.status, code) in {(503, _status.NO_LINES_AVAILABLE)}
-        if reply.status >= 500 and not documented:
-            # A proxy's 502/504, or a server that broke mid-purchase.
+        redirect = 300 <= reply.status < 400
+        if (reply.status >= 500 and not documented) or redirect:
+            # A proxy's 502/504, or a server that broke mid-purchase. A 3xx
+            # (never followed) may just as well come after the purchase, as
+            # in post/redirect/get: it cannot tell us nothing was bought.
             self._became_unclear(f"HTTP {reply.status} ({error.message})")
             return None
         if self.unclear is not None:
