@@ -83,9 +83,14 @@ async def start(*argv: str) -> tuple[asyncio.subprocess.Process, list[str]]:
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     assert process.stdout is not None
+    assert process.stderr is not None
     lines = []
     for _ in range(5):
         line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+        if not line:  # the process ended before its banner was complete
+            await asyncio.wait_for(process.wait(), timeout=15)
+            error = await process.stderr.read()
+            pytest.fail(f"sandbox exited {process.returncode}: {error.decode()}")
         lines.append(line.decode())
     return process, lines
 
