@@ -305,7 +305,7 @@ class SandboxState:
         preview_token: str,
         *,
         fail_provisioning: bool = False,
-    ) -> dict[str, str]:
+    ) -> dict[str, Any]:
         """Spend ``preview_token`` and buy a line for ``account``.
 
         A token of another account is refused and left as it was. Any other
@@ -329,46 +329,32 @@ class SandboxState:
             raise Refusal(410, "token_expired", "Preview token has expired")
         token.used = True
         self._check_eligible(account)
-        subscription_id = "sub_" + secrets.token_hex(12)
-        if fail_provisioning:
-            self.ledger.append(
-                Charge(
-                    preview_token=token.value,
-                    api_key_id=account.api_key_id,
-                    charged_at=now,
-                    outcome="provisioning_failed",
-                    phone_number=None,
-                    worker_id=None,
-                    subscription_id=subscription_id,
-                )
-            )
+        failed = fail_provisioning
+        charge = Charge(
+            preview_token=token.value,
+            api_key_id=account.api_key_id,
+            charged_at=now,
+            outcome="provisioning_failed" if failed else "provisioned",
+            phone_number=None if failed else f"+1415{next(self._numbers):07d}",
+            worker_id=None if failed else "worker_" + secrets.token_hex(8),
+            subscription_id="sub_" + secrets.token_hex(12),
+        )
+        self.ledger.append(charge)
+        if failed:
             raise Refusal(
                 500,
                 "provisioning_failed",
-                f"Subscription {subscription_id} was created, "
+                f"Subscription {charge.subscription_id} was created, "
                 "but provisioning the line failed",
             )
-        phone_number = f"+1415{next(self._numbers):07d}"
-        worker_id = "worker_" + secrets.token_hex(8)
-        self.ledger.append(
-            Charge(
-                preview_token=token.value,
-                api_key_id=account.api_key_id,
-                charged_at=now,
-                outcome="provisioned",
-                phone_number=phone_number,
-                worker_id=worker_id,
-                subscription_id=subscription_id,
-            )
-        )
         bisect.insort(self._bought.setdefault(account.api_key_id, []), now)
         if self._inventory is not None:
             self._inventory -= 1
         return {
             "status": "OK",
-            "phone_number": phone_number,
-            "worker_id": worker_id,
-            "subscription_id": subscription_id,
+            "phone_number": charge.phone_number,
+            "worker_id": charge.worker_id,
+            "subscription_id": charge.subscription_id,
         }
 
     def token_status(self, preview_token: str) -> TokenStatus:
