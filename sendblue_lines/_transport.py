@@ -133,9 +133,16 @@ class Transport:
             # Made here, not in __init__, so that a client built outside a
             # running loop (at import time, in a lifespan) binds to the loop
             # that first uses it.
+            # enable_cleanup_closed only where aiohttp still needs it: on a
+            # Python that fixed SSL transport cleanup (3.12.8+, 3.13.1+) it
+            # warns, which fails apps and test suites that treat warnings
+            # as errors.
+            cleanup = bool(getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False))
             self._session = aiohttp.ClientSession(
                 raise_for_status=False,
-                connector=aiohttp.TCPConnector(limit=100, enable_cleanup_closed=True),
+                connector=aiohttp.TCPConnector(
+                    limit=100, enable_cleanup_closed=cleanup
+                ),
             )
         return self._session
 
