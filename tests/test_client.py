@@ -599,3 +599,15 @@ async def test_confirm_needs_a_token(
     with pytest.raises(SendblueError):
         await client.confirm(token)
     assert all_calls(mocked) == []
+
+
+async def test_no_warning_on_a_python_that_fixed_ssl_cleanup(
+    mocked: AioResponses, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On Python 3.12.8+/3.13.1+ (simulated) the session opens without a warning."""
+    # aiohttp warns when asked for enable_cleanup_closed on such a Python, and
+    # under `filterwarnings = error` that warning is an exception.
+    monkeypatch.setattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False)
+    async with LinesClient(KEY_ID, SECRET, base_url=BASE) as client:
+        mock(mocked, client, LIMITS, body=text("limits_canonical"))
+        assert (await client.get_limits()).known
