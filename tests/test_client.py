@@ -312,6 +312,7 @@ TRANSIENT = [
     pytest.param({"exception": aiohttp.ServerDisconnectedError()}, id="disconnect"),
     pytest.param({"exception": aiohttp.ClientOSError(104, "reset")}, id="reset"),
     pytest.param({"exception": asyncio.TimeoutError()}, id="timeout"),
+    pytest.param({"exception": TimeoutError()}, id="builtin-timeout"),
     pytest.param({"status": 500, "payload": {"status": "ERROR"}}, id="500-no-code"),
     pytest.param({"status": 502, "body": "Bad Gateway"}, id="502"),
     pytest.param({"status": 503, "payload": {"status": "ERROR"}}, id="503-no-code"),
@@ -348,7 +349,9 @@ async def test_transient_failures_are_retried_at_most_attempts_times(
     assert len(calls(mocked, METHODS[path], url)) == attempts
     if isinstance(caught.value, TransportError):
         assert caught.value.sent
-        assert isinstance(caught.value.__cause__, (aiohttp.ClientError, TimeoutError))
+        # asyncio.TimeoutError is not the builtin TimeoutError on Python 3.10.
+        causes = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError)
+        assert isinstance(caught.value.__cause__, causes)
 
 
 @pytest.mark.parametrize("path", [LIMITS, PREVIEW])
