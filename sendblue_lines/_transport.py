@@ -129,6 +129,12 @@ class Transport:
     def _session_now(self) -> aiohttp.ClientSession:
         if self._closed:
             raise ConfigurationError("this LinesClient is closed; create a new one")
+        if self._session is not None and self._session.closed:
+            # Only a caller's session can be closed under us; aiohttp would
+            # raise a bare RuntimeError, outside our hierarchy.
+            raise ConfigurationError(
+                "the aiohttp session passed as session= is closed; nothing was sent"
+            )
         if self._session is None:
             # Made here, not in __init__, so that a client built outside a
             # running loop (at import time, in a lifespan) binds to the loop
