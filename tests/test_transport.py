@@ -28,6 +28,7 @@ from foundation_support import (
 
 from sendblue_lines import (
     APIError,
+    ConfigurationError,
     LinesClient,
     MalformedResponseError,
     OutcomeUnknownError,
@@ -489,3 +490,16 @@ async def test_a_caller_session_is_used_and_left_open() -> None:
         async with session.get(server.url + LIMITS) as response:
             assert response.status == 200
     assert [s.headers.get("X-Caller") for s in server.seen] == ["app"] * 3
+
+
+async def test_a_caller_session_closed_by_the_caller_is_a_typed_error() -> None:
+    """A caller's session closed under the client is a typed error, not RuntimeError."""
+    async with serve(spec_routes()) as server:
+        session = aiohttp.ClientSession()
+        await session.close()
+        async with client_for(server.url, session=session) as client:
+            with pytest.raises(ConfigurationError, match="closed"):
+                await client.get_limits()
+            with pytest.raises(ConfigurationError, match="closed"):
+                await client.confirm(TOKEN)
+    assert server.seen == []
