@@ -14,9 +14,17 @@ MAX_ATTEMPTS = 5
 
 def _check(instance: RetryPolicy, attribute: object, value: object) -> None:
     del attribute, value
-    if not 1 <= instance.attempts <= MAX_ATTEMPTS:
+    attempts: object = instance.attempts
+    if (
+        not isinstance(attempts, int)
+        or isinstance(attempts, bool)
+        or not 1 <= attempts <= MAX_ATTEMPTS
+    ):
         raise ConfigurationError(f"retry attempts must be between 1 and {MAX_ATTEMPTS}")
-    if instance.base_delay < 0 or instance.max_delay < instance.base_delay:
+    delays: tuple[object, ...] = (instance.base_delay, instance.max_delay)
+    if not all(isinstance(d, (int, float)) and not isinstance(d, bool) for d in delays):
+        raise ConfigurationError("retry delays must be numbers of seconds")
+    if not 0 <= instance.base_delay <= instance.max_delay:  # NaN fails too
         raise ConfigurationError(
             "retry delays must satisfy 0 <= base_delay <= max_delay"
         )

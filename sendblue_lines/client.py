@@ -37,6 +37,18 @@ PREVIEW_PATH: Final = "/accounts/lines/provision-preview"
 CONFIRM_PATH: Final = "/accounts/lines/provision-confirm"
 
 
+def _positive(value: object) -> bool:
+    # Checked here, not at the first request: a "30" or None would otherwise
+    # fail later with a TypeError, outside the error hierarchy.
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+def _count(value: object, low: int, high: int) -> bool:
+    return (
+        isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    )
+
+
 class LinesClient:
     """An async client for Sendblue's line-provisioning endpoints.
 
@@ -75,10 +87,12 @@ class LinesClient:
     ) -> None:
         credentials = resolve_credentials(api_key_id, api_secret_key)
         url = resolve_base_url(base_url)
-        if not timeout > 0 or not connect_timeout > 0:
+        if not _positive(timeout) or not _positive(connect_timeout):
             raise ConfigurationError("timeout and connect_timeout must be positive")
-        if not 1 <= confirm_attempts <= 5:
-            raise ConfigurationError("confirm_attempts must be between 1 and 5")
+        if not _count(confirm_attempts, 1, 5):
+            raise ConfigurationError("confirm_attempts must be an int from 1 to 5")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ConfigurationError("retry must be a RetryPolicy")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ConfigurationError("session must be an aiohttp.ClientSession")
         self._key_id = credentials.key_id
