@@ -243,10 +243,16 @@ def test_a_refused_base_url_never_repeats_its_credentials(url: str) -> None:
         pytest.param({"confirm_attempts": 0}, id="confirm-attempts-zero"),
         pytest.param({"confirm_attempts": 6}, id="confirm-attempts-six"),
         pytest.param({"session": object()}, id="session-not-aiohttp"),
+        pytest.param({"timeout": "30"}, id="timeout-string"),
+        pytest.param({"connect_timeout": None}, id="connect-timeout-none"),
+        pytest.param({"timeout": True}, id="timeout-bool"),
+        pytest.param({"confirm_attempts": "3"}, id="confirm-attempts-string"),
+        pytest.param({"confirm_attempts": 2.5}, id="confirm-attempts-float"),
+        pytest.param({"retry": 3}, id="retry-not-a-policy"),
     ],
 )
 def test_bad_options_are_refused(options: dict[str, Any]) -> None:
-    """Out-of-range timeouts and attempts, or a foreign session, are refused."""
+    """Out-of-range or mistyped options are refused by the constructor itself."""
     with pytest.raises(ConfigurationError):
         LinesClient("k", "s", **options)
 
@@ -258,10 +264,15 @@ def test_bad_options_are_refused(options: dict[str, Any]) -> None:
         pytest.param({"attempts": 6}, id="attempts-six"),
         pytest.param({"base_delay": -0.1}, id="negative-delay"),
         pytest.param({"base_delay": 2.0, "max_delay": 1.0}, id="cap-below-base"),
+        pytest.param({"attempts": "3"}, id="attempts-string"),
+        pytest.param({"attempts": 2.5}, id="attempts-float"),
+        pytest.param({"attempts": True}, id="attempts-bool"),
+        pytest.param({"base_delay": "0.25"}, id="delay-string"),
+        pytest.param({"base_delay": float("nan")}, id="delay-nan"),
     ],
 )
 def test_retry_policy_validates_its_values(options: dict[str, Any]) -> None:
-    """RetryPolicy allows 1 to 5 attempts and 0 <= base_delay <= max_delay."""
+    """RetryPolicy allows int attempts 1 to 5 and 0 <= base_delay <= max_delay."""
     with pytest.raises(ConfigurationError):
         RetryPolicy(**options)
 
