@@ -9,7 +9,7 @@ from unittest import mock
 import aiohttp
 import aioresponses.core
 import pytest
-from aioresponses import aioresponses as AioResponses  # noqa: N812
+from aioresponses import aioresponses as AioResponses
 
 from sendblue_lines import LinesClient, RetryPolicy
 
