@@ -6,6 +6,7 @@ name starts with an underscore may change without notice.
 
 from __future__ import annotations
 
+from ._batch import Batch
 from ._retry import RetryPolicy
 from ._transport import Attempt
 from ._version import __version__
@@ -16,7 +17,9 @@ from .errors import (
     BadRequestError,
     ConfigurationError,
     DailyLimitReachedError,
+    DeclinedError,
     MalformedResponseError,
+    MaxLinesReachedError,
     MonthlyLimitReachedError,
     NoCardOnFileError,
     NoLinesAvailableError,
@@ -30,24 +33,32 @@ from .errors import (
     TransportError,
 )
 from .models import LimitWindow, Preview, ProvisionedLine, ProvisioningLimits
+from .provisioner import BatchResult, Plan, Provisioner, ProvisionOutcome
 
 __all__ = [
     "APIError",
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "Batch",
+    "BatchResult",
     "ConfigurationError",
     "DailyLimitReachedError",
+    "DeclinedError",
     "LimitWindow",
     "LinesClient",
     "MalformedResponseError",
+    "MaxLinesReachedError",
     "MonthlyLimitReachedError",
     "NoCardOnFileError",
     "NoLinesAvailableError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "Plan",
     "Preview",
+    "ProvisionOutcome",
     "ProvisionedLine",
+    "Provisioner",
     "ProvisioningFailedError",
     "ProvisioningLimits",
     "RateLimitError",

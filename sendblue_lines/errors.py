@@ -18,11 +18,16 @@ The tree, and what each branch means for your money::
     │   ├── NoLinesAvailableError   503 no_lines_available
     │   ├── ProvisioningFailedError 500 provisioning_failed: a subscription exists
     │   └── ServerError             any other 5xx
-    └── OutcomeUnknownError         a confirm was sent, its result is unknown
+    ├── OutcomeUnknownError         a confirm was sent, its result is unknown
+    ├── DeclinedError               the Provisioner's `approve` callback said no
+    └── MaxLinesReachedError        the Provisioner's `max_lines` cap is used up
 
 Only two of them mean that money may have moved without a line to show for it:
 `ProvisioningFailedError` (a subscription certainly exists) and
 `OutcomeUnknownError` (a purchase most likely happened). Both need a human.
+
+The last two never come from the server: they are the Provisioner's own
+guardrails, and neither ever follows a confirm (nothing was bought).
 
 Every error keeps its data in keyword-only attributes, pickles, and never
 carries a credential in its message or attributes.
@@ -40,7 +45,9 @@ __all__ = [
     "BadRequestError",
     "ConfigurationError",
     "DailyLimitReachedError",
+    "DeclinedError",
     "MalformedResponseError",
+    "MaxLinesReachedError",
     "MonthlyLimitReachedError",
     "NoCardOnFileError",
     "NoLinesAvailableError",
@@ -276,3 +283,29 @@ class OutcomeUnknownError(SendblueError):
         self.reason = reason
         self.status = status
         self.raw = excerpt(raw)
+
+
+class DeclinedError(SendblueError):
+    """The Provisioner's `approve` callback declined a preview: nothing was bought.
+
+    The token was never sent; it expires by itself. `preview_token` is that
+    token. When the callback raised instead of answering, its exception is
+    the `__cause__` (a callback that fails declines, it never approves).
+    """
+
+    def __init__(self, message: str, *, preview_token: str) -> None:
+        super().__init__(message)
+        self.preview_token = preview_token
+
+
+class MaxLinesReachedError(SendblueError):
+    """The Provisioner's `max_lines` cap is used up: nothing was sent.
+
+    `max_lines` is the cap. Purchases that may have charged (lines,
+    `ProvisioningFailedError`, `OutcomeUnknownError`) and confirms in flight
+    count against it; a confirm that certainly bought nothing does not.
+    """
+
+    def __init__(self, message: str, *, max_lines: int) -> None:
+        super().__init__(message)
+        self.max_lines = max_lines

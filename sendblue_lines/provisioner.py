@@ -1,0 +1,567 @@
+"""The Provisioner: limits first, preview then confirm, batches that never overspend.
+
+`Provisioner` is what most code calls. It wraps a `LinesClient` and holds
+the rules of `design.md` above the single endpoints:
+
+- the limits are read before spending, and a window known to be full stops
+  the purchase before any preview;
+- a `TokenExpiredError` from confirm (which by the client's rules always
+  means nothing was bought) re-runs preview and confirm a bounded number of
+  times, and a token that has expired by our clock is never sent;
+- `OutcomeUnknownError` and `ProvisioningFailedError` end the purchase at
+  once: a new preview after either could buy a second line;
+- a confirm that was sent finishes even when the caller is cancelled, and
+  its outcome reaches `on_outcome` and the log before the cancellation goes
+  on (see `_shield`);
+- batches read the limits once, plan what they leave and never start more
+  purchase slots than that.
+
+Decisions that the contract leaves to us, and where they show:
+
+- The limits read is advisory, the server enforces the limits anyway. An
+  answer we cannot use (an unknown shape, an unreadable body, or an error
+  status the contract does not give that endpoint, such as 404) counts as
+  "limits unknown": logged once at WARNING, then the purchase goes on.
+  Errors about the account or the network (401, 402, 403, 429, a transport
+  failure or a 5xx after the client's retries) are raised by `provision()`
+  and `plan()`, and stop a batch before any slot starts.
+- Callbacks cannot change what happened to money. An `approve` callback
+  that raises declines (`DeclinedError`, with its exception as the cause).
+  An `on_outcome` callback that raises is logged at ERROR and ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Literal
+
+import anyio
+
+from . import _shield
+from ._batch import Batch
+from ._planning import Allowance, limit_error, plan_for
+from ._results import BatchResult, Plan, ProvisionOutcome
+from ._retry import RetryPolicy
+from .client import LinesClient
+from .errors import (
+    APIError,
+    ConfigurationError,
+    DeclinedError,
+    MalformedResponseError,
+    MaxLinesReachedError,
+    NoLinesAvailableError,
+    OutcomeUnknownError,
+    ProvisioningFailedError,
+    SendblueError,
+    TokenExpiredError,
+)
+from .models import Preview, ProvisionedLine, ProvisioningLimits
+
+__all__ = [
+    "DEFAULT_NO_LINES_RETRY",
+    "BatchResult",
+    "Plan",
+    "ProvisionOutcome",
+    "Provisioner",
+]
+
+logger = logging.getLogger("sendblue_lines")
+
+#: Retries of "no line available right now": 3 tries, about 3 s of sleep at most.
+DEFAULT_NO_LINES_RETRY = RetryPolicy(attempts=3, base_delay=1.0, max_delay=5.0)
+#: Purchase slots of a batch in flight at once, unless told otherwise.
+DEFAULT_CONCURRENCY = 5
+#: How long an async callback may still run after its caller was cancelled.
+CALLBACK_GRACE_SECONDS = 10.0
+#: Slack on top of a confirm's own worst case before we stop waiting for it.
+_CONFIRM_SLACK_SECONDS = 1.0
+#: The most re-previews one purchase may make after expired tokens.
+_MAX_REPREVIEWS_LIMIT = 10
+
+#: Called with every `ProvisionOutcome`; may return an awaitable.
+OutcomeCallback = Callable[[ProvisionOutcome], object]
+#: Sees each `Preview` before its confirm; True (or an awaitable of True) buys.
+ApproveCallback = Callable[[Preview], "bool | Awaitable[bool]"]
+
+
+class _Slot:
+    """One purchase slot's bookkeeping: may its confirm have moved money?"""
+
+    __slots__ = ("charged", "index")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.charged = False
+
+
+def _check_count(count: object, what: str = "count") -> int:
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ConfigurationError(f"{what} must be a non-negative integer")
+    return count
+
+
+def _check_callable(value: object, what: str) -> None:
+    if value is not None and not callable(value):
+        raise ConfigurationError(f"{what} must be callable or None")
+
+
+class Provisioner:
+    """Buys lines through a `LinesClient`, one or many, by the contract's rules.
+
+    `on_outcome` is called with every `ProvisionOutcome` as it settles (index
+    0 for `provision()`), sync or async, even after the caller was cancelled;
+    an exception it raises is logged and ignored. `approve` sees each
+    `Preview` before its confirm and buys only if it returns True (sync or
+    async); anything else, or raising, declines the slot (`DeclinedError`).
+    `max_lines` caps the purchases that may have charged (lines,
+    `ProvisioningFailedError`s, `OutcomeUnknownError`s and confirms in
+    flight) over this Provisioner's lifetime, whatever the server allows.
+    `max_repreviews` bounds how many times one purchase previews again after
+    an expired token. `no_lines_retry` is the backoff for
+    `NoLinesAvailableError` (None or 0 disables it). `expiry_margin` is the
+    number of seconds before `expires_at` at which a token counts as expired
+    and is not sent.
+
+    Raises:
+        ConfigurationError: an option is out of range, from the constructor.
+    """
+
+    def __init__(
+        self,
+        client: LinesClient,
+        *,
+        on_outcome: OutcomeCallback | None = None,
+        approve: ApproveCallback | None = None,
+        max_lines: int | None = None,
+        max_repreviews: int = 2,
+        no_lines_retry: RetryPolicy | Literal[0] | None = DEFAULT_NO_LINES_RETRY,
+        expiry_margin: float = 5.0,
+    ) -> None:
+        if not isinstance(client, LinesClient):
+            raise ConfigurationError("Provisioner needs a LinesClient")
+        _check_callable(on_outcome, "on_outcome")
+        _check_callable(approve, "approve")
+        if max_lines is not None:
+            _check_count(max_lines, "max_lines")
+        _check_count(max_repreviews, "max_repreviews")
+        if max_repreviews > _MAX_REPREVIEWS_LIMIT:
+            raise ConfigurationError(
+                f"max_repreviews must be at most {_MAX_REPREVIEWS_LIMIT}"
+            )
+        if no_lines_retry is not None and not (
+            isinstance(no_lines_retry, RetryPolicy) or no_lines_retry == 0
+        ):
+            raise ConfigurationError("no_lines_retry must be a RetryPolicy, 0 or None")
+        margin: object = expiry_margin
+        if (
+            isinstance(margin, bool)
+            or not isinstance(margin, (int, float))
+            or not 0 <= margin < 600
+        ):
+            raise ConfigurationError(
+                "expiry_margin must be a number of seconds from 0 to 600"
+            )
+        self._client = client
+        self._on_outcome = on_outcome
+        self._approve = approve
+        self._max_lines = max_lines
+        self._cap = Allowance(max_lines)
+        self._max_repreviews = max_repreviews
+        self._no_lines = (
+            no_lines_retry if isinstance(no_lines_retry, RetryPolicy) else None
+        )
+        self._margin = float(expiry_margin)
+        attempts = client.confirm_attempts
+        # The worst case of one confirm call: every send timing out, with the
+        # client's backoff between them.
+        self._confirm_bound = (
+            client.timeout * attempts
+            + client.retry.max_delay * (attempts - 1)
+            + _CONFIRM_SLACK_SECONDS
+        )
+        self._limits_warned = False
+
+    def __repr__(self) -> str:
+        return f"Provisioner({self._client!r}, max_lines={self._max_lines!r})"
+
+    @property
+    def client(self) -> LinesClient:
+        """The `LinesClient` this Provisioner buys through."""
+        return self._client
+
+    @property
+    def max_lines(self) -> int | None:
+        """The lifetime cap on purchases, or None."""
+        return self._max_lines
+
+    @property
+    def lines_left(self) -> int | None:
+        """How many more purchases `max_lines` allows now (None without a cap).
+
+        Confirms in flight count as spent until they certainly bought nothing.
+        """
+        return self._cap.left
+
+    async def plan(self, count: int) -> Plan:
+        """Read the limits and say how many of `count` lines can be bought now.
+
+        Sends no preview and no confirm. `max_lines` is taken into account.
+
+        Raises:
+            ConfigurationError: `count` is not a non-negative integer.
+            AuthenticationError, NoCardOnFileError, PermissionDeniedError,
+                RateLimitError: the server refused the limits read.
+            TransportError, ServerError: the limits read failed on every try.
+        """
+        _check_count(count)
+        limits = await self._read_limits()
+        return plan_for(count, limits, self._cap.left)
+
+    async def provision(self) -> ProvisionedLine:
+        """Buy one line: limits, preview, (approve), confirm.
+
+        The outcome goes to `on_outcome` (index 0) before this returns or
+        raises. If the caller is cancelled once the confirm was sent, the
+        confirm still finishes (bounded by the client's timeouts), its
+        outcome is reported, and then the cancellation propagates.
+
+        Raises:
+            DailyLimitReachedError, MonthlyLimitReachedError: a window is
+                full, either by the limits read (no preview was sent; the
+                error has `limits` and `next_available_at`) or by the server.
+            MaxLinesReachedError: `max_lines` is used up; nothing was sent.
+            TokenExpiredError: the tokens kept expiring after
+                `max_repreviews` new previews; nothing was bought.
+            NoLinesAvailableError: still none after the `no_lines_retry` tries.
+            OutcomeUnknownError: the confirm's result could not be learned;
+                most likely bought. Never followed by a new preview.
+            ProvisioningFailedError: a subscription exists but no line.
+            DeclinedError: the `approve` callback declined; nothing was bought.
+            AuthenticationError, NoCardOnFileError, PermissionDeniedError,
+                BadRequestError, APIError, ServerError, TransportError,
+                MalformedResponseError: the purchase failed before any charge.
+        """
+        try:
+            line = await self._provision()
+        except SendblueError as error:
+            await self._report(ProvisionOutcome(index=0, error=error), listening=True)
+            raise
+        await self._report(ProvisionOutcome(index=0, line=line), listening=True)
+        return line
+
+    def batch(self, count: int, *, concurrency: int = DEFAULT_CONCURRENCY) -> Batch:
+        """Buy up to `count` lines, `concurrency` at a time, as they settle.
+
+        Use it as `async with provisioner.batch(n) as outcomes:` then
+        `async for outcome in outcomes:`; see `Batch`. The limits are read
+        once, on entering the block.
+
+        Raises:
+            ConfigurationError: `count` is negative or `concurrency` below 1,
+                before any await.
+        """
+        _check_count(count)
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int):
+            raise ConfigurationError("concurrency must be an integer")
+        if concurrency < 1:
+            raise ConfigurationError("concurrency must be at least 1")
+        return Batch(self, count, concurrency)
+
+    async def provision_many(
+        self, count: int, *, concurrency: int = DEFAULT_CONCURRENCY
+    ) -> BatchResult:
+        """Buy up to `count` lines, `concurrency` at a time, and collect the result.
+
+        Runs a `batch()` to its end. Per-slot failures are in
+        `BatchResult.errors`, never raised; so is an account-level error,
+        which also becomes `stopped_by`.
+
+        Raises:
+            ConfigurationError: `count` is negative or `concurrency` below 1.
+        """
+        found: dict[int, ProvisionOutcome] = {}
+        async with self.batch(count, concurrency=concurrency) as outcomes:
+            async for outcome in outcomes:
+                found[outcome.index] = outcome
+        ordered = [found[index] for index in sorted(found)]
+        return BatchResult(
+            requested=count,
+            lines=[o.line for o in ordered if o.line is not None],
+            errors=[o.error for o in ordered if o.error is not None],
+            not_attempted=outcomes.not_attempted,
+            stopped_by=outcomes.stopped_by,
+            outcomes=ordered,
+        )
+
+    # -- one purchase ---------------------------------------------------------
+
+    async def _open(self, count: int) -> tuple[Plan | None, int, SendblueError | None]:
+        """A batch's one limits read: its plan, the slots it may run, what stops it.
+
+        Takes the planned slots' units of `max_lines` at once, so that the
+        batch's slots share one reservation with every other flow.
+        """
+        try:
+            limits = await self._read_limits()
+        except SendblueError as error:
+            logger.warning("batch: the limits read failed, starting no slot: %s", error)
+            return None, 0, error
+        plan = plan_for(count, limits, self._cap.left)
+        planned = self._cap.take(plan.allowed)
+        stop = limit_error(plan, self._max_lines)
+        if stop is not None:
+            logger.info("batch: planning %d of %d slot(s): %s", planned, count, stop)
+        return plan, planned, stop
+
+    async def _provision(self) -> ProvisionedLine:
+        if not self._cap.take(1):
+            logger.info(
+                "slot 0: not previewing: max_lines=%s is used up", self._max_lines
+            )
+            raise MaxLinesReachedError(
+                f"this Provisioner's max_lines={self._max_lines} is used up; "
+                "nothing was sent",
+                max_lines=self._max_lines or 0,
+            )
+        slot = _Slot(0)
+        try:
+            limits = await self._read_limits()
+            # Our own unit of the cap is already taken: only the limits decide.
+            refusal = limit_error(plan_for(1, limits, None), self._max_lines)
+            if refusal is not None:
+                logger.info("slot 0: not previewing: %s", refusal)
+                raise refusal
+            return await self._buy(slot)
+        finally:
+            if not slot.charged:
+                self._cap.give_back(1)
+
+    async def _settle(self, index: int) -> ProvisionOutcome:
+        """Run one batch slot (its unit of the cap is taken) and report it."""
+        slot = _Slot(index)
+        try:
+            outcome = ProvisionOutcome(index=index, line=await self._buy(slot))
+        except SendblueError as error:
+            outcome = ProvisionOutcome(index=index, error=error)
+        finally:
+            if not slot.charged:
+                self._cap.give_back(1)
+        await self._report(outcome, listening=True)
+        return outcome
+
+    async def _buy(self, slot: _Slot) -> ProvisionedLine:
+        """Preview, approve and confirm until a line or an error that ends it.
+
+        Each pass previews once and either ends or uses up one of the bounded
+        re-previews or no-lines retries, so the loop is bounded.
+        """
+        repreviews = 0
+        no_lines = 0
+        while True:
+            try:
+                preview = await self._client.preview()
+            except NoLinesAvailableError as exc:
+                no_lines += 1
+                await self._pause_for_lines(slot, exc, no_lines)
+                continue
+            if self._approve is not None:
+                await self._ask(slot, preview)
+            if preview.expired(margin=self._margin):
+                repreviews += 1
+                if repreviews > self._max_repreviews:
+                    raise TokenExpiredError(
+                        f"the preview token expired (by our clock, with a "
+                        f"{self._margin:g}s margin) before it could be sent, "
+                        f"{repreviews} time(s); nothing was sent or bought",
+                        status=410,
+                        code="token_expired",
+                    )
+                logger.info(
+                    "slot %d: token %s expires at %s, too soon to send; previewing "
+                    "again",
+                    slot.index, preview.token[:8], preview.expires_at.isoformat(),
+                )  # fmt: skip
+                continue
+            try:
+                return await self._confirm(slot, preview)
+            except TokenExpiredError:
+                repreviews += 1
+                if repreviews > self._max_repreviews:
+                    raise
+                logger.info(
+                    "slot %d: token expired at confirm, nothing bought; previewing "
+                    "again (%d of %d)",
+                    slot.index, repreviews, self._max_repreviews,
+                )  # fmt: skip
+            except NoLinesAvailableError as exc:
+                no_lines += 1
+                await self._pause_for_lines(slot, exc, no_lines)
+
+    async def _pause_for_lines(
+        self, slot: _Slot, error: NoLinesAvailableError, failures: int
+    ) -> None:
+        """Sleep before the try after `failures` of them; raise when out of tries."""
+        policy = self._no_lines
+        if policy is None or failures >= policy.attempts:
+            raise error
+        delay = policy.delay(failures)
+        logger.info(
+            "slot %d: no line available; trying again in %.2fs (try %d of %d)",
+            slot.index, delay, failures + 1, policy.attempts,
+        )  # fmt: skip
+        await anyio.sleep(delay)
+
+    async def _ask(self, slot: _Slot, preview: Preview) -> None:
+        """Ask the `approve` callback; raise `DeclinedError` unless it says True."""
+        approve = self._approve
+        assert approve is not None  # noqa: S101 - only called when set
+        try:
+            answer = approve(preview)
+            if inspect.isawaitable(answer):
+                answer = await answer
+        except Exception as exc:
+            logger.exception(
+                "slot %d: the approve callback raised; declining", slot.index
+            )
+            raise DeclinedError(
+                f"the approve callback raised {type(exc).__name__}; the preview "
+                "was declined and nothing was bought",
+                preview_token=preview.token,
+            ) from exc
+        if answer is not True:
+            logger.info("slot %d: the approve callback declined", slot.index)
+            raise DeclinedError(
+                "the approve callback declined the preview; nothing was bought",
+                preview_token=preview.token,
+            )
+
+    async def _confirm(self, slot: _Slot, preview: Preview) -> ProvisionedLine:
+        """Confirm `preview` so that cancelling the caller cannot lose the answer."""
+        # From here until we learn otherwise, money may move for this slot.
+        slot.charged = True
+        sent_at = datetime.now(timezone.utc)
+        task = _shield.start(self._client.confirm(preview))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await self._confirm_cancelled(slot, preview, task, sent_at)
+            raise
+        except (OutcomeUnknownError, ProvisioningFailedError):
+            raise
+        except SendblueError:
+            # By the client's rules any other error means nothing was bought.
+            slot.charged = False
+            raise
+
+    async def _confirm_cancelled(
+        self,
+        slot: _Slot,
+        preview: Preview,
+        task: asyncio.Task[ProvisionedLine],
+        sent_at: datetime,
+    ) -> None:
+        """Our caller was cancelled mid-confirm: wait for its answer, report it."""
+        logger.info(
+            "slot %d: cancelled while confirming token %s; waiting up to %.1fs for "
+            "the answer",
+            slot.index, preview.token[:8], self._confirm_bound,
+        )  # fmt: skip
+        finished = await _shield.wait_through(task, self._confirm_bound)
+        outcome: ProvisionOutcome
+        if finished and task.exception() is None:
+            outcome = ProvisionOutcome(index=slot.index, line=task.result())
+        elif finished and isinstance(task.exception(), SendblueError):
+            error = task.exception()
+            assert isinstance(error, SendblueError)  # noqa: S101 - narrowed above
+            outcome = ProvisionOutcome(index=slot.index, error=error)
+        else:
+            if finished:
+                reason = f"the confirm failed with {type(task.exception()).__name__}"
+            else:
+                reason = (
+                    "the caller was cancelled and the confirm had no answer within "
+                    f"{self._confirm_bound:.1f}s"
+                )
+            outcome = ProvisionOutcome(
+                index=slot.index,
+                error=OutcomeUnknownError(
+                    f"the outcome of confirming token {preview.token[:8]}… is "
+                    f"unknown: {reason}. A line was most likely bought and charged; "
+                    "check the account before buying again.",
+                    preview_token=preview.token,
+                    first_sent_at=sent_at,
+                    attempts=1,
+                    reason=reason,
+                ),
+            )
+        slot.charged = outcome.charged
+        with anyio.CancelScope(shield=True):
+            await self._report(outcome, listening=False)
+
+    # -- limits and reporting -----------------------------------------------------
+
+    async def _read_limits(self) -> ProvisioningLimits:
+        """Read the limits; an answer we cannot use means "unknown", never an error."""
+        try:
+            limits = await self._client.get_limits()
+        except MalformedResponseError as exc:
+            self._limits_unknown(f"the answer was unreadable ({exc.message})")
+            return ProvisioningLimits()
+        except APIError as exc:
+            if type(exc) is not APIError:
+                raise
+            # A status the contract does not give this endpoint (404, 405, ...):
+            # the endpoint's shape is an assumption, and it must not block.
+            self._limits_unknown(f"it answered {exc}")
+            return ProvisioningLimits()
+        if not limits.known:
+            self._limits_unknown("the answer has a shape we do not know")
+        return limits
+
+    def _limits_unknown(self, why: str) -> None:
+        level = logging.DEBUG if self._limits_warned else logging.WARNING
+        self._limits_warned = True
+        logger.log(
+            level,
+            "GET /accounts/limits: %s; going on with the limits unknown (the server "
+            "still enforces them at preview and confirm)",
+            why,
+        )
+
+    async def _report(self, outcome: ProvisionOutcome, *, listening: bool) -> None:
+        """Log `outcome` and hand it to `on_outcome`; never lose it, never raise."""
+        callback = self._on_outcome
+        if not listening:
+            logger.log(
+                logging.INFO if callback is not None else logging.WARNING,
+                "slot %d settled after its caller was cancelled: %s",
+                outcome.index, _describe(outcome),
+            )  # fmt: skip
+        elif outcome.line is not None:
+            logger.info("slot %d: bought %s", outcome.index, outcome.line.phone_number)
+        elif outcome.charged:
+            logger.warning("slot %d: %s", outcome.index, _describe(outcome))
+        else:
+            logger.info("slot %d: failed: %s", outcome.index, _describe(outcome))
+        if callback is None:
+            return
+        try:
+            result = callback(outcome)
+            if inspect.isawaitable(result):
+                await _shield.shielded(result, CALLBACK_GRACE_SECONDS)
+        except Exception:
+            logger.exception(
+                "slot %d: the on_outcome callback raised; the outcome stands",
+                outcome.index,
+            )
+
+
+def _describe(outcome: ProvisionOutcome) -> str:
+    if outcome.line is not None:
+        return f"bought {outcome.line.phone_number}"
+    error = outcome.error
+    return f"{type(error).__name__}: {error}"
