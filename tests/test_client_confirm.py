@@ -310,16 +310,45 @@ async def test_an_unreadable_2xx_after_an_unclear_send_is_outcome_unknown(
     assert sent_tokens(mocked) == [TOKEN, TOKEN]
 
 
-async def test_a_refused_connection_is_resent_as_is(
-    confirmer: LinesClient, mocked: AioResponses
+def dns_failure() -> aiohttp.ClientConnectorDNSError:
+    """The error aiohttp raises when the host name does not resolve."""
+    key = SimpleNamespace(host="api.sendblue.test", port=443, ssl=True, is_ssl=True)
+    return aiohttp.ClientConnectorDNSError(key, OSError(-2, "Name not known"))  # type: ignore[arg-type]
+
+
+NOT_SENT = [
+    pytest.param(refused, id="connection-refused"),
+    pytest.param(dns_failure, id="dns-failure"),
+    pytest.param(
+        lambda: aiohttp.ConnectionTimeoutError("Connection timeout"),
+        id="connect-timeout",
+    ),
+]
+
+
+@pytest.mark.parametrize("failure", NOT_SENT)
+async def test_a_send_that_never_left_is_resent_as_is(
+    confirmer: LinesClient, mocked: AioResponses, failure: Any
 ) -> None:
     """A send that certainly never left is sent again, and its answer counts."""
-    mocked.post(URL, exception=refused())
+    mocked.post(URL, exception=failure())
     mocked.post(URL, status=410, body=text("error_410_token_expired"))
-    # The refused send never reached the server, so this 410 is a clean expiry.
+    # The first send never reached the server, so this 410 is a clean expiry.
     with pytest.raises(TokenExpiredError):
         await confirmer.confirm(fresh_preview())
     assert sent_tokens(mocked) == [TOKEN, TOKEN]
+
+
+@pytest.mark.parametrize("failure", NOT_SENT)
+async def test_limits_and_preview_say_nothing_was_sent(
+    confirmer: LinesClient, mocked: AioResponses, failure: Any
+) -> None:
+    """Refused, DNS and connect-timeout failures are TransportError(sent=False)."""
+    mocked.get(BASE + "/accounts/limits", exception=failure(), repeat=True)
+    with pytest.raises(TransportError) as caught:
+        await confirmer.get_limits()
+    assert caught.value.sent is False
+    assert "nothing was sent" in str(caught.value)
 
 
 async def test_refused_until_the_end_is_a_transport_error_not_sent(
