@@ -1,8 +1,21 @@
-"""Fixtures shared by the whole suite, and the aioresponses shim for aiohttp 3.14."""
+"""Shared fixtures, the aioresponses shim for aiohttp 3.14, and the secret canary.
+
+The canary (bottom of this file) fails any test that lets a secret out:
+every secret a `LinesClient` of the suite is built with is recorded, and
+the test's captured logs (the "sendblue_lines" logger at DEBUG), warnings,
+exception texts, and stdout/stderr (read by the test or not) are searched
+for it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import functools
+import logging
+import os
+import secrets
+import sys
+import warnings
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any
 from unittest import mock
 
@@ -11,6 +24,7 @@ import aioresponses.core
 import pytest
 from aioresponses import aioresponses as AioResponses
 
+import sendblue_lines._config
 from sendblue_lines import LinesClient, RetryPolicy
 
 
@@ -30,7 +44,9 @@ aioresponses.core.ClientResponse = _ShimResponse  # type: ignore[misc]
 
 BASE_URL = "https://api.sendblue.test"
 KEY_ID = "key-id-for-tests"
-SECRET = "s3cr3t-never-to-be-seen"
+#: A secret unique to this test session (the canary's own), for the shared fixtures.
+CANARY_SECRET = "canary-" + secrets.token_hex(16)
+SECRET = CANARY_SECRET
 LIMITS_URL = BASE_URL + "/accounts/limits"
 PREVIEW_URL = BASE_URL + "/accounts/lines/provision-preview"
 CONFIRM_URL = BASE_URL + "/accounts/lines/provision-confirm"
@@ -51,3 +67,177 @@ async def client() -> AsyncIterator[LinesClient]:
     """A LinesClient on a fake https base URL, retrying without waiting."""
     async with LinesClient(KEY_ID, SECRET, base_url=BASE_URL, retry=NO_WAIT) as c:
         yield c
+
+
+# -- the secret canary -----------------------------------------------------------
+
+#: Shorter values are too likely to occur by chance in a log line.
+MIN_SECRET_LENGTH = 8
+
+
+def masked(secret: str) -> str:
+    """A secret as a failure message may show it: enough to tell which one."""
+    return secret[:4] + "…" + f"({len(secret)} chars)"
+
+
+class SecretCanary:
+    """Every secret the suite's clients use, and the leaks found per test.
+
+    `register` learns a secret; `inspect` searches a text and remembers, for
+    the test running now, where a secret was found. The report hook then
+    fails that test.
+    """
+
+    def __init__(self, canary: str) -> None:
+        self.canary = canary
+        self.secrets: set[str] = {canary}
+        self.leaks: dict[str, list[str]] = {}
+        self.current: str | None = None
+
+    def register(self, secret: object) -> None:
+        """Learn a secret (ignored when too short to be told from chance)."""
+        if isinstance(secret, str) and len(secret) >= MIN_SECRET_LENGTH:
+            self.secrets.add(secret)
+
+    def find(self, text: str) -> list[str]:
+        """The known secrets that occur in `text`."""
+        return sorted(s for s in self.secrets if s in text)
+
+    def inspect(self, where: str, text: object, nodeid: str | None = None) -> bool:
+        """Search `text`; note a leak for the test (default: the current one)."""
+        found = self.find(text if isinstance(text, str) else repr(text))
+        test = nodeid or self.current
+        if found and test is not None:
+            shown = ", ".join(masked(s) for s in found)
+            self.leaks.setdefault(test, []).append(f"{where}: {shown}")
+        return bool(found)
+
+    def take(self, nodeid: str) -> list[str]:
+        """The leaks noted for a test, forgotten once taken."""
+        return self.leaks.pop(nodeid, [])
+
+
+CANARY = SecretCanary(CANARY_SECRET)
+
+#: Where the SDK reads a secret from the environment (the CLI does too).
+_SECRET_VARIABLES = sendblue_lines._config.SECRET_VARIABLES
+
+
+def _observing(
+    resolve: Callable[..., sendblue_lines._config.Credentials],
+) -> Callable[..., sendblue_lines._config.Credentials]:
+    @functools.wraps(resolve)
+    def observed(*args: Any, **kwargs: Any) -> sendblue_lines._config.Credentials:
+        credentials = resolve(*args, **kwargs)
+        CANARY.register(credentials.secret)
+        return credentials
+
+    observed.__wrapped_by_canary__ = True  # type: ignore[attr-defined]
+    return observed
+
+
+def _watch_credentials(patch: pytest.MonkeyPatch) -> None:
+    """Wrap `resolve_credentials` wherever the package holds a reference to it."""
+    original = sendblue_lines._config.resolve_credentials
+    if getattr(original, "__wrapped_by_canary__", False):
+        return
+    observed = _observing(original)
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] != "sendblue_lines" or module is None:
+            continue
+        if getattr(module, "resolve_credentials", None) is original:
+            patch.setattr(module, "resolve_credentials", observed)
+
+
+def _watch_readouterr(patch: pytest.MonkeyPatch) -> None:
+    """Search what a test reads from capsys/capfd, which its report never shows."""
+    read = pytest.CaptureFixture.readouterr
+
+    @functools.wraps(read)
+    def readouterr(self: pytest.CaptureFixture[Any]) -> Any:
+        result = read(self)
+        CANARY.inspect("output read with readouterr()", f"{result.out}{result.err}")
+        return result
+
+    patch.setattr(pytest.CaptureFixture, "readouterr", readouterr)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _secret_canary_session() -> Iterator[SecretCanary]:
+    """Learn every secret used; keep the package's logger at DEBUG throughout."""
+    logger = logging.getLogger("sendblue_lines")
+    level = logger.level
+    with pytest.MonkeyPatch.context() as patch:
+        _watch_credentials(patch)
+        _watch_readouterr(patch)
+        logger.setLevel(logging.DEBUG)
+        try:
+            yield CANARY
+        finally:
+            logger.setLevel(level)
+
+
+@pytest.fixture
+def secret_canary(_secret_canary_session: SecretCanary) -> SecretCanary:
+    """The canary, for tests that check texts of their own (errors, reprs)."""
+    return _secret_canary_session
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: object) -> Generator[None]:
+    """Know which test is running, so that leaks found meanwhile are its own."""
+    CANARY.current = item.nodeid
+    try:
+        return (yield)
+    finally:
+        CANARY.current = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None]:
+    """Search the test's warnings; learn secrets it put in the environment.
+
+    Warnings are recorded here and handed on unchanged to pytest's own
+    recording (which reports them only after the test's report is made).
+    """
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            try:
+                return (yield)
+            finally:
+                for name in _SECRET_VARIABLES:
+                    CANARY.register(os.environ.get(name))
+    finally:
+        for warning in caught:
+            text = f"{warning.category.__name__}: {warning.message}"
+            CANARY.inspect("a warning", text)
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Fail the test whose exception text, logs, output or warnings hold a secret."""
+    report = yield
+    if report.longrepr is not None:
+        CANARY.inspect(
+            "the exception or failure text", str(report.longrepr), item.nodeid
+        )
+    for title, content in report.sections:
+        # Sections pile up over the phases: each is searched in its own phase.
+        if title.endswith(f" {call.when}"):
+            CANARY.inspect(title.lower(), content, item.nodeid)
+    if call.when != "teardown" and call.when != "call":
+        return report
+    leaks = CANARY.take(item.nodeid)
+    if leaks:
+        where = "; ".join(dict.fromkeys(leaks))
+        message = f"SECRET CANARY: a secret got out ({where})"
+        previous = "" if report.longrepr is None else f"{report.longrepr}\n\n"
+        report.outcome = "failed"
+        report.longrepr = previous + message
+    return report
