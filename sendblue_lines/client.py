@@ -228,9 +228,10 @@ class LinesClient:
             ProvisioningFailedError: a subscription exists but no line (500
                 `provisioning_failed`); never resent.
             TokenExpiredError: the token had expired or was used; nothing bought.
-            BadRequestError, AuthenticationError, NoCardOnFileError,
-                PermissionDeniedError, RateLimitError, NoLinesAvailableError:
-                the server refused, nothing bought.
+            APIError: the server refused and nothing was bought: a
+                `BadRequestError`, `AuthenticationError`, `NoCardOnFileError`,
+                `PermissionDeniedError`, `RateLimitError` or
+                `NoLinesAvailableError`.
             TransportError: every send certainly failed to leave (`sent` is
                 False); nothing bought.
         """

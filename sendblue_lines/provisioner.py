@@ -213,9 +213,11 @@ class Provisioner:
 
         Raises:
             ConfigurationError: `count` is not a non-negative integer.
-            AuthenticationError, NoCardOnFileError, PermissionDeniedError,
-                RateLimitError: the server refused the limits read.
-            TransportError, ServerError: the limits read failed on every try.
+            APIError: the server refused the limits read (an
+                `AuthenticationError`, `NoCardOnFileError`,
+                `PermissionDeniedError` or `RateLimitError`), or a
+                `ServerError` outlasted the retries.
+            TransportError: the limits read failed on every try.
         """
         _check_count(count)
         limits = await self._read_limits()
@@ -241,9 +243,12 @@ class Provisioner:
                 most likely bought. Never followed by a new preview.
             ProvisioningFailedError: a subscription exists but no line.
             DeclinedError: the `approve` callback declined; nothing was bought.
-            AuthenticationError, NoCardOnFileError, PermissionDeniedError,
-                BadRequestError, APIError, ServerError, TransportError,
-                MalformedResponseError: the purchase failed before any charge.
+            APIError: the purchase failed before any charge (an
+                `AuthenticationError`, `NoCardOnFileError`,
+                `PermissionDeniedError`, `BadRequestError` or `ServerError`).
+            TransportError: the network failed before any charge.
+            MalformedResponseError: a preview could not be read; nothing
+                was charged.
         """
         try:
             line = await self._provision()
