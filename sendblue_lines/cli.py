@@ -446,6 +446,12 @@ def _positive(text: str) -> int:
 
 Command = Callable[[argparse.Namespace, TextIO, TextIO], Coroutine[Any, Any, int]]
 
+_VERBOSE: dict[str, Any] = {
+    "action": "count",
+    "default": 0,
+    "help": "show the SDK's log on stderr: -v for each step, -vv for every request",
+}
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `sendblue-lines`, with every subcommand."""
@@ -468,24 +474,41 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds per HTTP attempt (default 30)",
     )
+    parser.add_argument("-v", "--verbose", **_VERBOSE)
+    # -v is also accepted after the command; SUPPRESS keeps a subcommand
+    # without it from resetting a -v given before the command.
+    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity.add_argument(
+        "-v", "--verbose", **{**_VERBOSE, "default": argparse.SUPPRESS}
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    limits = sub.add_parser("limits", help="show the daily and monthly limits")
+    limits = sub.add_parser(
+        "limits", help="show the daily and monthly limits", parents=[verbosity]
+    )
     limits.add_argument("--json", action="store_true", help="print JSON")
     limits.set_defaults(coroutine=_cmd_limits)
 
-    plan = sub.add_parser("plan", help="how many of N lines can be bought now, and why")
+    plan = sub.add_parser(
+        "plan",
+        help="how many of N lines can be bought now, and why",
+        parents=[verbosity],
+    )
     plan.add_argument("count", type=_positive, metavar="N")
     plan.add_argument("--json", action="store_true", help="print JSON")
     plan.set_defaults(coroutine=_cmd_plan)
 
     preview = sub.add_parser(
-        "preview", help="check eligibility without buying (spends nothing)"
+        "preview",
+        help="check eligibility without buying (spends nothing)",
+        parents=[verbosity],
     )
     preview.add_argument("--json", action="store_true", help="print JSON")
     preview.set_defaults(coroutine=_cmd_preview)
 
-    provision = sub.add_parser("provision", help="buy lines (asks first)")
+    provision = sub.add_parser(
+        "provision", help="buy lines (asks first)", parents=[verbosity]
+    )
     provision.add_argument("--count", type=_positive, default=1, help="lines to buy")
     provision.add_argument(
         "--concurrency", type=_positive, default=3, help="purchases at once (default 3)"
@@ -500,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
+        parents=[verbosity],
         help="walk through the whole flow against an embedded local sandbox",
         description=(
             "Start a local sandbox on 127.0.0.1 and buy lines from it step by step: "
