@@ -90,6 +90,21 @@ def plan_for(requested: int, limits: ProvisioningLimits, cap_left: int | None) -
     )
 
 
+def leaves_none(limits: ProvisioningLimits) -> bool:
+    """True when a window is known to leave no room at all (the fast check).
+
+    Equivalent to `plan_for(1, limits, None).allowed == 0`, without building
+    a plan: `provision()` asks this once per line.
+    """
+    for window in (limits.daily, limits.monthly):
+        if window is None:
+            continue
+        room = window.remaining if window.remaining is not None else window.limit
+        if room is not None and room <= 0:
+            return True
+    return False
+
+
 def limit_error(
     plan: Plan, max_lines: int | None
 ) -> RateLimitError | MaxLinesReachedError | None:

@@ -43,7 +43,7 @@ import anyio
 
 from . import _shield
 from ._batch import Batch
-from ._planning import Allowance, limit_error, plan_for
+from ._planning import Allowance, leaves_none, limit_error, plan_for
 from ._results import BatchResult, Plan, ProvisionOutcome
 from ._retry import RetryPolicy
 from .client import LinesClient
@@ -335,9 +335,10 @@ class Provisioner:
         slot = _Slot(0)
         try:
             limits = await self._read_limits()
-            # Our own unit of the cap is already taken: only the limits decide.
-            refusal = limit_error(plan_for(1, limits, None), self._max_lines)
-            if refusal is not None:
+            if leaves_none(limits):
+                # Our own unit of the cap is already taken: only the limits decide.
+                refusal = limit_error(plan_for(1, limits, None), self._max_lines)
+                assert refusal is not None  # noqa: S101 - a full window binds
                 logger.info("slot 0: not previewing: %s", refusal)
                 raise refusal
             return await self._buy(slot)
