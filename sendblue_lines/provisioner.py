@@ -79,6 +79,8 @@ DEFAULT_CONCURRENCY = 5
 CALLBACK_GRACE_SECONDS = 10.0
 #: Slack on top of a confirm's own worst case before we stop waiting for it.
 _CONFIRM_SLACK_SECONDS = 1.0
+#: Refusals of the limits read that concern the account: raised, not "unknown".
+_ACCOUNT_STATUSES = frozenset({401, 402, 403, 429})
 #: The most re-previews one purchase may make after expired tokens.
 _MAX_REPREVIEWS_LIMIT = 10
 
@@ -518,10 +520,11 @@ class Provisioner:
             self._limits_unknown(f"the answer was unreadable ({exc.message})")
             return ProvisioningLimits()
         except APIError as exc:
-            if type(exc) is not APIError:
+            if exc.status in _ACCOUNT_STATUSES or not 400 <= exc.status < 500:
                 raise
-            # A status the contract does not give this endpoint (404, 405, ...):
-            # the endpoint's shape is an assumption, and it must not block.
+            # A status the contract does not give this endpoint (400, 404, 405,
+            # 410, ...): the endpoint's shape is an assumption, and it must not
+            # block a purchase that preview and confirm may well allow.
             self._limits_unknown(f"it answered {exc}")
             return ProvisioningLimits()
         if not limits.known:
