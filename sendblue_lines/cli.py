@@ -392,13 +392,15 @@ async def _cmd_provision(args: argparse.Namespace, out: TextIO, err: TextIO) -> 
             if not _ask("Proceed? [y/N] ", sys.stdin, err):
                 print("Cancelled; nothing was bought.", file=err)
                 return EXIT_NOTHING
-        progress.total = args.count
+        progress.total = count
         interrupted = False
         result: BatchResult | None = None
         with anyio.CancelScope() as scope:
             _on_interrupt(scope.cancel)
+            # `count`, not `args.count`: never more than the person agreed to,
+            # even if the limits free a slot between the plan and the batch.
             result = await provisioner.provision_many(
-                args.count, concurrency=args.concurrency
+                count, concurrency=args.concurrency
             )
         progress.finish()
         if scope.cancelled_caught:
@@ -411,16 +413,17 @@ async def _cmd_provision(args: argparse.Namespace, out: TextIO, err: TextIO) -> 
         )
         return EXIT_HUMAN if progress.needs_human else EXIT_INTERRUPTED
     assert result is not None  # noqa: S101 - set when not interrupted
-    _summary(result, err)
-    return _exit_code(len(result.lines), result.requested, progress.needs_human)
+    _summary(result, args.count, err)
+    return _exit_code(len(result.lines), args.count, progress.needs_human)
 
 
-def _summary(result: BatchResult, err: TextIO) -> None:
-    parts = [f"bought {len(result.lines)} of {result.requested}"]
+def _summary(result: BatchResult, requested: int, err: TextIO) -> None:
+    parts = [f"bought {len(result.lines)} of {requested}"]
     if result.errors:
         parts.append(f"{len(result.errors)} failed")
-    if result.not_attempted:
-        parts.append(f"{result.not_attempted} not attempted")
+    not_attempted = requested - len(result.lines) - len(result.errors)
+    if not_attempted:
+        parts.append(f"{not_attempted} not attempted")
     print("Done: " + ", ".join(parts) + ".", file=err)
     if result.stopped_by is not None:
         print(f"Stopped early: {explain(result.stopped_by)}", file=err)
