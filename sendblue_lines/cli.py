@@ -114,8 +114,11 @@ def explain(error: BaseException) -> str:
             if error.next_available_at
             else ""
         )
+        # Not "nothing was bought": a batch stopped by the limit may have
+        # bought lines before it.
         return (
-            f"The {which} limit is reached ({error.message}); nothing was bought.{when}"
+            f"The {which} limit is reached ({error.message}); no more lines can be "
+            f"bought until it frees a slot.{when}"
         )
     if isinstance(error, NoLinesAvailableError):
         return "Sendblue has no line available right now (503); try again later."
