@@ -37,7 +37,7 @@ async def buy_lines(
     """Buy up to `count` lines, never more than the limits allow, with progress."""
     provisioner = Provisioner(client, on_outcome=report)
     plan = await provisioner.plan(count)
-    print(f"the limits allow {plan.can_buy} of {count} now", flush=True)
+    print(f"the limits allow {plan.allowed} of {count} now", flush=True)
     result = await provisioner.provision_many(count, concurrency=concurrency)
     print(
         f"bought {len(result.lines)}, failed {len(result.errors)}, "
