@@ -1,0 +1,617 @@
+"""Turning results into the verdicts, the Markdown table and the chart."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import textwrap
+from pathlib import Path
+from typing import Any
+
+from ._measure import Summary
+from ._peers import AiohttpPeer, OursPeer
+from ._results import Results, Row, Table, Target
+
+OURS = OursPeer.name
+AIOHTTP = AiohttpPeer.name
+
+#: The targets of issues 3 and 6.
+OVERHEAD_MAX_RATIO = 1.10
+BATCH_MAX_RATIO = 1.05
+SCALE_MAX_GROWTH_MIB = 30.0
+#: Growth allowed between the first tenth of the outcomes consumed from
+#: `batch()` and the last: 2 MiB over 9,000 outcomes is ~230 bytes each,
+#: less than one retained outcome would cost.
+CONSUMED_MAX_GROWTH_MIB = 2.0
+IMPORT_MAX_EXTRA_MS = 15.0
+#: Issue 3 quotes the bound at this concurrency.
+ISSUE3_CONCURRENCY = 20
+
+
+def _cell(summary: Summary | None, scale: float = 1.0, digits: int = 3) -> str:
+    if summary is None:
+        return "-"
+    return (
+        f"{summary.median * scale:.{digits}f} "
+        f"({summary.low * scale:.{digits}f}-{summary.high * scale:.{digits}f})"
+    )
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}x"
+
+
+def _skipped(row: Row) -> str:
+    return f"not measured: {row.skipped}"
+
+
+def evaluate(results: Results) -> list[Target]:
+    """Check every target of issues 3 and 6 against what was measured."""
+    targets: list[Target] = []
+
+    table = results.tables.get("overhead")
+    if table is not None:
+        flows = table.params["flows"]
+        ratio = table.ratio(OURS, table.row(AIOHTTP))
+        targets.append(
+            Target(
+                name=f"Overhead: {flows:,} sequential provision() (issues 3, 6)",
+                goal=f"≤ {OVERHEAD_MAX_RATIO:.2f}x plain aiohttp",
+                measured=_ratio(ratio) if ratio else "not measured",
+                met=None if ratio is None else ratio <= OVERHEAD_MAX_RATIO,
+            )
+        )
+
+    for concurrency, table in results.batches.items():
+        best = table.best(exclude=OURS)
+        ratio = table.ratio(OURS, best)
+        bound = results.bounds[concurrency]
+        to_bound = table.ratio(OURS, Row("bound", [bound]))
+        count = table.params["count"]
+        targets.append(
+            Target(
+                name=f"Batch of {count}, concurrency {concurrency}, "
+                f"{table.params['latency_ms']} ms (issue 6)",
+                goal=f"≤ {BATCH_MAX_RATIO:.2f}x the fastest peer",
+                measured=(
+                    f"{_ratio(ratio)} {best.name}; {_ratio(to_bound)} the "
+                    f"bound ({bound:.3f} s)"
+                    if ratio is not None and best is not None
+                    else "not measured"
+                ),
+                met=None if ratio is None else ratio <= BATCH_MAX_RATIO,
+            )
+        )
+        if concurrency == ISSUE3_CONCURRENCY:
+            ratio = table.ratio(OURS, table.row(AIOHTTP))
+            targets.append(
+                Target(
+                    name=f"Batch of {count}, concurrency {concurrency}, "
+                    f"{table.params['latency_ms']} ms (issue 3)",
+                    goal=f"≤ {BATCH_MAX_RATIO:.2f}x plain aiohttp; "
+                    f"ratio to the {bound:.2f} s bound reported",
+                    measured=f"{_ratio(ratio)} aiohttp; {_ratio(to_bound)} the bound"
+                    if ratio is not None
+                    else "not measured",
+                    met=None if ratio is None else ratio <= BATCH_MAX_RATIO,
+                )
+            )
+
+    table = results.tables.get("scale")
+    if table is not None:
+        ours = table.row(OURS)
+        growth = ours.extras.get("rss_growth_mib") if ours and ours.values else None
+        targets.append(
+            Target(
+                name=f"Scale: peak RSS growth, {table.params['count']:,} lines",
+                goal=f"< {SCALE_MAX_GROWTH_MIB:.0f} MiB",
+                measured=f"{max(growth):.1f} MiB (worst run)"
+                if growth
+                else "not measured",
+                met=None if not growth else max(growth) < SCALE_MAX_GROWTH_MIB,
+            )
+        )
+        flat = (
+            ours.extras.get("rss_after_first_tenth_to_end_mib")
+            if ours and ours.values
+            else None
+        )
+        # The median run: one run can catch the allocator taking a new
+        # arena (a single step of ~1 MiB), which a leak would not look like:
+        # a leak grows in every run, step after step.
+        middle = statistics.median(flat) if flat else None
+        targets.append(
+            Target(
+                name="Scale: memory vs outcomes consumed from batch()",
+                goal=f"RSS from 10% to 100% consumed ≤ +{CONSUMED_MAX_GROWTH_MIB:.0f} "
+                "MiB (median run)",
+                measured=f"{middle:+.2f} MiB (worst run {max(flat):+.2f})"
+                if flat and middle is not None
+                else "not measured",
+                met=None if middle is None else middle <= CONSUMED_MAX_GROWTH_MIB,
+            )
+        )
+        ratio = table.ratio(OURS, table.row(AIOHTTP))
+        targets.append(
+            Target(
+                name="Scale: lines per second",
+                goal="reported (vs plain aiohttp)",
+                measured=_ratio(ratio) if ratio else "not measured",
+                met=None,
+            )
+        )
+
+    table = results.tables.get("import")
+    if table is not None:
+        ours_row, theirs = (
+            table.row("import sendblue_lines"),
+            table.row("import aiohttp"),
+        )
+        if ours_row and theirs and ours_row.summary and theirs.summary:
+            extra = ours_row.summary.median - theirs.summary.median
+            targets.append(
+                Target(
+                    name="Import: python -c 'import sendblue_lines'",
+                    goal=f"within {IMPORT_MAX_EXTRA_MS:.0f} ms of aiohttp",
+                    measured=f"{extra:+.1f} ms",
+                    met=extra <= IMPORT_MAX_EXTRA_MS,
+                )
+            )
+
+    table = results.tables.get("cpu")
+    if table is not None:
+        ours, theirs = table.row(OURS), table.row(AIOHTTP)
+        if ours and theirs and ours.summary and theirs.summary:
+            extra = ours.summary.median - theirs.summary.median
+            targets.append(
+                Target(
+                    name="CPU per line under load",
+                    goal="reported (what our code adds over aiohttp)",
+                    measured=f"{extra:+.0f} µs/line "
+                    f"({ours.summary.median / theirs.summary.median:.2f}x)",
+                    met=None,
+                )
+            )
+    return targets
+
+
+# -- Markdown ---------------------------------------------------------------
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |"]
+    lines.append("|" + "|".join("---" for _ in header) + "|")
+    lines.extend("| " + " | ".join(row) + " |" for row in rows)
+    return lines
+
+
+def _verdict(target: Target, quick: bool) -> str:
+    if quick and target.met is not None:
+        return "not judged (--quick)"
+    return f"**{target.verdict}**" if target.met is False else target.verdict
+
+
+def _overhead(table: Table) -> list[str]:
+    flows = table.params["flows"]
+    best = table.best()
+    rows = []
+    for row in table.rows:
+        if row.summary is None:
+            rows.append([row.name, _skipped(row), "", "", "", ""])
+            continue
+        rows.append(
+            [
+                row.name,
+                _cell(row.summary),
+                _cell(row.summary, 1000 / flows),
+                _ratio(table.ratio(row.name, best)),
+                _cell(row.extra_summary("cpu_per_flow_us"), digits=0),
+                _cell(row.extra_summary("server_cpu_per_flow_us"), digits=0),
+            ]
+        )
+    return _table(
+        [
+            "client",
+            f"{flows:,} flows (s)",
+            "per flow (ms)",
+            "÷ fastest",
+            "client CPU/flow (µs)",
+            "server CPU/flow (µs)",
+        ],
+        rows,
+    )
+
+
+def _batches(results: Results) -> list[str]:
+    names = [row.name for row in next(iter(results.batches.values())).rows]
+    rows = []
+    for concurrency, table in results.batches.items():
+        bound = results.bounds[concurrency]
+        best = table.best(exclude=OURS)
+        cells = [str(concurrency), f"{bound:.3f}"]
+        for name in names:
+            row = table.row(name)
+            cells.append(
+                "-" if row is None or row.summary is None else _cell(row.summary)
+            )
+        cells.append(
+            f"{_ratio(table.ratio(OURS, best))} ({best.name})" if best else "-"
+        )
+        cells.append(_ratio(table.ratio(OURS, Row("bound", [bound]))))
+        rows.append(cells)
+    return _table(
+        [
+            "concurrency",
+            "bound (s)",
+            *[f"{name} (s)" for name in names],
+            "ours ÷ fastest peer",
+            "ours ÷ bound",
+        ],
+        rows,
+    )
+
+
+def _scale(table: Table) -> list[str]:
+    best = table.best()
+    rows = []
+    for row in table.rows:
+        if row.summary is None:
+            rows.append([row.name, _skipped(row), "", "", "", "", ""])
+            continue
+        flat = row.extra_summary("rss_after_first_tenth_to_end_mib")
+        rows.append(
+            [
+                row.name,
+                _cell(row.summary, digits=0),
+                _ratio(table.ratio(row.name, best)),
+                _cell(row.extra_summary("rss_growth_mib"), digits=1),
+                _cell(flat, digits=2) if flat else "n/a (gather)",
+                _cell(row.extra_summary("cpu_per_line_us"), digits=0),
+                _cell(row.extra_summary("server_cpu_share"), 100, digits=0),
+            ]
+        )
+    return _table(
+        [
+            "client",
+            "lines/s",
+            "÷ fastest",
+            "peak RSS growth (MiB)",
+            "RSS 10%→100% consumed (MiB)",
+            "client CPU/line (µs)",
+            "server busy (%)",
+        ],
+        rows,
+    )
+
+
+def _imports(table: Table) -> list[str]:
+    base = table.row("python -c pass")
+    base_median = base.summary.median if base and base.summary else None
+    best = table.best()
+    rows = []
+    for row in table.rows:
+        summary = row.summary
+        if summary is None:
+            continue
+        rows.append(
+            [
+                f'`python -c "{row.name}"`'
+                if row.name != "python -c pass"
+                else "`python -c pass`",
+                _cell(summary, digits=1),
+                "-" if base_median is None else f"{summary.median - base_median:+.1f}",
+                _ratio(table.ratio(row.name, best)),
+            ]
+        )
+    return _table(["command", "wall (ms)", "over `pass` (ms)", "÷ fastest"], rows)
+
+
+def _cpu(table: Table) -> list[str]:
+    best = table.best()
+    theirs = table.row(AIOHTTP)
+    base = theirs.summary.median if theirs and theirs.summary else None
+    rows = []
+    for row in table.rows:
+        if row.summary is None:
+            rows.append([row.name, _skipped(row), "", "", ""])
+            continue
+        rows.append(
+            [
+                row.name,
+                _cell(row.summary, digits=0),
+                _ratio(table.ratio(row.name, best)),
+                "-" if base is None else f"{row.summary.median - base:+.0f}",
+                _cell(row.extra_summary("wall"), digits=3),
+            ]
+        )
+    return _table(
+        ["client", "CPU/line (µs)", "÷ fastest", "vs aiohttp (µs)", "batch wall (s)"],
+        rows,
+    )
+
+
+def markdown(results: Results, top: list[tuple[str, float]] | None = None) -> str:
+    """The whole report as Markdown."""
+    env = results.environment
+    mode = (
+        "Quick smoke run (`--quick`): times are NOT judged"
+        if results.quick
+        else ("Full run")
+    )
+    out = [
+        "# sendblue-lines benchmarks",
+        "",
+        f"{mode}, {env.get('date', '?')}, took {results.elapsed / 60:.1f} min. "
+        f"Python {env.get('python')}, {env.get('platform')}, {env.get('cpus')} CPUs "
+        f"({env.get('pinning')}); sendblue-lines {env.get('sendblue_lines')} "
+        f"({env.get('commit')}), aiohttp {env.get('aiohttp')}, httpx "
+        f"{env.get('httpx')}, sendblue {env.get('sendblue')}. Load average "
+        f"{env.get('load_start')} at the start, {env.get('load_end')} at the end.",
+        "",
+        "Each cell is the median over repeated runs, with the minimum-maximum in "
+        "brackets. The clients ran interleaved (A B C, C B A, ...) against a "
+        "sandbox in its own process on 127.0.0.1, a fresh one per round; "
+        "`÷ fastest` is the median over the best median of the same table.",
+        "",
+        "## Targets",
+        "",
+    ]
+    out += _table(
+        ["target", "goal", "measured", "verdict"],
+        [
+            [t.name, t.goal, t.measured, _verdict(t, results.quick)]
+            for t in results.targets
+        ],
+    )
+    out += ["", "![chart: every scenario and the targets](chart.png)"]
+    table = results.tables.get("overhead")
+    if table is not None:
+        out += ["", f"## 1. {table.title}", ""]
+        out += [
+            "Limits, preview and confirm per line, one line after the other, "
+            "on one client. Client CPU is `time.process_time()` of the benchmark "
+            "process; server CPU is the sandbox process's, from /proc.",
+            "",
+        ]
+        out += _overhead(table)
+    if results.batches:
+        first = next(iter(results.batches.values()))
+        out += [
+            "",
+            f"## 2. Latency-bound batches: {first.params['count']} lines, "
+            f"{first.params['latency_ms']} ms per request",
+            "",
+            "Wall time of one batch (one limits read, then preview and confirm per "
+            "line) beside the bound: limits + ceil(count / concurrency) rounds of "
+            "preview and confirm, each request taking the server's latency. Ours "
+            "is `Provisioner.provision_many`; the peers use `asyncio.gather` with "
+            "an `asyncio.Semaphore`.",
+            "",
+        ]
+        out += _batches(results)
+    table = results.tables.get("scale")
+    if table is not None:
+        out += ["", f"## 3. {table.title}", ""]
+        out += [
+            "Each run in a fresh process after a warm-up batch. Peak RSS growth "
+            "is VmHWM during the run (reset after the warm-up) minus VmRSS "
+            "before it. Ours consumes `Provisioner.batch()` outcome by outcome "
+            "and samples VmRSS at every tenth; the aiohttp peer gathers all the "
+            "slots at once. `server busy` is the sandbox's CPU time over the "
+            "run's wall time.",
+            "",
+        ]
+        out += _scale(table)
+        if results.memory_samples:
+            samples = results.memory_samples[0]
+            out += [
+                "",
+                "RSS (MiB) of our process by outcomes consumed, first run: "
+                + ", ".join(f"{n:,}: {mib:.1f}" for n, mib in samples)
+                + ".",
+            ]
+    table = results.tables.get("import")
+    if table is not None:
+        out += ["", f"## 4. {table.title}", ""]
+        out += _imports(table)
+        if top:
+            out += [
+                "",
+                "Slowest imports under `import sendblue_lines` (cumulative ms, "
+                "`-X importtime`, one run): "
+                + ", ".join(f"`{name.strip()}` {ms:.1f}" for name, ms in top)
+                + ".",
+            ]
+    table = results.tables.get("cpu")
+    if table is not None:
+        out += ["", f"## 5. {table.title}, zero latency", ""]
+        out += [
+            "Python CPU time of the client process per line bought "
+            "(`time.process_time()`), the server's work excluded.",
+            "",
+        ]
+        out += _cpu(table)
+    if results.notes or results.failures:
+        out += ["", "## Notes", ""]
+        out += [f"- {note}" for note in results.notes]
+        out += [f"- failed: {failure}" for failure in results.failures]
+    return "\n".join(out) + "\n"
+
+
+def targets_text(results: Results) -> str:
+    """The verdicts, one per line, for the terminal."""
+    width = max((len(t.name) for t in results.targets), default=0)
+    return "\n".join(
+        f"{_verdict(t, results.quick):<8} {t.name:<{width}}  {t.goal}: {t.measured}"
+        for t in results.targets
+    )
+
+
+def to_json(results: Results) -> str:
+    """Every number, for whoever wants to redo the analysis."""
+
+    def default(value: Any) -> Any:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.asdict(value)
+        raise TypeError(type(value).__name__)
+
+    return json.dumps(dataclasses.asdict(results), indent=1, default=default)
+
+
+# -- chart ------------------------------------------------------------------
+
+
+def chart(results: Results, path: Path) -> str | None:
+    """Draw the chart as a PNG; None, or why it could not be drawn."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (pip install 'sendblue-lines[bench]')"
+
+    figure, axes = plt.subplots(2, 4, figsize=(22, 9.5))
+    title = "sendblue-lines benchmarks" + (
+        " (quick: not judged)" if results.quick else ""
+    )
+    figure.suptitle(title, fontsize=14)
+    _bars(axes[0][0], results.tables.get("overhead"), per=True)
+    _batch_lines(axes[0][1], results)
+    _batch_ratios(axes[0][2], results)
+    _bars(axes[0][3], results.tables.get("cpu"))
+    _bars(axes[1][0], results.tables.get("scale"))
+    _memory(axes[1][1], results)
+    _bars(axes[1][2], results.tables.get("import"))
+    _targets(axes[1][3], results)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return None
+
+
+def _bars(axis: Any, table: Table | None, per: bool = False) -> None:
+    if table is None:
+        axis.set_axis_off()
+        return
+    rows = [row for row in table.rows if row.summary is not None]
+    scale = 1.0
+    unit = table.unit
+    if per:
+        scale, unit = 1000 / table.params["flows"], "ms per flow"
+    names = [row.name for row in rows]
+    medians = [row.summary.median * scale for row in rows if row.summary]
+    lows = [
+        (row.summary.median - row.summary.low) * scale for row in rows if row.summary
+    ]
+    highs = [
+        (row.summary.high - row.summary.median) * scale for row in rows if row.summary
+    ]
+    colors = ["tab:blue" if name == OURS else "tab:gray" for name in names]
+    axis.barh(names, medians, xerr=[lows, highs], color=colors, capsize=4)
+    axis.invert_yaxis()
+    axis.set_xlabel(unit + (" (higher is better)" if not table.lower_is_better else ""))
+    axis.set_title(table.title, fontsize=10)
+    for index, value in enumerate(medians):
+        label = f" {value:,.0f}" if value >= 100 else f" {value:.3g}"
+        axis.text(value, index, label, va="center", fontsize=8)
+
+
+def _batch_lines(axis: Any, results: Results) -> None:
+    if not results.batches:
+        axis.set_axis_off()
+        return
+    concurrencies = list(results.batches)
+    names = [row.name for row in next(iter(results.batches.values())).rows]
+    for name in names:
+        points = [
+            (c, row.summary.median)
+            for c in concurrencies
+            if (row := results.batches[c].row(name)) and row.summary
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            width = 2.5 if name == OURS else 1.0
+            axis.plot(xs, ys, marker="o", label=name, linewidth=width)
+    axis.plot(
+        concurrencies,
+        [results.bounds[c] for c in concurrencies],
+        "k--",
+        label="latency bound",
+    )
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xticks(concurrencies, [str(c) for c in concurrencies])
+    axis.set_xlabel("concurrency")
+    axis.set_ylabel("wall time of the batch (s)")
+    first = next(iter(results.batches.values()))
+    axis.set_title(
+        f"Batch of {first.params['count']}, {first.params['latency_ms']} ms latency",
+        fontsize=10,
+    )
+    axis.legend(fontsize=8)
+
+
+def _batch_ratios(axis: Any, results: Results) -> None:
+    if not results.batches:
+        axis.set_axis_off()
+        return
+    concurrencies = list(results.batches)
+    names = [row.name for row in next(iter(results.batches.values())).rows]
+    width = 0.8 / max(len(names), 1)
+    for index, name in enumerate(names):
+        xs, ys = [], []
+        for position, c in enumerate(concurrencies):
+            row = results.batches[c].row(name)
+            if row and row.summary:
+                xs.append(position + index * width)
+                ys.append(row.summary.median / results.bounds[c])
+        axis.bar(xs, ys, width=width, label=name)
+    axis.axhline(1.0, color="k", linestyle="--", linewidth=1)
+    axis.set_xticks(
+        [p + 0.4 - width / 2 for p in range(len(concurrencies))],
+        [str(c) for c in concurrencies],
+    )
+    axis.set_ylim(bottom=0.9)
+    axis.set_xlabel("concurrency")
+    axis.set_ylabel("wall time ÷ latency bound")
+    axis.set_title("Batches against the latency bound (1.0)", fontsize=10)
+    axis.legend(fontsize=8)
+
+
+def _memory(axis: Any, results: Results) -> None:
+    if not results.memory_samples:
+        axis.set_axis_off()
+        return
+    for run, samples in enumerate(results.memory_samples, 1):
+        xs, ys = zip(*samples, strict=True)
+        axis.plot(xs, ys, marker=".", label=f"run {run}")
+    axis.set_xlabel("outcomes consumed from batch()")
+    axis.set_ylabel("VmRSS (MiB)")
+    low = min(mib for samples in results.memory_samples for _, mib in samples)
+    axis.set_ylim(low - 5, low + 35)
+    axis.set_title("Our RSS while consuming batch() (flat = no growth)", fontsize=10)
+    axis.legend(fontsize=8)
+
+
+def _targets(axis: Any, results: Results) -> None:
+    axis.set_axis_off()
+    lines = []
+    for target in results.targets:
+        verdict = "—" if results.quick and target.met is not None else target.verdict
+        lines += textwrap.wrap(
+            f"{verdict:<4} {target.name}: {target.measured}",
+            width=62,
+            subsequent_indent="     ",
+        )
+    axis.text(
+        0,
+        1,
+        "\n".join(lines),
+        va="top",
+        ha="left",
+        family="monospace",
+        fontsize=7.5,
+    )
+    axis.set_title("Targets", fontsize=10)

@@ -1,0 +1,401 @@
+"""The five scenarios of issue 6, each measured interleaved and repeated.
+
+Every measured run gets a fresh event loop (`asyncio.run`) and a fresh
+client, warms it up (so that connections are open and modules loaded), then
+times only the work. Each round starts a fresh sandbox, so that the server's
+growing ledger weighs on every peer of the round alike and never carries
+over into the next round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._measure import order_for_round
+from ._peers import ALL_PEERS, AiohttpPeer, OursPeer, Peer
+from ._results import Results, Row, Table
+from ._server import Server, running_sandbox
+
+#: Per-run budget of a scale worker before it is killed.
+WORKER_TIMEOUT = 300.0
+#: Per-run budget of one import-time process.
+IMPORT_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes and repeats of every scenario."""
+
+    overhead_flows: int = 1000
+    overhead_warmup: int = 20
+    overhead_rounds: int = 5
+    batch_count: int = 200
+    batch_latency_ms: int = 20
+    batch_concurrency: tuple[int, ...] = (1, 5, 20, 50)
+    batch_rounds: int = 5
+    #: Rounds at concurrency 1, which is 8 s a run: fewer of them.
+    batch_rounds_serial: int = 3
+    scale_count: int = 10_000
+    scale_concurrency: int = 100
+    scale_warmup: int = 200
+    scale_rounds: int = 3
+    import_runs: int = 20
+    cpu_count: int = 1000
+    cpu_concurrency: int = 20
+    cpu_rounds: int = 5
+
+
+FULL = Settings()
+QUICK = Settings(
+    overhead_flows=30,
+    overhead_warmup=3,
+    overhead_rounds=2,
+    batch_count=20,
+    batch_rounds=1,
+    batch_rounds_serial=1,
+    scale_count=400,
+    scale_concurrency=20,
+    scale_warmup=20,
+    scale_rounds=1,
+    import_runs=3,
+    cpu_count=100,
+    cpu_rounds=1,
+)
+
+Log = Callable[[str], None]
+RunOne = Callable[[type[Peer], Server], Coroutine[Any, Any, dict[str, float]]]
+
+
+def latency_bound(count: int, concurrency: int, latency_ms: int) -> float:
+    """The least wall time a batch can take: one limits read, then rounds.
+
+    Each round of `concurrency` slots is a preview and a confirm, one after
+    the other, and every request takes at least the server's latency.
+    """
+    rounds = math.ceil(count / concurrency)
+    return latency_ms / 1000 * (1 + 2 * rounds)
+
+
+def _peers_for(results: Results, classes: Sequence[type[Peer]]) -> list[Row]:
+    rows = []
+    for peer_class in classes:
+        row = Row(peer_class.name, skipped=peer_class.unavailable())
+        note = f"{peer_class.name}: {row.skipped}"
+        if row.skipped and note not in results.notes:
+            results.notes.append(note)
+        rows.append(row)
+    return rows
+
+
+def _interleaved(
+    results: Results,
+    table: Table,
+    classes: Sequence[type[Peer]],
+    rounds: int,
+    latency_ms: int,
+    run_one: RunOne,
+    headline: str,
+    log: Log,
+) -> None:
+    """Run every available peer once per round, in alternating order.
+
+    A peer that fails is marked skipped with the reason, and left out of the
+    remaining rounds; the others go on.
+    """
+    by_name = {peer_class.name: peer_class for peer_class in classes}
+    for round_index in range(rounds):
+        with running_sandbox(latency_ms=latency_ms) as server:
+            for name in order_for_round(list(by_name), round_index):
+                row = table.row(name)
+                assert row is not None
+                if row.skipped:
+                    continue
+                try:
+                    measured = asyncio.run(run_one(by_name[name], server))
+                except Exception as exc:  # noqa: BLE001 - reported as the row's note
+                    reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+                    row.skipped = f"failed against the sandbox: {reason}"
+                    results.failures.append(f"{table.title} / {name}: {reason}")
+                    log(f"  {name}: FAILED {reason}")
+                    continue
+                row.add(measured.pop(headline), **measured)
+                log(
+                    f"  round {round_index + 1}/{rounds} {name:<20} "
+                    f"{row.values[-1]:.4f} {table.unit}"
+                )
+
+
+# -- 1. overhead ------------------------------------------------------------
+
+
+def overhead(results: Results, settings: Settings, log: Log) -> None:
+    """1,000 sequential single-line flows at zero added latency."""
+    flows = settings.overhead_flows
+
+    async def run_one(peer_class: type[Peer], server: Server) -> dict[str, float]:
+        async with peer_class(server) as peer:
+            for _ in range(settings.overhead_warmup):
+                await peer.provision()
+            gc.collect()
+            server_cpu = server.cpu_seconds()
+            cpu, wall = time.process_time(), time.perf_counter()
+            for _ in range(flows):
+                await peer.provision()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            server_cpu = server.cpu_seconds() - server_cpu
+        return {
+            "wall": wall,
+            "cpu_per_flow_us": cpu / flows * 1e6,
+            "server_cpu_per_flow_us": server_cpu / flows * 1e6,
+        }
+
+    table = Table(
+        title=f"Overhead: {flows:,} sequential flows, zero latency",
+        unit="s",
+        rows=_peers_for(results, ALL_PEERS),
+        params={"flows": flows, "latency_ms": 0},
+    )
+    results.tables["overhead"] = table
+    log(f"[1/5] overhead: {flows} sequential flows x {settings.overhead_rounds}")
+    _interleaved(
+        results, table, ALL_PEERS, settings.overhead_rounds, 0, run_one, "wall", log
+    )
+
+
+# -- 2. latency-bound batches -------------------------------------------------
+
+
+def batches(results: Results, settings: Settings, log: Log) -> None:
+    """200 lines against 20 ms of latency, at several concurrencies."""
+    count, latency = settings.batch_count, settings.batch_latency_ms
+    for concurrency in settings.batch_concurrency:
+
+        async def run_one(
+            peer_class: type[Peer], server: Server, concurrency: int = concurrency
+        ) -> dict[str, float]:
+            async with peer_class(server) as peer:
+                # Opens `concurrency` connections before the clock starts.
+                await peer.provision_many(concurrency, concurrency)
+                gc.collect()
+                wall = time.perf_counter()
+                bought = await peer.provision_many(count, concurrency)
+                wall = time.perf_counter() - wall
+            if bought != count:
+                raise RuntimeError(f"bought {bought} of {count}")
+            return {"wall": wall}
+
+        table = Table(
+            title=f"Batch of {count} at concurrency {concurrency}, {latency} ms",
+            unit="s",
+            rows=_peers_for(results, ALL_PEERS),
+            params={"count": count, "concurrency": concurrency, "latency_ms": latency},
+        )
+        results.batches[concurrency] = table
+        results.bounds[concurrency] = latency_bound(count, concurrency, latency)
+        rounds = (
+            settings.batch_rounds_serial if concurrency == 1 else settings.batch_rounds
+        )
+        log(
+            f"[2/5] batch: {count} lines at concurrency {concurrency}, "
+            f"{latency} ms, x {rounds} (bound {results.bounds[concurrency]:.3f} s)"
+        )
+        _interleaved(results, table, ALL_PEERS, rounds, latency, run_one, "wall", log)
+
+
+# -- 3. scale ---------------------------------------------------------------
+
+
+def _scale_run(server: Server, impl: str, settings: Settings) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks._scale_worker",
+        "--impl",
+        impl,
+        "--url",
+        server.url,
+        "--key-id",
+        server.key_id,
+        "--count",
+        str(settings.scale_count),
+        "--concurrency",
+        str(settings.scale_concurrency),
+        "--warmup",
+        str(settings.scale_warmup),
+    ]
+    # subprocess.run kills the worker if we are interrupted or it overruns.
+    done = subprocess.run(
+        command,
+        input=server.secret + "\n",
+        capture_output=True,
+        text=True,
+        timeout=WORKER_TIMEOUT,
+        check=False,
+    )
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"worker exited with {done.returncode}: {tail[0]}")
+    data: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return data
+
+
+def scale(results: Results, settings: Settings, log: Log) -> None:
+    """10,000 lines at concurrency 100, each run in a fresh process."""
+    count, concurrency = settings.scale_count, settings.scale_concurrency
+    classes: list[type[Peer]] = [OursPeer, AiohttpPeer]
+    impls = {OursPeer.name: "ours", AiohttpPeer.name: "aiohttp"}
+    throughput = Table(
+        title=f"Scale: {count:,} lines at concurrency {concurrency}, zero latency",
+        unit="lines/s",
+        rows=_peers_for(results, classes),
+        lower_is_better=False,
+        params={"count": count, "concurrency": concurrency},
+    )
+    results.tables["scale"] = throughput
+    rounds = settings.scale_rounds
+    log(f"[3/5] scale: {count} lines at concurrency {concurrency} x {rounds}")
+    for round_index in range(rounds):
+        # A fresh sandbox per run: the ledger of one run must not slow the next.
+        for name in order_for_round(list(impls), round_index):
+            row = throughput.row(name)
+            assert row is not None
+            if row.skipped:
+                continue
+            with running_sandbox() as server:
+                server_cpu = server.cpu_seconds()
+                try:
+                    data = _scale_run(server, impls[name], settings)
+                except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+                    reason = str(exc).splitlines()[0][:300]
+                    row.skipped = f"failed: {reason}"
+                    results.failures.append(f"scale / {name}: {reason}")
+                    log(f"  {name}: FAILED {reason}")
+                    continue
+                server_cpu = server.cpu_seconds() - server_cpu
+            baseline = data["baseline_kib"] or 0
+            peak = data["peak_kib"] or 0
+            if not data["peak_reset"]:
+                # Without a reset the peak may be the warm-up's; still an
+                # upper bound on the run's own growth.
+                peak = max(peak, data["peak_before_kib"] or 0)
+            growth_mib = max(peak - baseline, 0) / 1024
+            extras = {
+                "rss_growth_mib": growth_mib,
+                "cpu_per_line_us": data["cpu"] / count * 1e6,
+                "server_cpu_share": server_cpu / data["wall"] if data["wall"] else 0.0,
+                "wall": data["wall"],
+            }
+            samples = data["samples"]
+            if samples:
+                results.memory_samples.append([(int(n), float(m)) for n, m in samples])
+                extras["rss_after_first_tenth_to_end_mib"] = (
+                    samples[-1][1] - samples[0][1]
+                )
+            row.add(count / data["wall"], **extras)
+            log(
+                f"  round {round_index + 1}/{rounds} {name:<20} "
+                f"{row.values[-1]:,.0f} lines/s, peak RSS +{growth_mib:.1f} MiB"
+            )
+
+
+# -- 4. import time -----------------------------------------------------------
+
+
+IMPORTS: dict[str, str] = {
+    "python -c pass": "pass",
+    "import aiohttp": "import aiohttp",
+    "import sendblue_lines": "import sendblue_lines",
+}
+
+
+def import_time(results: Results, settings: Settings, log: Log) -> None:
+    """Whole-process wall time of `python -c "import ..."`, interleaved."""
+    table = Table(
+        title=f"Import: whole `python -c` process, {settings.import_runs} runs",
+        unit="ms",
+        rows=[Row(name) for name in IMPORTS],
+        params={"runs": settings.import_runs},
+    )
+    results.tables["import"] = table
+    log(f"[4/5] import time: {settings.import_runs} runs each")
+
+    def once(code: str) -> float:
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-c", code],
+            check=True,
+            timeout=IMPORT_TIMEOUT,
+            stdout=subprocess.DEVNULL,
+        )
+        return (time.perf_counter() - started) * 1000
+
+    for code in IMPORTS.values():  # compile the .pyc files; not measured
+        once(code)
+    for run in range(settings.import_runs):
+        for name in order_for_round(list(IMPORTS), run):
+            row = table.row(name)
+            assert row is not None
+            row.add(once(IMPORTS[name]))
+    for row in table.rows:
+        summary = row.summary
+        assert summary is not None
+        log(f"  {row.name:<24} median {summary.median:.1f} ms")
+
+
+def top_imports(module: str, limit: int = 8) -> list[tuple[str, float]]:
+    """The slowest imports (cumulative ms) below `module`, from `-X importtime`."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        capture_output=True,
+        text=True,
+        timeout=IMPORT_TIMEOUT,
+        check=False,
+    )
+    found: list[tuple[str, float]] = []
+    for line in done.stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) != 3 or not parts[1].strip().isdigit():
+            continue
+        found.append((parts[2].rstrip(), int(parts[1]) / 1000))
+    found.sort(key=lambda item: item[1], reverse=True)
+    return found[:limit]
+
+
+# -- 5. CPU per flow ------------------------------------------------------------
+
+
+def cpu_per_flow(results: Results, settings: Settings, log: Log) -> None:
+    """Python CPU time per provisioned line, in a batch under load."""
+    count, concurrency = settings.cpu_count, settings.cpu_concurrency
+
+    async def run_one(peer_class: type[Peer], server: Server) -> dict[str, float]:
+        async with peer_class(server) as peer:
+            await peer.provision_many(concurrency, concurrency)
+            gc.collect()
+            cpu, wall = time.process_time(), time.perf_counter()
+            bought = await peer.provision_many(count, concurrency)
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if bought != count:
+            raise RuntimeError(f"bought {bought} of {count}")
+        return {"cpu_us": cpu / count * 1e6, "wall": wall}
+
+    table = Table(
+        title=f"CPU per line: batch of {count:,} at concurrency {concurrency}",
+        unit="µs",
+        rows=_peers_for(results, ALL_PEERS),
+        params={"count": count, "concurrency": concurrency},
+    )
+    results.tables["cpu"] = table
+    log(f"[5/5] CPU per line: {count} lines at concurrency {concurrency}")
+    _interleaved(
+        results, table, ALL_PEERS, settings.cpu_rounds, 0, run_one, "cpu_us", log
+    )
