@@ -16,8 +16,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 import anyio
-from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._results import Plan, ProvisionOutcome
 from .errors import (
@@ -32,6 +30,11 @@ from .errors import (
 )
 
 if TYPE_CHECKING:
+    # Annotations only: importing these at run time loads anyio's streams and
+    # synchronization modules, about a third of our import time (benchmarks/).
+    from anyio.abc import TaskGroup
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
     from .provisioner import Provisioner
 
 __all__ = ["Batch", "stops_batch"]
