@@ -364,8 +364,32 @@ async def _cmd_preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> in
 def _ask(question: str, stdin: IO[str], err: TextIO) -> bool:
     err.write(question)
     err.flush()
-    answer = stdin.readline()
+    with _interruptible():
+        answer = stdin.readline()
     return answer.strip().lower() in ("y", "yes")
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """Let one Ctrl-C stop a blocking read at once (KeyboardInterrupt).
+
+    asyncio.run's own SIGINT handler only cancels the main task, which cannot
+    run while the loop is blocked in readline(): the first Ctrl-C at the
+    prompt did nothing. A SIGINT that is ignored (SIG_IGN) stays ignored, and
+    outside the main thread (main() called from a thread) nothing changes.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    ours = previous not in (signal.SIG_IGN, None)
+    if ours:
+        try:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        except ValueError:  # not the main thread: signals are not ours
+            ours = False
+    try:
+        yield
+    finally:
+        if ours:
+            signal.signal(signal.SIGINT, previous)
 
 
 async def _cmd_provision(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
