@@ -494,18 +494,18 @@ class Provisioner:
                     "the caller was cancelled and the confirm had no answer within "
                     f"{self._confirm_bound:.1f}s"
                 )
-            outcome = ProvisionOutcome(
-                index=slot.index,
-                error=OutcomeUnknownError(
-                    f"the outcome of confirming token {preview.token[:8]}… is "
-                    f"unknown: {reason}. A line was most likely bought and charged; "
-                    "check the account before buying again.",
-                    preview_token=preview.token,
-                    first_sent_at=sent_at,
-                    attempts=1,
-                    reason=reason,
-                ),
+            unknown = OutcomeUnknownError(
+                f"the outcome of confirming token {preview.token[:8]}… is "
+                f"unknown: {reason}. A line was most likely bought and charged; "
+                "check the account before buying again.",
+                preview_token=preview.token,
+                first_sent_at=sent_at,
+                attempts=1,  # at least; the client's own count went with its task
+                reason=reason,
             )
+            if finished:
+                unknown.__cause__ = task.exception()
+            outcome = ProvisionOutcome(index=slot.index, error=unknown)
         slot.charged = outcome.charged
         with anyio.CancelScope(shield=True):
             await self._report(outcome, listening=False)
