@@ -423,7 +423,7 @@ async def _cmd_provision(args: argparse.Namespace, out: TextIO, err: TextIO) -> 
         interrupted = False
         result: BatchResult | None = None
         with anyio.CancelScope() as scope:
-            _on_interrupt(scope.cancel)
+            _on_interrupt(scope.cancel, err)
             # `count`, not `args.count`: never more than the person agreed to,
             # even if the limits free a slot between the plan and the batch.
             result = await provisioner.provision_many(
@@ -456,12 +456,26 @@ def _summary(result: BatchResult, requested: int, err: TextIO) -> None:
         print(f"Stopped early: {explain(result.stopped_by)}", file=err)
 
 
-def _on_interrupt(cancel: Callable[[], object]) -> None:
-    """Turn SIGINT and SIGTERM into a cancel of the running batch."""
+def _on_interrupt(cancel: Callable[[], object], err: TextIO) -> None:
+    """Turn SIGINT and SIGTERM into a cancel of the running batch.
+
+    The wait for confirms already sent can last up to their timeouts, so the
+    person is told at once why the command does not end yet.
+    """
+
+    def stop() -> None:
+        print(
+            "Stopping: no new purchase starts; waiting for the answers to confirms "
+            "already sent (each may have bought a line).",
+            file=err,
+            flush=True,
+        )
+        cancel()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, cancel)
+            loop.add_signal_handler(sig, stop)
 
 
 def _positive(text: str) -> int:
