@@ -362,9 +362,11 @@ async def _cmd_preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> in
 
 
 def _ask(question: str, stdin: IO[str], err: TextIO) -> bool:
-    err.write(question)
-    err.flush()
+    # Interruptible before the question shows: a Ctrl-C in reply to it must
+    # find the handler in place.
     with _interruptible():
+        err.write(question)
+        err.flush()
         answer = stdin.readline()
     return answer.strip().lower() in ("y", "yes")
 
