@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.lowlevel
 
 from ._results import Plan, ProvisionOutcome
 from .errors import (
@@ -173,6 +174,12 @@ class Batch:
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
+            # The stream also ends when a cancellation of our scope reached the
+            # workers before it reached us: then the cancellation must end the
+            # iteration, not a quiet StopAsyncIteration, or `provision_many`
+            # would return as if every started slot had settled (a line bought
+            # meanwhile missing from its result).
+            await anyio.lowlevel.checkpoint_if_cancelled()
             raise StopAsyncIteration from None
 
     async def _work(self) -> None:
