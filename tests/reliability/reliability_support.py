@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import pickle
+import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -30,7 +31,9 @@ from sendblue_lines import (
     RetryPolicy,
     SendblueError,
 )
-from sendblue_lines.sandbox import Charge, Endpoint, Fault
+from sendblue_lines.sandbox import Charge, Endpoint, Fault, Sandbox, SandboxAccount
+
+_T = TypeVar("_T")
 
 #: The client's timeout in the suite: small, so that hangs and drips end fast.
 TIMEOUT = 0.5
@@ -222,3 +225,88 @@ def check_error(error: BaseException, secrets: Iterable[str]) -> None:
         assert secret not in text, "a secret in an error's text"
     clone = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
     assert type(clone) is type(error)
+
+
+class ThreadedSandbox:
+    """A `Sandbox` served from a thread with its own event loop, as a server would be.
+
+    The test's loop then holds only the client's tasks, so "no task is left
+    running" can be checked exactly, and the server's work does not count as
+    steps of the client's loop. Use `call` to touch the sandbox: it runs a
+    function in the sandbox's loop and returns its result.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._sandbox: Sandbox[Any] | None = None
+        self._failure: BaseException | None = None
+
+    def __enter__(self) -> ThreadedSandbox:
+        self._thread.start()
+        if not self._ready.wait(10) or self._sandbox is None:
+            raise RuntimeError(f"the threaded sandbox did not start: {self._failure}")
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+        assert not self._thread.is_alive(), "the threaded sandbox did not stop"
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # noqa: BLE001 - reported by __enter__
+            self._failure = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with Sandbox(**self._options) as sandbox:
+            self._sandbox = sandbox
+            self._ready.set()
+            await self._stop.wait()
+
+    @property
+    def url(self) -> str:
+        assert self._sandbox is not None
+        return self._sandbox.url
+
+    def call(self, function: Callable[[Sandbox[Any]], _T]) -> _T:
+        """Run `function(sandbox)` in the sandbox's loop; return what it returns."""
+        assert self._loop is not None
+        assert self._sandbox is not None
+        sandbox = self._sandbox
+
+        async def run() -> _T:
+            return function(sandbox)
+
+        future = asyncio.run_coroutine_threadsafe(run(), self._loop)
+        return future.result(timeout=10)
+
+    def add_account(self, key_id: str, secret: str) -> None:
+        """Add an account without limits that matter."""
+        account = SandboxAccount(
+            key_id, secret, daily_limit=PLENTY, monthly_limit=PLENTY
+        )
+        self.call(lambda sandbox: sandbox.add_account(account))
+
+    def busy(self) -> int:
+        """How many requests the sandbox is still handling."""
+        return self.call(
+            lambda sandbox: (
+                sum(c.requests for c in sandbox.counters.values())
+                - len(sandbox.requests)
+            )
+        )
+
+    def charges(self, key_id: str) -> list[Charge]:
+        """The ledger of one account."""
+        return self.call(
+            lambda sandbox: [c for c in sandbox.ledger if c.api_key_id == key_id]
+        )
