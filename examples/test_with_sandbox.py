@@ -7,22 +7,24 @@ needed. Each test gets a fresh sandbox on 127.0.0.1 with its own state.
 from __future__ import annotations
 
 from sendblue_lines import LinesClient, OutcomeUnknownError, Provisioner
-from sendblue_lines.sandbox import Fault, Sandbox
+from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 
 
-def client_for(sandbox: Sandbox) -> LinesClient:
+def client_for(sandbox: Sandbox[ManualClock]) -> LinesClient:
     """A LinesClient pointed at the sandbox's URL and default account."""
     return LinesClient(sandbox.api_key_id, sandbox.api_secret_key, base_url=sandbox.url)
 
 
-async def test_my_code_buys_one_line(sendblue_sandbox: Sandbox) -> None:
+async def test_my_code_buys_one_line(sendblue_sandbox: Sandbox[ManualClock]) -> None:
     """A purchase through the SDK shows up in the sandbox's ledger."""
     async with client_for(sendblue_sandbox) as client:
         line = await Provisioner(client).provision()
     assert [c.phone_number for c in sendblue_sandbox.purchases()] == [line.phone_number]
 
 
-async def test_my_code_survives_a_lost_answer(sendblue_sandbox: Sandbox) -> None:
+async def test_my_code_survives_a_lost_answer(
+    sendblue_sandbox: Sandbox[ManualClock],
+) -> None:
     """A confirm whose answer is lost is reported as unknown, and bought once."""
     sendblue_sandbox.inject("confirm", Fault.drop_after_commit())
     async with client_for(sendblue_sandbox) as client:
@@ -37,7 +39,9 @@ async def test_my_code_survives_a_lost_answer(sendblue_sandbox: Sandbox) -> None
     assert sendblue_sandbox.ledger[0].preview_token == unknown.preview_token
 
 
-async def test_my_code_respects_the_daily_limit(sendblue_sandbox: Sandbox) -> None:
+async def test_my_code_respects_the_daily_limit(
+    sendblue_sandbox: Sandbox[ManualClock],
+) -> None:
     """A batch of five on a fresh account buys three: the default daily limit."""
     async with client_for(sendblue_sandbox) as client:
         result = await Provisioner(client).provision_many(5, concurrency=5)

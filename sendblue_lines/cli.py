@@ -600,13 +600,14 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _logging_to_stderr(args: argparse.Namespace) -> Iterator[None]:
     """Show the SDK's own log on stderr while the command runs.
 
-    Warnings by default, more with -v; the demo narrates every step itself,
-    so it shows only errors unless -v. The logger is restored afterwards, so
-    that `main()` called from a program or a test leaves logging as it was.
+    Only errors by default: every outcome the SDK would warn about is
+    already told by the command in its own sentence, and the same story
+    twice is noise. -v adds the SDK's warnings and steps, -vv each HTTP
+    attempt. The logger is restored afterwards, so that `main()` called from
+    a program or a test leaves logging as it was.
     """
     verbosity = int(getattr(args, "verbose", 0))
-    quiet_default = logging.ERROR if args.command == "demo" else logging.WARNING
-    level = {0: quiet_default, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    level = {0: logging.ERROR, 1: logging.INFO}.get(verbosity, logging.DEBUG)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         logging.Formatter("sendblue-lines: %(levelname)s: %(message)s")
