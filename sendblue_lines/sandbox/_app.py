@@ -22,7 +22,7 @@ from ._state import (
     limits_body,
 )
 
-__all__ = ["ROUTES", "Latency", "Runtime", "build_app"]
+__all__ = ["ROUTES", "Latency", "Runtime", "build_app", "release_app"]
 
 Latency = float | Callable[[], float] | None
 
@@ -57,16 +57,41 @@ class Runtime:
         return not self.closing.is_set()
 
 
-_RUNTIME = web.AppKey("sendblue_lines.sandbox.runtime", Runtime)
+@attrs.define
+class _Held:
+    """The application's reference to its `Runtime`, dropped by `release_app`.
+
+    aiohttp keeps every application it served in a module-level cache (up to
+    1024 of them), so whatever an application references outlives the
+    Sandbox: the ledger, the request log and the queued faults of every
+    sandbox a test suite closed would stay in memory.
+    """
+
+    runtime: Runtime | None
+
+
+_RUNTIME = web.AppKey("sendblue_lines.sandbox.runtime", _Held)
 
 
 def build_app(runtime: Runtime) -> web.Application:
     """Build the aiohttp application that serves the three endpoints."""
     app = web.Application(middlewares=[_unrouted])
-    app[_RUNTIME] = runtime
+    app[_RUNTIME] = _Held(runtime)
     for endpoint, method, path in ROUTES:
         app.router.add_route(method, path, _handler(endpoint), name=endpoint)
     return app
+
+
+def release_app(app: web.Application) -> None:
+    """Let go of the runtime of an application that no longer serves."""
+    app[_RUNTIME].runtime = None
+
+
+def _runtime(request: web.Request) -> Runtime:
+    runtime = request.app[_RUNTIME].runtime
+    if runtime is None:  # pragma: no cover - the server is shut down first
+        raise web.HTTPServiceUnavailable
+    return runtime
 
 
 def _json(status: int, body: Any) -> web.Response:
@@ -89,7 +114,7 @@ async def _unrouted(
     routing_error = request.match_info.http_exception
     if routing_error is None:
         return await handler(request)
-    runtime = request.app[_RUNTIME]
+    runtime = _runtime(request)
     with runtime.log.observe(request.method, request.path, None) as observation:
         if not await runtime.pause(runtime.latency_seconds()):
             return drop_connection(request)
@@ -104,7 +129,7 @@ def _handler(
     endpoint: Endpoint,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
-        runtime = request.app[_RUNTIME]
+        runtime = _runtime(request)
         # The fault is taken on arrival, so "the next N requests" means the
         # next N to arrive, whatever latency each one then draws.
         fault = runtime.faults.pop(endpoint)

@@ -11,7 +11,7 @@ from typing import Any, Generic, TypeVar, cast, overload
 import anyio
 from aiohttp import web
 
-from ._app import Latency, Runtime, build_app
+from ._app import Latency, Runtime, build_app, release_app
 from ._clock import Clock, ManualClock
 from ._faults import Endpoint, Fault, FaultQueue
 from ._records import EndpointCounters, RequestLog, RequestRecord
@@ -192,6 +192,8 @@ class Sandbox(Generic[ClockT]):
             with anyio.CancelScope(shield=True):
                 await asyncio.wait([cleanup])
             raise
+        finally:
+            release_app(runner.app)
 
     async def __aenter__(self: _SandboxT) -> _SandboxT:
         return await self.start()
