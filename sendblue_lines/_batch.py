@@ -215,7 +215,7 @@ class Batch:
         """Give back the cap units of planned slots that never started, once."""
         if not self._released:
             self._released = True
-            self._provisioner._cap.give_back(self.planned - self._next)
+            self._provisioner._unplan(self.planned - self._next)
 
     def _drain(self, receive: MemoryObjectReceiveStream[ProvisionOutcome]) -> None:
         """Log the outcomes that settled but were never consumed."""

@@ -50,14 +50,23 @@ class Allowance:
         self.held -= count
 
 
-def plan_for(requested: int, limits: ProvisioningLimits, cap_left: int | None) -> Plan:
-    """Say how many of `requested` lines the limits and the cap leave room for."""
+def plan_for(
+    requested: int,
+    limits: ProvisioningLimits,
+    cap_left: int | None,
+    held: int = 0,
+) -> Plan:
+    """Say how many of `requested` lines the limits and the cap leave room for.
+
+    `held` purchases of other flows are in flight: the limits read does not
+    count them yet, so they come off the room it shows.
+    """
     room: dict[str, int] = {}
     for name, window in limits.windows().items():
         if window.remaining is not None:
-            room[name] = max(window.remaining, 0)
+            room[name] = max(window.remaining - held, 0)
         elif window.limit is not None:
-            room[name] = max(window.limit, 0)
+            room[name] = max(window.limit - held, 0)
     allowed = requested
     binding: Binding | None = None
     if room:
@@ -90,17 +99,17 @@ def plan_for(requested: int, limits: ProvisioningLimits, cap_left: int | None) -
     )
 
 
-def leaves_none(limits: ProvisioningLimits) -> bool:
+def leaves_none(limits: ProvisioningLimits, held: int = 0) -> bool:
     """True when a window is known to leave no room at all (the fast check).
 
-    Equivalent to `plan_for(1, limits, None).allowed == 0`, without building
-    a plan: `provision()` asks this once per line.
+    Equivalent to `plan_for(1, limits, None, held).allowed == 0`, without
+    building a plan: `provision()` asks this once per line.
     """
     for window in (limits.daily, limits.monthly):
         if window is None:
             continue
         room = window.remaining if window.remaining is not None else window.limit
-        if room is not None and room <= 0:
+        if room is not None and room - held <= 0:
             return True
     return False
 

@@ -186,9 +186,18 @@ class Provisioner:
             + _CONFIRM_SLACK_SECONDS
         )
         self._limits_warned = False
+        # Purchases planned or running in any flow and not settled yet: a
+        # limits read does not count them, so every flow leaves them out of
+        # the room it reads (design invariant 3: one shared reservation).
+        self._in_flight = 0
 
     def __repr__(self) -> str:
         return f"Provisioner({self._client!r}, max_lines={self._max_lines!r})"
+
+    def _unplan(self, count: int) -> None:
+        """Release the reservations of `count` planned slots that never started."""
+        self._in_flight -= count
+        self._cap.give_back(count)
 
     @property
     def client(self) -> LinesClient:
@@ -211,7 +220,9 @@ class Provisioner:
     async def plan(self, count: int) -> Plan:
         """Read the limits and say how many of `count` lines can be bought now.
 
-        Sends no preview and no confirm. `max_lines` is taken into account.
+        Sends no preview and no confirm. `max_lines` is taken into account,
+        and so are the purchases of this Provisioner's other flows still in
+        flight, which the limits read does not count yet.
 
         Raises:
             ConfigurationError: `count` is not a non-negative integer.
@@ -223,7 +234,7 @@ class Provisioner:
         """
         _check_count(count)
         limits = await self._read_limits()
-        return plan_for(count, limits, self._cap.left)
+        return plan_for(count, limits, self._cap.left, self._in_flight)
 
     async def provision(self) -> ProvisionedLine:
         """Buy one line: limits, preview, (approve), confirm.
@@ -317,8 +328,10 @@ class Provisioner:
         except SendblueError as error:
             logger.warning("batch: the limits read failed, starting no slot: %s", error)
             return None, 0, error
-        plan = plan_for(count, limits, self._cap.left)
+        plan = plan_for(count, limits, self._cap.left, self._in_flight)
         planned = self._cap.take(plan.allowed)
+        # No await since the plan: no other flow can take the same room.
+        self._in_flight += planned
         stop = limit_error(plan, self._max_lines)
         if stop is not None:
             logger.info("batch: planning %d of %d slot(s): %s", planned, count, stop)
@@ -335,16 +348,23 @@ class Provisioner:
                 max_lines=self._max_lines or 0,
             )
         slot = _Slot(0)
+        reserved = False
         try:
             limits = await self._read_limits()
-            if leaves_none(limits):
+            held = self._in_flight
+            if leaves_none(limits, held):
                 # Our own unit of the cap is already taken: only the limits decide.
-                refusal = limit_error(plan_for(1, limits, None), self._max_lines)
+                refusal = limit_error(plan_for(1, limits, None, held), self._max_lines)
                 assert refusal is not None  # noqa: S101 - a full window binds
                 logger.info("slot 0: not previewing: %s", refusal)
                 raise refusal
+            # No await since the check: no other flow can take the same room.
+            self._in_flight += 1
+            reserved = True
             return await self._buy(slot)
         finally:
+            if reserved:
+                self._in_flight -= 1
             if not slot.charged:
                 self._cap.give_back(1)
 
@@ -356,6 +376,7 @@ class Provisioner:
         except SendblueError as error:
             outcome = ProvisionOutcome(index=index, error=error)
         finally:
+            self._in_flight -= 1
             if not slot.charged:
                 self._cap.give_back(1)
         await self._report(outcome, listening=True)
