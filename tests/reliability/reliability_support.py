@@ -136,12 +136,16 @@ class Recorder:
     outcomes: list[ProvisionOutcome] = attrs.Factory(list)
     tokens: dict[int, list[str]] = attrs.Factory(dict)
     _pending: dict[asyncio.Task[Any] | None, list[str]] = attrs.Factory(dict)
+    #: For several flows at once, whose slot numbers repeat: number them anew.
+    renumber: bool = False
 
     def approve(self, preview: Preview) -> bool:
         self._pending.setdefault(asyncio.current_task(), []).append(preview.token)
         return True
 
     def on_outcome(self, outcome: ProvisionOutcome) -> None:
+        if self.renumber:
+            outcome = attrs.evolve(outcome, index=len(self.outcomes))
         # A slot is reported exactly once: a second report would be a bug.
         assert outcome.index not in self.tokens, f"slot {outcome.index} twice"
         self.tokens[outcome.index] = self._pending.pop(asyncio.current_task(), [])
