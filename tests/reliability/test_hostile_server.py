@@ -10,6 +10,7 @@ same client then buys a line as usual.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -190,6 +191,17 @@ def relabelled(content_type: str) -> Fault:
     return Fault(kind="relabelled", after_commit=True, reply=reply)
 
 
+def gzip_bomb(after_commit: bool) -> Fault:
+    """20 KiB of gzip that inflates to 20 MiB: the cap counts what comes out."""
+    body = gzip.compress(b'{"status": "OK", "p": "' + b"0" * (20 * MIB) + b'"}')
+
+    async def reply(context: Any) -> web.StreamResponse:
+        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        return web.Response(status=200, body=body, headers=headers)
+
+    return Fault(kind="gzip_bomb", after_commit=after_commit, reply=reply)
+
+
 PREVIEW_JSON = (
     b'{"status": "OK", "preview_token": "lpv_hostile", "expires_at": '
     b'"2030-01-01T00:00:00.000Z", "message": "m"}'
@@ -201,6 +213,8 @@ BODIES = [
     ("chunked-over-1MiB", "preview", chunked_oversized(False), "MalformedResponseError", 0),  # noqa: E501
     ("chunked-over-1MiB", "confirm", chunked_oversized(False), "OutcomeUnknownError", 0),  # noqa: E501
     ("chunked-over-1MiB-after-commit", "confirm", chunked_oversized(True), "OutcomeUnknownError", 1),  # noqa: E501
+    ("gzip-bomb", "preview", gzip_bomb(False), "MalformedResponseError", 0),
+    ("gzip-bomb-after-commit", "confirm", gzip_bomb(True), "OutcomeUnknownError", 1),
     ("non-utf8", "preview", Fault.raw(200, b'{"status": "OK", "m": "\xc3\x28"}'), "MalformedResponseError", 0),  # noqa: E501
     ("latin-1-declared", "preview", Fault.raw(200, b'{"message": "caf\xe9"}', "application/json; charset=latin-1"), "MalformedResponseError", 0),  # noqa: E501
     ("non-utf8-error-body", "preview", Fault.raw(401, b"\xff\xfe denied"), "AuthenticationError", 0),  # noqa: E501
@@ -232,7 +246,7 @@ async def test_a_hostile_body_is_a_typed_outcome(
     expected: str,
     charges: int,
 ) -> None:
-    """Oversized, non-UTF-8, deep, mislabelled, dripping: typed, then usable."""
+    """Oversized, bombs, non-UTF-8, deep, mislabelled, dripping: typed, then usable."""
     # A preview fault hits every try: whether it is retried is not the point.
     sandbox.inject(step, fault, times=1 if expected == "line" else 3)  # type: ignore[arg-type]
     async with connect(sandbox) as client:
