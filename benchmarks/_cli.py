@@ -18,7 +18,7 @@ from types import FrameType
 from . import _report, _scenarios
 from ._peers import AiohttpPeer, OursPeer
 from ._results import Results
-from ._server import client_cpu, pin_self, server_cpu
+from ._server import client_cpu, pin_self, pinning, server_cpu
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DOCS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -74,11 +74,15 @@ def _commit() -> str:
 
 def environment() -> dict[str, str]:
     """What the run ran on, for the report's first line."""
-    pinned = (
-        f"clients pinned to CPU {client_cpu()}, sandbox to CPU {server_cpu()}"
-        if client_cpu() is not None
-        else "processes not pinned"
-    )
+    if pinning():
+        pinned = f"clients pinned to CPU {client_cpu()}, sandbox to CPU {server_cpu()}"
+    elif client_cpu() is not None:
+        pinned = (
+            "processes pinned only at scale: client CPU "
+            f"{client_cpu()}, sandbox CPU {server_cpu()}"
+        )
+    else:
+        pinned = "one CPU: not pinned"
     return {
         "load_start": _load(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime(

@@ -434,8 +434,9 @@ def markdown(results: Results, top: list[tuple[str, float]] | None = None) -> st
         if top:
             out += [
                 "",
-                "Slowest imports under `import sendblue_lines` (cumulative ms, "
-                "`-X importtime`, one run): "
+                "What `import sendblue_lines` loads once aiohttp is loaded, the "
+                "slowest modules by their own time (ms, `-X importtime`, one run, "
+                "inflated by the profiler): "
                 + ", ".join(f"`{name.strip()}` {ms:.1f}" for name, ms in top)
                 + ".",
             ]

@@ -24,7 +24,7 @@ from typing import Any
 from ._measure import order_for_round
 from ._peers import ALL_PEERS, AiohttpPeer, OursPeer, Peer
 from ._results import Results, Row, Table
-from ._server import Server, running_sandbox
+from ._server import Server, client_cpu, running_sandbox
 
 #: Per-run budget of a scale worker before it is killed.
 WORKER_TIMEOUT = 300.0
@@ -297,7 +297,11 @@ def _scale_run(server: Server, impl: str, settings: Settings) -> dict[str, Any]:
         str(settings.scale_concurrency),
         "--warmup",
         str(settings.scale_warmup),
+        "--server-pid",
+        str(server.pid),
     ]
+    if client_cpu() is not None:
+        command += ["--cpu", str(client_cpu())]
     # subprocess.run kills the worker if we are interrupted or it overruns.
     done = subprocess.run(
         command,
@@ -336,8 +340,7 @@ def scale(results: Results, settings: Settings, log: Log) -> None:
             assert row is not None
             if row.skipped:
                 continue
-            with running_sandbox() as server:
-                server_cpu = server.cpu_seconds()
+            with running_sandbox(pin=True) as server:
                 try:
                     data = _scale_run(server, impls[name], settings)
                 except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
@@ -346,7 +349,6 @@ def scale(results: Results, settings: Settings, log: Log) -> None:
                     results.failures.append(f"scale / {name}: {reason}")
                     log(f"  {name}: FAILED {reason}")
                     continue
-                server_cpu = server.cpu_seconds() - server_cpu
             baseline = data["baseline_kib"] or 0
             peak = data["peak_kib"] or 0
             if not data["peak_reset"]:
@@ -357,7 +359,7 @@ def scale(results: Results, settings: Settings, log: Log) -> None:
             extras = {
                 "rss_growth_mib": growth_mib,
                 "cpu_per_line_us": data["cpu"] / count * 1e6,
-                "server_cpu_share": server_cpu / data["wall"] if data["wall"] else 0.0,
+                "server_cpu_share": data["server_cpu"] / data["wall"],
                 "wall": data["wall"],
             }
             samples = data["samples"]
@@ -437,21 +439,35 @@ def _run_bounded(command: list[str], timeout: float) -> int:
             process.wait()
 
 
-def top_imports(module: str, limit: int = 8) -> list[tuple[str, float]]:
-    """The slowest imports (cumulative ms) below `module`, from `-X importtime`."""
+def top_imports(
+    module: str, after: str = "aiohttp", limit: int = 8
+) -> list[tuple[str, float]]:
+    """What importing `module` adds once `after` is loaded: slowest modules.
+
+    From `python -X importtime -c "import after; import module"`: the
+    modules loaded by the second import, by their own time in ms (without
+    their children), slowest first. One run, with the profiler's overhead:
+    for proportions, not absolute figures.
+    """
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        [sys.executable, "-X", "importtime", "-c", f"import {after}; import {module}"],
         capture_output=True,
         text=True,
         timeout=IMPORT_TIMEOUT,
         check=False,
     )
     found: list[tuple[str, float]] = []
+    started = False
     for line in done.stderr.splitlines():
         parts = line.split("|")
-        if len(parts) != 3 or not parts[1].strip().isdigit():
+        if len(parts) != 3 or not parts[0].split(":")[-1].strip().isdigit():
             continue
-        found.append((parts[2].rstrip(), int(parts[1]) / 1000))
+        name = parts[2].strip()
+        if not started:
+            # Lines come as each import ends; `after`'s own line ends its tree.
+            started = parts[2] == f" {after}"
+            continue
+        found.append((name, int(parts[0].split(":")[-1]) / 1000))
     found.sort(key=lambda item: item[1], reverse=True)
     return found[:limit]
 
