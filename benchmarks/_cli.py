@@ -144,8 +144,12 @@ def refresh_docs(report: str, page: Path = DOCS_PAGE) -> bool:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # Unwinds like Ctrl-C, so every `finally` stops its sandbox.
-    raise KeyboardInterrupt
+    # Handled like Ctrl-C, so that every `finally` stops its sandbox: through
+    # SIGINT's own handler when there is one (inside `asyncio.run` it cancels
+    # the running task cleanly), else by raising as Ctrl-C would.
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+        raise KeyboardInterrupt
+    signal.raise_signal(signal.SIGINT)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -577,6 +577,9 @@ def _batch_ratios(axis: Any, results: Results) -> None:
     concurrencies = list(results.batches)
     names = [row.name for row in next(iter(results.batches.values())).rows]
     width = 0.8 / max(len(names), 1)
+    # Bars above the top are cut and labelled, so that a peer many times
+    # the bound does not flatten the differences that matter near 1.
+    top = 2.0
     for index, name in enumerate(names):
         xs, ys = [], []
         for position, c in enumerate(concurrencies):
@@ -584,13 +587,16 @@ def _batch_ratios(axis: Any, results: Results) -> None:
             if row and row.summary:
                 xs.append(position + index * width)
                 ys.append(row.summary.median / results.bounds[c])
-        axis.bar(xs, ys, width=width, label=name)
+        axis.bar(xs, [min(y, top) for y in ys], width=width, label=name)
+        for x, y in zip(xs, ys, strict=True):
+            if y > top:
+                axis.text(x, top, f"{y:.0f}x", ha="center", va="bottom", fontsize=7)
     axis.axhline(1.0, color="k", linestyle="--", linewidth=1)
     axis.set_xticks(
         [p + 0.4 - width / 2 for p in range(len(concurrencies))],
         [str(c) for c in concurrencies],
     )
-    axis.set_ylim(bottom=0.9)
+    axis.set_ylim(0.9, top + 0.15)
     axis.set_xlabel("concurrency")
     axis.set_ylabel("wall time ÷ latency bound")
     axis.set_title("Batches against the latency bound (1.0)", fontsize=10)
