@@ -16,7 +16,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 import anyio
-import anyio.lowlevel
 
 from ._results import Plan, ProvisionOutcome
 from .errors import (
@@ -179,7 +178,11 @@ class Batch:
             # iteration, not a quiet StopAsyncIteration, or `provision_many`
             # would return as if every started slot had settled (a line bought
             # meanwhile missing from its result).
-            await anyio.lowlevel.checkpoint_if_cancelled()
+            # Imported here, on this rare path: anyio.lowlevel is a sizeable
+            # part of what `import sendblue_lines` costs.
+            from anyio.lowlevel import checkpoint_if_cancelled
+
+            await checkpoint_if_cancelled()
             raise StopAsyncIteration from None
 
     async def _work(self) -> None:

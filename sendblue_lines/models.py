@@ -13,16 +13,17 @@ understood, anything else well-formed is "unknown", never an error.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-from cattrs import Converter, transform_error
-from cattrs.errors import BaseValidationError
-from cattrs.gen import make_dict_structure_fn, override
 
 from .errors import MalformedResponseError
+
+if TYPE_CHECKING:
+    from cattrs import Converter
 
 __all__ = [
     "LimitWindow",
@@ -155,9 +156,6 @@ class ProvisioningLimits:
         return {name: window for name, window in found.items() if window is not None}
 
 
-_converter = Converter(detailed_validation=True, forbid_extra_keys=False)
-
-
 def _strict_str(value: object, _: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {type(value).__name__}")
@@ -174,13 +172,37 @@ def _structure_datetime(value: object, _: object) -> datetime:
     return parse_datetime(value)
 
 
-_converter.register_structure_hook(str, _strict_str)
-_converter.register_structure_hook(int, _strict_int)
-_converter.register_structure_hook(datetime, _structure_datetime)
-_converter.register_structure_hook(
-    Preview,
-    make_dict_structure_fn(Preview, _converter, token=override(rename="preview_token")),
-)
+@functools.cache
+def _converter() -> Converter:
+    """The one converter, built on first use.
+
+    cattrs is imported here rather than at the top so that `import
+    sendblue_lines` stays cheap (cattrs and building the hooks are a large
+    part of its import time); the first answer pays it once.
+    """
+    from cattrs import Converter
+    from cattrs.gen import make_dict_structure_fn, override
+
+    converter = Converter(detailed_validation=True, forbid_extra_keys=False)
+    converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook(int, _strict_int)
+    converter.register_structure_hook(datetime, _structure_datetime)
+    converter.register_structure_hook(
+        Preview,
+        make_dict_structure_fn(
+            Preview, converter, token=override(rename="preview_token")
+        ),
+    )
+    converter.register_structure_hook(ProvisioningLimits, _structure_limits)
+    return converter
+
+
+def _validation_errors() -> tuple[type[Exception], ...]:
+    """What a failed structuring raises: cattrs' own errors and our hooks'."""
+    from cattrs.errors import BaseValidationError
+
+    return (BaseValidationError, ValueError, TypeError)
+
 
 _DAILY = "api_provision_daily"
 _MONTHLY = "api_provision_monthly"
@@ -190,8 +212,8 @@ def _window(value: object, usage: object) -> LimitWindow | None:
     """Read one window from the canonical (object) or flat (integer) shape."""
     if isinstance(value, Mapping):
         try:
-            window = _converter.structure(dict(value), LimitWindow)
-        except (BaseValidationError, ValueError, TypeError):
+            window = _converter().structure(dict(value), LimitWindow)
+        except _validation_errors():
             return None
         if window.limit is None:
             return None
@@ -218,8 +240,6 @@ def _structure_limits(body: object, _: object) -> ProvisioningLimits:
     )
 
 
-_converter.register_structure_hook(ProvisioningLimits, _structure_limits)
-
 _M = TypeVar("_M")
 
 
@@ -239,9 +259,10 @@ def structure(body: object, model: type[_M], *, status: int, path: str, raw: str
             raw=raw,
             path=path,
         )
+    converter = _converter()
     try:
-        return _converter.structure(body, model)
-    except (BaseValidationError, ValueError, TypeError) as exc:
+        return converter.structure(body, model)
+    except _validation_errors() as exc:
         raise MalformedResponseError(
             f"the answer of {path} is not a valid {model.__name__}: {_describe(exc)}",
             status=status,
@@ -251,6 +272,9 @@ def structure(body: object, model: type[_M], *, status: int, path: str, raw: str
 
 
 def _describe(exc: BaseException) -> str:
+    from cattrs import transform_error
+    from cattrs.errors import BaseValidationError
+
     if isinstance(exc, BaseValidationError):
         return "; ".join(transform_error(exc))
     return str(exc)
