@@ -13,6 +13,7 @@ import asyncio
 import gc
 import json
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -417,6 +418,20 @@ def import_time(results: Results, settings: Settings, log: Log) -> None:
         log(f"  {row.name:<24} median {summary.median:.1f} ms")
 
 
+def _bytecode_env() -> dict[str, str]:
+    """This environment, allowing Python to write and reuse `.pyc` files.
+
+    With PYTHONDONTWRITEBYTECODE set (it is, on our CI machines), the warm-up
+    run cannot cache bytecode, and every timed import recompiles our source
+    while aiohttp's `.pyc` files, written by pip at install time, are reused:
+    the comparison would time the compiler, not the import. An installed
+    wheel has its `.pyc` files, as aiohttp does.
+    """
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
+
+
 def _run_bounded(command: list[str], timeout: float) -> int:
     """Run `command` to its end, killed after `timeout`; its exit code.
 
@@ -426,7 +441,10 @@ def _run_bounded(command: list[str], timeout: float) -> int:
     wait returns the moment the process ends; a timer bounds it.
     """
     process = subprocess.Popen(
-        command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        env=_bytecode_env(),
     )
     timer = threading.Timer(timeout, process.kill)
     timer.start()
@@ -451,6 +469,7 @@ def top_imports(
     """
     done = subprocess.run(
         [sys.executable, "-X", "importtime", "-c", f"import {after}; import {module}"],
+        env=_bytecode_env(),
         capture_output=True,
         text=True,
         timeout=IMPORT_TIMEOUT,
