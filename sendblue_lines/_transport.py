@@ -191,12 +191,13 @@ class Transport:
             "%s %s -> %s in %.3fs (attempt %d)",
             method, path, reply.status, elapsed, attempt,
         )  # fmt: skip
-        self._report(
-            Attempt(
-                method=method, path=path, attempt=attempt, status=reply.status,
-                elapsed=elapsed,
-            )
-        )  # fmt: skip
+        if self._on_attempt is not None:  # no record to build for nobody
+            self._report(
+                Attempt(
+                    method=method, path=path, attempt=attempt, status=reply.status,
+                    elapsed=elapsed,
+                )
+            )  # fmt: skip
         return reply
 
     def _failed(
