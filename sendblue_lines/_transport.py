@@ -110,6 +110,12 @@ class Transport:
         # total one wins, raising a plain TimeoutError that reads as "maybe
         # sent". Half the attempt, well clear of aiohttp's rounding of
         # timeouts above 5 s up to the next whole second, keeps them apart.
+        #
+        # `sock_read` is a cost we choose to pay: aiohttp re-arms it on every
+        # chunk received, about 40 us of CPU per purchase in the zero-latency
+        # overhead benchmark (1.03x plain aiohttp without it, 1.08x with it,
+        # side by side). It names the phase that timed out, which a payments
+        # log should say; against a real network the cost is invisible.
         self._timeout = aiohttp.ClientTimeout(
             total=timeout,
             connect=min(connect_timeout, timeout / 2),
