@@ -422,7 +422,6 @@ async def _cmd_provision(args: argparse.Namespace, out: TextIO, err: TextIO) -> 
                 print("Cancelled; nothing was bought.", file=err)
                 return EXIT_NOTHING
         progress.total = count
-        interrupted = False
         result: BatchResult | None = None
         with anyio.CancelScope() as scope:
             _on_interrupt(scope.cancel, err)
@@ -432,9 +431,7 @@ async def _cmd_provision(args: argparse.Namespace, out: TextIO, err: TextIO) -> 
                 count, concurrency=args.concurrency
             )
         progress.finish()
-        if scope.cancelled_caught:
-            interrupted = True
-    if interrupted:
+    if scope.cancelled_caught:
         print(
             f"Interrupted: {progress.bought} line(s) bought before stopping; confirms "
             "already sent were waited for and are listed above.",
