@@ -58,6 +58,7 @@ from .errors import (
     ProvisioningFailedError,
     SendblueError,
     TokenExpiredError,
+    TransportError,
 )
 from .models import Preview, ProvisionedLine, ProvisioningLimits
 
@@ -479,12 +480,14 @@ class Provisioner:
         except asyncio.CancelledError:
             await self._confirm_cancelled(slot, preview, task, sent_at)
             raise
-        except (OutcomeUnknownError, ProvisioningFailedError):
-            raise
-        except SendblueError:
-            # By the client's rules any other error means nothing was bought.
-            slot.charged = False
-            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is judged below
+            error = _settled_error(exc, preview, sent_at)
+        # Raised outside the except block: an exception from outside our
+        # hierarchy is described, never chained (it may hold the headers).
+        if not _bought_nothing(error):
+            raise error
+        slot.charged = False
+        raise error
 
     async def _confirm_cancelled(
         self,
@@ -503,31 +506,21 @@ class Provisioner:
         outcome: ProvisionOutcome
         if finished and task.exception() is None:
             outcome = ProvisionOutcome(index=slot.index, line=task.result())
-        elif finished and isinstance(task.exception(), SendblueError):
-            error = task.exception()
-            assert isinstance(error, SendblueError)  # noqa: S101 - narrowed above
+        elif finished:
+            failure = task.exception()
+            assert failure is not None  # noqa: S101 - narrowed above
+            error = _settled_error(failure, preview, sent_at)
             outcome = ProvisionOutcome(index=slot.index, error=error)
         else:
-            if finished:
-                reason = f"the confirm failed with {type(task.exception()).__name__}"
-            else:
-                reason = (
-                    "the caller was cancelled and the confirm had no answer within "
-                    f"{self._confirm_bound:.1f}s"
-                )
-            unknown = OutcomeUnknownError(
-                f"the outcome of confirming token {preview.token[:8]}… is "
-                f"unknown: {reason}. A line was most likely bought and charged; "
-                "check the account before buying again.",
-                preview_token=preview.token,
-                first_sent_at=sent_at,
-                attempts=1,  # at least; the client's own count went with its task
-                reason=reason,
+            reason = (
+                "the caller was cancelled and the confirm had no answer within "
+                f"{self._confirm_bound:.1f}s"
             )
-            if finished:
-                unknown.__cause__ = task.exception()
+            unknown = _unknown(preview, sent_at, reason)
             outcome = ProvisionOutcome(index=slot.index, error=unknown)
-        slot.charged = outcome.charged
+        # A unit of max_lines comes back only when the error proves that
+        # nothing was bought.
+        slot.charged = outcome.error is None or not _bought_nothing(outcome.error)
         with anyio.CancelScope(shield=True):
             await self._report(outcome, listening=False)
 
@@ -588,6 +581,63 @@ class Provisioner:
                 "slot %d: the on_outcome callback raised; the outcome stands",
                 outcome.index,
             )
+
+
+def _bought_nothing(error: SendblueError) -> bool:
+    """True only when the spec's client rules prove that a confirm bought nothing.
+
+    `LinesClient.confirm` raises these only then: a refusal of the first
+    send (a 4xx such as `TokenExpiredError`, or the documented 503
+    `NoLinesAvailableError`), a `TransportError` whose sends all certainly
+    never left, or a `ConfigurationError` before the first send. Anything
+    else after a confirm may have left counts as money moved.
+    """
+    if isinstance(error, (OutcomeUnknownError, ProvisioningFailedError)):
+        return False
+    if isinstance(error, TransportError):
+        return not error.sent
+    if isinstance(error, NoLinesAvailableError):
+        return True
+    if isinstance(error, APIError):
+        return 400 <= error.status < 500
+    return isinstance(error, ConfigurationError)
+
+
+def _unknown(preview: Preview, sent_at: datetime, reason: str) -> OutcomeUnknownError:
+    return OutcomeUnknownError(
+        f"the outcome of confirming token {preview.token[:8]}… is unknown: "
+        f"{reason}. A line was most likely bought and charged; check the account "
+        "before buying again.",
+        preview_token=preview.token,
+        first_sent_at=sent_at,
+        attempts=1,  # at least; the client's own count went with its task
+        reason=reason,
+    )
+
+
+def _settled_error(
+    failure: BaseException, preview: Preview, sent_at: datetime
+) -> SendblueError:
+    """The error a confirm that failed with `failure` ends in.
+
+    Our own errors that prove nothing was bought stand; every other one,
+    and anything from outside our hierarchy, is an `OutcomeUnknownError`:
+    the confirm may have left. A foreign exception is described by its type
+    only and never chained, since it may hold the request's headers.
+    """
+    if isinstance(failure, SendblueError):
+        if _bought_nothing(failure) or isinstance(
+            failure, (OutcomeUnknownError, ProvisioningFailedError)
+        ):
+            return failure
+        unknown = _unknown(
+            preview, sent_at, f"the confirm failed with {type(failure).__name__}"
+        )
+        unknown.__cause__ = failure
+        return unknown
+    return _unknown(
+        preview, sent_at, f"the confirm failed with {type(failure).__name__}"
+    )
 
 
 def _describe(outcome: ProvisionOutcome) -> str:
