@@ -27,7 +27,7 @@ import asyncio
 import inspect
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -216,6 +216,9 @@ class Transport:
         self._session = check_session(session)
         self._owns_session = session is None
         self._closed = False
+        # Closes our own session when its event loop shuts down (see _guard).
+        self._guard: AsyncGenerator[None, None] | None = None
+        self._guarded: aiohttp.ClientSession | None = None
         self._on_attempt = on_attempt
         self._max_bytes = max_response_bytes
         # `connect` covers waiting for a pooled connection and connecting: a
@@ -314,10 +317,23 @@ class Transport:
             )
         return session
 
+    async def _watch(self, session: aiohttp.ClientSession) -> None:
+        """Close `session` when the loop it belongs to shuts down.
+
+        asyncio.run (and anyio.run, and every asyncio.Runner) closes the async
+        generators still open before it closes the loop: a client used in
+        one `asyncio.run` and again in the next thus leaves no connection
+        behind, and opens a new session in the new loop.
+        """
+        guard = _close_at_loop_end(session)
+        await guard.asend(None)
+        self._guard, self._guarded = guard, session
+
     async def aclose(self) -> None:
         """Close the session if we opened it; idempotent."""
         self._closed = True
         session, self._session = self._session, None
+        guard, self._guard, self._guarded = self._guard, None, None
         if session is None or not self._owns_session:
             return
         bound = _loop_of(session)
@@ -327,6 +343,8 @@ class Transport:
             _abandon(session)
             return
         await session.close()
+        if guard is not None:
+            await guard.aclose()
 
     async def send(
         self, method: str, path: str, *, json_body: Any = None, attempt: int = 1
@@ -339,6 +357,8 @@ class Transport:
                 or bound to another event loop; this request was not sent.
         """
         session = self._session_now()
+        if self._owns_session and self._guarded is not session:
+            await self._watch(session)
         loop = asyncio.get_running_loop()
         started = loop.time()
         if json_body is None:
@@ -622,6 +642,17 @@ def _redact_data(data: Any, secret: str, depth: int = 0) -> Any:
     if isinstance(data, list):
         return [_redact_data(v, secret, depth + 1) for v in data]
     return data
+
+
+async def _close_at_loop_end(
+    session: aiohttp.ClientSession,
+) -> AsyncGenerator[None, None]:
+    """Wait at its `yield` until closed: then close `session` (see `_watch`)."""
+    try:
+        yield
+    finally:
+        if not session.closed:
+            await session.close()
 
 
 def _abandon(session: aiohttp.ClientSession) -> None:
