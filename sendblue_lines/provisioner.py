@@ -43,6 +43,7 @@ import anyio
 
 from . import _shield
 from ._batch import Batch
+from ._config import check_count, check_seconds
 from ._planning import Allowance, leaves_none, limit_error, plan_for
 from ._results import BatchResult, Plan, ProvisionOutcome
 from ._retry import RetryPolicy
@@ -84,6 +85,9 @@ _CONFIRM_SLACK_SECONDS = 1.0
 _ACCOUNT_STATUSES = frozenset({401, 402, 403, 429})
 #: The most re-previews one purchase may make after expired tokens.
 _MAX_REPREVIEWS_LIMIT = 10
+#: Bounds past which an option is a mistake, not a plan (a day's limit is 3).
+_MAX_LINES_LIMIT = 1_000_000
+_MAX_CONCURRENCY = 1_000
 
 #: Called with every `ProvisionOutcome`; may return an awaitable.
 OutcomeCallback = Callable[[ProvisionOutcome], object]
@@ -102,9 +106,7 @@ class _Slot:
 
 
 def _check_count(count: object, what: str = "count") -> int:
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ConfigurationError(f"{what} must be a non-negative integer")
-    return count
+    return check_count(count, what, low=0)
 
 
 def _check_callable(value: object, what: str) -> None:
@@ -130,7 +132,10 @@ class Provisioner:
     and is not sent.
 
     Raises:
-        ConfigurationError: an option is out of range, from the constructor.
+        ConfigurationError: from the constructor, for an option of the wrong
+            type or out of range: `max_lines` an int from 0 to 1,000,000,
+            `max_repreviews` an int from 0 to 10, `expiry_margin` finite
+            seconds from 0 to 599, `no_lines_retry` a `RetryPolicy`, 0 or None.
     """
 
     def __init__(
@@ -149,25 +154,15 @@ class Provisioner:
         _check_callable(on_outcome, "on_outcome")
         _check_callable(approve, "approve")
         if max_lines is not None:
-            _check_count(max_lines, "max_lines")
-        _check_count(max_repreviews, "max_repreviews")
-        if max_repreviews > _MAX_REPREVIEWS_LIMIT:
-            raise ConfigurationError(
-                f"max_repreviews must be at most {_MAX_REPREVIEWS_LIMIT}"
-            )
+            check_count(max_lines, "max_lines", low=0, high=_MAX_LINES_LIMIT)
+        check_count(max_repreviews, "max_repreviews", low=0, high=_MAX_REPREVIEWS_LIMIT)
         if no_lines_retry is not None and not (
-            isinstance(no_lines_retry, RetryPolicy) or no_lines_retry == 0
+            isinstance(no_lines_retry, RetryPolicy)
+            or (type(no_lines_retry) is int and no_lines_retry == 0)
         ):
             raise ConfigurationError("no_lines_retry must be a RetryPolicy, 0 or None")
-        margin: object = expiry_margin
-        if (
-            isinstance(margin, bool)
-            or not isinstance(margin, (int, float))
-            or not 0 <= margin < 600
-        ):
-            raise ConfigurationError(
-                "expiry_margin must be a number of seconds from 0 to 600"
-            )
+        # A token lives 10 minutes: a margin of that much would never send one.
+        check_seconds(expiry_margin, "expiry_margin", allow_zero=True, high=599.0)
         self._client = client
         self._on_outcome = on_outcome
         self._approve = approve
@@ -280,14 +275,11 @@ class Provisioner:
         once, on entering the block.
 
         Raises:
-            ConfigurationError: `count` is negative or `concurrency` below 1,
-                before any await.
+            ConfigurationError: `count` is not a non-negative int, or
+                `concurrency` not an int from 1 to 1000, before any await.
         """
         _check_count(count)
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int):
-            raise ConfigurationError("concurrency must be an integer")
-        if concurrency < 1:
-            raise ConfigurationError("concurrency must be at least 1")
+        check_count(concurrency, "concurrency", low=1, high=_MAX_CONCURRENCY)
         return Batch(self, count, concurrency)
 
     async def provision_many(
