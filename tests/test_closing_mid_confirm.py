@@ -223,7 +223,7 @@ BOUGHT_NOTHING = [
 async def test_a_confirm_error_that_proves_nothing_is_outcome_unknown(
     error: BaseException, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An error that does not prove "nothing bought" is unknown; the unit stays spent."""
+    """An error that does not prove "nothing bought" is unknown; the unit stays."""
     async with LinesServer() as server, client_for(server) as client:
         monkeypatch.setattr(client, "confirm", failing_confirm(error))
         provisioner = Provisioner(
