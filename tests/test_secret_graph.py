@@ -349,11 +349,15 @@ def test_the_walker_finds_a_secret_in_aiohttp_request_info() -> None:
         URL("https://x.test/"),
     )
     inner = aiohttp.ClientResponseError(info, (), status=500)
-    with pytest.raises(APIError) as caught:
+
+    def wrap() -> None:
         try:
             raise inner
         except aiohttp.ClientError:
             raise APIError("outer", status=500) from None
+
+    with pytest.raises(APIError) as caught:
+        wrap()
     # `from None` hides the context from tracebacks, not from the object.
     found = secret_paths(caught.value, [SECRET])
     assert found
