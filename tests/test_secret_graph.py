@@ -361,5 +361,5 @@ def test_the_walker_finds_a_secret_in_aiohttp_request_info() -> None:
     # `from None` hides the context from tracebacks, not from the object.
     found = secret_paths(caught.value, [SECRET])
     assert found
-    assert any("__context__.request_info.headers" in path for path in found)
+    assert any("__context__.request_info" in path for path in found)
     assert secret_paths(MalformedResponseError("m", raw="no secret"), [SECRET]) == []
