@@ -44,6 +44,8 @@ USER_AGENT: Final = f"sendblue-lines/{__version__}"
 MAX_RESPONSE_BYTES: Final = 1024 * 1024
 #: What replaces the secret wherever an answer repeats it.
 REDACTED: Final = "[redacted]"
+#: Secrets shorter than this are not redacted (no real API secret is).
+_MIN_REDACTED_SECRET = 8
 #: A trailing piece of the secret this long, where a body was cut, is redacted too.
 _MIN_SECRET_PIECE = 4
 #: Content encodings aiohttp decodes without optional packages.
@@ -212,7 +214,10 @@ class Transport:
     ) -> None:
         self.base_url = base_url
         self._credentials = credentials
-        self._secret = credentials.secret
+        # A secret too short to tell from chance ("s" in a test) is not
+        # searched for: redacting it would mangle every answer.
+        secret = credentials.secret
+        self._secret = secret if len(secret) >= _MIN_REDACTED_SECRET else ""
         self._session = check_session(session)
         self._owns_session = session is None
         self._closed = False
@@ -533,7 +538,7 @@ class Transport:
         secret = self._secret
         clean = redact(text, secret, cut=cut)
         # Only a text holding the secret or a JSON escape can carry it in data.
-        if problem is None and (secret in text or "\\" in text):
+        if problem is None and secret and (secret in text or "\\" in text):
             redacted = _redact_data(data, secret)
             if redacted != data and not _parses_to(clean, redacted):
                 # The JSON spelled the secret with escapes: the text cannot be
@@ -564,6 +569,8 @@ def reaches(root: object, secret: str) -> bool:
     in objects seen; an unexplored rest counts as reaching it (refuse when
     unsure).
     """
+    if not secret:
+        return False
     wanted = secret.encode()
     seen: set[int] = set()
     stack: list[tuple[object, int]] = [(root, 0)]
@@ -614,6 +621,8 @@ def redact(text: str, secret: str, *, cut: bool = False) -> str:
     With `cut`, a trailing start of the secret (where a body was cut short)
     is redacted too.
     """
+    if not secret:
+        return text
     if secret in text:
         text = text.replace(secret, REDACTED)
     if cut:

@@ -363,3 +363,14 @@ def test_the_walker_finds_a_secret_in_aiohttp_request_info() -> None:
     assert found
     assert any("__context__.request_info" in path for path in found)
     assert secret_paths(MalformedResponseError("m", raw="no secret"), [SECRET]) == []
+
+
+async def test_a_secret_too_short_to_tell_from_chance_mangles_nothing() -> None:
+    """A one-letter test secret is not redacted: the answers stay as they were."""
+    async with echoing(limits="json404") as server:
+        async with LinesClient(KEY_ID, "s", base_url=server.url, retry=NO_WAIT) as c:
+            error = await failure(c.get_limits())
+    assert isinstance(error, APIError)
+    assert error.body is not None
+    assert "status" in error.body
+    assert "[redacted]" not in str(error)
