@@ -367,9 +367,11 @@ def test_the_walker_finds_a_secret_in_aiohttp_request_info() -> None:
 
 async def test_a_secret_too_short_to_tell_from_chance_mangles_nothing() -> None:
     """A one-letter test secret is not redacted: the answers stay as they were."""
-    async with echoing(limits="json404") as server:
-        async with LinesClient(KEY_ID, "s", base_url=server.url, retry=NO_WAIT) as c:
-            error = await failure(c.get_limits())
+    async with (
+        echoing(limits="json404") as server,
+        LinesClient(KEY_ID, "s", base_url=server.url, retry=NO_WAIT) as c,
+    ):
+        error = await failure(c.get_limits())
     assert isinstance(error, APIError)
     assert error.body is not None
     assert "status" in error.body
