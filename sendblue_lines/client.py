@@ -62,7 +62,11 @@ class LinesClient:
 
     Raises:
         ConfigurationError: missing or malformed credentials, a base URL
-            that is not https (http only for loopback), bad option values.
+            that is not https (http only for loopback), bad option values
+            (timeouts that are not finite seconds above 0 and at most a day,
+            `confirm_attempts` not an int from 1 to 5, `on_attempt` not
+            callable), or a `session` with a setting that no request can
+            override and that would change what an answer means.
     """
 
     def __init__(
