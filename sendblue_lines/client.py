@@ -17,7 +17,12 @@ import aiohttp
 import anyio
 
 from . import _status
-from ._config import resolve_base_url, resolve_credentials
+from ._config import (
+    check_count,
+    check_seconds,
+    resolve_base_url,
+    resolve_credentials,
+)
 from ._retry import RetryPolicy, is_transient
 from ._transport import AttemptHook, Reply, Transport
 from .errors import (
@@ -35,18 +40,6 @@ logger = logging.getLogger("sendblue_lines")
 LIMITS_PATH: Final = "/accounts/limits"
 PREVIEW_PATH: Final = "/accounts/lines/provision-preview"
 CONFIRM_PATH: Final = "/accounts/lines/provision-confirm"
-
-
-def _positive(value: object) -> bool:
-    # Checked here, not at the first request: a "30" or None would otherwise
-    # fail later with a TypeError, outside the error hierarchy.
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-
-def _count(value: object, low: int, high: int) -> bool:
-    return (
-        isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-    )
 
 
 class LinesClient:
@@ -69,7 +62,11 @@ class LinesClient:
 
     Raises:
         ConfigurationError: missing or malformed credentials, a base URL
-            that is not https (http only for loopback), bad option values.
+            that is not https (http only for loopback), bad option values
+            (timeouts that are not finite seconds above 0 and at most a day,
+            `confirm_attempts` not an int from 1 to 5, `on_attempt` not
+            callable), or a `session` with a setting that no request can
+            override and that would change what an answer means.
     """
 
     def __init__(
@@ -87,23 +84,26 @@ class LinesClient:
     ) -> None:
         credentials = resolve_credentials(api_key_id, api_secret_key)
         url = resolve_base_url(base_url)
-        if not _positive(timeout) or not _positive(connect_timeout):
-            raise ConfigurationError("timeout and connect_timeout must be positive")
-        if not _count(confirm_attempts, 1, 5):
-            raise ConfigurationError("confirm_attempts must be an int from 1 to 5")
+        # Checked here, not at the first request: a "30", None or inf would
+        # otherwise fail later, outside the error hierarchy, or never time out.
+        seconds = check_seconds(timeout, "timeout")
+        connect_seconds = check_seconds(connect_timeout, "connect_timeout")
+        attempts = check_count(confirm_attempts, "confirm_attempts", low=1, high=5)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError("retry must be a RetryPolicy")
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise ConfigurationError("session must be an aiohttp.ClientSession")
+        if on_attempt is not None and not callable(on_attempt):
+            raise ConfigurationError("on_attempt must be callable or None")
         self._key_id = credentials.key_id
-        self.timeout = float(timeout)
+        self.timeout = seconds
         self.retry = retry if retry is not None else RetryPolicy()
-        self.confirm_attempts = confirm_attempts
+        self.confirm_attempts = attempts
+        # The Transport checks a caller's session (type, and settings that no
+        # per-request argument can override).
         self._transport = Transport(
             base_url=url,
             credentials=credentials,
-            timeout=self.timeout,
-            connect_timeout=float(connect_timeout),
+            timeout=seconds,
+            connect_timeout=connect_seconds,
             session=session,
             on_attempt=on_attempt,
         )
@@ -234,6 +234,10 @@ class LinesClient:
                 `NoLinesAvailableError`.
             TransportError: every send certainly failed to leave (`sent` is
                 False); nothing bought.
+            ConfigurationError: the client (or the caller's session) was
+                closed, or belongs to another event loop, before the first
+                send; nothing was sent. Closed after a send that may have
+                arrived, it is an `OutcomeUnknownError`.
         """
         token: object = preview.token if isinstance(preview, Preview) else preview
         if not isinstance(token, str) or not token:
@@ -266,6 +270,16 @@ class _ConfirmRun:
                     "POST", CONFIRM_PATH, json_body={"preview_token": self.token},
                     attempt=attempt,
                 )  # fmt: skip
+            except ConfigurationError as exc:
+                # The client or the caller's session was closed (an app
+                # shutting down), or is bound to another loop: this send never
+                # left. It proves nothing about an earlier send that may have.
+                if self.unclear is None:
+                    raise
+                raise self._unknown(
+                    f"{self.unclear}; then the same token could not be sent again "
+                    f"({exc.message})"
+                ) from None
             except TransportError as exc:
                 if not exc.sent:
                     if attempt == limit and self.unclear:
@@ -330,6 +344,13 @@ class _ConfirmRun:
                 )
                 unknown.__cause__ = exc
                 return unknown
+            except Exception as exc:  # noqa: BLE001 - any failure here is after a 2xx
+                # Whatever fails while reading a 2xx, the money moved.
+                return self._unknown(
+                    f"HTTP {reply.status} answer could not be read "
+                    f"({type(exc).__name__})",
+                    reply,
+                )
         error = _status.error_for(reply, CONFIRM_PATH)
         if isinstance(error, ProvisioningFailedError):
             return error

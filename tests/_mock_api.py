@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 from aioresponses import CallbackResult
 from aioresponses import aioresponses as AioResponses
+from foundation_support import sent_json
 
 from sendblue_lines import RetryPolicy
 
@@ -172,7 +173,7 @@ class MockApi:
                 status, payload, wait, exception, text = self._sticky[name]
             else:
                 raise aiohttp.ClientConnectionError(f"no answer scripted for {name}")
-            self.calls.append((name, kwargs.get("json")))
+            self.calls.append((name, sent_json(kwargs)))
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
