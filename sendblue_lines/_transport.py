@@ -61,13 +61,18 @@ class Attempt:
 
 @attrs.frozen(kw_only=True)
 class Reply:
-    """An HTTP answer: status, body text, and its JSON or why it is unreadable."""
+    """An HTTP answer: status, body text, and its JSON or why it is unreadable.
+
+    `date` is the server's `Date` header as sent (for expiry against the
+    server's own clock), `location` its `Location` header.
+    """
 
     status: int
     text: str
     data: Any
     problem: str | None = None
     location: str | None = None
+    date: str | None = None
 
     @property
     def readable(self) -> bool:
@@ -294,7 +299,13 @@ class Transport:
             return _unread(
                 status, text, f"body is not JSON ({type(exc).__name__})", location
             )
-        return Reply(status=status, text=text, data=data, location=location)
+        return Reply(
+            status=status,
+            text=text,
+            data=data,
+            location=location,
+            date=response.headers.get("Date"),
+        )
 
 
 def _unread(status: int, text: str, problem: str, location: str | None) -> Reply:
