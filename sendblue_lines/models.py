@@ -13,7 +13,7 @@ must be non-empty: an empty or blank one, or one of another JSON type, is a
 The limits endpoint's body is not documented by Sendblue, so
 `ProvisioningLimits` is parsed tolerantly, field by field: both shapes of the
 spec are understood, a window keeps every count it could read whatever its
-optional fields hold, and anything else well-formed is "unknown", never an
+other fields hold, and anything else well-formed is "unknown", never an
 error (see `_window` for the rules).
 """
 
@@ -305,42 +305,31 @@ _DAILY = "api_provision_daily"
 _MONTHLY = "api_provision_monthly"
 
 
-class _Unreadable(Exception):
-    """A count that is there but cannot be read as one: its window is unknown."""
-
-
 def _count(value: object, *, floor_at_zero: bool = False) -> int | None:
-    """Read one count of a window: None when absent or null.
+    """Read one count of a window; None when absent, null or unreadable.
 
     A count is a JSON integer, or a float with an integral value (`3.0`, as
-    some serializers write integers). Booleans, fractions (`3.5`), NaN,
-    infinities, strings (even `"3"`) and containers cannot be read. A
-    negative count cannot be read either (some APIs write `-1` for
+    some serializers write integers); any size is kept as it is. Booleans,
+    fractions (`3.5`), NaN, infinities, strings (even `"3"`) and containers
+    cannot be read. Nor can a negative count (some APIs write `-1` for
     "unlimited"; "unknown" is the reading that never blocks), except that a
-    negative `remaining` (`floor_at_zero`) means nothing is left.
-
-    Raises:
-        _Unreadable: the count is there and cannot be read.
+    negative `remaining` (`floor_at_zero`) means that nothing is left: 0.
     """
-    if value is None:
-        return None
     if isinstance(value, bool):
-        raise _Unreadable
+        return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not isinstance(value, int):
-        raise _Unreadable
+        return None
     if value < 0:
-        if not floor_at_zero:
-            raise _Unreadable
-        return 0
+        return 0 if floor_at_zero else None
     return value
 
 
 def _moment(value: object) -> datetime | None:
     """An optional timestamp: anything that is not one is simply not known."""
     try:
-        return parse_timestamp(value) if value is not None else None
+        return parse_timestamp(value) if isinstance(value, str) else None
     except ValueError:
         return None
 
@@ -348,27 +337,25 @@ def _moment(value: object) -> datetime | None:
 def _window(value: object, usage: object) -> LimitWindow | None:
     """Read one window from the canonical (object) or flat (integer) shape.
 
-    Field by field: the counts (`limit`, `used`, `remaining`) are what a
-    window is; one that is there and unreadable makes the window unknown
-    (None), and so does a window without a readable `limit`.
-    Everything else is optional: a `next_available_at` that is not a
-    timestamp is None, `window` and any unknown field are ignored, whatever
-    they hold. A missing `remaining` is `limit - used` floored at 0.
+    Field by field, so that only what cannot be read becomes unknown. The
+    `limit` is what makes a window: without a readable one the window is
+    unknown (None). A `used` or `remaining` that cannot be read (see
+    `_count`) is treated as absent, and a missing `remaining` is
+    `limit - used` floored at 0 (with neither, only the limit is known).
+    `next_available_at` is None unless it is a timestamp; `window` and any
+    unknown field are ignored, whatever they hold.
     """
-    try:
-        if isinstance(value, Mapping):
-            limit = _count(value.get("limit"))
-            used = _count(value.get("used"))
-            remaining = _count(value.get("remaining"), floor_at_zero=True)
-            next_available_at = _moment(value.get("next_available_at"))
-        else:
-            # The flat shape: the window is its limit, `usage` its used count.
-            limit = _count(value)
-            used = _count(usage)
-            remaining = None
-            next_available_at = None
-    except _Unreadable:
-        return None
+    if isinstance(value, Mapping):
+        limit = _count(value.get("limit"))
+        used = _count(value.get("used"))
+        remaining = _count(value.get("remaining"), floor_at_zero=True)
+        next_available_at = _moment(value.get("next_available_at"))
+    else:
+        # The flat shape: the window is its limit, `usage` its used count.
+        limit = _count(value)
+        used = _count(usage)
+        remaining = None
+        next_available_at = None
     if limit is None:
         return None
     if remaining is None and used is not None:
