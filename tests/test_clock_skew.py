@@ -107,7 +107,7 @@ async def test_a_batch_buys_one_line_per_slot(
 async def test_a_fresh_preview_is_not_expired_and_expires_on_time(
     client: LinesClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Right after preview the token is valid; 10 minutes later (monotonic) it is not."""
+    """Right after preview the token is valid; 10 monotonic minutes later it is not."""
     preview = await client.preview()
     assert not preview.expired(margin=5.0)
     later = sendblue_lines._clock.monotonic() + TOKEN_VALIDITY_SECONDS + 1
@@ -148,7 +148,7 @@ async def test_provision_resends_after_an_unclear_confirm(
 async def test_a_real_410_re_previews_once(
     client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
 ) -> None:
-    """Only a token the server found expired is replaced: one extra preview, one line."""
+    """Only a token the server found expired is replaced: one more preview, one line."""
     seen: list[str] = []
 
     def approve(preview: Preview) -> bool:
@@ -286,7 +286,9 @@ async def test_the_sandbox_dates_its_answers_with_its_own_clock(
     async with LinesClient(
         sandbox.api_key_id, sandbox.api_secret_key, base_url=sandbox.url
     ) as client:
-        reply = await client._transport.send("POST", "/accounts/lines/provision-preview")
+        reply = await client._transport.send(
+            "POST", "/accounts/lines/provision-preview"
+        )
     assert reply.date is not None
     assert parsedate_to_datetime(reply.date) == start
     assert reply.data["expires_at"] == "2031-01-02T03:14:05.000Z"

@@ -314,7 +314,10 @@ def run_batch(body: dict[str, Any], count: int, concurrency: int) -> tuple[int, 
         del url, kwargs
         return CallbackResult(
             status=200,
-            payload={"preview_token": "lpv_gen_token", "expires_at": "2099-01-01T00:00:00Z"},
+            payload={
+                "preview_token": "lpv_gen_token",
+                "expires_at": "2099-01-01T00:00:00Z",
+            },
         )
 
     def confirm(url: object, **kwargs: Any) -> CallbackResult:

@@ -166,7 +166,7 @@ async def test_in_a_batch_an_unusable_preview_fails_only_its_slot(
 async def test_an_unusable_line_field_after_a_2xx_confirm_is_an_unknown_outcome(
     client: LinesClient, mocked: AioResponses, field: str, value: Any
 ) -> None:
-    """Money moved on a 2xx: an unusable line field is OutcomeUnknownError, once sent."""
+    """Money moved on a 2xx: an unusable line field is OutcomeUnknownError."""
     mocked.post(CONFIRM_URL, payload=merged(GOOD_LINE, **{field: value}))
     with pytest.raises(OutcomeUnknownError) as caught:
         await client.confirm("lpv_required_fields_0001")
@@ -234,7 +234,7 @@ async def test_odd_error_bodies_still_map_by_status(
 async def test_a_first_410_with_an_odd_body_is_still_an_expiry(
     client: LinesClient, mocked: AioResponses, fields: dict[str, Any]
 ) -> None:
-    """At confirm a clean 410 stays TokenExpiredError (nothing bought) whatever its body."""
+    """A clean 410 at confirm stays TokenExpiredError whatever its body."""
     mocked.post(CONFIRM_URL, status=410, payload={"status": "ERROR", **fields})
     with pytest.raises(TokenExpiredError):
         await client.confirm("lpv_required_fields_0001")

@@ -42,7 +42,9 @@ MOMENT = datetime(2026, 5, 18, 14, 30, tzinfo=UTC)
             "2026-05-18T14:30:00.12Z", MOMENT.replace(microsecond=120000), id="2-digit"
         ),
         pytest.param(
-            "2026-05-18T14:30:00.1234Z", MOMENT.replace(microsecond=123400), id="4-digit"
+            "2026-05-18T14:30:00.1234Z",
+            MOMENT.replace(microsecond=123400),
+            id="4-digit",
         ),
         pytest.param(
             "2026-05-18T14:30:00.123456789Z",
@@ -58,7 +60,9 @@ MOMENT = datetime(2026, 5, 18, 14, 30, tzinfo=UTC)
             "2026-05-18T14:30:00,5Z", MOMENT.replace(microsecond=500000), id="comma"
         ),
         pytest.param("20260518T143000Z", MOMENT, id="basic"),
-        pytest.param("20260518T143000.250Z", MOMENT.replace(microsecond=250000), id="b"),
+        pytest.param(
+            "20260518T143000.250Z", MOMENT.replace(microsecond=250000), id="b"
+        ),
         pytest.param("20260518T1430Z", MOMENT, id="basic-minutes"),
         pytest.param("20260518T163000+0200", MOMENT, id="basic-offset"),
         pytest.param("2026-05-18T14:30:00+00:00", MOMENT, id="offset-extended"),
@@ -68,9 +72,7 @@ MOMENT = datetime(2026, 5, 18, 14, 30, tzinfo=UTC)
         pytest.param("2026-05-18T16:30:00+02:00", MOMENT, id="offset-east"),
         pytest.param("2026-05-18T09:00:00-05:30", MOMENT, id="offset-west-half"),
         pytest.param("2026-05-19T00:00:00+09:30", MOMENT, id="offset-crosses-day"),
-        pytest.param(
-            "2026-05-18T14:30:30+00:00:30", MOMENT, id="offset-with-seconds"
-        ),
+        pytest.param("2026-05-18T14:30:30+00:00:30", MOMENT, id="offset-with-seconds"),
         pytest.param("  2026-05-18T14:30:00Z\n", MOMENT, id="surrounding-space"),
         pytest.param("2026-05-18", MOMENT.replace(hour=0, minute=0), id="date-only"),
         pytest.param("20260518", MOMENT.replace(hour=0, minute=0), id="basic-date"),
@@ -114,7 +116,7 @@ def test_accepted_forms(text: str, expected: datetime) -> None:
 )
 def test_refused_forms_raise_value_error(value: Any) -> None:
     """Anything else is a ValueError (which the models turn into malformed answers)."""
-    with pytest.raises(ValueError):  # noqa: PT011 - the contract is ValueError
+    with pytest.raises(ValueError):
         parse_datetime(value)
 
 
@@ -135,8 +137,10 @@ def _offset(moment: datetime, style: str) -> str:
     minutes = int(offset.total_seconds() // 60)
     sign = "+" if minutes >= 0 else "-"
     hours, rest = divmod(abs(minutes), 60)
-    return f"{sign}{hours:02d}{rest:02d}" if style == "basic" else (
-        f"{sign}{hours:02d}:{rest:02d}"
+    return (
+        f"{sign}{hours:02d}{rest:02d}"
+        if style == "basic"
+        else (f"{sign}{hours:02d}:{rest:02d}")
     )
 
 
@@ -191,7 +195,9 @@ async def test_every_structured_timestamp_uses_the_one_parser(stamp: str) -> Non
     expected = parse_datetime(stamp)
     assert expected.year == 2099
     with AioResponses() as mocked:
-        mocked.post(base + "/accounts/lines/provision-preview", body=json.dumps(preview))
+        mocked.post(
+            base + "/accounts/lines/provision-preview", body=json.dumps(preview)
+        )
         mocked.get(base + "/accounts/limits", body=json.dumps(limits))
         async with LinesClient("key-id", "ts-secret", base_url=base) as client:
             assert (await client.preview()).expires_at == expected
