@@ -8,7 +8,9 @@ fields are ignored and missing required ones are an error.
 
 Required strings (the preview token, the confirmed line's number and ids)
 must be non-empty: an empty or blank one, or one of another JSON type, is a
-`MalformedResponseError` like any other wrong shape.
+`MalformedResponseError` like any other wrong shape. The body's `status`
+field is not checked: the HTTP status says whether the call succeeded, and
+a usable token or line is not refused over a missing or odd `"OK"`.
 
 The limits endpoint's body is not documented by Sendblue, so
 `ProvisioningLimits` is parsed tolerantly, field by field: both shapes of the
