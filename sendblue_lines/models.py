@@ -192,7 +192,8 @@ def granted_validity(
     terms. When our clock agrees with the `Date` header (within its
     whole-second resolution), `expires_at` minus our clock says the same
     to the millisecond, and is used. Without a usable `Date` header (none,
-    unparseable, or granting more than an hour) we cannot tell a skewed
+    unparseable, granting more than an hour, or, while our clock disagrees
+    with it, granting nothing at all) we cannot tell a skewed
     clock from a short-lived token, and take the contract's 10 minutes:
     the server still judges expiry, and a token it finds expired on its
     first send is only previewed again.
@@ -205,6 +206,12 @@ def granted_validity(
         return TOKEN_VALIDITY_SECONDS
     if abs((local_now - date).total_seconds()) <= _CLOCKS_AGREE_SECONDS:
         return (expires_at - local_now).total_seconds()
+    if granted <= 0:
+        # "Expired when issued", read while our clock and `Date` disagree:
+        # the `Date` may not be the clock the token was dated by (a proxy's,
+        # a server that stamps Date from another clock). Sending costs at
+        # most a 410 and a new preview; refusing would never buy.
+        return TOKEN_VALIDITY_SECONDS
     return granted
 
 
