@@ -177,13 +177,18 @@ class Attempt:
 
 @attrs.frozen(kw_only=True)
 class Reply:
-    """An HTTP answer: status, body text, and its JSON or why it is unreadable."""
+    """An HTTP answer: status, body text, and its JSON or why it is unreadable.
+
+    `date` is the server's `Date` header as sent (for expiry against the
+    server's own clock), `location` its `Location` header.
+    """
 
     status: int
     text: str
     data: Any
     problem: str | None = None
     location: str | None = None
+    date: str | None = None
 
     @property
     def readable(self) -> bool:
@@ -515,7 +520,9 @@ class Transport:
             return self._reply(
                 status, text, f"body is not JSON ({type(exc).__name__})", location
             )
-        return self._reply(status, text, None, location, data=data)
+        return self._reply(
+            status, text, None, location, data=data, date=response.headers.get("Date")
+        )
 
     def _reply(
         self,
@@ -526,6 +533,7 @@ class Transport:
         *,
         data: Any = UNREAD,
         cut: bool = False,
+        date: str | None = None,
     ) -> Reply:
         """The one place replies are made: the secret is redacted from all of it.
 
@@ -551,6 +559,7 @@ class Transport:
             data=data,
             problem=problem,
             location=None if location is None else redact(location, secret),
+            date=date,
         )
 
 

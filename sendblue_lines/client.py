@@ -9,14 +9,14 @@ only it knows whether a send was unclear.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from types import TracebackType
 from typing import Final
 
 import aiohttp
 import anyio
 
-from . import _status
+from . import _clock, _status
 from ._config import (
     check_count,
     check_seconds,
@@ -33,7 +33,13 @@ from .errors import (
     SendblueError,
     TransportError,
 )
-from .models import Preview, ProvisionedLine, ProvisioningLimits, structure
+from .models import (
+    Preview,
+    ProvisionedLine,
+    ProvisioningLimits,
+    mark_received,
+    structure,
+)
 
 logger = logging.getLogger("sendblue_lines")
 
@@ -168,7 +174,9 @@ class LinesClient:
     async def preview(self) -> Preview:
         """Check eligibility and availability, and get a single-use token.
 
-        Charges nothing. Transient failures are retried.
+        Charges nothing. Transient failures are retried. The Preview knows
+        how long the server granted (its `expires_at` against its own `Date`
+        header), so `Preview.expired()` holds whatever our wall clock says.
 
         Raises:
             AuthenticationError, PermissionDeniedError, NoCardOnFileError: the
@@ -179,9 +187,13 @@ class LinesClient:
             TransportError, ServerError: the failure outlasted the retries.
         """
         reply = await self._safe_call("POST", PREVIEW_PATH)
+        arrived, local_now = _clock.monotonic(), _clock.now()
         body = _status.json_object(reply, PREVIEW_PATH)
-        return structure(
+        preview = structure(
             body, Preview, status=reply.status, path=PREVIEW_PATH, raw=reply.text
+        )
+        return mark_received(
+            preview, server_date=reply.date, arrived=arrived, local_now=local_now
         )
 
     async def _safe_call(self, method: str, path: str) -> Reply:
@@ -240,21 +252,21 @@ class LinesClient:
                 arrived, it is an `OutcomeUnknownError`.
         """
         token: object = preview.token if isinstance(preview, Preview) else preview
-        if not isinstance(token, str) or not token:
+        if not isinstance(token, str) or not token.strip():
             raise ConfigurationError("confirm() needs a Preview or a non-empty token")
-        expiry = preview.expires_at if isinstance(preview, Preview) else None
-        return await _ConfirmRun(self, token, expiry).run()
+        known = preview if isinstance(preview, Preview) else None
+        return await _ConfirmRun(self, token, known).run()
 
 
 class _ConfirmRun:
     """One confirm of one token, with its resends: the spec's client rules."""
 
     def __init__(
-        self, client: LinesClient, token: str, expires_at: datetime | None
+        self, client: LinesClient, token: str, preview: Preview | None
     ) -> None:
         self.client = client
         self.token = token
-        self.expires_at = expires_at
+        self.preview = preview  # None for a bare token: no expiry known
         self.sends = 0  # sends that may have reached the server
         self.first_sent_at: datetime | None = None
         self.unclear: str | None = None  # why an earlier send left us unsure
@@ -264,7 +276,7 @@ class _ConfirmRun:
         for attempt in range(1, limit + 1):
             if attempt > 1:
                 await anyio.sleep(self.client.retry.delay(attempt - 1))
-            now = datetime.now(timezone.utc)
+            now = _clock.now()
             try:
                 reply = await self.client._transport.send(
                     "POST", CONFIRM_PATH, json_body={"preview_token": self.token},
@@ -316,10 +328,9 @@ class _ConfirmRun:
     def _may_resend(self, attempt: int, limit: int) -> bool:
         if attempt >= limit:
             return False
-        if (
-            self.expires_at is not None
-            and datetime.now(timezone.utc) >= self.expires_at
-        ):
+        # Judged on the validity the server granted, not on our wall clock:
+        # a skewed clock must not turn a resendable token into an unknown.
+        if self.preview is not None and self.preview.expired():
             return False
         logger.warning(
             "confirm of token %s… had no clear answer (%s); sending the same token "
@@ -374,7 +385,7 @@ class _ConfirmRun:
         return error
 
     def _unknown(self, reason: str, reply: Reply | None = None) -> OutcomeUnknownError:
-        first = self.first_sent_at or datetime.now(timezone.utc)
+        first = self.first_sent_at or _clock.now()
         logger.warning(
             "OUTCOME UNKNOWN for token %s… (first sent %s, %d send(s)): %s. A line was "
             "most likely bought; check the account before buying again.",

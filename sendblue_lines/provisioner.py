@@ -7,7 +7,9 @@ the rules of `design.md` above the single endpoints:
   the purchase before any preview;
 - a `TokenExpiredError` from confirm (which by the client's rules always
   means nothing was bought) re-runs preview and confirm a bounded number of
-  times, and a token that has expired by our clock is never sent;
+  times, and a token known to have expired is never sent (known from the
+  validity the server granted, counted on the monotonic clock, so a skewed
+  wall clock cannot make a fresh token look expired);
 - `OutcomeUnknownError` and `ProvisioningFailedError` end the purchase at
   once: a new preview after either could buy a second line;
 - a confirm that was sent finishes even when the caller is cancelled, and
@@ -36,12 +38,12 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Literal
 
 import anyio
 
-from . import _shield
+from . import _clock, _shield
 from ._batch import Batch
 from ._config import check_count, check_seconds
 from ._planning import Allowance, leaves_none, limit_error, plan_for
@@ -396,8 +398,9 @@ class Provisioner:
                 repreviews += 1
                 if repreviews > self._max_repreviews:
                     raise TokenExpiredError(
-                        f"the preview token expired (by our clock, with a "
-                        f"{self._margin:g}s margin) before it could be sent, "
+                        f"the preview token expired (by the validity the server "
+                        f"granted, with a {self._margin:g}s margin) before it could "
+                        f"be sent, "
                         f"{repreviews} time(s); nothing was sent or bought",
                         status=410,
                         code="token_expired",
@@ -465,7 +468,7 @@ class Provisioner:
         """Confirm `preview` so that cancelling the caller cannot lose the answer."""
         # From here until we learn otherwise, money may move for this slot.
         slot.charged = True
-        sent_at = datetime.now(timezone.utc)
+        sent_at = _clock.now()
         task = _shield.start(self._client.confirm(preview))
         try:
             return await asyncio.shield(task)

@@ -11,6 +11,7 @@ import asyncio
 import itertools
 from collections import deque
 from datetime import datetime, timedelta, timezone
+from email.utils import formatdate
 from typing import Any
 
 import aiohttp
@@ -183,9 +184,12 @@ class MockApi:
                 self.in_flight -= 1
             if exception is not None:
                 raise exception
+            # A real server dates every answer; the client reads a token's
+            # validity from `expires_at` against this header.
+            headers = {"Date": formatdate(usegmt=True)}
             if text is not None:
-                return CallbackResult(status=status, body=text)
-            return CallbackResult(status=status, payload=payload)
+                return CallbackResult(status=status, body=text, headers=headers)
+            return CallbackResult(status=status, payload=payload, headers=headers)
 
         method, url = {
             "limits": ("GET", LIMITS_URL),
