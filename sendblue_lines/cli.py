@@ -935,9 +935,21 @@ _VERBOSE: dict[str, Any] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a failed write of the help is not silently dropped.
+
+    argparse swallows an OSError while printing `--help` or `--version` and
+    exits 0 with nothing shown; `main()` finds a closed stdout and says so.
+    """
+
+    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+        if message:
+            (file or sys.stderr).write(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `sendblue-lines`, with every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sendblue-lines",
         description="Buy Sendblue phone lines through the API, safely.",
         epilog=_EPILOG,

@@ -96,7 +96,11 @@ def check(result: Result, sandbox: Sandbox[Any] | None) -> Result:
 
 
 async def finish(
-    process: asyncio.subprocess.Process, sandbox: Sandbox[Any] | None, err: bytes = b""
+    process: asyncio.subprocess.Process,
+    sandbox: Sandbox[Any] | None,
+    err: bytes = b"",
+    *,
+    checked: bool = True,
 ) -> Result:
     """Wait for the child; its output, checked for the secret and for tracebacks."""
     out, rest = await asyncio.wait_for(process.communicate(), WAIT)
@@ -105,12 +109,14 @@ async def finish(
         (out or b"").decode(errors="replace"),
         (err + (rest or b"")).decode(errors="replace"),
     )
-    return check(result, sandbox)
+    return check(result, sandbox) if checked else result
 
 
-async def run(sandbox: Sandbox[Any] | None, *argv: str, **options: Any) -> Result:
+async def run(
+    sandbox: Sandbox[Any] | None, *argv: str, checked: bool = True, **options: Any
+) -> Result:
     async with spawn(sandbox, *argv, **options) as process:
-        return await finish(process, sandbox)
+        return await finish(process, sandbox, checked=checked)
 
 
 async def wait_until(condition: Callable[[], bool], what: str) -> None:
