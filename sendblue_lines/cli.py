@@ -942,14 +942,14 @@ class _Parser(argparse.ArgumentParser):
     exits 0 with nothing shown; `main()` finds a closed stdout and says so.
     """
 
-    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+    def _print_message(self, message: str, file: Any = None) -> None:
         if message:
             (file or sys.stderr).write(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `sendblue-lines`, with every subcommand."""
-    parser = _Parser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="sendblue-lines",
         description="Buy Sendblue phone lines through the API, safely.",
         epilog=_EPILOG,

@@ -131,7 +131,7 @@ async def wait_until(condition: Callable[[], bool], what: str) -> None:
 def catches(pid: int, number: int) -> bool:
     """True once process `pid` has a handler for signal `number` (Linux /proc)."""
     try:
-        with open(f"/proc/{pid}/status") as status:  # noqa: PTH123 - procfs
+        with open(f"/proc/{pid}/status") as status:
             for line in status:
                 if line.startswith("SigCgt:"):
                     return bool(int(line.split()[1], 16) >> (number - 1) & 1)
@@ -173,7 +173,7 @@ class Terminal:
 
 
 def screen(data: bytes) -> list[str]:
-    """The lines a terminal shows for `data`: `\\r` returns, characters overwrite."""
+    """The lines a terminal shows for `data`: a CR returns, characters overwrite."""
     lines: list[list[str]] = [[]]
     column = 0
     for char in data.decode(errors="replace"):

@@ -14,8 +14,8 @@ import sys
 from typing import Any
 
 import pytest
-
 from cli_support import PIPE, environment, finish, run, spawn, wait_until
+
 from sendblue_lines.cli import build_parser
 from sendblue_lines.sandbox import Fault, Sandbox
 
@@ -140,7 +140,7 @@ async def test_missing_credentials(sendblue_sandbox, command):
     ],
 )
 async def test_garbage_answers(sendblue_sandbox, endpoint, fault, argv, code):
-    """Whatever the server answers, the command says one thing and exits as documented."""
+    """Whatever the server answers: one thing said, a documented exit code."""
     sendblue_sandbox.inject(endpoint, fault, times=5)
     result = await run(sendblue_sandbox, *argv)
     assert result.code == code, result.err
@@ -207,7 +207,7 @@ async def test_help_into_a_closed_pipe(argv):
 
 
 async def test_stdout_closed_during_a_batch_keeps_every_line(sendblue_sandbox):
-    """Stdout gone mid-batch: the batch stops, the bought line goes to stderr, exit 3."""
+    """Stdout gone mid-batch: the batch stops, the line goes to stderr, exit 3."""
     sandbox = sendblue_sandbox
     reader, writer = os.pipe()
     os.close(reader)
@@ -229,8 +229,11 @@ async def test_stdout_closed_during_a_batch_keeps_every_line(sendblue_sandbox):
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 async def test_stdout_on_a_full_device(sendblue_sandbox):
     """An OSError writing stdout (ENOSPC) is one sentence and exit 4."""
-    with open("/dev/full", "w") as full:  # noqa: PTH123
-        result = await run(sendblue_sandbox, "limits", stdout=full.fileno())
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        result = await run(sendblue_sandbox, "limits", stdout=full)
+    finally:
+        os.close(full)
     assert result.code == 4
     assert "No space left on device" in one_sentence(result.err)
 

@@ -16,7 +16,6 @@ import signal
 import sys
 
 import pytest
-
 from cli_support import (
     PIPE,
     Terminal,
@@ -25,6 +24,7 @@ from cli_support import (
     spawn,
     wait_until,
 )
+
 from sendblue_lines.sandbox import Fault
 
 pytestmark = pytest.mark.skipif(

@@ -16,7 +16,6 @@ import sys
 from typing import Any
 
 import pytest
-
 from cli_support import (
     LINE,
     PIPE,
@@ -27,6 +26,7 @@ from cli_support import (
     spawn,
     wait_until,
 )
+
 from sendblue_lines.cli import explain
 from sendblue_lines.sandbox import Fault, Sandbox
 
@@ -126,7 +126,7 @@ async def test_json_results_on_a_terminal(sendblue_sandbox):
 
 
 async def test_stdout_piped_while_stderr_is_a_terminal(sendblue_sandbox):
-    """stdout to a pipe gets the rows only; the terminal gets no result text."""
+    """Stdout to a pipe gets the rows only; the terminal gets no result text."""
     code, lines, out = await on_terminal(
         sendblue_sandbox, "provision", "--count", "2", "--yes", stdout_pipe=True
     )
@@ -137,7 +137,7 @@ async def test_stdout_piped_while_stderr_is_a_terminal(sendblue_sandbox):
 
 
 async def test_through_pipes_there_is_no_live_line(sendblue_sandbox):
-    """With stderr a pipe, progress is one plain line per outcome, no carriage return."""
+    """With stderr a pipe, progress is one plain line per outcome, no CR."""
     result = await run(sendblue_sandbox, "provision", "--count", "2", "--yes")
     assert result.code == 0
     assert "\r" not in result.err
