@@ -1110,6 +1110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.finish()
             console.say(f"Stopped: {error}; nothing more was sent.")
             return EXIT_FAILED
+        except BrokenPipeError as error:  # a print() outside the console (sandbox)
+            _mute(sys.stdout)
+            console.finish()
+            console.say(f"Stopped: {_why_unwritable(error)}; nothing more was sent.")
+            return EXIT_FAILED
         except Exception as error:  # noqa: BLE001 - the promise: no traceback, ever
             console.finish()
             console.say(

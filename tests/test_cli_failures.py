@@ -288,3 +288,34 @@ async def test_the_interrupt_sentence_is_alone(sendblue_sandbox: Sandbox[Any]):
         process.send_signal(15)
         result = await finish(process, sendblue_sandbox)
     assert one_sentence(result.err) == "Interrupted; nothing more was sent."
+
+
+BATCH_BOOM = (
+    "import sys, sendblue_lines.cli as cli\n"
+    "async def boom(self, count, concurrency):\n"
+    "    raise RuntimeError('boom in the batch')\n"
+    "cli.Provisioner.provision_many = boom\n"
+    "sys.exit(cli.main(sys.argv[1:]))\n"
+)
+
+
+async def test_an_unexpected_error_in_a_batch_asks_for_a_human(sendblue_sandbox):
+    """A bug once the batch started: one sentence, check the account, exit 3."""
+    result = await run(
+        sendblue_sandbox, "provision", "--yes", program=("-c", BATCH_BOOM)
+    )
+    assert result.code == 3
+    assert "Unexpected error (RuntimeError): boom in the batch." in result.err
+    assert "check the account before buying again" in result.err
+
+
+async def test_the_sandbox_banner_into_a_closed_pipe():
+    """`sandbox` whose stdout reader is gone: one sentence, exit 4, no traceback."""
+    reader, writer = os.pipe()
+    os.close(reader)
+    try:
+        result = await run(None, "sandbox", "--port", "0", stdout=writer)
+    finally:
+        os.close(writer)
+    assert result.code == 4
+    assert "stdout was closed" in result.err

@@ -147,7 +147,9 @@ async def _serve_until_signalled(args: argparse.Namespace) -> int:
         print("Sandbox stopped.", flush=True)
         return 0
     error = task.exception()
-    if isinstance(error, OSError):
+    # A closed stdout (the banner's reader went away) is not a bind failure:
+    # it goes up to the command, which says so.
+    if isinstance(error, OSError) and not isinstance(error, BrokenPipeError):
         print(f"sendblue-lines sandbox: cannot listen: {error}", file=sys.stderr)
         return 1
     if error is not None:
