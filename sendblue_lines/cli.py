@@ -132,7 +132,10 @@ def explain(error: BaseException) -> str:
         return f"Sendblue's answer could not be read ({error.message})."
     if isinstance(error, SendblueError):
         return f"Sendblue refused: {error}."
-    return f"Unexpected error ({type(error).__name__}): {error}."
+    detail = str(error).rstrip(".")
+    return (
+        f"Unexpected error ({type(error).__name__}{': ' + detail if detail else ''})."
+    )
 
 
 def _explain_limit(error: RateLimitError) -> str:

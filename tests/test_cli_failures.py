@@ -305,7 +305,7 @@ async def test_an_unexpected_error_in_a_batch_asks_for_a_human(sendblue_sandbox)
         sendblue_sandbox, "provision", "--yes", program=("-c", BATCH_BOOM)
     )
     assert result.code == 3
-    assert "Unexpected error (RuntimeError): boom in the batch." in result.err
+    assert "Unexpected error (RuntimeError: boom in the batch)." in result.err
     assert "check the account before buying again" in result.err
 
 
