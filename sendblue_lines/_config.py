@@ -165,3 +165,51 @@ def resolve_base_url(base_url: str | None, env: Mapping[str, str] | None = None)
             "unencrypted; use https (http is allowed for loopback hosts only)"
         )
     return url.rstrip("/")
+
+
+#: The longest any time option may be, in seconds: a day. Longer is a mistake
+#: (a unit slip, an `inf`), and aiohttp's timers misbehave with huge values.
+MAX_SECONDS = 86_400.0
+
+
+def check_seconds(
+    value: object,
+    what: str,
+    *,
+    allow_zero: bool = False,
+    high: float = MAX_SECONDS,
+) -> float:
+    """Return `value` as a float number of seconds, or raise.
+
+    The one check for every time option: a real number (not a bool, str or
+    None), finite, above zero (or zero itself when `allow_zero`), at most
+    `high`.
+
+    Raises:
+        ConfigurationError: any other value; the message names the option.
+    """
+    low = "0 or more" if allow_zero else "more than 0"
+    rule = f"{what} must be a number of seconds, {low} and at most {high:g}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{rule}, got {type(value).__name__}")
+    number = float(value)
+    # NaN fails every comparison, so it lands here too.
+    if not (number >= 0 if allow_zero else number > 0) or not number <= high:
+        raise ConfigurationError(f"{rule}, got {number!r}")
+    return number
+
+
+def check_count(value: object, what: str, *, low: int, high: int | None = None) -> int:
+    """Return `value` as an int from `low` to `high` (None: no upper bound), or raise.
+
+    Raises:
+        ConfigurationError: not an int (a bool, float or str included), or
+            out of range; the message names the option.
+    """
+    span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+    rule = f"{what} must be an integer {span}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{rule}, got {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        raise ConfigurationError(f"{rule}, got {value}")
+    return int(value)

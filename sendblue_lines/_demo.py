@@ -9,9 +9,9 @@ looks like, before touching a real account.
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from typing import Any, Protocol
 
-from .cli import EXIT_OK, explain, limits_table
+from .cli import EXIT_OK, _plan_sentence, explain, limits_table
 from .client import LinesClient
 from .errors import SendblueError
 from .models import Preview
@@ -19,8 +19,16 @@ from .provisioner import Provisioner
 from .sandbox import Fault, Sandbox, SandboxAccount
 
 
+class Writer(Protocol):
+    """Where the demo writes: any text stream."""
+
+    def write(self, text: str, /) -> int:
+        """Write `text`."""
+        ...
+
+
 class _Narrator:
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: Writer) -> None:
         self.out = out
         self.step = 0
 
@@ -36,7 +44,7 @@ class _Narrator:
             print("   " + line, file=self.out)
 
 
-async def walk_through(count: int, out: TextIO) -> int:
+async def walk_through(count: int, out: Writer) -> int:
     """Walk through the flow against a fresh sandbox, narrating to `out`."""
     say = _Narrator(out)
     # The daily limit leaves room for the two single purchases below, then
@@ -63,7 +71,7 @@ async def walk_through(count: int, out: TextIO) -> int:
 
             say.title(f"Plan: how many of {count} lines could be bought now?")
             plan = await Provisioner(client).plan(count)
-            say.indent(f"can buy {plan.allowed} of {plan.requested}")
+            say.indent(_plan_sentence(plan))
 
             say.title("Preview: eligibility and a single-use token (charges nothing)")
             preview = await client.preview()
@@ -93,10 +101,10 @@ async def walk_through(count: int, out: TextIO) -> int:
             result = await batch.provision_many(count, concurrency=3)
             for text in seen:
                 say.indent(text)
-            say.indent(
-                f"bought {len(result.lines)} of {result.requested}; "
-                f"{result.not_attempted} not attempted (no confirm was sent for them)"
-            )
+            summary = f"bought {len(result.lines)} of {result.requested}"
+            if result.not_attempted:
+                summary += f"; {result.not_attempted} not attempted (nothing was sent)"
+            say.indent(summary)
             if result.stopped_by is not None:
                 say.indent(f"stopped by: {explain(result.stopped_by)}")
 
@@ -160,10 +168,7 @@ async def _show_errors(
         "connection lost after the purchase",
         Provisioner(client).provision(),
     )
-    say.indent(
-        "    (the SDK resent the same token, got 410, and stopped: a new preview "
-        "could have bought a second line)"
-    )
+    say.indent("    (no new preview: it could have bought a second line)")
 
     sandbox.inject("confirm", Fault.provisioning_failed())
     await attempt("provisioning failed", Provisioner(client).provision())

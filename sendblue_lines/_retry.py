@@ -6,6 +6,7 @@ import random
 
 import attrs
 
+from ._config import check_count, check_seconds
 from .errors import ConfigurationError, SendblueError, ServerError, TransportError
 
 #: The design promises at most this many attempts for a safe call.
@@ -14,17 +15,10 @@ MAX_ATTEMPTS = 5
 
 def _check(instance: RetryPolicy, attribute: object, value: object) -> None:
     del attribute, value
-    attempts: object = instance.attempts
-    if (
-        not isinstance(attempts, int)
-        or isinstance(attempts, bool)
-        or not 1 <= attempts <= MAX_ATTEMPTS
-    ):
-        raise ConfigurationError(f"retry attempts must be between 1 and {MAX_ATTEMPTS}")
-    delays: tuple[object, ...] = (instance.base_delay, instance.max_delay)
-    if not all(isinstance(d, (int, float)) and not isinstance(d, bool) for d in delays):
-        raise ConfigurationError("retry delays must be numbers of seconds")
-    if not 0 <= instance.base_delay <= instance.max_delay:  # NaN fails too
+    check_count(instance.attempts, "retry attempts", low=1, high=MAX_ATTEMPTS)
+    check_seconds(instance.base_delay, "retry base_delay", allow_zero=True)
+    check_seconds(instance.max_delay, "retry max_delay", allow_zero=True)
+    if not instance.base_delay <= instance.max_delay:
         raise ConfigurationError(
             "retry delays must satisfy 0 <= base_delay <= max_delay"
         )
@@ -40,7 +34,9 @@ class RetryPolicy:
     do not retry together.
 
     Raises:
-        ConfigurationError: out-of-range values, from the constructor.
+        ConfigurationError: from the constructor, for attempts that are not
+            an int from 1 to 5, or delays that are not finite numbers of
+            seconds from 0 to a day with `base_delay <= max_delay`.
     """
 
     attempts: int = attrs.field(default=3, validator=_check)

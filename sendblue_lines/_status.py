@@ -46,10 +46,14 @@ def is_success(reply: Reply) -> bool:
 
 
 def error_code(reply: Reply) -> str | None:
-    """The body's `error` field, when the body is a JSON object that has one."""
+    """The body's `error` field, when the body is a JSON object that has one.
+
+    An `error` that is not a string, or is blank, is no code at all (None):
+    the status alone then decides the error's class.
+    """
     if isinstance(reply.data, Mapping):
         code = reply.data.get("error")
-        if isinstance(code, str):
+        if isinstance(code, str) and code.strip():
             return code
     return None
 
@@ -76,7 +80,7 @@ def error_for(reply: Reply, path: str) -> APIError:
     body = reply.data if isinstance(reply.data, Mapping) else None
     code = error_code(reply)
     message = body.get("message") if body is not None else None
-    if not isinstance(message, str) or not message:
+    if not isinstance(message, str) or not message.strip():
         message = _describe_status(reply)
     cls: type[APIError]
     if status in _BY_STATUS:

@@ -7,14 +7,27 @@ redirect, always sends the auth headers, a JSON `Accept` and our
 becomes a `TransportError` whose `sent` tells whether the request may have
 reached the server. Deciding what a status means is left to `_status`, and
 whether to try again to the callers.
+
+Two promises hold whoever built the session:
+
+- What an answer means does not depend on the session. Everything a
+  `ClientSession` lets a caller change and a request can override is pinned
+  per request (`_pinned_options`); what no request can override, and that
+  would change an answer, is refused by `check_session` in the constructor.
+- No credential leaves in an error. aiohttp's exceptions carry the request's
+  headers (`request_info`), so they are never chained: a `TransportError` is
+  raised outside the `except` block with a safe description. The secret is
+  redacted from every reply at the one place replies are made (`_reply`), so
+  a server or proxy that echoes our headers cannot put it into an error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Final
 
 import aiohttp
@@ -29,6 +42,109 @@ logger = logging.getLogger("sendblue_lines")
 USER_AGENT: Final = f"sendblue-lines/{__version__}"
 #: The largest body we read; a larger one is refused, not buffered.
 MAX_RESPONSE_BYTES: Final = 1024 * 1024
+#: What replaces the secret wherever an answer repeats it.
+REDACTED: Final = "[redacted]"
+#: Secrets shorter than this are not redacted (no real API secret is).
+_MIN_REDACTED_SECRET = 8
+#: A trailing piece of the secret this long, where a body was cut, is redacted too.
+_MIN_SECRET_PIECE = 4
+#: Content encodings aiohttp decodes without optional packages.
+_ACCEPT_ENCODING: Final = "gzip, deflate"
+
+#: Default headers of a caller's session that would change what the server
+#: answers or how the answer is framed; a request can override a header's
+#: value but never remove it, so such a session is refused.
+_FORBIDDEN_DEFAULT_HEADERS: Final = frozenset(
+    {
+        "content-length",
+        "transfer-encoding",
+        "content-encoding",
+        "content-type",
+        "expect",
+        "upgrade",
+        "te",
+        "host",
+        "range",
+        "if-range",
+        "if-match",
+        "if-none-match",
+        "if-modified-since",
+        "if-unmodified-since",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    }
+)
+
+
+def _pinned_options() -> dict[str, Any]:
+    """Per-request arguments that override every session setting they can.
+
+    The values are aiohttp's own defaults, so that a caller's session gives
+    the answers the SDK's own session gives. Only the arguments the installed
+    aiohttp accepts are passed (`middlewares` came in 3.12, for example).
+    """
+    wanted: dict[str, Any] = {
+        "allow_redirects": False,
+        "raise_for_status": False,
+        "auto_decompress": True,
+        "read_until_eof": True,
+        "read_bufsize": 2**16,
+        "max_line_size": 8190,
+        "max_field_size": 8190,
+        "max_headers": 128,
+        "middlewares": (),
+        "proxy_headers": None,
+    }
+    accepted = inspect.signature(aiohttp.ClientSession._request).parameters
+    return {name: value for name, value in wanted.items() if name in accepted}
+
+
+_PINNED: Final = _pinned_options()
+
+
+def check_session(session: object) -> aiohttp.ClientSession | None:
+    """Accept a caller's session only if no setting of it can change an answer.
+
+    Settings a request overrides (`raise_for_status`, timeouts, decompression,
+    `json_serialize`, redirects, middlewares, header values, buffer sizes)
+    are fine. Refused: a custom request or response class (they decide how
+    a request is sent and an answer read) and default headers that change
+    what the server answers (`Range`, conditional headers, framing headers).
+
+    Raises:
+        ConfigurationError: not an `aiohttp.ClientSession`, or one of the above.
+    """
+    if session is None:
+        return None
+    if not isinstance(session, aiohttp.ClientSession):
+        raise ConfigurationError("session must be an aiohttp.ClientSession")
+    for name, default in (
+        ("_request_class", aiohttp.ClientRequest),
+        ("_response_class", aiohttp.ClientResponse),
+    ):
+        if getattr(session, name, default) is not default:
+            raise ConfigurationError(
+                f"the session passed as session= has a custom {name[1:]}, which "
+                "decides how requests are sent and answers read; a purchase's "
+                "outcome must not depend on it: pass a session without one"
+            )
+    refused = sorted(
+        {str(k).lower() for k in session.headers} & _FORBIDDEN_DEFAULT_HEADERS
+    )
+    if refused:
+        raise ConfigurationError(
+            "the session passed as session= has default headers that change "
+            f"what the server answers ({', '.join(refused)}); a request cannot "
+            "remove them: pass a session without them"
+        )
+    return session
+
+
+def _loop_of(session: aiohttp.ClientSession) -> asyncio.AbstractEventLoop | None:
+    # aiohttp keeps the session's loop privately; its public `loop` warns.
+    loop = getattr(session, "_loop", None)
+    return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
 
 
 class _Unread:
@@ -61,13 +177,18 @@ class Attempt:
 
 @attrs.frozen(kw_only=True)
 class Reply:
-    """An HTTP answer: status, body text, and its JSON or why it is unreadable."""
+    """An HTTP answer: status, body text, and its JSON or why it is unreadable.
+
+    `date` is the server's `Date` header as sent (for expiry against the
+    server's own clock), `location` its `Location` header.
+    """
 
     status: int
     text: str
     data: Any
     problem: str | None = None
     location: str | None = None
+    date: str | None = None
 
     @property
     def readable(self) -> bool:
@@ -98,9 +219,16 @@ class Transport:
     ) -> None:
         self.base_url = base_url
         self._credentials = credentials
-        self._session = session
+        # A secret too short to tell from chance ("s" in a test) is not
+        # searched for: redacting it would mangle every answer.
+        secret = credentials.secret
+        self._secret = secret if len(secret) >= _MIN_REDACTED_SECRET else ""
+        self._session = check_session(session)
         self._owns_session = session is None
         self._closed = False
+        # Closes our own session when its event loop shuts down (see _guard).
+        self._guard: AsyncGenerator[None, None] | None = None
+        self._guarded: aiohttp.ClientSession | None = None
         self._on_attempt = on_attempt
         self._max_bytes = max_response_bytes
         # `connect` covers waiting for a pooled connection and connecting: a
@@ -121,11 +249,15 @@ class Transport:
             connect=min(connect_timeout, timeout / 2),
             sock_read=timeout,
         )
+        # Every header a caller's session may set and we rely on is set here,
+        # which replaces the session's value (case-insensitively).
         self._headers = {
             **credentials.headers(),
             "Accept": "application/json",
+            "Accept-Encoding": _ACCEPT_ENCODING,
             "User-Agent": USER_AGENT,
         }
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
 
     @property
     def closed(self) -> bool:
@@ -133,15 +265,52 @@ class Transport:
         return self._closed
 
     def _session_now(self) -> aiohttp.ClientSession:
+        """The session to send with, bound to the running loop; or why not.
+
+        Raises:
+            ConfigurationError: the client is closed, or the caller's session
+                is closed or belongs to another event loop; this request was
+                not sent.
+        """
         if self._closed:
-            raise ConfigurationError("this LinesClient is closed; create a new one")
-        if self._session is not None and self._session.closed:
-            # Only a caller's session can be closed under us; aiohttp would
-            # raise a bare RuntimeError, outside our hierarchy.
             raise ConfigurationError(
-                "the aiohttp session passed as session= is closed; nothing was sent"
+                "this LinesClient is closed (this request was not sent); "
+                "create a new one"
             )
-        if self._session is None:
+        loop = asyncio.get_running_loop()
+        session = self._session
+        if session is not None:
+            bound = _loop_of(session)
+            if bound is not None and bound is not loop:
+                if not self._owns_session:
+                    state = (
+                        "a closed event loop"
+                        if bound.is_closed()
+                        else "another event loop"
+                    )
+                    raise ConfigurationError(
+                        f"the aiohttp session passed as session= belongs to {state}, "
+                        "not the one running this call (this request was not sent); "
+                        "create the session inside the loop that uses the client"
+                    )
+                if bound.is_running():
+                    raise ConfigurationError(
+                        "this LinesClient is in use by another event loop that is "
+                        "still running (this request was not sent); give each "
+                        "event loop its own LinesClient"
+                    )
+                # Our own session, left behind by a loop that has finished (a
+                # second asyncio.run): let it go and open one in this loop.
+                _abandon(session)
+                self._session = session = None
+            elif session.closed:
+                # Only a caller's session can be closed under us; aiohttp would
+                # raise a bare RuntimeError, outside our hierarchy.
+                raise ConfigurationError(
+                    "the aiohttp session passed as session= is closed "
+                    "(this request was not sent)"
+                )
+        if session is None:
             # Made here, not in __init__, so that a client built outside a
             # running loop (at import time, in a lifespan) binds to the loop
             # that first uses it.
@@ -150,20 +319,42 @@ class Transport:
             # warns, which fails apps and test suites that treat warnings
             # as errors.
             cleanup = bool(getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False))
-            self._session = aiohttp.ClientSession(
+            session = self._session = aiohttp.ClientSession(
                 raise_for_status=False,
                 connector=aiohttp.TCPConnector(
                     limit=100, enable_cleanup_closed=cleanup
                 ),
             )
-        return self._session
+        return session
+
+    async def _watch(self, session: aiohttp.ClientSession) -> None:
+        """Close `session` when the loop it belongs to shuts down.
+
+        asyncio.run (and anyio.run, and every asyncio.Runner) closes the async
+        generators still open before it closes the loop: a client used in
+        one `asyncio.run` and again in the next thus leaves no connection
+        behind, and opens a new session in the new loop.
+        """
+        guard = _close_at_loop_end(session)
+        await guard.asend(None)
+        self._guard, self._guarded = guard, session
 
     async def aclose(self) -> None:
         """Close the session if we opened it; idempotent."""
         self._closed = True
         session, self._session = self._session, None
-        if session is not None and self._owns_session:
-            await session.close()
+        guard, self._guard, self._guarded = self._guard, None, None
+        if session is None or not self._owns_session:
+            return
+        bound = _loop_of(session)
+        running = asyncio.get_running_loop()
+        if bound is not None and bound is not running:
+            # Opened by a loop that has finished: it cannot be awaited here.
+            _abandon(session)
+            return
+        await session.close()
+        if guard is not None:
+            await guard.aclose()
 
     async def send(
         self, method: str, path: str, *, json_body: Any = None, attempt: int = 1
@@ -172,26 +363,49 @@ class Transport:
 
         Raises:
             TransportError: no answer; `sent` says whether it may have arrived.
-            ConfigurationError: the client was closed.
+            ConfigurationError: the client or the caller's session is closed,
+                or bound to another event loop; this request was not sent.
         """
         session = self._session_now()
+        if self._owns_session and self._guarded is not session:
+            await self._watch(session)
         loop = asyncio.get_running_loop()
         started = loop.time()
+        if json_body is None:
+            body, headers = None, self._headers
+        else:
+            # Serialized by us: a session's json_serialize cannot change it.
+            body, headers = json.dumps(json_body).encode(), self._json_headers
+        failure: TransportError | None = None
+        cause: BaseException | None = None
         try:
             async with session.request(
                 method,
                 self.base_url + path,
-                json=json_body,
-                headers=self._headers,
-                allow_redirects=False,
+                data=body,
+                headers=headers,
                 timeout=self._timeout,
+                **_PINNED,
             ) as response:
                 reply = await self._read(response)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # Checked before the general case: these never wrote the request.
-            raise self._failed(method, path, attempt, started, exc, sent=False) from exc
+            failure = self._failed(method, path, attempt, started, exc, sent=False)
+            cause = self._safe_cause(exc)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise self._failed(method, path, attempt, started, exc, sent=True) from exc
+            failure = self._failed(method, path, attempt, started, exc, sent=True)
+            cause = self._safe_cause(exc)
+        except Exception as exc:  # noqa: BLE001 - cancellation is not an Exception
+            # aiohttp raises RuntimeError or AttributeError when its session
+            # is closed under a request, and a caller's trace hook may raise
+            # anything: the request may have left all the same.
+            failure = self._failed(method, path, attempt, started, exc, sent=True)
+            cause = self._safe_cause(exc)
+        if failure is not None:
+            # Raised here, outside the except blocks, so that an exception
+            # that reaches the secret (an aiohttp error's request_info holds
+            # our headers) is neither the __cause__ nor the __context__.
+            raise failure from cause
         elapsed = loop.time() - started
         logger.debug(
             "%s %s -> %s in %.3fs (attempt %d)",
@@ -217,7 +431,7 @@ class Transport:
         sent: bool,
     ) -> TransportError:
         elapsed = asyncio.get_running_loop().time() - started
-        reason = describe_failure(exc)
+        reason = redact(describe_failure(exc), self._secret)
         logger.debug(
             "%s %s failed after %.3fs (attempt %d, %s): %s",
             method, path, elapsed, attempt,
@@ -239,6 +453,16 @@ class Transport:
             path=path,
         )
 
+    def _safe_cause(self, exc: BaseException) -> BaseException | None:
+        """`exc` if nothing reachable from it holds the secret, else None."""
+        if reaches(exc, self._secret):
+            logger.debug(
+                "the %s behind a failure holds the API secret; not chained",
+                type(exc).__name__,
+            )
+            return None
+        return exc
+
     def _report(self, attempt: Attempt) -> None:
         if self._on_attempt is None:
             return
@@ -253,7 +477,7 @@ class Transport:
         location = response.headers.get("Location")
         declared = response.content_length
         if declared is not None and declared > self._max_bytes:
-            return _unread(
+            return self._reply(
                 status, "", f"body of {declared} bytes exceeds the cap", location
             )
         chunks: list[bytes] = []
@@ -262,45 +486,208 @@ class Transport:
             async for chunk in response.content.iter_any():
                 size += len(chunk)
                 if size > self._max_bytes:
-                    return _unread(
+                    return self._reply(
                         status,
                         b"".join(chunks).decode("utf-8", "replace"),
                         f"body exceeds the {self._max_bytes}-byte cap",
                         location,
+                        cut=True,
                     )
                 chunks.append(chunk)
         except aiohttp.ClientPayloadError:
             # The server answered (we have its status) but cut the body short:
             # an unreadable answer, not a network failure without one.
-            return _unread(
+            return self._reply(
                 status,
                 b"".join(chunks).decode("utf-8", "replace"),
                 f"body was cut off after {size} bytes",
                 location,
+                cut=True,
             )
         raw = b"".join(chunks)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
-            return _unread(
+            return self._reply(
                 status, raw.decode("utf-8", "replace"), "body is not UTF-8", location
             )
         if not text.strip():
-            return _unread(status, text, "body is empty", location)
+            return self._reply(status, text, "body is empty", location)
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as exc:
             # RecursionError: JSON nested thousands deep is hostile, not data.
-            return _unread(
+            return self._reply(
                 status, text, f"body is not JSON ({type(exc).__name__})", location
             )
-        return Reply(status=status, text=text, data=data, location=location)
+        return self._reply(
+            status, text, None, location, data=data, date=response.headers.get("Date")
+        )
+
+    def _reply(
+        self,
+        status: int,
+        text: str,
+        problem: str | None,
+        location: str | None,
+        *,
+        data: Any = UNREAD,
+        cut: bool = False,
+        date: str | None = None,
+    ) -> Reply:
+        """The one place replies are made: the secret is redacted from all of it.
+
+        A server or proxy may echo our request headers into its answer (an
+        error page, a JSON message, even a 2xx body); the client knows its
+        secret, so it keeps no copy of it. Redacted: the text (and a piece of
+        the secret where a cut body ends), every string of the parsed JSON
+        (which catches the secret written with JSON escapes) and `Location`.
+        """
+        secret = self._secret
+        clean = redact(text, secret, cut=cut)
+        # Only a text holding the secret or a JSON escape can carry it in data.
+        if problem is None and secret and (secret in text or "\\" in text):
+            redacted = _redact_data(data, secret)
+            if redacted != data and not _parses_to(clean, redacted):
+                # The JSON spelled the secret with escapes: the text cannot be
+                # redacted piecewise, so it becomes the redacted data.
+                clean = json.dumps(redacted, ensure_ascii=False)
+            data = redacted
+        return Reply(
+            status=status,
+            text=clean,
+            data=data,
+            problem=problem,
+            location=None if location is None else redact(location, secret),
+            date=date,
+        )
 
 
-def _unread(status: int, text: str, problem: str, location: str | None) -> Reply:
-    return Reply(
-        status=status, text=text, data=UNREAD, problem=problem, location=location
-    )
+#: How far `reaches` looks: deep enough for aiohttp's exceptions and their chains.
+_REACH_DEPTH = 8
+_REACH_NODES = 5000
+
+
+def reaches(root: object, secret: str) -> bool:
+    """True when `secret` is in any string or bytes reachable from `root`.
+
+    Follows what an error reporter may show: exception args, `__cause__`,
+    `__context__`, `__notes__`, attributes (`__dict__` and `__slots__`),
+    mappings (keys and values, multidicts included) and sequences. Not
+    tracebacks: their frames reach every live object. Bounded in depth and
+    in objects seen; an unexplored rest counts as reaching it (refuse when
+    unsure).
+    """
+    if not secret:
+        return False
+    wanted = secret.encode()
+    seen: set[int] = set()
+    stack: list[tuple[object, int]] = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, str):
+            if secret in node:
+                return True
+            continue
+        if isinstance(node, (bytes, bytearray, memoryview)):
+            if wanted in bytes(node):
+                return True
+            continue
+        if node is None or isinstance(node, (bool, int, float)) or id(node) in seen:
+            continue
+        if depth > _REACH_DEPTH or len(seen) > _REACH_NODES:
+            return True
+        seen.add(id(node))
+        children: list[object] = []
+        if isinstance(node, BaseException):
+            children += [node.args, node.__cause__, node.__context__]
+            children.append(getattr(node, "__notes__", None))
+        if isinstance(node, Mapping):
+            for key, value in list(node.items()):
+                children += [key, value]
+        elif isinstance(node, (list, tuple, set, frozenset)):
+            children += list(node)
+        elif not isinstance(node, type):
+            children += list(getattr(node, "__dict__", {}).values())
+            for cls in type(node).__mro__:
+                for name in getattr(cls, "__slots__", ()):
+                    if isinstance(name, str):
+                        children.append(getattr(node, name, None))
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _parses_to(text: str, data: Any) -> bool:
+    try:
+        return bool(json.loads(text) == data)
+    except (ValueError, RecursionError):
+        return False
+
+
+def redact(text: str, secret: str, *, cut: bool = False) -> str:
+    """`text` with every occurrence of `secret` replaced by `REDACTED`.
+
+    With `cut`, a trailing start of the secret (where a body was cut short)
+    is redacted too.
+    """
+    if not secret:
+        return text
+    if secret in text:
+        text = text.replace(secret, REDACTED)
+    if cut:
+        for size in range(len(secret) - 1, _MIN_SECRET_PIECE - 1, -1):
+            if text.endswith(secret[:size]):
+                return text[:-size] + REDACTED
+    return text
+
+
+def _redact_data(data: Any, secret: str, depth: int = 0) -> Any:
+    """Parsed JSON with the secret redacted from every string, keys included."""
+    if isinstance(data, str):
+        return redact(data, secret)
+    if depth > 100:
+        # Deeper than any answer of the contract: judged as a whole.
+        try:
+            found = secret in json.dumps(data)
+        except (ValueError, RecursionError):
+            found = True
+        return REDACTED if found else data
+    if isinstance(data, Mapping):
+        return {
+            redact(str(k), secret): _redact_data(v, secret, depth + 1)
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [_redact_data(v, secret, depth + 1) for v in data]
+    return data
+
+
+async def _close_at_loop_end(
+    session: aiohttp.ClientSession,
+) -> AsyncGenerator[None, None]:
+    """Wait at its `yield` until closed: then close `session` (see `_watch`)."""
+    try:
+        yield
+    finally:
+        if not session.closed:
+            await session.close()
+
+
+def _abandon(session: aiohttp.ClientSession) -> None:
+    """Let go of our session whose event loop has finished, without awaiting it.
+
+    Its loop cannot run any more, so its connections cannot be closed the
+    usual way; the session is marked closed so that it does not warn, and
+    its connector is closed as far as a finished loop allows.
+    """
+    connector = session.connector
+    session.detach()
+    closer = getattr(connector, "_close", None)
+    if callable(closer):
+        try:
+            closer()
+        except RuntimeError:  # the loop is closed: nothing more can be done
+            logger.debug("the session of a finished event loop was dropped")
 
 
 def describe_failure(exc: BaseException) -> str:

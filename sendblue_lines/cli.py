@@ -1,7 +1,9 @@
 """The `sendblue-lines` command: limits, plan, preview, provision, sandbox, demo.
 
-A thin layer over the public API. Every error is printed as one sentence
-(what happened, what to do), never a traceback and never a credential.
+A thin layer over the public API. Every failure, of any kind, is printed as
+one sentence (what happened, what to do) with a documented exit code, never
+a traceback (`-vv` adds it) and never a credential. SIGTERM is read as
+Ctrl-C at every step.
 
 Exit codes:
 
@@ -10,8 +12,11 @@ Exit codes:
 - 2: a usage or configuration error, or nothing was bought;
 - 3: an outcome is unknown, or a provisioning failure left a subscription
   without a line: a human must check the account;
-- 130: interrupted (Ctrl-C); confirms already sent were waited for and what
-  they bought was printed.
+- 4: the command could not finish for a reason outside Sendblue's answers:
+  its output could not be written (stdout closed, e.g. by `head`), or an
+  unexpected error; nothing more was sent;
+- 130: interrupted (Ctrl-C or SIGTERM); confirms already sent were waited
+  for and what they bought was printed.
 """
 
 from __future__ import annotations
@@ -20,18 +25,24 @@ import argparse
 import asyncio
 import json
 import logging
+import math
+import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
+from types import FrameType
 from typing import IO, Any, TextIO
 
 import anyio
 
+from ._planning import plan_for
 from ._version import __version__
 from .client import LinesClient
 from .errors import (
+    APIError,
     AuthenticationError,
     ConfigurationError,
     DailyLimitReachedError,
@@ -54,6 +65,7 @@ EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_NOTHING = 2
 EXIT_HUMAN = 3
+EXIT_FAILED = 4
 EXIT_INTERRUPTED = 130
 
 _EPILOG = """\
@@ -63,7 +75,12 @@ exit codes:
   2    usage or configuration error, or nothing was bought
   3    an outcome is unknown, or a provisioning failure left a subscription
        without a line: a human must check the account
-  130  interrupted; confirms already sent were waited for and reported
+  4    the output could not be written (stdout closed, e.g. by head) or an
+       unexpected error; nothing more was sent (-vv shows the traceback)
+  130  interrupted (Ctrl-C or SIGTERM); confirms already sent were waited
+       for and reported
+  `sandbox` exits 0 when stopped (Ctrl-C or SIGTERM), 1 if it cannot
+  listen, 2 for a usage error or a host that is not loopback
 
 credentials come from SENDBLUE_API_KEY_ID and SENDBLUE_API_SECRET_KEY (or the
 official SDK's SENDBLUE_API_API_KEY / SENDBLUE_API_API_SECRET), the base URL
@@ -84,10 +101,10 @@ def explain(error: BaseException) -> str:
             f"{error.first_sent_at:%Y-%m-%d %H:%M:%S} UTC, {error.attempts} send(s))."
         )
     if isinstance(error, ProvisioningFailedError):
+        # The body holds the server's message: quoting it apart would say it twice.
         return (
-            "Sendblue created a subscription but could not provision the line "
-            f"({error.message}); contact Sendblue support with this answer: "
-            f"{json.dumps(error.body)}."
+            "Sendblue created a subscription but could not provision the line; "
+            f"contact Sendblue support with this answer: {json.dumps(error.body)}."
         )
     if isinstance(error, AuthenticationError):
         return (
@@ -102,24 +119,7 @@ def explain(error: BaseException) -> str:
     if isinstance(error, NoCardOnFileError):
         return "The account has no card on file (402); add one in Sendblue, then retry."
     if isinstance(error, RateLimitError):
-        which = (
-            "daily"
-            if isinstance(error, DailyLimitReachedError)
-            else "monthly"
-            if isinstance(error, MonthlyLimitReachedError)
-            else "provisioning"
-        )
-        when = (
-            f" The next slot opens at {_when(error.next_available_at)}."
-            if error.next_available_at
-            else ""
-        )
-        # Not "nothing was bought": a batch stopped by the limit may have
-        # bought lines before it.
-        return (
-            f"The {which} limit is reached ({error.message}); no more lines can be "
-            f"bought until it frees a slot.{when}"
-        )
+        return _explain_limit(error)
     if isinstance(error, NoLinesAvailableError):
         return "Sendblue has no line available right now (503); try again later."
     if isinstance(error, TokenExpiredError):
@@ -132,7 +132,38 @@ def explain(error: BaseException) -> str:
         return f"Sendblue's answer could not be read ({error.message})."
     if isinstance(error, SendblueError):
         return f"Sendblue refused: {error}."
-    return f"Unexpected error ({type(error).__name__}): {error}."
+    detail = str(error).rstrip(".")
+    return (
+        f"Unexpected error ({type(error).__name__}{': ' + detail if detail else ''})."
+    )
+
+
+def _explain_limit(error: RateLimitError) -> str:
+    which = (
+        "daily"
+        if isinstance(error, DailyLimitReachedError)
+        else "monthly"
+        if isinstance(error, MonthlyLimitReachedError)
+        else "provisioning"
+    )
+    # The SDK's own pre-check words its message for a log, with the next slot
+    # in it: we name the next slot once, below, in the command's format.
+    why = (
+        "as GET /accounts/limits said before buying"
+        if error.limits is not None
+        else error.message
+    )
+    # Not "nothing was bought": a batch stopped by the limit may have bought
+    # lines before it.
+    until = (
+        f"the next slot opens at {_when(error.next_available_at)}"
+        if error.next_available_at
+        else "it frees a slot"
+    )
+    return (
+        f"The {which} limit is reached ({why}); no more lines can be bought "
+        f"until {until}."
+    )
 
 
 def _when(moment: datetime | None) -> str:
@@ -143,12 +174,15 @@ def _cell(value: int | None) -> str:
     return "?" if value is None else str(value)
 
 
-def limits_table(limits: ProvisioningLimits) -> str:
-    """Render the limits as a small text table (or say they are unknown)."""
+_UNKNOWN_SHAPE = "the server answered in a shape we do not know"
+
+
+def limits_table(limits: ProvisioningLimits, why: str | None = None) -> str:
+    """Render the limits as a small text table (or say they are unknown, and why)."""
     if not limits.known:
         return (
-            "Limits unknown: the server answered in a shape we do not know; it still "
-            "enforces them at preview and confirm."
+            f"Limits unknown: {why or _UNKNOWN_SHAPE}; the server still enforces "
+            "them, and decides at preview and confirm how many lines it allows."
         )
     rows = [("window", "limit", "used", "remaining", "next slot")]
     named: list[tuple[str, LimitWindow | None]] = [
@@ -190,18 +224,76 @@ def _window_json(window: LimitWindow | None) -> dict[str, Any] | None:
     }
 
 
-def _plan_sentence(plan: Plan) -> str:
-    if plan.allowed >= plan.requested:
-        return f"All {plan.requested} requested line(s) can be bought now."
+#: Limits-read refusals that concern the account: an error, never "unknown".
+#: The same rule as the Provisioner's, so that `limits` and `plan` agree.
+_ACCOUNT_STATUSES = frozenset({401, 402, 403, 429})
+
+
+async def _read_limits(client: LinesClient) -> tuple[ProvisioningLimits, str | None]:
+    """The limits, or unknown limits and why: never an error for an odd answer.
+
+    `limits`, `plan` and `provision` read them this way, as the Provisioner
+    does: an unreadable body or a status the contract does not give this
+    endpoint (404, ...) means the limits are unknown and the server decides.
+    """
+    try:
+        limits = await client.get_limits()
+    except MalformedResponseError as error:
+        return ProvisioningLimits(), f"its answer could not be read ({error.message})"
+    except APIError as error:
+        if error.status in _ACCOUNT_STATUSES or not 400 <= error.status < 500:
+            raise
+        return ProvisioningLimits(), f"GET /accounts/limits answered {error}"
+    return limits, None if limits.known else _UNKNOWN_SHAPE
+
+
+def _unknown_parts(limits: ProvisioningLimits) -> list[str]:
+    """What the limits read leaves unknown, window by window ([] when all is known)."""
+    parts = []
+    for name, window in (("daily", limits.daily), ("monthly", limits.monthly)):
+        if window is None:
+            parts.append(f"the {name} window is unknown")
+        elif window.remaining is None:
+            parts.append(f"what is left of the {name} window is unknown")
+    return parts
+
+
+def _plan_exact(plan: Plan) -> bool:
+    """True when the limits read says `plan.allowed` for certain."""
+    return plan.allowed == 0 or not _unknown_parts(plan.limits)
+
+
+def _plan_sentence(plan: Plan, why: str | None = None) -> str:
+    """One sentence on what the plan allows; never "all fit" when it cannot know."""
+    if not plan.limits.known:
+        return (
+            f"The limits are unknown ({why or _UNKNOWN_SHAPE}): the server decides, "
+            f"at preview and confirm, how many of the {plan.requested} line(s) "
+            "it allows."
+        )
     names = {"daily": "the daily limit", "monthly": "the monthly limit"}
     binding = names.get(plan.binding or "", "this Provisioner's max_lines")
-    why = f" {binding} allows {plan.allowed}" if plan.binding else ""
     when = (
         f"; the next slot opens at {_when(plan.next_available_at)}"
         if plan.next_available_at
         else ""
     )
-    return f"{plan.allowed} of {plan.requested} line(s) can be bought now:{why}{when}."
+    if plan.allowed <= 0:
+        return f"No line can be bought now: {binding} is reached{when}."
+    unknown = _unknown_parts(plan.limits)
+    if unknown:
+        # Only an upper bound is known: the rest is the server's to decide.
+        why_not = f": {binding} allows {plan.allowed}" if plan.binding else ""
+        return (
+            f"At most {plan.allowed} of {plan.requested} line(s) can be bought "
+            f"now{why_not}; {' and '.join(unknown)}, so the server decides."
+        )
+    if plan.allowed >= plan.requested:
+        return f"All {plan.requested} requested line(s) can be bought now."
+    return (
+        f"{plan.allowed} of {plan.requested} line(s) can be bought now: "
+        f"{binding} allows {plan.allowed}{when}."
+    )
 
 
 def outcome_json(outcome: ProvisionOutcome) -> dict[str, Any]:
@@ -236,18 +328,190 @@ def outcome_json(outcome: ProvisionOutcome) -> dict[str, Any]:
     return data
 
 
-class _Progress:
-    """Progress on stderr: a live line on a terminal, one line per outcome otherwise."""
+# -- the terminal: stdout, stderr and the live progress line ---------------------
 
-    def __init__(self, total: int, stream: TextIO, out: TextIO, as_json: bool) -> None:
+
+class OutputError(Exception):
+    """Stdout could not be written (closed by the reader, a full disk, ...)."""
+
+
+class _Console:
+    """Stdout and stderr as the command writes them.
+
+    Text the stream cannot encode is escaped rather than raised; a stdout
+    that fails raises `OutputError`; a stderr that fails is given up quietly
+    (there is nowhere left to say so). On a terminal, the live progress line
+    on stderr is wiped before anything else is written, to either stream,
+    and drawn again after it, so that it never shares a line with a result.
+    """
+
+    def __init__(self, out: TextIO, err: TextIO) -> None:
+        self.raw_out = out
+        self.raw_err = err
+        self.live = _isatty(err)
+        self.status = ""
+        self.drawn = 0
+        self.out_broken = False
+        self.err_broken = False
+        self.out = _Stream(self, is_out=True)
+        self.err = _Stream(self, is_out=False)
+
+    def show(self, status: str) -> None:
+        """Draw `status` as the live line (on a terminal only)."""
+        if not self.live:
+            return
+        self.status = status
+        self._wipe()
+        self._draw()
+
+    def finish(self) -> None:
+        """Wipe the live line for good: the summary that follows says the same."""
+        self._wipe()
+        self.status = ""
+
+    def say(self, text: str) -> None:
+        """One line on stderr."""
+        self.err.write(text + "\n")
+        self.err.flush()
+
+    def _wipe(self) -> None:
+        if self.drawn:
+            self._raw_err("\r" + " " * self.drawn + "\r")
+            self.drawn = 0
+
+    def _draw(self) -> None:
+        if self.live and self.status and not self.drawn:
+            self._raw_err("\r" + self.status)
+            self.drawn = len(self.status)
+
+    def write(self, text: str, *, is_out: bool) -> None:
+        self._wipe()
+        if is_out:
+            self._raw_out(text)
+        else:
+            self._raw_err(text)
+        if text.endswith("\n"):
+            if is_out:
+                self.flush_out()
+            self._draw()
+
+    def flush_out(self) -> None:
+        if self.out_broken:
+            return
+        try:
+            self.raw_out.flush()
+        except (OSError, ValueError) as error:
+            self._out_failed(error)
+
+    def flush_err(self) -> None:
+        if not self.err_broken:
+            try:
+                self.raw_err.flush()
+            except (OSError, ValueError):
+                self.err_broken = True
+
+    def _raw_out(self, text: str) -> None:
+        if self.out_broken:
+            raise OutputError("stdout was closed")
+        try:
+            _write(self.raw_out, text)
+        except (OSError, ValueError) as error:
+            self._out_failed(error)
+
+    def _out_failed(self, error: BaseException) -> None:
+        self.out_broken = True
+        _mute(self.raw_out)
+        raise OutputError(_why_unwritable(error)) from error
+
+    def _raw_err(self, text: str) -> None:
+        if self.err_broken:
+            return
+        try:
+            _write(self.raw_err, text)
+            self.raw_err.flush()
+        except (OSError, ValueError):
+            self.err_broken = True
+            _mute(self.raw_err)
+
+
+class _Stream:
+    """One of the console's two streams, as the file `print()` and logging use."""
+
+    def __init__(self, console: _Console, *, is_out: bool) -> None:
+        self.console = console
+        self.is_out = is_out
+
+    def write(self, text: str) -> int:
+        self.console.write(text, is_out=self.is_out)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.is_out:
+            self.console.flush_out()
+        else:
+            self.console.flush_err()
+
+    def isatty(self) -> bool:
+        return _isatty(self.console.raw_out if self.is_out else self.console.raw_err)
+
+
+def _write(stream: TextIO, text: str) -> None:
+    try:
+        stream.write(text)
+    except UnicodeEncodeError:
+        # A stream that cannot encode a character (an ASCII locale, a
+        # legacy code page) gets it escaped: a message is never lost to it.
+        encoding = getattr(stream, "encoding", None) or "ascii"
+        stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+def _mute(stream: IO[str]) -> None:
+    """Point a broken stream's descriptor at /dev/null.
+
+    Python flushes stdout once more at exit; on a closed pipe that prints
+    "Exception ignored ... BrokenPipeError" and exits 120. Nothing we wrote
+    is lost by this: the reader is gone.
+    """
+    with suppress(Exception):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
+
+
+def _why_unwritable(error: BaseException) -> str:
+    if isinstance(error, BrokenPipeError):
+        return "stdout was closed by the program reading it"
+    return f"stdout could not be written ({type(error).__name__}: {error})"
+
+
+class _Progress:
+    """Progress on stderr: a live line on a terminal, one line per outcome otherwise.
+
+    Every outcome goes to stdout first. If stdout fails, the outcome is
+    written whole to stderr instead and the batch is stopped as by Ctrl-C:
+    a line bought must be shown somewhere.
+    """
+
+    def __init__(
+        self, total: int, console: _Console, as_json: bool, interrupts: _Interrupts
+    ) -> None:
         self.total = total
-        self.stream = stream
-        self.out = out
+        self.console = console
         self.as_json = as_json
-        self.live = stream.isatty()
+        self.interrupts = interrupts
         self.bought = 0
         self.failed = 0
         self.needs_human = 0
+        self.unprinted = 0
 
     def __call__(self, outcome: ProvisionOutcome) -> None:
         if outcome.line is not None:
@@ -258,45 +522,51 @@ class _Progress:
                 outcome.error, (OutcomeUnknownError, ProvisioningFailedError)
             ):
                 self.needs_human += 1
-        # stdout first: a bought line must be printed even if stderr breaks.
-        if self.as_json:
-            print(json.dumps(outcome_json(outcome)), file=self.out, flush=True)
-        elif outcome.line is not None:
-            line = outcome.line
-            print(
-                f"{line.phone_number}\t{line.worker_id}\t{line.subscription_id}",
-                file=self.out,
-                flush=True,
-            )
-        self._show(outcome)
+        printed = self._print(outcome)
+        self._show(outcome, printed)
 
-    def _show(self, outcome: ProvisionOutcome) -> None:
-        done = self.bought + self.failed
-        if self.live:
-            self.stream.write(
-                f"\r[{done}/{self.total}] bought {self.bought}, failed {self.failed}"
-            )
-            if outcome.error is not None:
-                self.stream.write(
-                    f"\n  slot {outcome.index}: {explain(outcome.error)}\n"
-                )
-        elif outcome.line is not None:
-            self.stream.write(
-                f"[{done}/{self.total}] slot {outcome.index}: bought "
-                f"{outcome.line.phone_number}\n"
-            )
+    def _print(self, outcome: ProvisionOutcome) -> bool:
+        if self.console.out_broken:
+            printed = False
         else:
-            error = outcome.error
-            self.stream.write(
-                f"[{done}/{self.total}] slot {outcome.index}: "
-                f"{explain(error) if error else 'failed'}\n"
-            )
-        self.stream.flush()
+            try:
+                if self.as_json:
+                    print(json.dumps(outcome_json(outcome)), file=self.console.out)
+                elif outcome.line is not None:
+                    print(_row(outcome), file=self.console.out)
+                printed = True
+            except OutputError as error:
+                self.interrupts.stop(
+                    f"Stopping: {error}; no new purchase starts, and the outcomes of "
+                    "confirms already sent are written here."
+                )
+                printed = False
+        if not printed and outcome.line is not None:
+            self.unprinted += 1
+        return printed
 
-    def finish(self) -> None:
-        if self.live:
-            self.stream.write("\n")
-            self.stream.flush()
+    def _show(self, outcome: ProvisionOutcome, printed: bool) -> None:
+        done = self.bought + self.failed
+        console = self.console
+        if not printed and outcome.line is not None:
+            console.say(f"slot {outcome.index}: bought {_row(outcome)}")
+        elif not console.live and outcome.line is not None:
+            console.say(
+                f"[{done}/{self.total}] slot {outcome.index}: bought "
+                f"{outcome.line.phone_number}"
+            )
+        if outcome.error is not None:
+            prefix = "" if console.live else f"[{done}/{self.total}] "
+            console.say(f"{prefix}slot {outcome.index}: {explain(outcome.error)}")
+        console.show(
+            f"[{done}/{self.total}] bought {self.bought}, failed {self.failed}"
+        )
+
+
+def _row(outcome: ProvisionOutcome) -> str:
+    line = outcome.line
+    assert line is not None  # noqa: S101 - only called for a bought slot
+    return f"{line.phone_number}\t{line.worker_id}\t{line.subscription_id}"
 
 
 def _exit_code(bought: int, requested: int, needs_human: int) -> int:
@@ -307,198 +577,382 @@ def _exit_code(bought: int, requested: int, needs_human: int) -> int:
     return EXIT_PARTIAL if bought else EXIT_NOTHING
 
 
+# -- Ctrl-C and SIGTERM ---------------------------------------------------------------
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM, both read as Ctrl-C, for the whole run of a command.
+
+    Outside a batch the first signal cancels the command's task once (as
+    asyncio.run does for Ctrl-C): every await ends, `async with` blocks
+    close, and the command exits 130. Inside a batch it cancels the batch's
+    scope instead: no new purchase starts, confirms already sent are waited
+    for (the Provisioner shields them) and printed. After the batch the
+    command only has its summary left to print, and finishes it.
+    """
+
+    def __init__(self, console: _Console) -> None:
+        self.console = console
+        self.received = False
+        self.finishing = False
+        self._task: asyncio.Task[Any] | None = None
+        self._batch: anyio.CancelScope | None = None
+        self._stopped = False
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            with suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(number, self._on_signal)
+
+    def _on_signal(self) -> None:
+        first = not self.received
+        self.received = True
+        if self.finishing:
+            return
+        if self._batch is not None:
+            self.stop(
+                "Stopping: no new purchase starts; waiting for the answers to "
+                "confirms already sent (each may have bought a line)."
+            )
+        elif first and self._task is not None:
+            self._task.cancel()
+
+    def stop(self, why: str) -> None:
+        """Stop the batch: say why once, then cancel its scope."""
+        if not self._stopped:
+            self._stopped = True
+            self.console.say(why)
+        if self._batch is not None:
+            self._batch.cancel()
+
+    @contextmanager
+    def batch(self) -> Iterator[anyio.CancelScope]:
+        """A scope for the batch, which a signal cancels instead of the task."""
+        with anyio.CancelScope() as scope:
+            self._batch = scope
+            try:
+                yield scope
+            finally:
+                self._batch = None
+                self.finishing = True
+
+
+def _raise_interrupt(number: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[Callable[[], None]]:
+    """Read SIGTERM as Ctrl-C (a KeyboardInterrupt) while no event loop runs.
+
+    While a command's loop runs, `_Interrupts` handles both signals; when
+    the loop closes, asyncio resets SIGTERM to its default (death without a
+    word), so the yielded function puts ours back. Outside the main thread
+    (main() called from a thread) signals are not ours, and nothing changes.
+    """
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:
+        yield lambda: None
+        return
+
+    def again() -> None:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+    try:
+        yield again
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# -- the commands --------------------------------------------------------------------
+
+
 def _make_client(args: argparse.Namespace) -> LinesClient:
     return LinesClient(base_url=args.base_url, timeout=args.timeout)
 
 
-async def _cmd_limits(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+async def _cmd_limits(
+    args: argparse.Namespace, console: _Console, interrupts: _Interrupts
+) -> int:
     async with _make_client(args) as client:
-        limits = await client.get_limits()
+        limits, why = await _read_limits(client)
     if args.json:
         data = {
             "known": limits.known,
             "daily": _window_json(limits.daily),
             "monthly": _window_json(limits.monthly),
         }
-        print(json.dumps(data), file=out)
+        print(json.dumps(data), file=console.out)
     else:
-        print(limits_table(limits), file=out)
+        print(limits_table(limits, why), file=console.out)
     return EXIT_OK
 
 
-async def _cmd_plan(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+async def _cmd_plan(
+    args: argparse.Namespace, console: _Console, interrupts: _Interrupts
+) -> int:
     async with _make_client(args) as client:
-        plan = await Provisioner(client).plan(args.count)
+        limits, why = await _read_limits(client)
+    plan = plan_for(args.count, limits, None)
     if args.json:
         data = {
             "requested": plan.requested,
-            "allowed": plan.allowed,
+            # null, never a guess: unknown limits are the server's to decide.
+            "allowed": plan.allowed if _plan_exact(plan) else None,
             "binding": plan.binding,
             "next_available_at": plan.next_available_at.isoformat()
             if plan.next_available_at
             else None,
         }
-        print(json.dumps(data), file=out)
+        print(json.dumps(data), file=console.out)
     else:
-        print(limits_table(plan.limits), file=out)
-        print(_plan_sentence(plan), file=out)
+        if limits.known:
+            print(limits_table(plan.limits), file=console.out)
+        print(_plan_sentence(plan, why), file=console.out)
     return EXIT_OK
 
 
-async def _cmd_preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+async def _cmd_preview(
+    args: argparse.Namespace, console: _Console, interrupts: _Interrupts
+) -> int:
     async with _make_client(args) as client:
         preview = await client.preview()
     if args.json:
         data = {"eligible": True, "expires_at": preview.expires_at.isoformat()}
-        print(json.dumps(data), file=out)
+        print(json.dumps(data), file=console.out)
     else:
         print(
             "Eligible: a line is available. Confirm would buy it and start a "
             "subscription billed to the card on file; this preview's token expires "
             f"at {_when(preview.expires_at)} and was not spent (nothing was bought).",
-            file=out,
+            file=console.out,
         )
     return EXIT_OK
 
 
-def _ask(question: str, stdin: IO[str], err: TextIO) -> bool:
-    # Interruptible before the question shows: a Ctrl-C in reply to it must
-    # find the handler in place.
-    with _interruptible():
-        err.write(question)
-        err.flush()
+async def _ask(question: str, stdin: IO[str], console: _Console) -> bool:
+    """Ask on stderr, read the answer from `stdin`; True for y or yes.
+
+    On a real terminal the answer is awaited with the event loop running, so
+    that Ctrl-C and SIGTERM cancel the wait like any other. A stdin the loop
+    cannot watch is read blocking, with both signals raising meanwhile.
+    """
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    try:
+        descriptor = stdin.fileno()
+        loop.add_reader(descriptor, readable)
+    except (AttributeError, NotImplementedError, OSError, ValueError):
+        with _interruptible():
+            console.err.write(question)
+            console.err.flush()
+            answer = stdin.readline()
+    else:
+        try:
+            console.err.write(question)
+            console.err.flush()
+            await ready
+        finally:
+            loop.remove_reader(descriptor)
         answer = stdin.readline()
     return answer.strip().lower() in ("y", "yes")
 
 
 @contextmanager
 def _interruptible() -> Iterator[None]:
-    """Let one Ctrl-C stop a blocking read at once (KeyboardInterrupt).
+    """Let one Ctrl-C or SIGTERM stop a blocking read at once (KeyboardInterrupt).
 
-    asyncio.run's own SIGINT handler only cancels the main task, which cannot
-    run while the loop is blocked in readline(): the first Ctrl-C at the
-    prompt did nothing. A SIGINT that is ignored (SIG_IGN) stays ignored, and
-    outside the main thread (main() called from a thread) nothing changes.
+    The loop's own handlers cannot run while it is blocked in readline().
+    A signal that is ignored (SIG_IGN) stays ignored, and outside the main
+    thread (main() called from a thread) nothing changes.
     """
-    previous = signal.getsignal(signal.SIGINT)
-    ours = previous not in (signal.SIG_IGN, None)
-    if ours:
+    saved = []
+    for number, handler in (
+        (signal.SIGINT, signal.default_int_handler),
+        (signal.SIGTERM, _raise_interrupt),
+    ):
+        previous = signal.getsignal(number)
+        if previous in (signal.SIG_IGN, None):
+            continue
         try:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(number, handler)
         except ValueError:  # not the main thread: signals are not ours
-            ours = False
+            continue
+        saved.append((number, previous))
     try:
         yield
     finally:
-        if ours:
-            signal.signal(signal.SIGINT, previous)
+        for number, previous in saved:
+            signal.signal(number, previous)
 
 
-async def _cmd_provision(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+async def _cmd_provision(
+    args: argparse.Namespace, console: _Console, interrupts: _Interrupts
+) -> int:
     async with _make_client(args) as client:
-        progress = _Progress(args.count, err, out, args.json)
+        progress = _Progress(args.count, console, args.json, interrupts)
         provisioner = Provisioner(client, on_outcome=progress)
-        plan = await provisioner.plan(args.count)
+        limits, why = await _read_limits(client)
+        plan = plan_for(args.count, limits, None)
         if plan.allowed <= 0:
-            print(_plan_sentence(plan) + " Nothing was bought.", file=err)
+            console.say(_plan_sentence(plan, why) + " Nothing was bought.")
             return EXIT_NOTHING
         count = min(args.count, plan.allowed)
         notice = (
             f"About to buy {count} line(s). Each one starts a Sendblue subscription "
             "billed to the card on file."
         )
-        if count < args.count:
-            notice += " " + _plan_sentence(plan)
-        print(notice, file=err)
+        if count < args.count or not _plan_exact(plan):
+            notice += " " + _plan_sentence(plan, why)
+        console.say(notice)
         if not args.yes:
-            if not sys.stdin.isatty():
-                print(
+            if not _isatty(sys.stdin):
+                console.say(
                     "Refusing to buy without a terminal to confirm on; pass --yes to "
-                    "confirm non-interactively. Nothing was bought.",
-                    file=err,
+                    "confirm non-interactively. Nothing was bought."
                 )
                 return EXIT_NOTHING
-            if not _ask("Proceed? [y/N] ", sys.stdin, err):
-                print("Cancelled; nothing was bought.", file=err)
+            if not await _ask("Proceed? [y/N] ", sys.stdin, console):
+                console.say("Cancelled; nothing was bought.")
                 return EXIT_NOTHING
         progress.total = count
         result: BatchResult | None = None
-        with anyio.CancelScope() as scope:
-            _on_interrupt(scope.cancel, err)
-            # `count`, not `args.count`: never more than the person agreed to,
-            # even if the limits free a slot between the plan and the batch.
-            result = await provisioner.provision_many(
-                count, concurrency=args.concurrency
-            )
-        progress.finish()
-    if scope.cancelled_caught:
-        print(
-            f"Interrupted: {progress.bought} line(s) bought before stopping; confirms "
-            "already sent were waited for and are listed above.",
-            file=err,
+        with interrupts.batch() as scope:
+            try:
+                # `count`, not `args.count`: never more than the person agreed
+                # to, even if the limits free a slot between the plan and now.
+                result = await provisioner.provision_many(
+                    count, concurrency=args.concurrency
+                )
+            except Exception as error:
+                if (
+                    isinstance(error, SendblueError)
+                    and progress.bought + (progress.failed) == 0
+                ):
+                    raise
+                console.finish()
+                console.say(
+                    f"{explain(error)} Purchases may have been sent: check the "
+                    "account before buying again."
+                )
+                _traceback(args, console, error)
+                return EXIT_HUMAN
+        console.finish()
+    if progress.unprinted or console.out_broken:
+        console.say(
+            f"Stdout failed: {progress.bought} line(s) bought, "
+            f"{progress.unprinted} of them written to stderr only."
         )
+        return EXIT_HUMAN if progress.unprinted or progress.needs_human else EXIT_FAILED
+    if scope.cancelled_caught:
+        bought = progress.bought
+        listed = ", listed above." if bought else "."
+        console.say(f"Interrupted: {bought} line(s) bought before stopping{listed}")
         return EXIT_HUMAN if progress.needs_human else EXIT_INTERRUPTED
     assert result is not None  # noqa: S101 - set when not interrupted
-    _summary(result, args.count, err)
+    _summary(result, args.count, console)
     return _exit_code(len(result.lines), args.count, progress.needs_human)
 
 
-def _summary(result: BatchResult, requested: int, err: TextIO) -> None:
+def _summary(result: BatchResult, requested: int, console: _Console) -> None:
     parts = [f"bought {len(result.lines)} of {requested}"]
     if result.errors:
         parts.append(f"{len(result.errors)} failed")
     not_attempted = requested - len(result.lines) - len(result.errors)
     if not_attempted:
         parts.append(f"{not_attempted} not attempted")
-    print("Done: " + ", ".join(parts) + ".", file=err)
+    console.say("Done: " + ", ".join(parts) + ".")
     if result.stopped_by is not None:
-        print(f"Stopped early: {explain(result.stopped_by)}", file=err)
+        console.say(f"Stopped early: {explain(result.stopped_by)}")
 
 
-def _on_interrupt(cancel: Callable[[], object], err: TextIO) -> None:
-    """Turn SIGINT and SIGTERM into a cancel of the running batch.
+async def _cmd_demo(
+    args: argparse.Namespace, console: _Console, interrupts: _Interrupts
+) -> int:
+    from ._demo import walk_through
 
-    The wait for confirms already sent can last up to their timeouts, so the
-    person is told at once why the command does not end yet.
-    """
-
-    def stop() -> None:
-        print(
-            "Stopping: no new purchase starts; waiting for the answers to confirms "
-            "already sent (each may have bought a line).",
-            file=err,
-            flush=True,
-        )
-        cancel()
-
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop)
+    return await walk_through(args.count, console.out)
 
 
-def _positive(text: str) -> int:
+# -- options ---------------------------------------------------------------------------
+
+#: The most a count may be: far above any account's limits, low enough to print.
+MAX_COUNT = 10_000
+#: The longest --timeout: one hour per HTTP attempt.
+MAX_TIMEOUT = 3600.0
+#: The demo's batch is a walk-through, not a load test.
+MAX_DEMO_COUNT = 20
+
+
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a whole number"
+            ) from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}")
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}")
+        return value
+
+    parse.__name__ = "count"
+    return parse
+
+
+_positive = _whole(1, MAX_COUNT)
+
+
+def _seconds(text: str) -> float:
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0 or value > MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0 and at most {MAX_TIMEOUT:g}, "
+            f"got {text!r}"
+        )
     return value
 
 
-Command = Callable[[argparse.Namespace, TextIO, TextIO], Coroutine[Any, Any, int]]
+Command = Callable[
+    [argparse.Namespace, _Console, _Interrupts], Coroutine[Any, Any, int]
+]
 
 _VERBOSE: dict[str, Any] = {
     "action": "count",
     "default": 0,
-    "help": "show the SDK's log on stderr: -v for each step, -vv for every request",
+    "help": "show the SDK's log on stderr: -v for each step, -vv for every request "
+    "(and the traceback of an unexpected error)",
 }
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, except that a failed write of the help is not silently dropped.
+
+    argparse swallows an OSError while printing `--help` or `--version` and
+    exits 0 with nothing shown; `main()` finds a closed stdout and says so.
+    """
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        if message:
+            (file or sys.stderr).write(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `sendblue-lines`, with every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="sendblue-lines",
         description="Buy Sendblue phone lines through the API, safely.",
         epilog=_EPILOG,
@@ -513,9 +967,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_seconds,
         default=30.0,
-        help="seconds per HTTP attempt (default 30)",
+        help="seconds per HTTP attempt, above 0 and at most 3600 (default 30)",
     )
     parser.add_argument("-v", "--verbose", **_VERBOSE)
     # -v is also accepted after the command; SUPPRESS keeps a subcommand
@@ -552,7 +1006,12 @@ def build_parser() -> argparse.ArgumentParser:
     provision = sub.add_parser(
         "provision", help="buy lines (asks first)", parents=[verbosity]
     )
-    provision.add_argument("--count", type=_positive, default=1, help="lines to buy")
+    provision.add_argument(
+        "--count",
+        type=_positive,
+        default=1,
+        help=f"lines to buy, 1 to {MAX_COUNT} (default 1)",
+    )
     provision.add_argument(
         "--concurrency", type=_positive, default=3, help="purchases at once (default 3)"
     )
@@ -576,9 +1035,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     demo.add_argument(
-        "--count", type=_positive, default=3, help="lines the batch step asks for"
+        "--count",
+        type=_whole(1, MAX_DEMO_COUNT),
+        default=3,
+        help=f"lines the batch step asks for, 1 to {MAX_DEMO_COUNT} (default 3)",
     )
-    demo.set_defaults(handler=_run_demo)
+    demo.set_defaults(coroutine=_cmd_demo)
 
     # The sandbox (aiohttp.web) is loaded only for the commands that use it.
     from .sandbox import _command as sandbox_command
@@ -587,14 +1049,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_demo(args: argparse.Namespace) -> int:
-    from ._demo import walk_through
-
-    return asyncio.run(walk_through(args.count, sys.stdout))
-
-
 @contextmanager
-def _logging_to_stderr(args: argparse.Namespace) -> Iterator[None]:
+def _logging_to(stream: _Stream, verbosity: int) -> Iterator[None]:
     """Show the SDK's own log on stderr while the command runs.
 
     Only errors by default: every outcome the SDK would warn about is
@@ -603,9 +1059,8 @@ def _logging_to_stderr(args: argparse.Namespace) -> Iterator[None]:
     attempt. The logger is restored afterwards, so that `main()` called from
     a program or a test leaves logging as it was.
     """
-    verbosity = int(getattr(args, "verbose", 0))
     level = {0: logging.ERROR, 1: logging.INFO}.get(verbosity, logging.DEBUG)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         logging.Formatter("sendblue-lines: %(levelname)s: %(message)s")
     )
@@ -620,37 +1075,101 @@ def _logging_to_stderr(args: argparse.Namespace) -> Iterator[None]:
         logger.handlers[:], logger.level, logger.propagate = saved
 
 
+def _traceback(
+    args: argparse.Namespace | None, console: _Console, error: BaseException
+) -> None:
+    """At -vv, the traceback of an unexpected error, after its one sentence."""
+    if int(getattr(args, "verbose", 0) or 0) >= 2:
+        console.err.write("".join(traceback.format_exception(error)))
+        console.err.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run `sendblue-lines` with `argv` (default: `sys.argv`); return the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    command: Command | None = getattr(args, "coroutine", None)
-    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
-    if command is None and handler is None:
-        parser.print_help(sys.stderr)
-        return EXIT_NOTHING
-    with _logging_to_stderr(args):
-        return _run(command, handler, args)
+    """Run `sendblue-lines` with `argv` (default: `sys.argv`); return the exit code.
+
+    Never raises, except `SystemExit` from the parser (`--help`,
+    `--version`, a usage error). Every failure is one sentence on stderr
+    and one of the documented exit codes.
+    """
+    console = _Console(sys.stdout, sys.stderr)
+    args: argparse.Namespace | None = None
+    with _sigterm_as_ctrl_c() as restore_sigterm:
+        try:
+            try:
+                args = build_parser().parse_args(argv)
+            except SystemExit:
+                # --help and --version wrote to stdout: a closed stdout is
+                # found here, not by Python's last flush at exit.
+                console.flush_out()
+                raise
+            code = _run(args, console, restore_sigterm)
+            console.flush_out()
+            return code
+        except KeyboardInterrupt:
+            console.finish()
+            console.say("Interrupted; nothing more was sent.")
+            return EXIT_INTERRUPTED
+        except OutputError as error:
+            console.finish()
+            console.say(f"Stopped: {error}; nothing more was sent.")
+            return EXIT_FAILED
+        except BrokenPipeError as error:  # a print() outside the console (sandbox)
+            _mute(sys.stdout)
+            console.finish()
+            console.say(f"Stopped: {_why_unwritable(error)}; nothing more was sent.")
+            return EXIT_FAILED
+        except Exception as error:  # noqa: BLE001 - the promise: no traceback, ever
+            console.finish()
+            console.say(
+                f"{explain(error)} Nothing more was sent. Run with -vv to see the "
+                "traceback."
+            )
+            _traceback(args, console, error)
+            return EXIT_FAILED
 
 
 def _run(
-    command: Command | None,
-    handler: Callable[[argparse.Namespace], int] | None,
     args: argparse.Namespace,
+    console: _Console,
+    restore_sigterm: Callable[[], None],
 ) -> int:
-    if command is None:
-        # Subcommands that run their own event loop (sandbox, demo).
-        assert handler is not None  # noqa: S101 - main() checked
-        return handler(args)
-    try:
-        return asyncio.run(command(args, sys.stdout, sys.stderr))
-    except SendblueError as error:
-        print(explain(error), file=sys.stderr)
-        if isinstance(error, (OutcomeUnknownError, ProvisioningFailedError)):
-            return EXIT_HUMAN
+    command: Command | None = getattr(args, "coroutine", None)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if command is None and handler is None:
+        build_parser().print_help(console.err)
         return EXIT_NOTHING
-    except KeyboardInterrupt:
-        print("Interrupted; nothing more was sent.", file=sys.stderr)
+    with _logging_to(console.err, int(getattr(args, "verbose", 0))):
+        try:
+            if command is None:
+                # `sandbox` runs its own event loop and its own signal handlers.
+                assert handler is not None  # noqa: S101 - checked above
+                return handler(args)
+            try:
+                return asyncio.run(_guarded(command, args, console))
+            except SendblueError as error:
+                console.say(explain(error))
+                if isinstance(error, (OutcomeUnknownError, ProvisioningFailedError)):
+                    return EXIT_HUMAN
+                return EXIT_NOTHING
+        finally:
+            restore_sigterm()
+
+
+async def _guarded(
+    command: Command, args: argparse.Namespace, console: _Console
+) -> int:
+    interrupts = _Interrupts(console)
+    interrupts.install()
+    try:
+        return await command(args, console, interrupts)
+    except asyncio.CancelledError:
+        if not interrupts.received:
+            raise
+        task = asyncio.current_task()
+        if task is not None and hasattr(task, "uncancel"):
+            task.uncancel()
+        console.finish()
+        console.say("Interrupted; nothing more was sent.")
         return EXIT_INTERRUPTED
 
 

@@ -9,15 +9,20 @@ only it knows whether a send was unclear.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from types import TracebackType
 from typing import Final
 
 import aiohttp
 import anyio
 
-from . import _status
-from ._config import resolve_base_url, resolve_credentials
+from . import _clock, _status
+from ._config import (
+    check_count,
+    check_seconds,
+    resolve_base_url,
+    resolve_credentials,
+)
 from ._retry import RetryPolicy, is_transient
 from ._transport import AttemptHook, Reply, Transport
 from .errors import (
@@ -28,25 +33,19 @@ from .errors import (
     SendblueError,
     TransportError,
 )
-from .models import Preview, ProvisionedLine, ProvisioningLimits, structure
+from .models import (
+    Preview,
+    ProvisionedLine,
+    ProvisioningLimits,
+    mark_received,
+    structure,
+)
 
 logger = logging.getLogger("sendblue_lines")
 
 LIMITS_PATH: Final = "/accounts/limits"
 PREVIEW_PATH: Final = "/accounts/lines/provision-preview"
 CONFIRM_PATH: Final = "/accounts/lines/provision-confirm"
-
-
-def _positive(value: object) -> bool:
-    # Checked here, not at the first request: a "30" or None would otherwise
-    # fail later with a TypeError, outside the error hierarchy.
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-
-def _count(value: object, low: int, high: int) -> bool:
-    return (
-        isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-    )
 
 
 class LinesClient:
@@ -69,7 +68,11 @@ class LinesClient:
 
     Raises:
         ConfigurationError: missing or malformed credentials, a base URL
-            that is not https (http only for loopback), bad option values.
+            that is not https (http only for loopback), bad option values
+            (timeouts that are not finite seconds above 0 and at most a day,
+            `confirm_attempts` not an int from 1 to 5, `on_attempt` not
+            callable), or a `session` with a setting that no request can
+            override and that would change what an answer means.
     """
 
     def __init__(
@@ -87,23 +90,26 @@ class LinesClient:
     ) -> None:
         credentials = resolve_credentials(api_key_id, api_secret_key)
         url = resolve_base_url(base_url)
-        if not _positive(timeout) or not _positive(connect_timeout):
-            raise ConfigurationError("timeout and connect_timeout must be positive")
-        if not _count(confirm_attempts, 1, 5):
-            raise ConfigurationError("confirm_attempts must be an int from 1 to 5")
+        # Checked here, not at the first request: a "30", None or inf would
+        # otherwise fail later, outside the error hierarchy, or never time out.
+        seconds = check_seconds(timeout, "timeout")
+        connect_seconds = check_seconds(connect_timeout, "connect_timeout")
+        attempts = check_count(confirm_attempts, "confirm_attempts", low=1, high=5)
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise ConfigurationError("retry must be a RetryPolicy")
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise ConfigurationError("session must be an aiohttp.ClientSession")
+        if on_attempt is not None and not callable(on_attempt):
+            raise ConfigurationError("on_attempt must be callable or None")
         self._key_id = credentials.key_id
-        self.timeout = float(timeout)
+        self.timeout = seconds
         self.retry = retry if retry is not None else RetryPolicy()
-        self.confirm_attempts = confirm_attempts
+        self.confirm_attempts = attempts
+        # The Transport checks a caller's session (type, and settings that no
+        # per-request argument can override).
         self._transport = Transport(
             base_url=url,
             credentials=credentials,
-            timeout=self.timeout,
-            connect_timeout=float(connect_timeout),
+            timeout=seconds,
+            connect_timeout=connect_seconds,
             session=session,
             on_attempt=on_attempt,
         )
@@ -168,7 +174,9 @@ class LinesClient:
     async def preview(self) -> Preview:
         """Check eligibility and availability, and get a single-use token.
 
-        Charges nothing. Transient failures are retried.
+        Charges nothing. Transient failures are retried. The Preview knows
+        how long the server granted (its `expires_at` against its own `Date`
+        header), so `Preview.expired()` holds whatever our wall clock says.
 
         Raises:
             AuthenticationError, PermissionDeniedError, NoCardOnFileError: the
@@ -179,9 +187,13 @@ class LinesClient:
             TransportError, ServerError: the failure outlasted the retries.
         """
         reply = await self._safe_call("POST", PREVIEW_PATH)
+        arrived, local_now = _clock.monotonic(), _clock.now()
         body = _status.json_object(reply, PREVIEW_PATH)
-        return structure(
+        preview = structure(
             body, Preview, status=reply.status, path=PREVIEW_PATH, raw=reply.text
+        )
+        return mark_received(
+            preview, server_date=reply.date, arrived=arrived, local_now=local_now
         )
 
     async def _safe_call(self, method: str, path: str) -> Reply:
@@ -234,23 +246,27 @@ class LinesClient:
                 `NoLinesAvailableError`.
             TransportError: every send certainly failed to leave (`sent` is
                 False); nothing bought.
+            ConfigurationError: the client (or the caller's session) was
+                closed, or belongs to another event loop, before the first
+                send; nothing was sent. Closed after a send that may have
+                arrived, it is an `OutcomeUnknownError`.
         """
         token: object = preview.token if isinstance(preview, Preview) else preview
-        if not isinstance(token, str) or not token:
+        if not isinstance(token, str) or not token.strip():
             raise ConfigurationError("confirm() needs a Preview or a non-empty token")
-        expiry = preview.expires_at if isinstance(preview, Preview) else None
-        return await _ConfirmRun(self, token, expiry).run()
+        known = preview if isinstance(preview, Preview) else None
+        return await _ConfirmRun(self, token, known).run()
 
 
 class _ConfirmRun:
     """One confirm of one token, with its resends: the spec's client rules."""
 
     def __init__(
-        self, client: LinesClient, token: str, expires_at: datetime | None
+        self, client: LinesClient, token: str, preview: Preview | None
     ) -> None:
         self.client = client
         self.token = token
-        self.expires_at = expires_at
+        self.preview = preview  # None for a bare token: no expiry known
         self.sends = 0  # sends that may have reached the server
         self.first_sent_at: datetime | None = None
         self.unclear: str | None = None  # why an earlier send left us unsure
@@ -260,12 +276,22 @@ class _ConfirmRun:
         for attempt in range(1, limit + 1):
             if attempt > 1:
                 await anyio.sleep(self.client.retry.delay(attempt - 1))
-            now = datetime.now(timezone.utc)
+            now = _clock.now()
             try:
                 reply = await self.client._transport.send(
                     "POST", CONFIRM_PATH, json_body={"preview_token": self.token},
                     attempt=attempt,
                 )  # fmt: skip
+            except ConfigurationError as exc:
+                # The client or the caller's session was closed (an app
+                # shutting down), or is bound to another loop: this send never
+                # left. It proves nothing about an earlier send that may have.
+                if self.unclear is None:
+                    raise
+                raise self._unknown(
+                    f"{self.unclear}; then the same token could not be sent again "
+                    f"({exc.message})"
+                ) from None
             except TransportError as exc:
                 if not exc.sent:
                     if attempt == limit and self.unclear:
@@ -302,10 +328,9 @@ class _ConfirmRun:
     def _may_resend(self, attempt: int, limit: int) -> bool:
         if attempt >= limit:
             return False
-        if (
-            self.expires_at is not None
-            and datetime.now(timezone.utc) >= self.expires_at
-        ):
+        # Judged on the validity the server granted, not on our wall clock:
+        # a skewed clock must not turn a resendable token into an unknown.
+        if self.preview is not None and self.preview.expired():
             return False
         logger.warning(
             "confirm of token %s… had no clear answer (%s); sending the same token "
@@ -330,6 +355,13 @@ class _ConfirmRun:
                 )
                 unknown.__cause__ = exc
                 return unknown
+            except Exception as exc:  # noqa: BLE001 - any failure here is after a 2xx
+                # Whatever fails while reading a 2xx, the money moved.
+                return self._unknown(
+                    f"HTTP {reply.status} answer could not be read "
+                    f"({type(exc).__name__})",
+                    reply,
+                )
         error = _status.error_for(reply, CONFIRM_PATH)
         if isinstance(error, ProvisioningFailedError):
             return error
@@ -353,7 +385,7 @@ class _ConfirmRun:
         return error
 
     def _unknown(self, reason: str, reply: Reply | None = None) -> OutcomeUnknownError:
-        first = self.first_sent_at or datetime.now(timezone.utc)
+        first = self.first_sent_at or _clock.now()
         logger.warning(
             "OUTCOME UNKNOWN for token %s… (first sent %s, %d send(s)): %s. A line was "
             "most likely bought; check the account before buying again.",

@@ -6,9 +6,17 @@ with `override(rename=...)`, datetimes are parsed by one hook, strings and
 integers are checked strictly (no silent `str(3)` or `int("3")`), unknown
 fields are ignored and missing required ones are an error.
 
+Required strings (the preview token, the confirmed line's number and ids)
+must be non-empty: an empty or blank one, or one of another JSON type, is a
+`MalformedResponseError` like any other wrong shape. The body's `status`
+field is not checked: the HTTP status says whether the call succeeded, and
+a usable token or line is not refused over a missing or odd `"OK"`.
+
 The limits endpoint's body is not documented by Sendblue, so
-`ProvisioningLimits` is parsed tolerantly: both shapes of the spec are
-understood, anything else well-formed is "unknown", never an error.
+`ProvisioningLimits` is parsed tolerantly, field by field: both shapes of the
+spec are understood, a window keeps every count it could read whatever its
+other fields hold, and anything else well-formed is "unknown", never an
+error (see `_window` for the rules).
 """
 
 from __future__ import annotations
@@ -16,10 +24,13 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
+from . import _clock
+from ._timestamps import parse_timestamp
 from .errors import MalformedResponseError
 
 if TYPE_CHECKING:
@@ -35,28 +46,26 @@ __all__ = [
 
 #: How many characters of a preview token a repr shows.
 TOKEN_PREFIX_SHOWN = 8
+#: How long the contract says a preview token is valid, in seconds.
+TOKEN_VALIDITY_SECONDS = 600.0
+#: A validity longer than this, read from a `Date` header, is not believed.
+_LONGEST_VALIDITY_SECONDS = 3600.0
+#: Our wall clock and the server's `Date` (whole seconds) agree within this.
+_CLOCKS_AGREE_SECONDS = 2.0
 
 
 def parse_datetime(value: object) -> datetime:
     """Parse an ISO 8601 timestamp into a timezone-aware UTC datetime.
 
-    Accepts the spec's `2026-05-18T14:30:00.000Z` form and any ISO 8601 with
-    an offset; a timestamp without an offset is taken as UTC, since the API
-    speaks UTC.
+    Accepts the spec's `2026-05-18T14:30:00.000Z` form and the other common
+    ISO 8601 forms (any fraction length, `Z` or a numeric offset, the basic
+    format), the same on every supported Python; a timestamp without an
+    offset is taken as UTC, since the API speaks UTC.
 
     Raises:
         ValueError: `value` is not a string in ISO 8601 form.
     """
-    if not isinstance(value, str):
-        raise ValueError(f"expected an ISO 8601 string, got {type(value).__name__}")
-    text = value.strip()
-    if text[-1:] in ("Z", "z"):
-        # Python 3.10's fromisoformat does not know the `Z` suffix.
-        text = text[:-1] + "+00:00"
-    parsed = datetime.fromisoformat(text)
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+    return parse_timestamp(value)
 
 
 def _shorten(token: str) -> str:
@@ -77,14 +86,30 @@ class Preview:
     token: str
     expires_at: datetime
     message: str = ""
+    # When the token stops being valid on this process's monotonic clock, set
+    # by `LinesClient.preview()` from the validity the server granted; None
+    # for a Preview built by hand. Not compared, not shown.
+    _deadline: float | None = attrs.field(
+        default=None, init=False, eq=False, repr=False
+    )
 
     def expired(self, now: datetime | None = None, *, margin: float = 0.0) -> bool:
-        """Tell whether the token has expired at `now` (default: the current time).
+        """Tell whether the token has expired, `margin` seconds early.
 
-        `margin` seconds are taken off the validity, to leave room for clock
-        skew and the time the confirm needs to reach the server.
+        A Preview from `LinesClient.preview()` is judged against the validity
+        the server granted (its `expires_at` against its own `Date` header),
+        counted on the monotonic clock from the moment the answer arrived:
+        a wrong wall clock, ours or the server's, cannot make a fresh token
+        look expired or an expired one look fresh. A Preview built by hand,
+        or a call with an explicit `now`, compares `expires_at` with `now`
+        (default: the current wall-clock time) instead.
+
+        `margin` seconds are taken off the validity, to leave room for the
+        time the confirm needs to reach the server.
         """
-        current = now if now is not None else datetime.now(timezone.utc)
+        if now is None and self._deadline is not None:
+            return _clock.monotonic() >= self._deadline - margin
+        current = now if now is not None else _clock.now()
         return current.timestamp() >= self.expires_at.timestamp() - margin
 
     def __repr__(self) -> str:
@@ -156,10 +181,79 @@ class ProvisioningLimits:
         return {name: window for name, window in found.items() if window is not None}
 
 
+def granted_validity(
+    expires_at: datetime, server_date: str | None, local_now: datetime
+) -> float:
+    """Seconds a token stays valid from the moment its answer arrived.
+
+    `server_date` is the answer's `Date` header and `local_now` our wall
+    clock when the answer arrived. The server's `expires_at` minus its own
+    `Date` is what it granted, whatever either clock says in absolute
+    terms. When our clock agrees with the `Date` header (within its
+    whole-second resolution), `expires_at` minus our clock says the same
+    to the millisecond, and is used. Without a usable `Date` header (none,
+    unparseable, granting more than an hour, or, while our clock disagrees
+    with it, granting nothing at all) we cannot tell a skewed
+    clock from a short-lived token, and take the contract's 10 minutes:
+    the server still judges expiry, and a token it finds expired on its
+    first send is only previewed again.
+    """
+    date = _http_date(server_date)
+    if date is None:
+        return TOKEN_VALIDITY_SECONDS
+    granted = (expires_at - date).total_seconds()
+    if granted > _LONGEST_VALIDITY_SECONDS:
+        return TOKEN_VALIDITY_SECONDS
+    if abs((local_now - date).total_seconds()) <= _CLOCKS_AGREE_SECONDS:
+        return (expires_at - local_now).total_seconds()
+    if granted <= 0:
+        # "Expired when issued", read while our clock and `Date` disagree:
+        # the `Date` may not be the clock the token was dated by (a proxy's,
+        # a server that stamps Date from another clock). Sending costs at
+        # most a 410 and a new preview; refusing would never buy.
+        return TOKEN_VALIDITY_SECONDS
+    return granted
+
+
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP `Date` header as an aware UTC datetime, or None if unusable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:  # `-0000`: UTC by RFC 5322's reading
+        return parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def mark_received(
+    preview: Preview, *, server_date: str | None, arrived: float, local_now: datetime
+) -> Preview:
+    """Give `preview` its monotonic deadline: `arrived` plus the validity granted.
+
+    `arrived` is `_clock.monotonic()` when the answer arrived, `local_now`
+    the wall clock then; see `granted_validity`.
+    """
+    validity = granted_validity(preview.expires_at, server_date, local_now)
+    # The one write to a frozen instance, before anyone else has seen it.
+    object.__setattr__(preview, "_deadline", arrived + validity)
+    return preview
+
+
 def _strict_str(value: object, _: object) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected a string, got {type(value).__name__}")
     return value
+
+
+def _required_str(value: object, _: object) -> str:
+    """A string the answer cannot do without: present, a string, not blank."""
+    text = _strict_str(value, _)
+    if not text.strip():
+        raise ValueError("expected a non-empty string, got an empty or blank one")
+    return text
 
 
 def _strict_int(value: object, _: object) -> int:
@@ -190,7 +284,19 @@ def _converter() -> Converter:
     converter.register_structure_hook(
         Preview,
         make_dict_structure_fn(
-            Preview, converter, token=override(rename="preview_token")
+            Preview,
+            converter,
+            token=override(rename="preview_token", struct_hook=_required_str),
+        ),
+    )
+    converter.register_structure_hook(
+        ProvisionedLine,
+        make_dict_structure_fn(
+            ProvisionedLine,
+            converter,
+            phone_number=override(struct_hook=_required_str),
+            worker_id=override(struct_hook=_required_str),
+            subscription_id=override(struct_hook=_required_str),
         ),
     )
     converter.register_structure_hook(ProvisioningLimits, _structure_limits)
@@ -208,23 +314,67 @@ _DAILY = "api_provision_daily"
 _MONTHLY = "api_provision_monthly"
 
 
+def _count(value: object, *, floor_at_zero: bool = False) -> int | None:
+    """Read one count of a window; None when absent, null or unreadable.
+
+    A count is a JSON integer, or a float with an integral value (`3.0`, as
+    some serializers write integers); any size is kept as it is. Booleans,
+    fractions (`3.5`), NaN, infinities, strings (even `"3"`) and containers
+    cannot be read. Nor can a negative count (some APIs write `-1` for
+    "unlimited"; "unknown" is the reading that never blocks), except that a
+    negative `remaining` (`floor_at_zero`) means that nothing is left: 0.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        return None
+    if value < 0:
+        return 0 if floor_at_zero else None
+    return value
+
+
+def _moment(value: object) -> datetime | None:
+    """An optional timestamp: anything that is not one is simply not known."""
+    try:
+        return parse_timestamp(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 def _window(value: object, usage: object) -> LimitWindow | None:
-    """Read one window from the canonical (object) or flat (integer) shape."""
+    """Read one window from the canonical (object) or flat (integer) shape.
+
+    Field by field, so that only what cannot be read becomes unknown. The
+    `limit` is what makes a window: without a readable one the window is
+    unknown (None). A `used` or `remaining` that cannot be read (see
+    `_count`) is treated as absent, and a missing `remaining` is
+    `limit - used` floored at 0 (with neither, only the limit is known).
+    `next_available_at` is None unless it is a timestamp; `window` and any
+    unknown field are ignored, whatever they hold.
+    """
     if isinstance(value, Mapping):
-        try:
-            window = _converter().structure(dict(value), LimitWindow)
-        except _validation_errors():
-            return None
-        if window.limit is None:
-            return None
-        if window.remaining is None and window.used is not None:
-            window = attrs.evolve(window, remaining=max(window.limit - window.used, 0))
-        return window
-    if isinstance(value, int) and not isinstance(value, bool):
-        used = usage if isinstance(usage, int) and not isinstance(usage, bool) else None
-        remaining = max(value - used, 0) if used is not None else None
-        return LimitWindow(limit=value, used=used, remaining=remaining)
-    return None
+        limit = _count(value.get("limit"))
+        used = _count(value.get("used"))
+        remaining = _count(value.get("remaining"), floor_at_zero=True)
+        next_available_at = _moment(value.get("next_available_at"))
+    else:
+        # The flat shape: the window is its limit, `usage` its used count.
+        limit = _count(value)
+        used = _count(usage)
+        remaining = None
+        next_available_at = None
+    if limit is None:
+        return None
+    if remaining is None and used is not None:
+        remaining = max(limit - used, 0)
+    return LimitWindow(
+        limit=limit,
+        used=used,
+        remaining=remaining,
+        next_available_at=next_available_at,
+    )
 
 
 def _structure_limits(body: object, _: object) -> ProvisioningLimits:

@@ -7,7 +7,9 @@ the rules of `design.md` above the single endpoints:
   the purchase before any preview;
 - a `TokenExpiredError` from confirm (which by the client's rules always
   means nothing was bought) re-runs preview and confirm a bounded number of
-  times, and a token that has expired by our clock is never sent;
+  times, and a token known to have expired is never sent (known from the
+  validity the server granted, counted on the monotonic clock, so a skewed
+  wall clock cannot make a fresh token look expired);
 - `OutcomeUnknownError` and `ProvisioningFailedError` end the purchase at
   once: a new preview after either could buy a second line;
 - a confirm that was sent finishes even when the caller is cancelled, and
@@ -36,13 +38,14 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Literal
 
 import anyio
 
-from . import _shield
+from . import _clock, _shield
 from ._batch import Batch
+from ._config import check_count, check_seconds
 from ._planning import Allowance, leaves_none, limit_error, plan_for
 from ._results import BatchResult, Plan, ProvisionOutcome
 from ._retry import RetryPolicy
@@ -58,6 +61,7 @@ from .errors import (
     ProvisioningFailedError,
     SendblueError,
     TokenExpiredError,
+    TransportError,
 )
 from .models import Preview, ProvisionedLine, ProvisioningLimits
 
@@ -83,6 +87,9 @@ _CONFIRM_SLACK_SECONDS = 1.0
 _ACCOUNT_STATUSES = frozenset({401, 402, 403, 429})
 #: The most re-previews one purchase may make after expired tokens.
 _MAX_REPREVIEWS_LIMIT = 10
+#: Bounds past which an option is a mistake, not a plan (a day's limit is 3).
+_MAX_LINES_LIMIT = 1_000_000
+_MAX_CONCURRENCY = 1_000
 
 #: Called with every `ProvisionOutcome`; may return an awaitable.
 OutcomeCallback = Callable[[ProvisionOutcome], object]
@@ -101,9 +108,7 @@ class _Slot:
 
 
 def _check_count(count: object, what: str = "count") -> int:
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ConfigurationError(f"{what} must be a non-negative integer")
-    return count
+    return check_count(count, what, low=0)
 
 
 def _check_callable(value: object, what: str) -> None:
@@ -129,7 +134,10 @@ class Provisioner:
     and is not sent.
 
     Raises:
-        ConfigurationError: an option is out of range, from the constructor.
+        ConfigurationError: from the constructor, for an option of the wrong
+            type or out of range: `max_lines` an int from 0 to 1,000,000,
+            `max_repreviews` an int from 0 to 10, `expiry_margin` finite
+            seconds from 0 to 599, `no_lines_retry` a `RetryPolicy`, 0 or None.
     """
 
     def __init__(
@@ -148,25 +156,15 @@ class Provisioner:
         _check_callable(on_outcome, "on_outcome")
         _check_callable(approve, "approve")
         if max_lines is not None:
-            _check_count(max_lines, "max_lines")
-        _check_count(max_repreviews, "max_repreviews")
-        if max_repreviews > _MAX_REPREVIEWS_LIMIT:
-            raise ConfigurationError(
-                f"max_repreviews must be at most {_MAX_REPREVIEWS_LIMIT}"
-            )
+            check_count(max_lines, "max_lines", low=0, high=_MAX_LINES_LIMIT)
+        check_count(max_repreviews, "max_repreviews", low=0, high=_MAX_REPREVIEWS_LIMIT)
         if no_lines_retry is not None and not (
-            isinstance(no_lines_retry, RetryPolicy) or no_lines_retry == 0
+            isinstance(no_lines_retry, RetryPolicy)
+            or (type(no_lines_retry) is int and no_lines_retry == 0)
         ):
             raise ConfigurationError("no_lines_retry must be a RetryPolicy, 0 or None")
-        margin: object = expiry_margin
-        if (
-            isinstance(margin, bool)
-            or not isinstance(margin, (int, float))
-            or not 0 <= margin < 600
-        ):
-            raise ConfigurationError(
-                "expiry_margin must be a number of seconds from 0 to 600"
-            )
+        # A token lives 10 minutes: a margin of that much would never send one.
+        check_seconds(expiry_margin, "expiry_margin", allow_zero=True, high=599.0)
         self._client = client
         self._on_outcome = on_outcome
         self._approve = approve
@@ -279,14 +277,11 @@ class Provisioner:
         once, on entering the block.
 
         Raises:
-            ConfigurationError: `count` is negative or `concurrency` below 1,
-                before any await.
+            ConfigurationError: `count` is not a non-negative int, or
+                `concurrency` not an int from 1 to 1000, before any await.
         """
         _check_count(count)
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int):
-            raise ConfigurationError("concurrency must be an integer")
-        if concurrency < 1:
-            raise ConfigurationError("concurrency must be at least 1")
+        check_count(concurrency, "concurrency", low=1, high=_MAX_CONCURRENCY)
         return Batch(self, count, concurrency)
 
     async def provision_many(
@@ -403,8 +398,9 @@ class Provisioner:
                 repreviews += 1
                 if repreviews > self._max_repreviews:
                     raise TokenExpiredError(
-                        f"the preview token expired (by our clock, with a "
-                        f"{self._margin:g}s margin) before it could be sent, "
+                        f"the preview token expired (by the validity the server "
+                        f"granted, with a {self._margin:g}s margin) before it could "
+                        f"be sent, "
                         f"{repreviews} time(s); nothing was sent or bought",
                         status=410,
                         code="token_expired",
@@ -472,19 +468,21 @@ class Provisioner:
         """Confirm `preview` so that cancelling the caller cannot lose the answer."""
         # From here until we learn otherwise, money may move for this slot.
         slot.charged = True
-        sent_at = datetime.now(timezone.utc)
+        sent_at = _clock.now()
         task = _shield.start(self._client.confirm(preview))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
             await self._confirm_cancelled(slot, preview, task, sent_at)
             raise
-        except (OutcomeUnknownError, ProvisioningFailedError):
-            raise
-        except SendblueError:
-            # By the client's rules any other error means nothing was bought.
-            slot.charged = False
-            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is judged below
+            error = _settled_error(exc, preview, sent_at)
+        # Raised outside the except block: an exception from outside our
+        # hierarchy is described, never chained (it may hold the headers).
+        if not _bought_nothing(error):
+            raise error
+        slot.charged = False
+        raise error
 
     async def _confirm_cancelled(
         self,
@@ -503,31 +501,21 @@ class Provisioner:
         outcome: ProvisionOutcome
         if finished and task.exception() is None:
             outcome = ProvisionOutcome(index=slot.index, line=task.result())
-        elif finished and isinstance(task.exception(), SendblueError):
-            error = task.exception()
-            assert isinstance(error, SendblueError)  # noqa: S101 - narrowed above
+        elif finished:
+            failure = task.exception()
+            assert failure is not None  # noqa: S101 - narrowed above
+            error = _settled_error(failure, preview, sent_at)
             outcome = ProvisionOutcome(index=slot.index, error=error)
         else:
-            if finished:
-                reason = f"the confirm failed with {type(task.exception()).__name__}"
-            else:
-                reason = (
-                    "the caller was cancelled and the confirm had no answer within "
-                    f"{self._confirm_bound:.1f}s"
-                )
-            unknown = OutcomeUnknownError(
-                f"the outcome of confirming token {preview.token[:8]}… is "
-                f"unknown: {reason}. A line was most likely bought and charged; "
-                "check the account before buying again.",
-                preview_token=preview.token,
-                first_sent_at=sent_at,
-                attempts=1,  # at least; the client's own count went with its task
-                reason=reason,
+            reason = (
+                "the caller was cancelled and the confirm had no answer within "
+                f"{self._confirm_bound:.1f}s"
             )
-            if finished:
-                unknown.__cause__ = task.exception()
+            unknown = _unknown(preview, sent_at, reason)
             outcome = ProvisionOutcome(index=slot.index, error=unknown)
-        slot.charged = outcome.charged
+        # A unit of max_lines comes back only when the error proves that
+        # nothing was bought.
+        slot.charged = outcome.error is None or not _bought_nothing(outcome.error)
         with anyio.CancelScope(shield=True):
             await self._report(outcome, listening=False)
 
@@ -588,6 +576,63 @@ class Provisioner:
                 "slot %d: the on_outcome callback raised; the outcome stands",
                 outcome.index,
             )
+
+
+def _bought_nothing(error: SendblueError) -> bool:
+    """True only when the spec's client rules prove that a confirm bought nothing.
+
+    `LinesClient.confirm` raises these only then: a refusal of the first
+    send (a 4xx such as `TokenExpiredError`, or the documented 503
+    `NoLinesAvailableError`), a `TransportError` whose sends all certainly
+    never left, or a `ConfigurationError` before the first send. Anything
+    else after a confirm may have left counts as money moved.
+    """
+    if isinstance(error, (OutcomeUnknownError, ProvisioningFailedError)):
+        return False
+    if isinstance(error, TransportError):
+        return not error.sent
+    if isinstance(error, NoLinesAvailableError):
+        return True
+    if isinstance(error, APIError):
+        return 400 <= error.status < 500
+    return isinstance(error, ConfigurationError)
+
+
+def _unknown(preview: Preview, sent_at: datetime, reason: str) -> OutcomeUnknownError:
+    return OutcomeUnknownError(
+        f"the outcome of confirming token {preview.token[:8]}… is unknown: "
+        f"{reason}. A line was most likely bought and charged; check the account "
+        "before buying again.",
+        preview_token=preview.token,
+        first_sent_at=sent_at,
+        attempts=1,  # at least; the client's own count went with its task
+        reason=reason,
+    )
+
+
+def _settled_error(
+    failure: BaseException, preview: Preview, sent_at: datetime
+) -> SendblueError:
+    """The error a confirm that failed with `failure` ends in.
+
+    Our own errors that prove nothing was bought stand; every other one,
+    and anything from outside our hierarchy, is an `OutcomeUnknownError`:
+    the confirm may have left. A foreign exception is described by its type
+    only and never chained, since it may hold the request's headers.
+    """
+    if isinstance(failure, SendblueError):
+        if _bought_nothing(failure) or isinstance(
+            failure, (OutcomeUnknownError, ProvisioningFailedError)
+        ):
+            return failure
+        unknown = _unknown(
+            preview, sent_at, f"the confirm failed with {type(failure).__name__}"
+        )
+        unknown.__cause__ = failure
+        return unknown
+    return _unknown(
+        preview, sent_at, f"the confirm failed with {type(failure).__name__}"
+    )
 
 
 def _describe(outcome: ProvisionOutcome) -> str:

@@ -11,11 +11,13 @@ import asyncio
 import itertools
 from collections import deque
 from datetime import datetime, timedelta, timezone
+from email.utils import formatdate
 from typing import Any
 
 import aiohttp
 from aioresponses import CallbackResult
 from aioresponses import aioresponses as AioResponses
+from foundation_support import sent_json
 
 from sendblue_lines import RetryPolicy
 
@@ -172,7 +174,7 @@ class MockApi:
                 status, payload, wait, exception, text = self._sticky[name]
             else:
                 raise aiohttp.ClientConnectionError(f"no answer scripted for {name}")
-            self.calls.append((name, kwargs.get("json")))
+            self.calls.append((name, sent_json(kwargs)))
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
@@ -182,9 +184,12 @@ class MockApi:
                 self.in_flight -= 1
             if exception is not None:
                 raise exception
+            # A real server dates every answer; the client reads a token's
+            # validity from `expires_at` against this header.
+            headers = {"Date": formatdate(usegmt=True)}
             if text is not None:
-                return CallbackResult(status=status, body=text)
-            return CallbackResult(status=status, payload=payload)
+                return CallbackResult(status=status, body=text, headers=headers)
+            return CallbackResult(status=status, payload=payload, headers=headers)
 
         method, url = {
             "limits": ("GET", LIMITS_URL),

@@ -128,3 +128,13 @@ def respond(status: int, body: Any) -> Handler:
         return web.json_response(body, status=status)
 
     return handler
+
+
+def sent_json(kwargs: dict[str, Any]) -> Any:
+    """The JSON body of a request aioresponses recorded, or None without one.
+
+    The client serializes bodies itself (a session's `json_serialize` must not
+    change them) and sends them as `data=` bytes.
+    """
+    data = kwargs.get("data")
+    return None if data is None else json.loads(data)

@@ -379,7 +379,11 @@ async def test_provision_shows_a_live_line_on_a_terminal(cli):
     assert result.code == 0
     progress = terminal.getvalue()
     assert "\r[1/2] bought 1, failed 0" in progress
-    assert "\r[2/2] bought 2, failed 0\n" in progress
+    assert "\r[2/2] bought 2, failed 0" in progress
+    # Wiped before the summary, which says the same: it starts at column 0.
+    assert progress.endswith(
+        "\r" + " " * len("[2/2] bought 2, failed 0") + "\rDone: bought 2 of 2.\n"
+    )
 
 
 async def test_provision_buys_what_the_limits_leave_and_exits_1(cli):
@@ -441,7 +445,7 @@ async def test_provision_with_the_limit_used_up_buys_nothing_and_exits_2(cli):
     result = await cli("provision", "--count", "2", "--yes", "--json")
     assert result.code == 2
     assert result.out == ""
-    assert "the daily limit allows 0" in result.err
+    assert "No line can be bought now: the daily limit is reached" in result.err
     assert "Nothing was bought" in result.err
     assert cli.sandbox.counters["preview"].requests == previews
     assert len(cli.sandbox.ledger) == 3

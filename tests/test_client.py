@@ -20,6 +20,7 @@ from foundation_support import (
     all_calls,
     calls,
     load,
+    sent_json,
     text,
 )
 from hypothesis import given
@@ -454,9 +455,9 @@ async def test_every_request_carries_auth_accept_and_user_agent(
     assert timeout.connect is not None
     assert timeout.sock_read is not None
     if path == CONFIRM:
-        assert request.kwargs["json"] == {"preview_token": TOKEN}
+        assert sent_json(request.kwargs) == {"preview_token": TOKEN}
     else:
-        assert request.kwargs.get("json") is None
+        assert sent_json(request.kwargs) is None
 
 
 async def test_attempts_are_reported_to_on_attempt(mocked: AioResponses) -> None:

@@ -25,6 +25,7 @@ from foundation_support import (
     all_calls,
     closed_port,
     load,
+    sent_json,
     serve,
     text,
 )
@@ -68,7 +69,7 @@ def fresh_preview(valid_for: float = 600.0) -> Preview:
 
 def sent_tokens(mocked: AioResponses) -> list[Any]:
     """The preview_token of every confirm that was recorded, in order."""
-    return [call.kwargs["json"]["preview_token"] for call in all_calls(mocked)]
+    return [sent_json(call.kwargs)["preview_token"] for call in all_calls(mocked)]
 
 
 def refused() -> aiohttp.ClientConnectorError:
@@ -112,7 +113,7 @@ async def test_confirm_returns_the_line(
     line = await confirmer.confirm(preview if given == "preview" else TOKEN)
     assert line == LINE
     (call,) = all_calls(mocked)
-    assert call.kwargs["json"] == {"preview_token": TOKEN}
+    assert sent_json(call.kwargs) == {"preview_token": TOKEN}
 
 
 @pytest.mark.parametrize("unclear", UNCLEAR)

@@ -281,10 +281,6 @@ async def test_limits_flat_without_usage_know_only_the_limits(
             {"limits": {"api_provision_daily": {"limit": "3", "used": 1}}},
             id="window-limit-string",
         ),
-        pytest.param(
-            {"limits": {"api_provision_daily": {"limit": 3, "next_available_at": 5}}},
-            id="window-bad-time",
-        ),
         pytest.param([1, 2, 3], id="array"),
         pytest.param("limits", id="string"),
         pytest.param(None, id="null"),

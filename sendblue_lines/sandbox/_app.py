@@ -11,6 +11,7 @@ import anyio
 import attrs
 from aiohttp import web
 
+from ._clock import http_date
 from ._faults import Endpoint, Fault, FaultQueue, ReplyContext, drop_connection
 from ._records import RequestLog
 from ._state import (
@@ -77,6 +78,7 @@ def build_app(runtime: Runtime) -> web.Application:
     """Build the aiohttp application that serves the three endpoints."""
     app = web.Application(middlewares=[_unrouted])
     app[_RUNTIME] = _Held(runtime)
+    app.on_response_prepare.append(_date_from_clock)
     for endpoint, method, path in ROUTES:
         app.router.add_route(method, path, _handler(endpoint), name=endpoint)
     return app
@@ -85,6 +87,18 @@ def build_app(runtime: Runtime) -> web.Application:
 def release_app(app: web.Application) -> None:
     """Let go of the runtime of an application that no longer serves."""
     app[_RUNTIME].runtime = None
+
+
+async def _date_from_clock(request: web.Request, response: web.StreamResponse) -> None:
+    """Send the sandbox clock's time as `Date`, as a server sends its own time.
+
+    aiohttp would send the machine's time; with a moved `ManualClock` that
+    would disagree with the `expires_at` the sandbox hands out, and a client
+    that reads its token's validity from the two would be misled.
+    """
+    runtime = request.app[_RUNTIME].runtime
+    if runtime is not None:
+        response.headers["Date"] = http_date(runtime.state.clock.now())
 
 
 def _runtime(request: web.Request) -> Runtime:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "ManualClock", "RealClock", "format_timestamp"]
+__all__ = ["Clock", "ManualClock", "RealClock", "format_timestamp", "http_date"]
 
 
 @runtime_checkable
@@ -126,3 +127,12 @@ def format_timestamp(moment: datetime) -> str:
     """
     utc = _as_utc(moment)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def http_date(moment: datetime) -> str:
+    """Format ``moment`` as an HTTP ``Date`` header (RFC 9110, whole seconds, GMT).
+
+    Raises:
+        ValueError: ``moment`` is a naive datetime.
+    """
+    return format_datetime(_as_utc(moment), usegmt=True)

@@ -16,12 +16,27 @@ from ._state import DEFAULT_API_KEY_ID, SandboxAccount, new_secret
 __all__ = ["configure", "run"]
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        msg = f"must be 0 or more, got {value}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+def _bounded(high: int) -> Any:
+    def count(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            msg = f"{text!r} is not a whole number"
+            raise argparse.ArgumentTypeError(msg) from None
+        if not 0 <= value <= high:
+            msg = f"must be from 0 to {high}, got {value}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return count
+
+
+#: Counts (limits, inventory) far above any real account's, still printable.
+_count = _bounded(10**9)
+#: A TCP port.
+_port = _bounded(65535)
+#: An hour: more latency than that is a hang, which `Fault.hang` is for.
+_latency_ms = _bounded(3_600_000)
 
 
 def configure(subparsers: Any) -> argparse.ArgumentParser:
@@ -43,7 +58,7 @@ def configure(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
     parser.add_argument(
         "--port",
-        type=_count,
+        type=_port,
         default=8787,
         help="0 picks a free port (default: %(default)s)",
     )
@@ -63,7 +78,7 @@ def configure(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--latency-ms",
-        type=_count,
+        type=_latency_ms,
         default=0,
         metavar="N",
         help="latency added to each request",
@@ -132,7 +147,9 @@ async def _serve_until_signalled(args: argparse.Namespace) -> int:
         print("Sandbox stopped.", flush=True)
         return 0
     error = task.exception()
-    if isinstance(error, OSError):
+    # A closed stdout (the banner's reader went away) is not a bind failure:
+    # it goes up to the command, which says so.
+    if isinstance(error, OSError) and not isinstance(error, BrokenPipeError):
         print(f"sendblue-lines sandbox: cannot listen: {error}", file=sys.stderr)
         return 1
     if error is not None:

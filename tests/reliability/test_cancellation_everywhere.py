@@ -236,7 +236,7 @@ async def cancelled_at_time(
     if source == "wait_for_timeout":
         try:
             await asyncio.wait_for(trial.flow(), timeout=seconds)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin one before 3.11
             ended = "cancelled"
     else:
         with anyio.move_on_after(seconds) as scope:

@@ -1,0 +1,206 @@
+"""Timestamps parse the same on every supported Python (3.10 to 3.13).
+
+`datetime.fromisoformat` on 3.10 refuses forms that 3.11 accepts (`Z`, one-
+or two-digit fractions, nanoseconds, the basic format, `+0000`...). The SDK
+has one parser of its own, used for every timestamp it structures; these
+tests run on every interpreter that `.ci/run` tries.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from aioresponses import aioresponses as AioResponses
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from sendblue_lines import LinesClient
+from sendblue_lines.models import parse_datetime
+
+UTC = timezone.utc
+MOMENT = datetime(2026, 5, 18, 14, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("2026-05-18T14:30:00.000Z", MOMENT, id="spec-form"),
+        pytest.param("2026-05-18T14:30:00Z", MOMENT, id="no-fraction"),
+        pytest.param("2026-05-18T14:30:00z", MOMENT, id="lowercase-z"),
+        pytest.param("2026-05-18t14:30:00Z", MOMENT, id="lowercase-t"),
+        pytest.param("2026-05-18 14:30:00Z", MOMENT, id="space-separator"),
+        pytest.param("2026-05-18T14:30:00", MOMENT, id="no-offset-is-utc"),
+        pytest.param("2026-05-18T14:30Z", MOMENT, id="minutes-only"),
+        pytest.param("2026-05-18T14Z", MOMENT.replace(minute=0), id="hours-only"),
+        pytest.param(
+            "2026-05-18T14:30:00.1Z", MOMENT.replace(microsecond=100000), id="1-digit"
+        ),
+        pytest.param(
+            "2026-05-18T14:30:00.12Z", MOMENT.replace(microsecond=120000), id="2-digit"
+        ),
+        pytest.param(
+            "2026-05-18T14:30:00.1234Z",
+            MOMENT.replace(microsecond=123400),
+            id="4-digit",
+        ),
+        pytest.param(
+            "2026-05-18T14:30:00.123456789Z",
+            MOMENT.replace(microsecond=123456),
+            id="nanoseconds-cut-not-rounded",
+        ),
+        pytest.param(
+            "2026-05-18T14:30:00.9999999Z",
+            MOMENT.replace(microsecond=999999),
+            id="never-rounded-up-to-next-second",
+        ),
+        pytest.param(
+            "2026-05-18T14:30:00,5Z", MOMENT.replace(microsecond=500000), id="comma"
+        ),
+        pytest.param("20260518T143000Z", MOMENT, id="basic"),
+        pytest.param(
+            "20260518T143000.250Z", MOMENT.replace(microsecond=250000), id="b"
+        ),
+        pytest.param("20260518T1430Z", MOMENT, id="basic-minutes"),
+        pytest.param("20260518T163000+0200", MOMENT, id="basic-offset"),
+        pytest.param("2026-05-18T14:30:00+00:00", MOMENT, id="offset-extended"),
+        pytest.param("2026-05-18T14:30:00+0000", MOMENT, id="offset-basic"),
+        pytest.param("2026-05-18T14:30:00+00", MOMENT, id="offset-hours"),
+        pytest.param("2026-05-18T14:30:00-00:00", MOMENT, id="offset-minus-zero"),
+        pytest.param("2026-05-18T16:30:00+02:00", MOMENT, id="offset-east"),
+        pytest.param("2026-05-18T09:00:00-05:30", MOMENT, id="offset-west-half"),
+        pytest.param("2026-05-19T00:00:00+09:30", MOMENT, id="offset-crosses-day"),
+        pytest.param("2026-05-18T14:30:30+00:00:30", MOMENT, id="offset-with-seconds"),
+        pytest.param("  2026-05-18T14:30:00Z\n", MOMENT, id="surrounding-space"),
+        pytest.param("2026-05-18", MOMENT.replace(hour=0, minute=0), id="date-only"),
+        pytest.param("20260518", MOMENT.replace(hour=0, minute=0), id="basic-date"),
+        pytest.param(
+            "2026-W21-1T14:30:00Z", MOMENT, id="week-date"
+        ),  # 2026-05-18 is the Monday of ISO week 21
+        pytest.param("2026W211T143000Z", MOMENT, id="basic-week-date"),
+    ],
+)
+def test_accepted_forms(text: str, expected: datetime) -> None:
+    """Each accepted form gives the same aware UTC datetime."""
+    parsed = parse_datetime(text)
+    assert parsed == expected
+    assert parsed.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("   ", id="blank"),
+        pytest.param("next tuesday", id="words"),
+        pytest.param("2026-05-18T14:30:00ZZ", id="double-z"),
+        pytest.param("2026-02-30T00:00:00Z", id="no-such-day"),
+        pytest.param("2026-05-18T25:00:00Z", id="hour-25"),
+        pytest.param("2026-05-18T24:00:00Z", id="hour-24"),
+        pytest.param("2026-05-18T14:60:00Z", id="minute-60"),
+        pytest.param("2026-05-18T14:30:60Z", id="leap-second"),
+        pytest.param("2026-05-18T14:30:00+24:00", id="offset-a-day"),
+        pytest.param("2026-05-18T14:30.5Z", id="fraction-of-minutes"),
+        pytest.param("2026-05-18T14:30:00.Z", id="dot-without-digits"),
+        pytest.param("2026-5-18T14:30:00Z", id="one-digit-month"),
+        pytest.param("\u0662\u0660\u0662\u0666-05-18T14:30:00Z", id="arabic-digits"),
+        pytest.param("2026-W54-1", id="no-such-week"),
+        pytest.param("0001-01-01T00:00:00+01:00", id="before-year-1-in-utc"),
+        pytest.param(1779114600, id="epoch-number"),
+        pytest.param(None, id="null"),
+        pytest.param(["2026-05-18"], id="list"),
+        pytest.param(b"2026-05-18T14:30:00Z", id="bytes"),
+    ],
+)
+def test_refused_forms_raise_value_error(value: Any) -> None:
+    """Anything else is a ValueError (which the models turn into malformed answers)."""
+    with pytest.raises(ValueError):
+        parse_datetime(value)
+
+
+AWARE = st.datetimes(
+    min_value=datetime(1971, 1, 1),
+    max_value=datetime(2200, 1, 1),
+    timezones=st.sampled_from(
+        [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+    ),
+)
+
+
+def _offset(moment: datetime, style: str) -> str:
+    offset = moment.utcoffset()
+    assert offset is not None
+    if style == "Z" and offset == timedelta(0):
+        return "Z"
+    minutes = int(offset.total_seconds() // 60)
+    sign = "+" if minutes >= 0 else "-"
+    hours, rest = divmod(abs(minutes), 60)
+    return (
+        f"{sign}{hours:02d}{rest:02d}"
+        if style == "basic"
+        else (f"{sign}{hours:02d}:{rest:02d}")
+    )
+
+
+@given(
+    moment=AWARE,
+    digits=st.integers(min_value=0, max_value=9),
+    basic=st.booleans(),
+    separator=st.sampled_from(["T", "t", " "]),
+    offset_style=st.sampled_from(["Z", "basic", "extended"]),
+)
+def test_any_written_form_parses_back(
+    moment: datetime, digits: int, basic: bool, separator: str, offset_style: str
+) -> None:
+    """Written with 0 to 9 fraction digits, basic or extended, it parses back."""
+    assume(not (basic and separator == " "))
+    micro = f"{moment.microsecond:06d}"
+    fraction = ("." + (micro + "000")[:digits]) if digits else ""
+    if basic:
+        text = moment.strftime("%Y%m%dT%H%M%S")
+    else:
+        text = moment.strftime(f"%Y-%m-%d{separator}%H:%M:%S")
+    text += fraction + _offset(moment, offset_style)
+    kept = int((micro + "000")[: min(digits, 6)].ljust(6, "0")) if digits else 0
+    assert parse_datetime(text) == moment.replace(microsecond=kept)
+
+
+@given(moment=AWARE)
+def test_agrees_with_fromisoformat_where_this_python_accepts_the_text(
+    moment: datetime,
+) -> None:
+    """For isoformat() output, which every Python reads back, the results agree."""
+    text = moment.isoformat()
+    assert parse_datetime(text) == datetime.fromisoformat(text)
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2099-05-18T14:30:00.1Z",
+        "2099-05-18T14:30:00.123456789Z",
+        "20990518T143000Z",
+        "2099-05-18T14:30:00+0000",
+        "2099-05-18 14:30:00z",
+    ],
+)
+async def test_every_structured_timestamp_uses_the_one_parser(stamp: str) -> None:
+    """A preview's expires_at and a window's next_available_at read every form."""
+    base = "https://api.timestamps.test"
+    preview = {"status": "OK", "preview_token": "lpv_ts", "expires_at": stamp}
+    window = {"limit": 3, "used": 3, "remaining": 0, "next_available_at": stamp}
+    limits = {"status": "OK", "limits": {"api_provision_daily": window}}
+    expected = parse_datetime(stamp)
+    assert expected.year == 2099
+    with AioResponses() as mocked:
+        mocked.post(
+            base + "/accounts/lines/provision-preview", body=json.dumps(preview)
+        )
+        mocked.get(base + "/accounts/limits", body=json.dumps(limits))
+        async with LinesClient("key-id", "ts-secret", base_url=base) as client:
+            assert (await client.preview()).expires_at == expected
+            read = await client.get_limits()
+    assert read.daily is not None
+    assert read.daily.next_available_at == expected
