@@ -62,6 +62,33 @@ def _micros(digits: str | None) -> int:
     return int(digits[:6].ljust(6, "0"))
 
 
+def _canonical(text: str) -> datetime | None:
+    """The contract's own form, `2026-05-18T14:30:00.000Z`, read quickly; or None.
+
+    Every answer of the contract uses this form, and the general parser
+    costs a regular expression and a dozen groups per timestamp. For exactly
+    this layout of ASCII digits, `fromisoformat` of the part before `Z` means
+    the same on every Python (3.10 reads 3-digit fractions too); anything
+    else (or a layout it refuses) goes to the general parser.
+    """
+    if len(text) != 24 or not text.isascii():
+        return None
+    layout = text[4] + text[7] + text[10] + text[13] + text[16] + text[19] + text[23]
+    digits = (
+        text[0:4] + text[5:7] + text[8:10] + text[11:13] + text[14:16]
+        + text[17:19] + text[20:23]
+    )  # fmt: skip
+    if layout.upper() != "--T::.Z" or not digits.isdigit() or text[11:13] >= "24":
+        # Newer Pythons read hour 24 as the next midnight; the general
+        # parser refuses it everywhere, and so must this path.
+        return None
+    try:
+        moment = datetime.fromisoformat(text[:10] + "T" + text[11:23])
+    except ValueError:  # a day or time that does not exist
+        return None
+    return moment.replace(tzinfo=timezone.utc)
+
+
 def parse_timestamp(value: object) -> datetime:
     """Parse an ISO 8601 timestamp into a timezone-aware UTC datetime.
 
@@ -75,6 +102,9 @@ def parse_timestamp(value: object) -> datetime:
     """
     if not isinstance(value, str):
         raise ValueError(f"expected an ISO 8601 string, got {type(value).__name__}")
+    quick = _canonical(value)
+    if quick is not None:
+        return quick
     text = value.strip()
     found = _TIMESTAMP.fullmatch(text)
     if found is None:

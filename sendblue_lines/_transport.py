@@ -48,6 +48,9 @@ REDACTED: Final = "[redacted]"
 _MIN_REDACTED_SECRET = 8
 #: A trailing piece of the secret this long, where a body was cut, is redacted too.
 _MIN_SECRET_PIECE = 4
+#: The phases of an attempt after connecting, as a timeout names them.
+_WAITING: Final = "waiting for the answer"
+_READING: Final = "reading the answer"
 #: Content encodings aiohttp decodes without optional packages.
 _ACCEPT_ENCODING: Final = "gzip, deflate"
 
@@ -232,22 +235,18 @@ class Transport:
         self._on_attempt = on_attempt
         self._max_bytes = max_response_bytes
         # `connect` covers waiting for a pooled connection and connecting: a
-        # failure there certainly sent nothing. `sock_read` bounds each gap
-        # in the answer, `total` the whole attempt (a slow drip included).
-        # `connect` must fire before `total`: when both expire together the
-        # total one wins, raising a plain TimeoutError that reads as "maybe
-        # sent". Half the attempt, well clear of aiohttp's rounding of
-        # timeouts above 5 s up to the next whole second, keeps them apart.
-        #
-        # `sock_read` is a cost we choose to pay: aiohttp re-arms it on every
-        # chunk received, about 40 us of CPU per purchase in the zero-latency
-        # overhead benchmark (1.03x plain aiohttp without it, 1.08x with it,
-        # side by side). It names the phase that timed out, which a payments
-        # log should say; against a real network the cost is invisible.
+        # failure there certainly sent nothing. `total` is one deadline over
+        # the rest of the attempt: sending, waiting for the answer and
+        # reading it (a slow drip included); `send` knows which of those it
+        # was in, so a timeout still names its phase. `connect` must fire
+        # before `total`: when both expire together the total one wins,
+        # raising a plain TimeoutError that reads as "maybe sent". Half the
+        # attempt, well clear of aiohttp's rounding of timeouts above 5 s up
+        # to the next whole second, keeps them apart. No `sock_read`: with
+        # `total` at the same value it can never fire first, and aiohttp
+        # re-arms it on every chunk received (docs/benchmarks.md has its cost).
         self._timeout = aiohttp.ClientTimeout(
-            total=timeout,
-            connect=min(connect_timeout, timeout / 2),
-            sock_read=timeout,
+            total=timeout, connect=min(connect_timeout, timeout / 2)
         )
         # Every header a caller's session may set and we rely on is set here,
         # which replaces the session's value (case-insensitively).
@@ -378,6 +377,7 @@ class Transport:
             body, headers = json.dumps(json_body).encode(), self._json_headers
         failure: TransportError | None = None
         cause: BaseException | None = None
+        phase = _WAITING
         try:
             async with session.request(
                 method,
@@ -387,13 +387,16 @@ class Transport:
                 timeout=self._timeout,
                 **_PINNED,
             ) as response:
+                phase = _READING
                 reply = await self._read(response)
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # Checked before the general case: these never wrote the request.
             failure = self._failed(method, path, attempt, started, exc, sent=False)
             cause = self._safe_cause(exc)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            failure = self._failed(method, path, attempt, started, exc, sent=True)
+            failure = self._failed(
+                method, path, attempt, started, exc, sent=True, phase=phase
+            )
             cause = self._safe_cause(exc)
         except Exception as exc:  # noqa: BLE001 - cancellation is not an Exception
             # aiohttp raises RuntimeError or AttributeError when its session
@@ -429,9 +432,10 @@ class Transport:
         exc: BaseException,
         *,
         sent: bool,
+        phase: str = _WAITING,
     ) -> TransportError:
         elapsed = asyncio.get_running_loop().time() - started
-        reason = redact(describe_failure(exc), self._secret)
+        reason = redact(describe_failure(exc, phase), self._secret)
         logger.debug(
             "%s %s failed after %.3fs (attempt %d, %s): %s",
             method, path, elapsed, attempt,
@@ -474,16 +478,24 @@ class Transport:
 
     async def _read(self, response: aiohttp.ClientResponse) -> Reply:
         status = response.status
-        location = response.headers.get("Location")
+        headers = response.headers
+        location = headers.get("Location")
         declared = response.content_length
         if declared is not None and declared > self._max_bytes:
             return self._reply(
                 status, "", f"body of {declared} bytes exceeds the cap", location
             )
+        content = response.content
         chunks: list[bytes] = []
         size = 0
         try:
-            async for chunk in response.content.iter_any():
+            # readany() rather than iter_any(): no async generator per answer,
+            # and a body that came in one piece (every answer of the contract)
+            # is read with one call, eof already seen.
+            while True:
+                chunk = await content.readany()
+                if not chunk:
+                    break
                 size += len(chunk)
                 if size > self._max_bytes:
                     return self._reply(
@@ -494,6 +506,8 @@ class Transport:
                         cut=True,
                     )
                 chunks.append(chunk)
+                if content.at_eof():
+                    break
         except aiohttp.ClientPayloadError:
             # The server answered (we have its status) but cut the body short:
             # an unreadable answer, not a network failure without one.
@@ -504,7 +518,7 @@ class Transport:
                 location,
                 cut=True,
             )
-        raw = b"".join(chunks)
+        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -521,7 +535,7 @@ class Transport:
                 status, text, f"body is not JSON ({type(exc).__name__})", location
             )
         return self._reply(
-            status, text, None, location, data=data, date=response.headers.get("Date")
+            status, text, None, location, data=data, date=headers.get("Date")
         )
 
     def _reply(
@@ -690,16 +704,19 @@ def _abandon(session: aiohttp.ClientSession) -> None:
             logger.debug("the session of a finished event loop was dropped")
 
 
-def describe_failure(exc: BaseException) -> str:
-    """Say what a network failure was, without any header value."""
+def describe_failure(exc: BaseException, phase: str = _WAITING) -> str:
+    """Say what a network failure was, without any header value.
+
+    `phase` is where the attempt was when it failed: `_WAITING` (sending, or
+    waiting for the answer's head) or `_READING` (reading its body).
+    """
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return "timed out connecting"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"could not connect ({type(exc).__name__})"
-    if isinstance(exc, aiohttp.SocketTimeoutError):
-        return "timed out waiting for the answer"
     if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
+        # A caller's session may still time each read (sock_read) itself.
+        return f"timed out {phase}"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "the server closed the connection without answering"
     if isinstance(exc, aiohttp.ClientPayloadError):

@@ -204,3 +204,108 @@ async def test_every_structured_timestamp_uses_the_one_parser(stamp: str) -> Non
             read = await client.get_limits()
     assert read.daily is not None
     assert read.daily.next_available_at == expected
+
+
+# The contract's own form takes a quick path; it must mean exactly what the
+# general parser says, for every string of that layout, valid or not.
+_DIGIT_FIELDS = st.tuples(
+    st.integers(0, 9999),
+    st.integers(0, 13),
+    st.integers(0, 32),
+    st.integers(0, 25),
+    st.integers(0, 61),
+    st.integers(0, 61),
+    st.integers(0, 999),
+)
+
+
+def _general(text: str) -> datetime | str:
+    """What the general parser alone says: a datetime, or the error's type."""
+    from sendblue_lines import _timestamps
+
+    original = _timestamps._canonical
+    _timestamps._canonical = lambda _text: None  # type: ignore[assignment]
+    try:
+        return _timestamps.parse_timestamp(text)
+    except ValueError as exc:
+        return type(exc).__name__
+    finally:
+        _timestamps._canonical = original
+
+
+def _quick_or_general(text: str) -> datetime | str:
+    from sendblue_lines._timestamps import parse_timestamp
+
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        return type(exc).__name__
+
+
+@given(fields=_DIGIT_FIELDS, t=st.sampled_from("Tt"), z=st.sampled_from("Zz"))
+def test_the_quick_path_for_the_contracts_form_agrees_with_the_general_parser(
+    fields: tuple[int, ...], t: str, z: str
+) -> None:
+    """`YYYY-MM-DDTHH:MM:SS.fffZ`, real day or not: the general parser's answer."""
+    year, month, day, hour, minute, second, milli = fields
+    text = (
+        f"{year:04d}-{month:02d}-{day:02d}{t}{hour:02d}:{minute:02d}:"
+        f"{second:02d}.{milli:03d}{z}"
+    )
+    assert _quick_or_general(text) == _general(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-05-18T24:00:00.000Z",
+        "2026-02-30T14:30:00.000Z",
+        "2026-05-18T14:30:60.000Z",
+        "\uff12026-05-18T14:30:00.000Z",  # a full-width digit two
+        "2026-05-18T14:30:00,000Z",
+        "2026-W20-1T14:30:0.000Z",
+    ],
+)
+def test_the_quick_path_leaves_every_near_miss_to_the_general_parser(
+    text: str,
+) -> None:
+    """Hour 24, a day that does not exist, non-ASCII digits: the general answer."""
+    assert _quick_or_general(text) == _general(text)
+
+
+@given(
+    moment=st.datetimes(
+        min_value=datetime(1900, 1, 1), max_value=datetime(9999, 12, 31)
+    ).map(lambda d: d.replace(microsecond=0, tzinfo=UTC))
+)
+def test_the_quick_date_header_reader_agrees_with_email_utils(
+    moment: datetime,
+) -> None:
+    """Every IMF-fixdate `Date` reads as `email.utils` reads it."""
+    from email.utils import format_datetime, parsedate_to_datetime
+
+    from sendblue_lines.models import _imf_fixdate
+
+    text = format_datetime(moment, usegmt=True)
+    assert _imf_fixdate(text) == parsedate_to_datetime(text) == moment
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Wed, 02 Dec 2026 14:13:57 UTC",
+        "Wed, 31 Feb 2026 14:13:57 GMT",
+        "Wed, 02 Dek 2026 14:13:57 GMT",
+        "Wed,  2 Dec 2026 14:13:57 GMT",
+        "Wed, 02 Dec 2026 14-13-57 GMT",
+        "Wednesday, 02-Dec-26 14:13:57 GMT",
+    ],
+)
+def test_the_quick_date_header_reader_leaves_other_forms_to_email_utils(
+    text: str,
+) -> None:
+    """Anything but the exact fixdate layout is read by the general reader."""
+    from sendblue_lines.models import _http_date, _imf_fixdate
+
+    assert _imf_fixdate(text) is None
+    _http_date(text)  # never raises: an unusable Date is None
