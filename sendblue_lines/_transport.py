@@ -13,18 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import aiohttp
 import attrs
 
 from ._config import Credentials
+from ._logging import HTTP, extra, get_logger
 from ._version import __version__
 from .errors import ConfigurationError, TransportError
 
-logger = logging.getLogger("sendblue_lines")
+logger = get_logger(HTTP)
 
 USER_AGENT: Final = f"sendblue-lines/{__version__}"
 #: The largest body we read; a larger one is refused, not buffered.
@@ -95,6 +95,7 @@ class Transport:
         session: aiohttp.ClientSession | None,
         on_attempt: AttemptHook | None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        session_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.base_url = base_url
         self._credentials = credentials
@@ -103,6 +104,8 @@ class Transport:
         self._closed = False
         self._on_attempt = on_attempt
         self._max_bytes = max_response_bytes
+        # proxy=, trust_env=, trace_configs=: for the session we create only.
+        self._session_options = dict(session_options or {})
         # `connect` covers waiting for a pooled connection and connecting: a
         # failure there certainly sent nothing. `sock_read` bounds each gap
         # in the answer, `total` the whole attempt (a slow drip included).
@@ -151,6 +154,7 @@ class Transport:
             # as errors.
             cleanup = bool(getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False))
             self._session = aiohttp.ClientSession(
+                **self._session_options,
                 raise_for_status=False,
                 connector=aiohttp.TCPConnector(
                     limit=100, enable_cleanup_closed=cleanup
@@ -187,8 +191,13 @@ class Transport:
                 timeout=self._timeout,
             ) as response:
                 reply = await self._read(response)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            # Checked before the general case: these never wrote the request.
+        except (
+            aiohttp.ClientConnectorError,
+            aiohttp.ConnectionTimeoutError,
+            aiohttp.ClientHttpProxyError,
+        ) as exc:
+            # Checked before the general case: these never wrote the request
+            # (a proxy's refusal of CONNECT comes before the tunnel exists).
             raise self._failed(method, path, attempt, started, exc, sent=False) from exc
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise self._failed(method, path, attempt, started, exc, sent=True) from exc
@@ -196,6 +205,7 @@ class Transport:
         logger.debug(
             "%s %s -> %s in %.3fs (attempt %d)",
             method, path, reply.status, elapsed, attempt,
+            extra=extra("http_reply", status=reply.status, http_attempt=attempt),
         )  # fmt: skip
         if self._on_attempt is not None:  # no record to build for nobody
             self._report(
@@ -222,6 +232,7 @@ class Transport:
             "%s %s failed after %.3fs (attempt %d, %s): %s",
             method, path, elapsed, attempt,
             "may have been sent" if sent else "not sent", reason,
+            extra=extra("http_failed", http_attempt=attempt, sent=sent),
         )  # fmt: skip
         self._report(
             Attempt(
@@ -246,7 +257,10 @@ class Transport:
             self._on_attempt(attempt)
         except Exception:
             # An observer's bug must not change what a purchase does.
-            logger.exception("the on_attempt callback raised; ignored")
+            logger.exception(
+                "the on_attempt callback raised; ignored",
+                extra=extra("callback_failed"),
+            )
 
     async def _read(self, response: aiohttp.ClientResponse) -> Reply:
         status = response.status

@@ -8,7 +8,7 @@ only it knows whether a send was unclear.
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Final
@@ -16,9 +16,11 @@ from typing import Final
 import aiohttp
 import anyio
 
-from . import _status
+from . import _logging, _status, _telemetry
 from ._config import resolve_base_url, resolve_credentials
+from ._logging import extra
 from ._retry import RetryPolicy, is_transient
+from ._session_options import session_options
 from ._transport import AttemptHook, Reply, Transport
 from .errors import (
     ConfigurationError,
@@ -30,7 +32,7 @@ from .errors import (
 )
 from .models import Preview, ProvisionedLine, ProvisioningLimits, structure
 
-logger = logging.getLogger("sendblue_lines")
+logger = _logging.get_logger(_logging.HTTP)
 
 LIMITS_PATH: Final = "/accounts/limits"
 PREVIEW_PATH: Final = "/accounts/lines/provision-preview"
@@ -67,9 +69,21 @@ class LinesClient:
     `on_attempt` is called (synchronously) with an `Attempt` record after
     every HTTP attempt.
 
+    `proxy` (an http(s) URL, which may carry the proxy's own user and
+    password), `trust_env` (read `HTTPS_PROXY` / `NO_PROXY` and `~/.netrc`,
+    as aiohttp does) and `trace_configs` (aiohttp `TraceConfig`s, such as
+    OpenTelemetry's) configure the session the client creates; with
+    `session=` they are refused, since that session is the caller's to
+    configure. Through a proxy the https base URL is a CONNECT tunnel: the
+    proxy never sees the credentials. `SENDBLUE_LINES_LOG` (or
+    `SENDBLUE_API_LOG`) set to debug, info or warning makes the first client
+    install a stderr log handler when the application has none.
+
     Raises:
         ConfigurationError: missing or malformed credentials, a base URL
-            that is not https (http only for loopback), bad option values.
+            that is not https (http only for loopback), bad option values,
+            a proxy for a plain-http base URL, session options with
+            `session=`, an unknown level in `SENDBLUE_LINES_LOG`.
     """
 
     def __init__(
@@ -84,7 +98,11 @@ class LinesClient:
         retry: RetryPolicy | None = None,
         confirm_attempts: int = 3,
         on_attempt: AttemptHook | None = None,
+        proxy: str | None = None,
+        trust_env: bool = False,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
+        _logging.configure_from_env()
         credentials = resolve_credentials(api_key_id, api_secret_key)
         url = resolve_base_url(base_url)
         if not _positive(timeout) or not _positive(connect_timeout):
@@ -95,6 +113,10 @@ class LinesClient:
             raise ConfigurationError("retry must be a RetryPolicy")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ConfigurationError("session must be an aiohttp.ClientSession")
+        options = session_options(
+            proxy=proxy, trust_env=trust_env, trace_configs=trace_configs,
+            session=session, base_url=url,
+        )  # fmt: skip
         self._key_id = credentials.key_id
         self.timeout = float(timeout)
         self.retry = retry if retry is not None else RetryPolicy()
@@ -106,6 +128,7 @@ class LinesClient:
             connect_timeout=float(connect_timeout),
             session=session,
             on_attempt=on_attempt,
+            session_options=options,
         )
 
     @property
@@ -203,6 +226,7 @@ class LinesClient:
             logger.info(
                 "%s %s: %s; trying again in %.2fs (attempt %d of %d)",
                 method, path, error, delay, attempt + 1, self.retry.attempts,
+                extra=extra("retry", status=getattr(error, "status", None)),
             )  # fmt: skip
             await anyio.sleep(delay)
             attempt += 1
@@ -239,7 +263,8 @@ class LinesClient:
         if not isinstance(token, str) or not token:
             raise ConfigurationError("confirm() needs a Preview or a non-empty token")
         expiry = preview.expires_at if isinstance(preview, Preview) else None
-        return await _ConfirmRun(self, token, expiry).run()
+        with _telemetry.confirming(token):
+            return await _ConfirmRun(self, token, expiry).run()
 
 
 class _ConfirmRun:
@@ -272,7 +297,10 @@ class _ConfirmRun:
                         raise self._unknown(self.unclear) from exc
                     if attempt == limit:
                         raise
-                    logger.info("confirm was not sent (%s); sending it again", exc)
+                    logger.info(
+                        "confirm was not sent (%s); sending it again", exc,
+                        extra=extra("confirm_not_sent"),
+                    )  # fmt: skip
                     continue
                 self._sent(now)
                 self._became_unclear(exc.message)
@@ -311,6 +339,7 @@ class _ConfirmRun:
             "confirm of token %s… had no clear answer (%s); sending the same token "
             "again, which cannot buy a second line",
             self.token[:8], self.unclear,
+            extra=extra("confirm_resend"),
         )  # fmt: skip
         return True
 
@@ -358,6 +387,10 @@ class _ConfirmRun:
             "OUTCOME UNKNOWN for token %s… (first sent %s, %d send(s)): %s. A line was "
             "most likely bought; check the account before buying again.",
             self.token[:8], first.isoformat(), self.sends, reason,
+            extra=extra(
+                "outcome_unknown", outcome="unknown",
+                status=reply.status if reply is not None else None,
+            ),
         )  # fmt: skip
         return OutcomeUnknownError(
             f"the outcome of confirming token {self.token[:8]}… is unknown: {reason}. "
