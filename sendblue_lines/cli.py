@@ -29,6 +29,9 @@ from typing import IO, Any, TextIO
 
 import anyio
 
+from . import _logging
+from ._cli_credentials import read_cli_credentials
+from ._logging import extra
 from ._version import __version__
 from .client import LinesClient
 from .errors import (
@@ -50,6 +53,8 @@ from .errors import (
 from .models import LimitWindow, ProvisioningLimits
 from .provisioner import BatchResult, Plan, Provisioner, ProvisionOutcome
 
+logger = _logging.get_logger(_logging.CLI)
+
 EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_NOTHING = 2
@@ -66,8 +71,11 @@ exit codes:
   130  interrupted; confirms already sent were waited for and reported
 
 credentials come from SENDBLUE_API_KEY_ID and SENDBLUE_API_SECRET_KEY (or the
-official SDK's SENDBLUE_API_API_KEY / SENDBLUE_API_API_SECRET), the base URL
-from SENDBLUE_BASE_URL or --base-url.
+official SDK's SENDBLUE_API_API_KEY / SENDBLUE_API_API_SECRET), else from the
+official CLI's ~/.sendblue/credentials.json (folder: SENDBLUE_CONFIG_DIR; refused
+unless only its owner can read it); the base URL from --base-url,
+SENDBLUE_BASE_URL or SENDBLUE_API_BASE_URL. SENDBLUE_LINES_LOG (or
+SENDBLUE_API_LOG) = debug, info or warning sets the log level when -v is not given.
 """
 
 
@@ -308,7 +316,15 @@ def _exit_code(bought: int, requested: int, needs_human: int) -> int:
 
 
 def _make_client(args: argparse.Namespace) -> LinesClient:
-    return LinesClient(base_url=args.base_url, timeout=args.timeout)
+    found = read_cli_credentials()
+    if found is None:
+        return LinesClient(base_url=args.base_url, timeout=args.timeout)
+    key_id, secret, path = found
+    logger.info(
+        "using the credentials of Sendblue's CLI from %s", path,
+        extra=extra("cli_credentials_file"),
+    )  # fmt: skip
+    return LinesClient(key_id, secret, base_url=args.base_url, timeout=args.timeout)
 
 
 async def _cmd_limits(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -496,6 +512,14 @@ _VERBOSE: dict[str, Any] = {
 }
 
 
+_LOG_FORMAT: dict[str, Any] = {
+    "choices": ("text", "json"),
+    "default": "text",
+    "help": "the SDK's log on stderr as text (default) or one JSON object a line, "
+    "with the sendblue_ keys",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `sendblue-lines`, with every subcommand."""
     parser = argparse.ArgumentParser(
@@ -518,11 +542,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds per HTTP attempt (default 30)",
     )
     parser.add_argument("-v", "--verbose", **_VERBOSE)
+    parser.add_argument("--log-format", **_LOG_FORMAT)
     # -v is also accepted after the command; SUPPRESS keeps a subcommand
     # without it from resetting a -v given before the command.
     verbosity = argparse.ArgumentParser(add_help=False)
     verbosity.add_argument(
         "-v", "--verbose", **{**_VERBOSE, "default": argparse.SUPPRESS}
+    )
+    verbosity.add_argument(
+        "--log-format", **{**_LOG_FORMAT, "default": argparse.SUPPRESS}
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -605,9 +633,14 @@ def _logging_to_stderr(args: argparse.Namespace) -> Iterator[None]:
     """
     verbosity = int(getattr(args, "verbose", 0))
     level = {0: logging.ERROR, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    if verbosity == 0:
+        with suppress(ConfigurationError):  # the client reports a bad value
+            level = _logging.level_from_env() or level
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        logging.Formatter("sendblue-lines: %(levelname)s: %(message)s")
+        _logging.JsonFormatter()
+        if getattr(args, "log_format", "text") == "json"
+        else logging.Formatter("sendblue-lines: %(levelname)s: %(message)s")
     )
     logger = logging.getLogger("sendblue_lines")
     saved = (logger.handlers[:], logger.level, logger.propagate)
