@@ -2,14 +2,24 @@
 
 The canary (bottom of this file) fails any test that lets a secret out:
 every secret a `LinesClient` of the suite is built with is recorded, and
-the test's captured logs (the "sendblue_lines" logger at DEBUG), warnings,
-exception texts, and stdout/stderr (read by the test or not) are searched
-for it.
+the test's captured logs (the "sendblue_lines" logger at DEBUG: each
+record's message, its `sendblue_` keys and every other attribute, and the
+record as a JSON log line), warnings, exception texts, stdout/stderr (read
+by the test or not), every OpenTelemetry span finished during the test
+(name, attributes, events) and the cleartext that a `loopback_proxy` saw are
+searched for it, raw and JSON-escaped.
+
+OpenTelemetry's SDK is set up once for the session with an in-memory
+exporter, so every purchase of the suite makes its spans (the `otel_spans`
+fixture hands the exporter to a test). Every test runs with
+`SENDBLUE_CONFIG_DIR` at an empty folder and without the log variables, so
+no developer's own files or settings leak in.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import secrets
@@ -22,10 +32,18 @@ from unittest import mock
 import aiohttp
 import aioresponses.core
 import pytest
+from _loopback_proxy import LoopbackProxy
 from aioresponses import aioresponses as AioResponses
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+    InMemorySpanExporter,
+)
 
 import sendblue_lines._config
 from sendblue_lines import LinesClient, RetryPolicy
+from sendblue_lines._logging import JsonFormatter
 
 
 class _ShimResponse(aiohttp.ClientResponse):
@@ -53,6 +71,39 @@ CONFIRM_URL = BASE_URL + "/accounts/lines/provision-confirm"
 
 #: Retries without waiting, so that tests of retry rules run instantly.
 NO_WAIT = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
+
+
+#: Every span finished in the session, until the canary reads and clears them.
+SPANS = InMemorySpanExporter()
+_provider = TracerProvider()
+_provider.add_span_processor(SimpleSpanProcessor(SPANS))
+trace.set_tracer_provider(_provider)
+
+
+@pytest.fixture
+def otel_spans() -> InMemorySpanExporter:
+    """The session's in-memory span exporter, emptied for this test."""
+    SPANS.clear()
+    return SPANS
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_environment(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No credentials file, log level or base URL from the machine running us."""
+    empty = tmp_path_factory.mktemp("sendblue-config")
+    monkeypatch.setenv("SENDBLUE_CONFIG_DIR", str(empty))
+    for name in ("SENDBLUE_LINES_LOG", "SENDBLUE_API_LOG", "SENDBLUE_API_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def loopback_proxy() -> AsyncIterator[LoopbackProxy]:
+    """A recording forward proxy on 127.0.0.1; the canary reads what it saw."""
+    async with LoopbackProxy() as proxy:
+        yield proxy
+    CANARY.inspect("cleartext seen by a proxy", proxy.cleartext)
 
 
 @pytest.fixture
@@ -100,8 +151,10 @@ class SecretCanary:
             self.secrets.add(secret)
 
     def find(self, text: str) -> list[str]:
-        """The known secrets that occur in `text`."""
-        return sorted(s for s in self.secrets if s in text)
+        """The known secrets that occur in `text`, raw or JSON-escaped."""
+        return sorted(
+            s for s in self.secrets if s in text or json.dumps(s)[1:-1] in text
+        )
 
     def inspect(self, where: str, text: object, nodeid: str | None = None) -> bool:
         """Search `text`; note a leak for the test (default: the current one)."""
@@ -162,18 +215,39 @@ def _watch_readouterr(patch: pytest.MonkeyPatch) -> None:
     patch.setattr(pytest.CaptureFixture, "readouterr", readouterr)
 
 
+class _RecordWatcher(logging.Handler):
+    """Search every record of ours whole: message, `sendblue_` keys, JSON line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.json = JsonFormatter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        CANARY.inspect("a log record's attributes", repr(vars(record)))
+        CANARY.inspect("a JSON log line", self.json.format(record))
+
+
+def _inspect_spans(nodeid: str) -> None:
+    for span in SPANS.get_finished_spans():
+        CANARY.inspect("an OpenTelemetry span", span.to_json(), nodeid)
+    SPANS.clear()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _secret_canary_session() -> Iterator[SecretCanary]:
     """Learn every secret used; keep the package's logger at DEBUG throughout."""
     logger = logging.getLogger("sendblue_lines")
     level = logger.level
+    watcher = _RecordWatcher()
     with pytest.MonkeyPatch.context() as patch:
         _watch_credentials(patch)
         _watch_readouterr(patch)
         logger.setLevel(logging.DEBUG)
+        logger.addHandler(watcher)
         try:
             yield CANARY
         finally:
+            logger.removeHandler(watcher)
             logger.setLevel(level)
 
 
@@ -223,6 +297,7 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Fail the test whose exception text, logs, output or warnings hold a secret."""
     report = yield
+    _inspect_spans(item.nodeid)
     if report.longrepr is not None:
         CANARY.inspect(
             "the exception or failure text", str(report.longrepr), item.nodeid
