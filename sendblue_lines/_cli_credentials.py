@@ -63,8 +63,8 @@ def read_cli_credentials(
         raise ConfigurationError(
             f"cannot read {path} ({exc.strerror or type(exc).__name__})"
         ) from None
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise ConfigurationError(f"{path} is not a regular file")
         if os.name == "posix" and info.st_mode & 0o077:
@@ -74,7 +74,9 @@ def read_cli_credentials(
                 "consider rotating the key), or set SENDBLUE_API_KEY_ID and "
                 "SENDBLUE_API_SECRET_KEY"
             )
-        raw = file.read(MAX_BYTES + 1)
+        raw = os.read(fd, MAX_BYTES + 1)
+    finally:
+        os.close(fd)
     if len(raw) > MAX_BYTES:
         raise ConfigurationError(f"{path} is larger than a credentials file can be")
     try:
