@@ -58,7 +58,8 @@ class LinesClient:
     configuration is checked by the constructor: credentials default to
     `SENDBLUE_API_KEY_ID` / `SENDBLUE_API_SECRET_KEY` (or the official SDK's
     `SENDBLUE_API_API_KEY` / `SENDBLUE_API_API_SECRET`), the base URL to
-    `SENDBLUE_BASE_URL` or `https://api.sendblue.com`.
+    `SENDBLUE_BASE_URL`, the official SDK's `SENDBLUE_API_BASE_URL` or
+    `https://api.sendblue.com`.
 
     `timeout` bounds each HTTP attempt (seconds), `connect_timeout` its
     connecting phase (waiting for a pooled connection included; at most half
