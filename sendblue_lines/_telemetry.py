@@ -123,13 +123,21 @@ def current() -> Scope | None:
     return _current.get()
 
 
+_tracers: dict[int, Any] = {}
+
+
 def _tracer() -> Any:
     # Only a module already imported counts: we never import OpenTelemetry,
     # so an application that does not use it pays nothing for it.
     trace = sys.modules.get("opentelemetry.trace")
     if trace is None:
         return None
-    return trace.get_tracer(TRACER_NAME)
+    # One tracer per module object: OpenTelemetry sets the global provider at
+    # most once, and a tracer taken before that (a proxy) follows it there.
+    tracer = _tracers.get(id(trace))
+    if tracer is None:
+        tracer = _tracers[id(trace)] = trace.get_tracer(TRACER_NAME)
+    return tracer
 
 
 @contextmanager

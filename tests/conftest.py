@@ -2,16 +2,17 @@
 
 The canary (bottom of this file) fails any test that lets a secret out:
 every secret a `LinesClient` of the suite is built with is recorded, and
-the test's captured logs (the "sendblue_lines" logger at DEBUG: each
-record's message, its `sendblue_` keys and every other attribute, and the
-record as a JSON log line), warnings, exception texts, stdout/stderr (read
-by the test or not), every OpenTelemetry span finished during the test
-(name, attributes, events) and the cleartext that a `loopback_proxy` saw are
+the test's captured logs (the "sendblue_lines" logger at DEBUG, and each
+record as a JSON log line: its message, `sendblue_` keys and exception),
+warnings, exception texts, stdout/stderr (read
+by the test or not), every OpenTelemetry span as it ends (name,
+attributes, events) and the cleartext that a `loopback_proxy` saw are
 searched for it, raw and JSON-escaped.
 
-OpenTelemetry's SDK is set up once for the session with an in-memory
-exporter, so every purchase of the suite makes its spans (the `otel_spans`
-fixture hands the exporter to a test). Every test runs with
+OpenTelemetry's SDK is set up once for the session with a span processor
+that searches each span as it ends, so every purchase of the
+suite makes its spans; the `otel_spans` fixture keeps them in an in-memory
+exporter for the test that asks. Every test runs with
 `SENDBLUE_CONFIG_DIR` at an empty folder and without the log variables, so
 no developer's own files or settings leak in.
 """
@@ -35,8 +36,7 @@ import pytest
 from _loopback_proxy import LoopbackProxy
 from aioresponses import aioresponses as AioResponses
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
@@ -73,18 +73,43 @@ CONFIRM_URL = BASE_URL + "/accounts/lines/provision-confirm"
 NO_WAIT = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
 
 
-#: Every span finished in the session, until the canary reads and clears them.
+#: The spans finished while a test holds `otel_spans` (none kept otherwise).
 SPANS = InMemorySpanExporter()
+
+
+class _SpanWatcher(SpanProcessor):
+    """Search each span as it ends; keep it only for a test that asked for spans.
+
+    Keeping every span of the suite would hold the soak's tens of thousands in
+    memory. The search reads the name, attributes, events and status.
+    """
+
+    collecting = False
+
+    def on_end(self, span: ReadableSpan) -> None:
+        events = [(event.name, dict(event.attributes or {})) for event in span.events]
+        text = f"{span.name} {dict(span.attributes or {})} {events} {span.status}"
+        CANARY.inspect("an OpenTelemetry span", text)
+        if self.collecting:
+            SPANS.export([span])
+
+
+_WATCHER = _SpanWatcher()
 _provider = TracerProvider()
-_provider.add_span_processor(SimpleSpanProcessor(SPANS))
+_provider.add_span_processor(_WATCHER)
 trace.set_tracer_provider(_provider)
 
 
 @pytest.fixture
-def otel_spans() -> InMemorySpanExporter:
-    """The session's in-memory span exporter, emptied for this test."""
+def otel_spans() -> Iterator[InMemorySpanExporter]:
+    """The session's in-memory span exporter, collecting for this test only."""
     SPANS.clear()
-    return SPANS
+    _WATCHER.collecting = True
+    try:
+        yield SPANS
+    finally:
+        _WATCHER.collecting = False
+        SPANS.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -216,21 +241,16 @@ def _watch_readouterr(patch: pytest.MonkeyPatch) -> None:
 
 
 class _RecordWatcher(logging.Handler):
-    """Search every record of ours whole: message, `sendblue_` keys, JSON line."""
+    """Search every record of ours as a JSON log line: message, keys, exception."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.json = JsonFormatter()
 
     def emit(self, record: logging.LogRecord) -> None:
-        CANARY.inspect("a log record's attributes", repr(vars(record)))
-        CANARY.inspect("a JSON log line", self.json.format(record))
-
-
-def _inspect_spans(nodeid: str) -> None:
-    for span in SPANS.get_finished_spans():
-        CANARY.inspect("an OpenTelemetry span", span.to_json(), nodeid)
-    SPANS.clear()
+        CANARY.inspect(
+            "a JSON log line (message and sendblue_ keys)", self.json.format(record)
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -297,7 +317,6 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Fail the test whose exception text, logs, output or warnings hold a secret."""
     report = yield
-    _inspect_spans(item.nodeid)
     if report.longrepr is not None:
         CANARY.inspect(
             "the exception or failure text", str(report.longrepr), item.nodeid

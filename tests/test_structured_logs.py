@@ -112,7 +112,7 @@ async def test_a_bought_line_is_logged_with_every_key(
     http = [r for r in records if r.sendblue_event == "http_reply"]
     assert [r.sendblue_status for r in http] == [200, 200, 200]
     sandbox = [r for r in records if r.name == "sendblue_lines.sandbox"]
-    assert [r.sendblue_endpoint for r in sandbox] == ["limits", "preview", "confirm"]
+    assert [r.sendblue_endpoint for r in sandbox] == ["confirm"]
     assert sandbox[-1].sendblue_outcome == "bought"
 
 

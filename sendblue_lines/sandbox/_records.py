@@ -2,7 +2,9 @@
 
 The log keeps method, path, endpoint, status, time, the fault applied and the
 key id of the account that authenticated. Never a header, never a body, so
-never the secret.
+never the secret. Each confirm and each request a fault was applied to is
+also a DEBUG record on the `sendblue_lines.sandbox` logger, with the SDK's
+`sendblue_` keys.
 """
 
 from __future__ import annotations
@@ -110,12 +112,15 @@ class RequestLog:
                     api_key_id=api_key_id,
                 )
             )
-            logger.debug(
-                "%s %s -> %s%s",
-                method, path, observation.status or "no answer",
-                f" (fault: {fault})" if fault else "",
-                extra=_keys(endpoint, observation.status, fault),
-            )  # fmt: skip
+            # Confirms (what may charge) and faults (what misbehaved) only:
+            # a soak sends tens of thousands of plain requests.
+            if endpoint == "confirm" or fault not in (None, "none"):
+                logger.debug(
+                    "%s %s -> %s%s",
+                    method, path, observation.status or "no answer",
+                    f" (fault: {fault})" if fault else "",
+                    extra=_keys(endpoint, observation.status, fault),
+                )  # fmt: skip
 
 
 def _keys(
