@@ -166,20 +166,23 @@ class SecretCanary:
 
     def __init__(self, canary: str) -> None:
         self.canary = canary
-        self.secrets: set[str] = {canary}
+        self.secrets: set[str] = set()
+        #: What to search for: each secret, and its JSON-escaped form if other.
+        self.needles: dict[str, str] = {}
         self.leaks: dict[str, list[str]] = {}
         self.current: str | None = None
+        self.register(canary)
 
     def register(self, secret: object) -> None:
         """Learn a secret (ignored when too short to be told from chance)."""
         if isinstance(secret, str) and len(secret) >= MIN_SECRET_LENGTH:
             self.secrets.add(secret)
+            self.needles[secret] = secret
+            self.needles[json.dumps(secret)[1:-1]] = secret
 
     def find(self, text: str) -> list[str]:
         """The known secrets that occur in `text`, raw or JSON-escaped."""
-        return sorted(
-            s for s in self.secrets if s in text or json.dumps(s)[1:-1] in text
-        )
+        return sorted({s for needle, s in self.needles.items() if needle in text})
 
     def inspect(self, where: str, text: object, nodeid: str | None = None) -> bool:
         """Search `text`; note a leak for the test (default: the current one)."""
