@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from ._logging import PROVISIONER, extra, get_logger
 from ._results import Plan, ProvisionOutcome
+from ._telemetry import outcome_of
 from .errors import (
     AuthenticationError,
     ConfigurationError,
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Batch", "stops_batch"]
 
-logger = logging.getLogger("sendblue_lines")
+logger = get_logger(PROVISIONER)
 
 #: Errors about the account, not the slot: every next slot would meet them too.
 _ACCOUNT_LEVEL = (
@@ -212,6 +214,9 @@ class Batch:
         logger.warning(
             "batch: slot %d hit an account-level error, starting no more slots: %s",
             index, error,
+            extra=extra(
+                "batch_stopped", slot=index, status=getattr(error, "status", None)
+            ),
         )  # fmt: skip
 
     def _release_unstarted(self) -> None:
@@ -235,4 +240,9 @@ class Batch:
                 f"bought {outcome.line.phone_number}"
                 if outcome.line is not None
                 else f"{type(outcome.error).__name__}: {outcome.error}",
+                extra=extra(
+                    "outcome_unconsumed",
+                    slot=outcome.index,
+                    outcome=outcome_of(outcome.error),
+                ),
             )

@@ -22,6 +22,8 @@ DEFAULT_BASE_URL = "https://api.sendblue.com"
 KEY_ID_VARIABLES = ("SENDBLUE_API_KEY_ID", "SENDBLUE_API_API_KEY")
 SECRET_VARIABLES = ("SENDBLUE_API_SECRET_KEY", "SENDBLUE_API_API_SECRET")
 BASE_URL_VARIABLE = "SENDBLUE_BASE_URL"
+#: Where the base URL is looked up, first match wins (the second is the official SDK's).
+BASE_URL_VARIABLES = (BASE_URL_VARIABLE, "SENDBLUE_API_BASE_URL")
 
 
 @attrs.frozen(kw_only=True, repr=False)
@@ -125,7 +127,10 @@ def _shown(url: str) -> str:
 
 
 def resolve_base_url(base_url: str | None, env: Mapping[str, str] | None = None) -> str:
-    """Take the base URL from the argument, `SENDBLUE_BASE_URL` or the default.
+    """Take the base URL from the argument, the environment or the default.
+
+    The environment is `SENDBLUE_BASE_URL`, then the official SDK's
+    `SENDBLUE_API_BASE_URL`; an empty variable counts as unset.
 
     Returns it without a trailing slash.
 
@@ -135,7 +140,7 @@ def resolve_base_url(base_url: str | None, env: Mapping[str, str] | None = None)
             loopback (127.0.0.0/8, ::1, localhost).
     """
     environ = os.environ if env is None else env
-    url = base_url if base_url is not None else environ.get(BASE_URL_VARIABLE) or None
+    url = _from_env(base_url, BASE_URL_VARIABLES, environ)
     if url is None:
         return DEFAULT_BASE_URL
     if not isinstance(url, str):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import logging
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Final
 
@@ -34,10 +33,11 @@ import aiohttp
 import attrs
 
 from ._config import Credentials
+from ._logging import HTTP, extra, get_logger
 from ._version import __version__
 from .errors import ConfigurationError, TransportError
 
-logger = logging.getLogger("sendblue_lines")
+logger = get_logger(HTTP)
 
 USER_AGENT: Final = f"sendblue-lines/{__version__}"
 #: The largest body we read; a larger one is refused, not buffered.
@@ -219,6 +219,7 @@ class Transport:
         session: aiohttp.ClientSession | None,
         on_attempt: AttemptHook | None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        session_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.base_url = base_url
         self._credentials = credentials
@@ -234,6 +235,8 @@ class Transport:
         self._guarded: aiohttp.ClientSession | None = None
         self._on_attempt = on_attempt
         self._max_bytes = max_response_bytes
+        # proxy=, trust_env=, trace_configs=: for the session we create only.
+        self._session_options = dict(session_options or {})
         # `connect` covers waiting for a pooled connection and connecting: a
         # failure there certainly sent nothing. `total` is one deadline over
         # the rest of the attempt: sending, waiting for the answer and
@@ -319,6 +322,7 @@ class Transport:
             # as errors.
             cleanup = bool(getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False))
             session = self._session = aiohttp.ClientSession(
+                **self._session_options,
                 raise_for_status=False,
                 connector=aiohttp.TCPConnector(
                     limit=100, enable_cleanup_closed=cleanup
@@ -389,8 +393,13 @@ class Transport:
             ) as response:
                 phase = _READING
                 reply = await self._read(response)
-        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            # Checked before the general case: these never wrote the request.
+        except (
+            aiohttp.ClientConnectorError,
+            aiohttp.ConnectionTimeoutError,
+            aiohttp.ClientHttpProxyError,
+        ) as exc:
+            # Checked before the general case: these never wrote the request
+            # (a proxy's refusal of CONNECT comes before the tunnel exists).
             failure = self._failed(method, path, attempt, started, exc, sent=False)
             cause = self._safe_cause(exc)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -413,6 +422,7 @@ class Transport:
         logger.debug(
             "%s %s -> %s in %.3fs (attempt %d)",
             method, path, reply.status, elapsed, attempt,
+            extra=extra("http_reply", status=reply.status, http_attempt=attempt),
         )  # fmt: skip
         if self._on_attempt is not None:  # no record to build for nobody
             self._report(
@@ -440,6 +450,7 @@ class Transport:
             "%s %s failed after %.3fs (attempt %d, %s): %s",
             method, path, elapsed, attempt,
             "may have been sent" if sent else "not sent", reason,
+            extra=extra("http_failed", http_attempt=attempt, sent=sent),
         )  # fmt: skip
         self._report(
             Attempt(
@@ -474,7 +485,10 @@ class Transport:
             self._on_attempt(attempt)
         except Exception:
             # An observer's bug must not change what a purchase does.
-            logger.exception("the on_attempt callback raised; ignored")
+            logger.exception(
+                "the on_attempt callback raised; ignored",
+                extra=extra("callback_failed"),
+            )
 
     async def _read(self, response: aiohttp.ClientResponse) -> Reply:
         status = response.status

@@ -38,6 +38,9 @@ from typing import IO, Any, TextIO
 
 import anyio
 
+from . import _logging
+from ._cli_credentials import read_cli_credentials
+from ._logging import extra
 from ._planning import plan_for
 from ._version import __version__
 from .client import LinesClient
@@ -61,6 +64,8 @@ from .errors import (
 from .models import LimitWindow, ProvisioningLimits
 from .provisioner import BatchResult, Plan, Provisioner, ProvisionOutcome
 
+logger = _logging.get_logger(_logging.CLI)
+
 EXIT_OK = 0
 EXIT_PARTIAL = 1
 EXIT_NOTHING = 2
@@ -83,8 +88,11 @@ exit codes:
   listen, 2 for a usage error or a host that is not loopback
 
 credentials come from SENDBLUE_API_KEY_ID and SENDBLUE_API_SECRET_KEY (or the
-official SDK's SENDBLUE_API_API_KEY / SENDBLUE_API_API_SECRET), the base URL
-from SENDBLUE_BASE_URL or --base-url.
+official SDK's SENDBLUE_API_API_KEY / SENDBLUE_API_API_SECRET), else from the
+official CLI's ~/.sendblue/credentials.json (folder: SENDBLUE_CONFIG_DIR; refused
+unless only its owner can read it); the base URL from --base-url,
+SENDBLUE_BASE_URL or SENDBLUE_API_BASE_URL. SENDBLUE_LINES_LOG (or
+SENDBLUE_API_LOG) = debug, info or warning sets the log level when -v is not given.
 """
 
 
@@ -671,7 +679,15 @@ def _sigterm_as_ctrl_c() -> Iterator[Callable[[], None]]:
 
 
 def _make_client(args: argparse.Namespace) -> LinesClient:
-    return LinesClient(base_url=args.base_url, timeout=args.timeout)
+    found = read_cli_credentials()
+    if found is None:
+        return LinesClient(base_url=args.base_url, timeout=args.timeout)
+    key_id, secret, path = found
+    logger.info(
+        "using the credentials of Sendblue's CLI from %s", path,
+        extra=extra("cli_credentials_file"),
+    )  # fmt: skip
+    return LinesClient(key_id, secret, base_url=args.base_url, timeout=args.timeout)
 
 
 async def _cmd_limits(
@@ -950,6 +966,14 @@ class _Parser(argparse.ArgumentParser):
             (file or sys.stderr).write(message)
 
 
+_LOG_FORMAT: dict[str, Any] = {
+    "choices": ("text", "json"),
+    "default": "text",
+    "help": "the SDK's log on stderr as text (default) or one JSON object a line, "
+    "with the sendblue_ keys",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `sendblue-lines`, with every subcommand."""
     parser: argparse.ArgumentParser = _Parser(
@@ -972,11 +996,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds per HTTP attempt, above 0 and at most 3600 (default 30)",
     )
     parser.add_argument("-v", "--verbose", **_VERBOSE)
+    parser.add_argument("--log-format", **_LOG_FORMAT)
     # -v is also accepted after the command; SUPPRESS keeps a subcommand
     # without it from resetting a -v given before the command.
     verbosity = argparse.ArgumentParser(add_help=False)
     verbosity.add_argument(
         "-v", "--verbose", **{**_VERBOSE, "default": argparse.SUPPRESS}
+    )
+    verbosity.add_argument(
+        "--log-format", **{**_LOG_FORMAT, "default": argparse.SUPPRESS}
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -1050,7 +1078,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @contextmanager
-def _logging_to(stream: _Stream, verbosity: int) -> Iterator[None]:
+def _logging_to(
+    stream: _Stream, verbosity: int, log_format: str = "text"
+) -> Iterator[None]:
     """Show the SDK's own log on stderr while the command runs.
 
     Only errors by default: every outcome the SDK would warn about is
@@ -1060,9 +1090,14 @@ def _logging_to(stream: _Stream, verbosity: int) -> Iterator[None]:
     a program or a test leaves logging as it was.
     """
     level = {0: logging.ERROR, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    if verbosity == 0:
+        with suppress(ConfigurationError):  # the client reports a bad value
+            level = _logging.level_from_env() or level
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
-        logging.Formatter("sendblue-lines: %(levelname)s: %(message)s")
+        _logging.JsonFormatter()
+        if log_format == "json"
+        else logging.Formatter("sendblue-lines: %(levelname)s: %(message)s")
     )
     logger = logging.getLogger("sendblue_lines")
     saved = (logger.handlers[:], logger.level, logger.propagate)
@@ -1138,7 +1173,11 @@ def _run(
     if command is None and handler is None:
         build_parser().print_help(console.err)
         return EXIT_NOTHING
-    with _logging_to(console.err, int(getattr(args, "verbose", 0))):
+    with _logging_to(
+        console.err,
+        int(getattr(args, "verbose", 0)),
+        str(getattr(args, "log_format", "text")),
+    ):
         try:
             if command is None:
                 # `sandbox` runs its own event loop and its own signal handlers.

@@ -8,7 +8,7 @@ only it knows whether a send was unclear.
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Final
@@ -16,14 +16,16 @@ from typing import Final
 import aiohttp
 import anyio
 
-from . import _clock, _status
+from . import _clock, _logging, _status, _telemetry
 from ._config import (
     check_count,
     check_seconds,
     resolve_base_url,
     resolve_credentials,
 )
+from ._logging import extra
 from ._retry import RetryPolicy, is_transient
+from ._session_options import session_options
 from ._transport import AttemptHook, Reply, Transport
 from .errors import (
     ConfigurationError,
@@ -41,7 +43,7 @@ from .models import (
     structure,
 )
 
-logger = logging.getLogger("sendblue_lines")
+logger = _logging.get_logger(_logging.HTTP)
 
 LIMITS_PATH: Final = "/accounts/limits"
 PREVIEW_PATH: Final = "/accounts/lines/provision-preview"
@@ -55,7 +57,8 @@ class LinesClient:
     configuration is checked by the constructor: credentials default to
     `SENDBLUE_API_KEY_ID` / `SENDBLUE_API_SECRET_KEY` (or the official SDK's
     `SENDBLUE_API_API_KEY` / `SENDBLUE_API_API_SECRET`), the base URL to
-    `SENDBLUE_BASE_URL` or `https://api.sendblue.com`.
+    `SENDBLUE_BASE_URL`, the official SDK's `SENDBLUE_API_BASE_URL` or
+    `https://api.sendblue.com`.
 
     `timeout` bounds each HTTP attempt (seconds), `connect_timeout` its
     connecting phase (waiting for a pooled connection included; at most half
@@ -66,13 +69,25 @@ class LinesClient:
     `on_attempt` is called (synchronously) with an `Attempt` record after
     every HTTP attempt.
 
+    `proxy` (an http(s) URL, which may carry the proxy's own user and
+    password), `trust_env` (read `HTTPS_PROXY` / `NO_PROXY` and `~/.netrc`,
+    as aiohttp does) and `trace_configs` (aiohttp `TraceConfig`s, such as
+    OpenTelemetry's) configure the session the client creates; with
+    `session=` they are refused, since that session is the caller's to
+    configure. Through a proxy the https base URL is a CONNECT tunnel: the
+    proxy never sees the credentials. `SENDBLUE_LINES_LOG` (or
+    `SENDBLUE_API_LOG`) set to debug, info or warning makes the first client
+    install a stderr log handler when the application has none.
+
     Raises:
         ConfigurationError: missing or malformed credentials, a base URL
             that is not https (http only for loopback), bad option values
             (timeouts that are not finite seconds above 0 and at most a day,
             `confirm_attempts` not an int from 1 to 5, `on_attempt` not
-            callable), or a `session` with a setting that no request can
-            override and that would change what an answer means.
+            callable), a `session` with a setting that no request can
+            override and that would change what an answer means, a proxy
+            for a plain-http base URL, session options with `session=`, an
+            unknown level in `SENDBLUE_LINES_LOG`.
     """
 
     def __init__(
@@ -87,7 +102,11 @@ class LinesClient:
         retry: RetryPolicy | None = None,
         confirm_attempts: int = 3,
         on_attempt: AttemptHook | None = None,
+        proxy: str | None = None,
+        trust_env: bool = False,
+        trace_configs: Sequence[aiohttp.TraceConfig] | None = None,
     ) -> None:
+        _logging.configure_from_env()
         credentials = resolve_credentials(api_key_id, api_secret_key)
         url = resolve_base_url(base_url)
         # Checked here, not at the first request: a "30", None or inf would
@@ -99,6 +118,10 @@ class LinesClient:
             raise ConfigurationError("retry must be a RetryPolicy")
         if on_attempt is not None and not callable(on_attempt):
             raise ConfigurationError("on_attempt must be callable or None")
+        options = session_options(
+            proxy=proxy, trust_env=trust_env, trace_configs=trace_configs,
+            session=session, base_url=url,
+        )  # fmt: skip
         self._key_id = credentials.key_id
         self.timeout = seconds
         self.retry = retry if retry is not None else RetryPolicy()
@@ -112,6 +135,7 @@ class LinesClient:
             connect_timeout=connect_seconds,
             session=session,
             on_attempt=on_attempt,
+            session_options=options,
         )
 
     @property
@@ -215,6 +239,7 @@ class LinesClient:
             logger.info(
                 "%s %s: %s; trying again in %.2fs (attempt %d of %d)",
                 method, path, error, delay, attempt + 1, self.retry.attempts,
+                extra=extra("retry", status=getattr(error, "status", None)),
             )  # fmt: skip
             await anyio.sleep(delay)
             attempt += 1
@@ -255,7 +280,8 @@ class LinesClient:
         if not isinstance(token, str) or not token.strip():
             raise ConfigurationError("confirm() needs a Preview or a non-empty token")
         known = preview if isinstance(preview, Preview) else None
-        return await _ConfirmRun(self, token, known).run()
+        with _telemetry.confirming(token):
+            return await _ConfirmRun(self, token, known).run()
 
 
 class _ConfirmRun:
@@ -298,7 +324,10 @@ class _ConfirmRun:
                         raise self._unknown(self.unclear) from exc
                     if attempt == limit:
                         raise
-                    logger.info("confirm was not sent (%s); sending it again", exc)
+                    logger.info(
+                        "confirm was not sent (%s); sending it again", exc,
+                        extra=extra("confirm_not_sent"),
+                    )  # fmt: skip
                     continue
                 self._sent(now)
                 self._became_unclear(exc.message)
@@ -336,6 +365,7 @@ class _ConfirmRun:
             "confirm of token %s… had no clear answer (%s); sending the same token "
             "again, which cannot buy a second line",
             self.token[:8], self.unclear,
+            extra=extra("confirm_resend"),
         )  # fmt: skip
         return True
 
@@ -390,6 +420,10 @@ class _ConfirmRun:
             "OUTCOME UNKNOWN for token %s… (first sent %s, %d send(s)): %s. A line was "
             "most likely bought; check the account before buying again.",
             self.token[:8], first.isoformat(), self.sends, reason,
+            extra=extra(
+                "outcome_unknown", outcome="unknown",
+                status=reply.status if reply is not None else None,
+            ),
         )  # fmt: skip
         return OutcomeUnknownError(
             f"the outcome of confirming token {self.token[:8]}… is unknown: {reason}. "

@@ -43,9 +43,10 @@ from typing import Literal
 
 import anyio
 
-from . import _clock, _shield
+from . import _clock, _logging, _shield, _telemetry
 from ._batch import Batch
 from ._config import check_count, check_seconds
+from ._logging import extra
 from ._planning import Allowance, leaves_none, limit_error, plan_for
 from ._results import BatchResult, Plan, ProvisionOutcome
 from ._retry import RetryPolicy
@@ -73,7 +74,7 @@ __all__ = [
     "Provisioner",
 ]
 
-logger = logging.getLogger("sendblue_lines")
+logger = _logging.get_logger(_logging.PROVISIONER)
 
 #: Retries of "no line available right now": 3 tries, about 3 s of sleep at most.
 DEFAULT_NO_LINES_RETRY = RetryPolicy(attempts=3, base_delay=1.0, max_delay=5.0)
@@ -234,6 +235,7 @@ class Provisioner:
         limits = await self._read_limits()
         return plan_for(count, limits, self._cap.left, self._in_flight)
 
+    @_telemetry.purchase_method
     async def provision(self) -> ProvisionedLine:
         """Buy one line: limits, preview, (approve), confirm.
 
@@ -321,7 +323,12 @@ class Provisioner:
         try:
             limits = await self._read_limits()
         except SendblueError as error:
-            logger.warning("batch: the limits read failed, starting no slot: %s", error)
+            logger.warning(
+                "batch: the limits read failed, starting no slot: %s", error,
+                extra=extra(
+                    "batch_limits_failed", status=getattr(error, "status", None)
+                ),
+            )  # fmt: skip
             return None, 0, error
         plan = plan_for(count, limits, self._cap.left, self._in_flight)
         planned = self._cap.take(plan.allowed)
@@ -329,14 +336,18 @@ class Provisioner:
         self._in_flight += planned
         stop = limit_error(plan, self._max_lines)
         if stop is not None:
-            logger.info("batch: planning %d of %d slot(s): %s", planned, count, stop)
+            logger.info(
+                "batch: planning %d of %d slot(s): %s", planned, count, stop,
+                extra=extra("batch_planned"),
+            )  # fmt: skip
         return plan, planned, stop
 
     async def _provision(self) -> ProvisionedLine:
         if not self._cap.take(1):
             logger.info(
-                "slot 0: not previewing: max_lines=%s is used up", self._max_lines
-            )
+                "slot 0: not previewing: max_lines=%s is used up", self._max_lines,
+                extra=extra("not_previewing"),
+            )  # fmt: skip
             raise MaxLinesReachedError(
                 f"this Provisioner's max_lines={self._max_lines} is used up; "
                 "nothing was sent",
@@ -351,7 +362,12 @@ class Provisioner:
                 # Our own unit of the cap is already taken: only the limits decide.
                 refusal = limit_error(plan_for(1, limits, None, held), self._max_lines)
                 assert refusal is not None  # noqa: S101 - a full window binds
-                logger.info("slot 0: not previewing: %s", refusal)
+                logger.info(
+                    "slot 0: not previewing: %s", refusal,
+                    extra=extra(
+                        "not_previewing", status=getattr(refusal, "status", None)
+                    ),
+                )  # fmt: skip
                 raise refusal
             # No await since the check: no other flow can take the same room.
             self._in_flight += 1
@@ -363,6 +379,7 @@ class Provisioner:
             if not slot.charged:
                 self._cap.give_back(1)
 
+    @_telemetry.purchase_method
     async def _settle(self, index: int) -> ProvisionOutcome:
         """Run one batch slot (its unit of the cap is taken) and report it."""
         slot = _Slot(index)
@@ -386,12 +403,14 @@ class Provisioner:
         repreviews = 0
         no_lines = 0
         while True:
+            _telemetry.note_attempt()
             try:
                 preview = await self._client.preview()
             except NoLinesAvailableError as exc:
                 no_lines += 1
                 await self._pause_for_lines(slot, exc, no_lines)
                 continue
+            _telemetry.note_token(preview.token)
             if self._approve is not None:
                 await self._ask(slot, preview)
             if preview.expired(margin=self._margin):
@@ -409,6 +428,7 @@ class Provisioner:
                     "slot %d: token %s expires at %s, too soon to send; previewing "
                     "again",
                     slot.index, preview.token[:8], preview.expires_at.isoformat(),
+                    extra=extra("token_expiring"),
                 )  # fmt: skip
                 continue
             try:
@@ -421,6 +441,7 @@ class Provisioner:
                     "slot %d: token expired at confirm, nothing bought; previewing "
                     "again (%d of %d)",
                     slot.index, repreviews, self._max_repreviews,
+                    extra=extra("repreview", status=410),
                 )  # fmt: skip
             except NoLinesAvailableError as exc:
                 no_lines += 1
@@ -437,6 +458,7 @@ class Provisioner:
         logger.info(
             "slot %d: no line available; trying again in %.2fs (try %d of %d)",
             slot.index, delay, failures + 1, policy.attempts,
+            extra=extra("no_lines_retry", status=error.status),
         )  # fmt: skip
         await anyio.sleep(delay)
 
@@ -450,15 +472,19 @@ class Provisioner:
                 answer = await answer
         except Exception as exc:
             logger.exception(
-                "slot %d: the approve callback raised; declining", slot.index
-            )
+                "slot %d: the approve callback raised; declining", slot.index,
+                extra=extra("declined"),
+            )  # fmt: skip
             raise DeclinedError(
                 f"the approve callback raised {type(exc).__name__}; the preview "
                 "was declined and nothing was bought",
                 preview_token=preview.token,
             ) from exc
         if answer is not True:
-            logger.info("slot %d: the approve callback declined", slot.index)
+            logger.info(
+                "slot %d: the approve callback declined", slot.index,
+                extra=extra("declined"),
+            )  # fmt: skip
             raise DeclinedError(
                 "the approve callback declined the preview; nothing was bought",
                 preview_token=preview.token,
@@ -496,6 +522,7 @@ class Provisioner:
             "slot %d: cancelled while confirming token %s; waiting up to %.1fs for "
             "the answer",
             slot.index, preview.token[:8], self._confirm_bound,
+            extra=extra("cancelled_while_confirming"),
         )  # fmt: skip
         finished = await _shield.wait_through(task, self._confirm_bound)
         outcome: ProvisionOutcome
@@ -548,23 +575,35 @@ class Provisioner:
             "GET /accounts/limits: %s; going on with the limits unknown (the server "
             "still enforces them at preview and confirm)",
             why,
+            extra=extra("limits_unknown"),
         )
 
     async def _report(self, outcome: ProvisionOutcome, *, listening: bool) -> None:
         """Log `outcome` and hand it to `on_outcome`; never lose it, never raise."""
         callback = self._on_outcome
+        _telemetry.settle(outcome.error)
+        keys = extra(
+            "outcome" if listening else "outcome_after_cancel",
+            slot=outcome.index, outcome=_telemetry.outcome_of(outcome.error),
+            status=getattr(outcome.error, "status", None),
+        )  # fmt: skip
         if not listening:
             logger.log(
                 logging.INFO if callback is not None else logging.WARNING,
                 "slot %d settled after its caller was cancelled: %s",
-                outcome.index, _describe(outcome),
+                outcome.index, _describe(outcome), extra=keys,
             )  # fmt: skip
         elif outcome.line is not None:
-            logger.info("slot %d: bought %s", outcome.index, outcome.line.phone_number)
+            logger.info(
+                "slot %d: bought %s", outcome.index, outcome.line.phone_number,
+                extra=keys,
+            )  # fmt: skip
         elif outcome.charged:
-            logger.warning("slot %d: %s", outcome.index, _describe(outcome))
+            logger.warning("slot %d: %s", outcome.index, _describe(outcome), extra=keys)
         else:
-            logger.info("slot %d: failed: %s", outcome.index, _describe(outcome))
+            logger.info(
+                "slot %d: failed: %s", outcome.index, _describe(outcome), extra=keys
+            )
         if callback is None:
             return
         try:
@@ -575,6 +614,7 @@ class Provisioner:
             logger.exception(
                 "slot %d: the on_outcome callback raised; the outcome stands",
                 outcome.index,
+                extra=keys,
             )
 
 

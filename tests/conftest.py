@@ -2,14 +2,25 @@
 
 The canary (bottom of this file) fails any test that lets a secret out:
 every secret a `LinesClient` of the suite is built with is recorded, and
-the test's captured logs (the "sendblue_lines" logger at DEBUG), warnings,
-exception texts, and stdout/stderr (read by the test or not) are searched
-for it.
+the test's captured logs (the "sendblue_lines" logger at DEBUG, and each
+record as a JSON log line: its message, `sendblue_` keys and exception),
+warnings, exception texts, stdout/stderr (read
+by the test or not), every OpenTelemetry span as it ends (name,
+attributes, events) and the cleartext that a `loopback_proxy` saw are
+searched for it, raw and JSON-escaped.
+
+OpenTelemetry's SDK is set up once for the session with a span processor
+that searches each span as it ends, so every purchase of the
+suite makes its spans; the `otel_spans` fixture keeps them in an in-memory
+exporter for the test that asks. Every test runs with
+`SENDBLUE_CONFIG_DIR` at an empty folder and without the log variables, so
+no developer's own files or settings leak in.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import secrets
@@ -22,10 +33,17 @@ from unittest import mock
 import aiohttp
 import aioresponses.core
 import pytest
+from _loopback_proxy import LoopbackProxy
 from aioresponses import aioresponses as AioResponses
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+    InMemorySpanExporter,
+)
 
 import sendblue_lines._config
 from sendblue_lines import LinesClient, RetryPolicy
+from sendblue_lines._logging import JsonFormatter
 
 
 class _ShimResponse(aiohttp.ClientResponse):
@@ -53,6 +71,64 @@ CONFIRM_URL = BASE_URL + "/accounts/lines/provision-confirm"
 
 #: Retries without waiting, so that tests of retry rules run instantly.
 NO_WAIT = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
+
+
+#: The spans finished while a test holds `otel_spans` (none kept otherwise).
+SPANS = InMemorySpanExporter()
+
+
+class _SpanWatcher(SpanProcessor):
+    """Search each span as it ends; keep it only for a test that asked for spans.
+
+    Keeping every span of the suite would hold the soak's tens of thousands in
+    memory. The search reads the name, attributes, events and status.
+    """
+
+    collecting = False
+
+    def on_end(self, span: ReadableSpan) -> None:
+        events = [(event.name, dict(event.attributes or {})) for event in span.events]
+        text = f"{span.name} {dict(span.attributes or {})} {events} {span.status}"
+        CANARY.inspect("an OpenTelemetry span", text)
+        if self.collecting:
+            SPANS.export([span])
+
+
+_WATCHER = _SpanWatcher()
+_provider = TracerProvider()
+_provider.add_span_processor(_WATCHER)
+trace.set_tracer_provider(_provider)
+
+
+@pytest.fixture
+def otel_spans() -> Iterator[InMemorySpanExporter]:
+    """The session's in-memory span exporter, collecting for this test only."""
+    SPANS.clear()
+    _WATCHER.collecting = True
+    try:
+        yield SPANS
+    finally:
+        _WATCHER.collecting = False
+        SPANS.clear()
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_environment(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No credentials file, log level or base URL from the machine running us."""
+    empty = tmp_path_factory.mktemp("sendblue-config")
+    monkeypatch.setenv("SENDBLUE_CONFIG_DIR", str(empty))
+    for name in ("SENDBLUE_LINES_LOG", "SENDBLUE_API_LOG", "SENDBLUE_API_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def loopback_proxy() -> AsyncIterator[LoopbackProxy]:
+    """A recording forward proxy on 127.0.0.1; the canary reads what it saw."""
+    async with LoopbackProxy() as proxy:
+        yield proxy
+    CANARY.inspect("cleartext seen by a proxy", proxy.cleartext)
 
 
 @pytest.fixture
@@ -90,18 +166,23 @@ class SecretCanary:
 
     def __init__(self, canary: str) -> None:
         self.canary = canary
-        self.secrets: set[str] = {canary}
+        self.secrets: set[str] = set()
+        #: What to search for: each secret, and its JSON-escaped form if other.
+        self.needles: dict[str, str] = {}
         self.leaks: dict[str, list[str]] = {}
         self.current: str | None = None
+        self.register(canary)
 
     def register(self, secret: object) -> None:
         """Learn a secret (ignored when too short to be told from chance)."""
         if isinstance(secret, str) and len(secret) >= MIN_SECRET_LENGTH:
             self.secrets.add(secret)
+            self.needles[secret] = secret
+            self.needles[json.dumps(secret)[1:-1]] = secret
 
     def find(self, text: str) -> list[str]:
-        """The known secrets that occur in `text`."""
-        return sorted(s for s in self.secrets if s in text)
+        """The known secrets that occur in `text`, raw or JSON-escaped."""
+        return sorted({s for needle, s in self.needles.items() if needle in text})
 
     def inspect(self, where: str, text: object, nodeid: str | None = None) -> bool:
         """Search `text`; note a leak for the test (default: the current one)."""
@@ -162,18 +243,34 @@ def _watch_readouterr(patch: pytest.MonkeyPatch) -> None:
     patch.setattr(pytest.CaptureFixture, "readouterr", readouterr)
 
 
+class _RecordWatcher(logging.Handler):
+    """Search every record of ours as a JSON log line: message, keys, exception."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.json = JsonFormatter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        CANARY.inspect(
+            "a JSON log line (message and sendblue_ keys)", self.json.format(record)
+        )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _secret_canary_session() -> Iterator[SecretCanary]:
     """Learn every secret used; keep the package's logger at DEBUG throughout."""
     logger = logging.getLogger("sendblue_lines")
     level = logger.level
+    watcher = _RecordWatcher()
     with pytest.MonkeyPatch.context() as patch:
         _watch_credentials(patch)
         _watch_readouterr(patch)
         logger.setLevel(logging.DEBUG)
+        logger.addHandler(watcher)
         try:
             yield CANARY
         finally:
+            logger.removeHandler(watcher)
             logger.setLevel(level)
 
 

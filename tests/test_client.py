@@ -517,7 +517,7 @@ async def test_one_debug_record_per_attempt(
     assert len(debug) == 2
     for record, status, attempt in zip(debug, (503, 200), (1, 2), strict=True):
         message = record.getMessage()
-        assert record.name == "sendblue_lines"
+        assert record.name == "sendblue_lines.http"
         assert "GET" in message
         assert LIMITS in message
         assert str(status) in message

@@ -2,11 +2,14 @@
 
 The log keeps method, path, endpoint, status, time, the fault applied and the
 key id of the account that authenticated. Never a header, never a body, so
-never the secret.
+never the secret. Each confirm and each request a fault was applied to is
+also a DEBUG record on the `sendblue_lines.sandbox` logger, with the SDK's
+`sendblue_` keys.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +21,12 @@ from ._clock import Clock
 from ._faults import ENDPOINTS
 
 __all__ = ["EndpointCounters", "Observation", "RequestLog", "RequestRecord"]
+
+#: A child of the SDK's logger, named here: the sandbox imports nothing from it.
+logger = logging.getLogger("sendblue_lines.sandbox")
+
+#: What a confirm's status means for money, as the sandbox's log says it.
+_CONFIRM_OUTCOMES = {200: "bought", 500: "provisioning_failed", None: "unknown"}
 
 OTHER = "other"
 """The counters' key for requests that matched no endpoint (404, 405)."""
@@ -103,3 +112,32 @@ class RequestLog:
                     api_key_id=api_key_id,
                 )
             )
+            # Confirms (what may charge) and faults (what misbehaved) only:
+            # a soak sends tens of thousands of plain requests.
+            if endpoint == "confirm" or fault not in (None, "none"):
+                logger.debug(
+                    "%s %s -> %s%s",
+                    method, path, observation.status or "no answer",
+                    f" (fault: {fault})" if fault else "",
+                    extra=_keys(endpoint, observation.status, fault),
+                )  # fmt: skip
+
+
+def _keys(
+    endpoint: str | None, status: int | None, fault: str | None
+) -> dict[str, object]:
+    """The `sendblue_` keys that the SDK's records carry, for one request."""
+    outcome = None
+    if endpoint == "confirm":
+        outcome = _CONFIRM_OUTCOMES.get(status, "not_bought")
+    return {
+        "sendblue_event": "sandbox_request",
+        "sendblue_slot": None,
+        "sendblue_attempt": None,
+        "sendblue_status": status,
+        "sendblue_outcome": outcome,
+        # The sandbox hands tokens out; it does not fingerprint them.
+        "sendblue_token_fp": None,
+        "sendblue_endpoint": endpoint,
+        "sendblue_fault": fault,
+    }

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 CONFTEST = Path(__file__).parent.parent / "conftest.py"
+PROXY = Path(__file__).parent.parent / "_loopback_proxy.py"
 
 LEAKS = textwrap.dedent(
     """
@@ -91,6 +92,74 @@ LEAKS = textwrap.dedent(
         secret_canary.inspect("an error's repr", repr(ValueError(SECRET)))
 
 
+    def test_span_attribute():
+        use_secret()
+        from opentelemetry import trace
+
+        with trace.get_tracer("t").start_as_current_span("s") as span:
+            span.set_attribute("leak", SECRET)
+
+
+    def test_span_event():
+        use_secret()
+        from opentelemetry import trace
+
+        with trace.get_tracer("t").start_as_current_span("s") as span:
+            span.add_event("e", {"detail": "x" + SECRET})
+
+
+    def test_span_name():
+        use_secret()
+        from opentelemetry import trace
+
+        with trace.get_tracer("t").start_as_current_span("s-" + SECRET):
+            pass
+
+
+    def test_sendblue_key_of_a_log_record():
+        use_secret()
+        logging.getLogger("sendblue_lines.http").info(
+            "nothing in the message", extra={"sendblue_token_fp": SECRET}
+        )
+
+
+    def test_json_escaped_in_a_log_line():
+        use_secret()
+        import json
+
+        quoted = 'inner-"quoted"-secret-123456'
+        LinesClient("key-id", quoted, base_url="https://api.example.test")
+        logging.getLogger("sendblue_lines.cli").info(
+            "%s", json.dumps({"v": quoted})
+        )
+
+
+    async def test_proxy_traffic(loopback_proxy):
+        use_secret()
+        import aiohttp
+        from aiohttp import web
+
+        async def ok(request):
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_get("/", ok)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(
+                    f"http://127.0.0.1:{port}/", proxy=loopback_proxy.url,
+                    headers={"sb-api-secret-key": SECRET},
+                ) as response:
+                    await response.read()
+        finally:
+            await runner.cleanup()
+
+
     def test_clean(capsys):
         client = use_secret()
         logging.getLogger("sendblue_lines").debug("nothing to see: %r", client)
@@ -111,14 +180,23 @@ LEAKING = [
     "test_session_canary_without_any_client",
     "test_secret_from_the_environment",
     "test_an_inspected_error_repr",
+    "test_span_attribute",
+    "test_span_event",
+    "test_span_name",
+    "test_sendblue_key_of_a_log_record",
+    "test_json_escaped_in_a_log_line",
+    "test_proxy_traffic",
 ]
 
 
 def run_child(tmp_path: Path) -> dict[str, tuple[str, str]]:
     """Run the leaking tests under a copy of the conftest; name -> (outcome, text)."""
     (tmp_path / "conftest.py").write_text(CONFTEST.read_text())
+    (tmp_path / "_loopback_proxy.py").write_text(PROXY.read_text())
     (tmp_path / "test_leaks.py").write_text(LEAKS)
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+    )
     junit = tmp_path / "junit.xml"
     subprocess.run(  # noqa: S603 - our own interpreter on our own files
         [

@@ -60,6 +60,13 @@ async def construct(session: aiohttp.ClientSession) -> None:
         on_attempt=count,
     )
     LinesClient("key id", "secret", "https://api.sendblue.com")  # type: ignore[call-arg]
+    observed: LinesClient = LinesClient(
+        proxy="http://user:password@proxy.example:3128",
+        trust_env=True,
+        trace_configs=[aiohttp.TraceConfig()],
+    )
+    LinesClient(trace_configs=aiohttp.TraceConfig())  # type: ignore[arg-type]
+    del observed
     RetryPolicy(3)  # type: ignore[call-arg]
     url: str = full.base_url
     key_id: str = full.api_key_id

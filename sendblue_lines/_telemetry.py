@@ -1,0 +1,267 @@
+"""What a purchase is doing now, for spans and logs: slot, attempt, token, outcome.
+
+A purchase (one `Provisioner` slot) and each confirm inside it run in a
+`Scope` held in a context variable, so that everything said while it runs,
+however deep (the client, the transport, a confirm in its own shielded task,
+which copies the context), knows which purchase it is about. `_logging`
+reads the scope to add the `sendblue_` keys to log records.
+
+Spans: when OpenTelemetry's API has been imported by the application (which
+setting up a tracer provider does), each purchase is a span
+`sendblue_lines.provision` and each confirm a span `sendblue_lines.confirm`,
+with the slot, the attempt, the outcome and the token's fingerprint as
+attributes. We never import OpenTelemetry ourselves: when the application
+has not, a purchase costs one dictionary look-up here, and an application
+that never installed it pays nothing at all.
+
+The token is never an attribute or a log value, only its fingerprint: the
+first 16 hex digits of its SHA-256, which anyone holding the token (an
+`OutcomeUnknownError` carries it) can compute to find its spans and records.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Final, Literal, ParamSpec, TypeVar
+
+from .errors import OutcomeUnknownError, ProvisioningFailedError, SendblueError
+
+__all__ = [
+    "CONFIRM_SPAN",
+    "OUTCOMES",
+    "PROVISION_SPAN",
+    "Outcome",
+    "Scope",
+    "confirming",
+    "current",
+    "fingerprint",
+    "note_attempt",
+    "note_token",
+    "outcome_of",
+    "purchase",
+    "purchase_method",
+    "settle",
+]
+
+PROVISION_SPAN: Final = "sendblue_lines.provision"
+CONFIRM_SPAN: Final = "sendblue_lines.confirm"
+#: The instrumentation scope our spans are made under.
+TRACER_NAME: Final = "sendblue_lines"
+
+Outcome = Literal["bought", "not_bought", "provisioning_failed", "unknown"]
+OUTCOMES: Final[tuple[Outcome, ...]] = (
+    "bought",
+    "not_bought",
+    "provisioning_failed",
+    "unknown",
+)
+
+#: Span attribute names, one per fact.
+ATTR_SLOT: Final = "sendblue_lines.slot"
+ATTR_ATTEMPT: Final = "sendblue_lines.attempt"
+ATTR_OUTCOME: Final = "sendblue_lines.outcome"
+ATTR_TOKEN_FP: Final = "sendblue_lines.token_fp"  # noqa: S105 - a name, no secret
+ATTR_ERROR: Final = "sendblue_lines.error"
+ATTR_STATUS: Final = "sendblue_lines.http_status"
+
+
+def fingerprint(token: str) -> str:
+    """The token's fingerprint: 16 hex digits of its SHA-256, never the token.
+
+    A preview token is random and single-use, so a truncated hash cannot be
+    turned back into it, and it is enough to tell tokens apart in a trace.
+    """
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
+
+
+def outcome_of(error: BaseException | None) -> Outcome:
+    """What an error means for money: the four outcomes of a purchase."""
+    if error is None:
+        return "bought"
+    if isinstance(error, ProvisioningFailedError):
+        return "provisioning_failed"
+    if isinstance(error, OutcomeUnknownError):
+        return "unknown"
+    if isinstance(error, SendblueError):
+        # By the client's rules every other error of a confirm means that
+        # nothing was bought (design: the error hierarchy).
+        return "not_bought"
+    return "unknown"
+
+
+class Scope:
+    """One purchase or one confirm in progress: what its records and span say."""
+
+    __slots__ = ("attempt", "confirms", "outcome", "slot", "span", "token_fp")
+
+    def __init__(
+        self, *, slot: int | None, attempt: int | None, token_fp: str | None
+    ) -> None:
+        self.slot = slot
+        self.attempt = attempt
+        self.token_fp = token_fp
+        self.outcome: Outcome | None = None
+        self.confirms = 0  # confirms started in this scope: may money have moved?
+        self.span: Any = None
+
+    def set(self, attribute: str, value: object) -> None:
+        """Set a span attribute, if this scope has a span."""
+        if self.span is not None and value is not None:
+            self.span.set_attribute(attribute, value)
+
+
+_current: ContextVar[Scope | None] = ContextVar("sendblue_lines_scope", default=None)
+
+
+def current() -> Scope | None:
+    """The purchase or confirm running in this context, or None."""
+    return _current.get()
+
+
+_tracers: dict[int, Any] = {}
+
+
+def _tracer() -> Any:
+    # Only a module already imported counts: we never import OpenTelemetry,
+    # so an application that does not use it pays nothing for it.
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return None
+    # One tracer per module object: OpenTelemetry sets the global provider at
+    # most once, and a tracer taken before that (a proxy) follows it there.
+    tracer = _tracers.get(id(trace))
+    if tracer is None:
+        tracer = _tracers[id(trace)] = trace.get_tracer(TRACER_NAME)
+    return tracer
+
+
+@contextmanager
+def _scoped(name: str, scope: Scope) -> Iterator[Scope]:
+    tracer = _tracer()
+    reset = _current.set(scope)
+    try:
+        if tracer is None:
+            yield scope
+            _finish(scope, None)
+            return
+        # We record exceptions ourselves: a cancellation is not an error, and
+        # what a SendblueError means for money is our outcome attribute.
+        with tracer.start_as_current_span(
+            name, record_exception=False, set_status_on_exception=False
+        ) as span:
+            scope.span = span
+            scope.set(ATTR_SLOT, scope.slot)
+            scope.set(ATTR_ATTEMPT, scope.attempt)
+            scope.set(ATTR_TOKEN_FP, scope.token_fp)
+            try:
+                yield scope
+            except BaseException as exc:
+                _finish(scope, exc)
+                raise
+            _finish(scope, None)
+    finally:
+        scope.span = None
+        _current.reset(reset)
+
+
+def _finish(scope: Scope, exc: BaseException | None) -> None:
+    if scope.outcome is None:
+        if exc is None:
+            scope.outcome = "bought" if scope.confirms or scope.token_fp else None
+        elif isinstance(exc, SendblueError):
+            scope.outcome = outcome_of(exc)
+        else:
+            # Cancelled (or a bug): only a confirm that may have left can
+            # have moved money.
+            scope.outcome = "unknown" if scope.confirms else "not_bought"
+    span = scope.span
+    if span is None:
+        return
+    scope.set(ATTR_OUTCOME, scope.outcome)
+    if isinstance(exc, SendblueError):
+        from opentelemetry.trace import Status, StatusCode
+
+        scope.set(ATTR_ERROR, type(exc).__name__)
+        scope.set(ATTR_STATUS, getattr(exc, "status", None))
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+    elif exc is not None:
+        span.add_event("cancelled", {"exception.type": type(exc).__name__})
+
+
+@contextmanager
+def purchase(slot: int) -> Iterator[Scope]:
+    """Run one purchase (slot `slot`) in a scope and, with OpenTelemetry, a span."""
+    with _scoped(
+        PROVISION_SPAN, Scope(slot=slot, attempt=None, token_fp=None)
+    ) as scope:
+        yield scope
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def purchase_method(
+    method: Callable[_P, Awaitable[_R]],
+) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """Run a Provisioner method as one purchase: `purchase(slot)` around it.
+
+    The slot is the method's first argument after `self` (a batch slot's
+    index), or 0 for `provision()`, which has none.
+    """
+
+    @functools.wraps(method)
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        slot = args[1] if len(args) > 1 and isinstance(args[1], int) else 0
+        with purchase(slot):
+            return await method(*args, **kwargs)
+
+    return run
+
+
+@contextmanager
+def confirming(token: str) -> Iterator[Scope]:
+    """Run one confirm of `token` in a scope (and a span) inside its purchase's."""
+    outer = _current.get()
+    if outer is not None:
+        outer.confirms += 1
+        outer.token_fp = fingerprint(token)
+        outer.set(ATTR_TOKEN_FP, outer.token_fp)
+    scope = Scope(
+        slot=outer.slot if outer is not None else None,
+        attempt=outer.attempt if outer is not None else None,
+        token_fp=fingerprint(token),
+    )
+    scope.confirms = 1
+    with _scoped(CONFIRM_SPAN, scope) as inner:
+        yield inner
+
+
+def note_attempt() -> None:
+    """Count one more attempt (a preview, then maybe a confirm) of this purchase."""
+    scope = _current.get()
+    if scope is not None:
+        scope.attempt = (scope.attempt or 0) + 1
+        scope.set(ATTR_ATTEMPT, scope.attempt)
+
+
+def note_token(token: str) -> None:
+    """Remember the fingerprint of the token this purchase attempt holds."""
+    scope = _current.get()
+    if scope is not None:
+        scope.token_fp = fingerprint(token)
+        scope.set(ATTR_TOKEN_FP, scope.token_fp)
+
+
+def settle(error: BaseException | None) -> None:
+    """Record the outcome of the purchase in this context (None: a line)."""
+    scope = _current.get()
+    if scope is not None:
+        scope.outcome = outcome_of(error)
+        scope.set(ATTR_OUTCOME, scope.outcome)
