@@ -218,6 +218,13 @@ class SQLiteJournal:
             for statement in SQLITE_DDL:
                 connection.execute(statement)
             self._check_meta(connection, meta)
+            # A write on every open: SQLite opens a file it cannot write
+            # read-only without a word, and we want to know now, not at the
+            # first intent of a purchase.
+            connection.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_at', ?)",
+                (_iso(_clock.now()),),
+            )
 
     def _check_meta(self, connection: sqlite3.Connection, meta: dict[str, str]) -> None:
         if "schema_version" not in meta:

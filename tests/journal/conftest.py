@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import os
 import sys
@@ -50,7 +51,12 @@ def _probe() -> str | None:
     try:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             pool.submit(asyncio.run, connect()).result()
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+    except (
+        OSError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        TimeoutError,
+    ) as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
 
@@ -115,9 +121,7 @@ def open_spec(spec: dict[str, Any]) -> Journal:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-async def store(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> AsyncIterator[Store]:
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     """A fresh, empty journal store on each backend."""
     if request.param == "sqlite":
         path = str(tmp_path / "journal.sqlite3")
@@ -128,7 +132,19 @@ async def store(
 
         yield Store("sqlite", spec, make_sqlite)
         return
-    dsn = request.getfixturevalue("postgres_dsn")
+    async with _postgres(request.getfixturevalue("postgres_dsn")) as made:
+        yield made
+
+
+@pytest.fixture
+async def postgres_store(postgres_dsn: str) -> AsyncIterator[Store]:
+    """A fresh, empty PostgreSQL journal store, for what only PostgreSQL has."""
+    async with _postgres(postgres_dsn) as made:
+        yield made
+
+
+@contextlib.asynccontextmanager
+async def _postgres(dsn: str) -> AsyncIterator[Store]:
     schema = "test_" + uuid.uuid4().hex[:16]
     spec = {"kind": "postgres", "dsn": dsn, "schema": schema}
 

@@ -28,7 +28,9 @@ from sendblue_lines.journal import default_owner  # noqa: E402
 async def act(journal: Any, action: str, args: dict[str, Any]) -> Any:
     owner = default_owner()
     if action == "reserve":
-        return await journal.reserve(args["account"], owner, args["wanted"], args["room"])
+        return await journal.reserve(
+            args["account"], owner, args["wanted"], args["room"]
+        )
     if action == "claim":
         claimed = await journal.claim_orphans(args["account"], owner)
         return [entry.preview_token for entry in claimed]

@@ -39,7 +39,9 @@ async def test_an_intent_is_committed_when_record_intent_returns(store: Store) -
     assert not entry.settled
 
 
-async def test_an_outcome_is_committed_when_record_outcome_returns(store: Store) -> None:
+async def test_an_outcome_is_committed_when_record_outcome_returns(
+    store: Store,
+) -> None:
     """The outcome, line, attempts and first send are on record for another reader."""
     async with store.make() as writer, store.make() as reader:
         await pending(writer, "lpv_bought")
@@ -104,11 +106,15 @@ async def test_a_final_outcome_cannot_change(
     """A final outcome is never overwritten by another one."""
     await pending(journal, "lpv_final")
     await journal.record_outcome(
-        "lpv_final", first, line=LINE if first == "bought" else None  # type: ignore[arg-type]
+        "lpv_final",
+        first,
+        line=LINE if first == "bought" else None,  # type: ignore[arg-type]
     )
     with pytest.raises(JournalError, match="is final"):
         await journal.record_outcome(
-            "lpv_final", then, line=LINE if then == "bought" else None  # type: ignore[arg-type]
+            "lpv_final",
+            then,
+            line=LINE if then == "bought" else None,  # type: ignore[arg-type]
         )
     (entry,) = await journal.entries()
     assert entry.state == first
@@ -232,7 +238,9 @@ async def test_a_journal_bound_to_another_account_is_refused(store: Store) -> No
             await journal.reserve("key-two", default_owner(), 1, None)
         with pytest.raises(JournalError, match="key-one"):
             await journal.claim_orphans("key-two", default_owner())
-    with pytest.raises(JournalError, match="belongs to the account with key id 'key-one'"):
+    with pytest.raises(
+        JournalError, match="belongs to the account with key id 'key-one'"
+    ):
         async with store.make(account="key-two"):
             pass
     async with store.make() as unbound:  # an unbound journal reads any account
@@ -253,7 +261,9 @@ async def test_entries_never_show_a_whole_token(journal: Journal) -> None:
 
 async def test_pending_intents_of_dead_owners_still_count(store: Store) -> None:
     """A dead owner's pending purchase may have charged: it counts; its bare slot does not."""
-    async with store.make(lease=0.001) if store.kind == "postgres" else store.make() as j:
+    async with (
+        store.make(lease=0.001) if store.kind == "postgres" else store.make() as j
+    ):
         dead_slots = await j.reserve(ACCOUNT, _dead_owner(store), 2, None)
         await j.record_intent(dead_slots[0], "lpv_dead", EXPIRES)
     async with store.make() as journal:
