@@ -20,9 +20,9 @@ import anyio.to_thread
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import open_spec  # noqa: E402
+from conftest import open_spec
 
-from sendblue_lines.journal import default_owner  # noqa: E402
+from sendblue_lines.journal import default_owner
 
 
 async def act(journal: Any, action: str, args: dict[str, Any]) -> Any:

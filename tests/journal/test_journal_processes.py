@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
 import signal
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import anyio

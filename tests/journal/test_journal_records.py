@@ -25,7 +25,7 @@ async def pending(journal: Journal, token: str, account: str = ACCOUNT) -> Journ
 
 
 async def test_an_intent_is_committed_when_record_intent_returns(store: Store) -> None:
-    """Another connection sees the pending intent, with its times, before any outcome."""
+    """Another connection sees the pending intent before any outcome."""
     async with store.make() as writer, store.make() as reader:
         entry = await pending(writer, "lpv_first")
         seen = await reader.entries()
@@ -65,7 +65,7 @@ async def test_an_outcome_without_an_intent_is_refused(journal: Journal) -> None
 
 
 async def test_an_intent_needs_a_reserved_slot(journal: Journal) -> None:
-    """An intent in a slot never granted, or released, is refused: nothing is written."""
+    """An intent in a slot never granted or released is refused; nothing is written."""
     with pytest.raises(JournalError, match="not a reserved slot"):
         await journal.record_intent(12345, "lpv_x", EXPIRES)
     slots = await journal.reserve(ACCOUNT, default_owner(), 1, None)
@@ -81,10 +81,10 @@ async def test_a_token_is_recorded_once(journal: Journal) -> None:
     (slot,) = await journal.reserve(ACCOUNT, default_owner(), 1, None)
     with pytest.raises(JournalError, match="already in the journal"):
         await journal.record_intent(slot, "lpv_same", EXPIRES)
+    # A slot that was used cannot take a second intent either.
+    (first,) = await journal.reserve(ACCOUNT, default_owner(), 1, None)
+    await journal.record_intent(first, "lpv_other", EXPIRES)
     with pytest.raises(JournalError, match="not a reserved slot"):
-        # A slot that was used cannot take a second intent either.
-        (first,) = await journal.reserve(ACCOUNT, default_owner(), 1, None)
-        await journal.record_intent(first, "lpv_other", EXPIRES)
         await journal.record_intent(first, "lpv_third", EXPIRES)
     assert [e.preview_token for e in await journal.entries()] == [
         "lpv_same",
@@ -260,7 +260,7 @@ async def test_entries_never_show_a_whole_token(journal: Journal) -> None:
 
 
 async def test_pending_intents_of_dead_owners_still_count(store: Store) -> None:
-    """A dead owner's pending purchase may have charged: it counts; its bare slot does not."""
+    """A dead owner's pending purchase may have charged and counts; a bare slot not."""
     async with (
         store.make(lease=0.001) if store.kind == "postgres" else store.make() as j
     ):
