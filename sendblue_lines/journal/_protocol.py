@@ -1,4 +1,25 @@
-"""The `Journal` protocol: what the Provisioner needs from a durable record."""
+"""The `Journal` protocol: what the Provisioner needs from a durable record.
+
+How the Provisioner is meant to use it (issue 12, once issue 11's `Budget`
+exists; the budget's reservation is where `reserve` plugs in):
+
+1. Plan from the limits it read, then ``slots = await journal.reserve(key_id,
+   owner, wanted, room)``: one transaction that counts the open purchases of
+   every process on the account, so a fleet never exceeds the room.
+2. For each slot: preview, then ``await journal.record_intent(slot, token,
+   expires_at)``; only when that returned is the confirm sent. A
+   `JournalError` here stops that purchase before its confirm.
+3. ``await journal.record_outcome(token, state, ...)`` before the outcome
+   reaches the caller or ``on_outcome``; ``"not_bought"`` when the confirm
+   certainly never left or was refused on its first send.
+4. ``await journal.release(unused_slots)`` when the batch ends.
+5. ``reconcile()``: ``await journal.claim_orphans(key_id, owner)``, resend
+   each claimed token, and record what came of it (``"unknown"`` with
+   evidence from ``GET /api/v2/lines/state`` when nothing is proved).
+
+A fleet on PostgreSQL also runs a heartbeat, ``await journal.renew(owner)``,
+more often than the lease.
+"""
 
 from __future__ import annotations
 
