@@ -61,8 +61,10 @@ class JournalEntry:
     first_sent_at: datetime | None = None
     settled_at: datetime | None = None
     attempts: int = 0
+    # Evidence holds JSON objects (dicts), which cannot be hashed: entries
+    # hash by the other fields.
     evidence: tuple[Mapping[str, Any], ...] = attrs.field(
-        default=(), converter=_evidence
+        default=(), converter=_evidence, hash=False
     )
 
     @property
