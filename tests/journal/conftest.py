@@ -12,18 +12,15 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
 import os
-import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import asyncpg
-import attrs
 import pytest
+from journal_support import Store
 
 from sendblue_lines import PostgresJournal, SQLiteJournal
 from sendblue_lines.journal import Journal
@@ -31,7 +28,6 @@ from sendblue_lines.journal import Journal
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 POSTGRES_DSN = os.environ.get("SENDBLUE_LINES_TEST_POSTGRES", DEFAULT_DSN)
 REQUIRE_POSTGRES = os.environ.get("SENDBLUE_LINES_REQUIRE_POSTGRES") == "1"
-WORKER = Path(__file__).with_name("journal_worker.py")
 HOW_TO_GET_ONE = (
     "start one, e.g. `docker run -d -p 127.0.0.1:5432:5432 "
     "-e POSTGRES_HOST_AUTH_METHOD=trust -e POSTGRES_DB=test postgres:15`, "
@@ -70,54 +66,6 @@ def postgres_dsn() -> str:
     if REQUIRE_POSTGRES:
         pytest.fail(f"SENDBLUE_LINES_REQUIRE_POSTGRES=1 but {message}")
     pytest.skip(message)
-
-
-@attrs.define
-class Store:
-    """One journal's storage, and a way to open any number of journals on it."""
-
-    kind: str
-    spec: dict[str, Any]
-    make: Callable[..., Journal]
-
-    async def sql(self, statement: str, *args: Any) -> Any:
-        """Run one statement on the store behind the journal's back; fetch its rows."""
-        if self.kind == "sqlite":
-            import sqlite3
-
-            def run() -> Any:
-                connection = sqlite3.connect(self.spec["path"], isolation_level=None)
-                try:
-                    return connection.execute(statement, args).fetchall()
-                finally:
-                    connection.close()
-
-            return await anyio.to_thread.run_sync(run)
-        connection = await asyncpg.connect(self.spec["dsn"])
-        try:
-            await connection.execute(f'SET search_path TO "{self.spec["schema"]}"')
-            return await connection.fetch(statement, *args)
-        finally:
-            await connection.close()
-
-    def worker_command(self, action: str, **args: Any) -> list[str]:
-        """The command line of a child process that does `action` on this store."""
-        return [
-            sys.executable,
-            str(WORKER),
-            json.dumps(self.spec),
-            action,
-            json.dumps(args),
-        ]
-
-
-def open_spec(spec: dict[str, Any]) -> Journal:
-    """Build a journal from a store's spec (as the worker process does)."""
-    if spec["kind"] == "sqlite":
-        return SQLiteJournal(spec["path"], **spec.get("options", {}))
-    return PostgresJournal(
-        spec["dsn"], schema=spec["schema"], **spec.get("options", {})
-    )
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -20,7 +20,7 @@ import anyio.to_thread
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest import open_spec
+from journal_support import open_spec
 
 from sendblue_lines.journal import default_owner
 

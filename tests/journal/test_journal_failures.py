@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 import asyncpg
 import pytest
-from conftest import Store
+from journal_support import Store
 
 from sendblue_lines import (
     ConfigurationError,

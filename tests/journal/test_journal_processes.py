@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 from anyio.abc import Process
-from conftest import Store
+from journal_support import Store
 
 from sendblue_lines.journal import default_owner
 

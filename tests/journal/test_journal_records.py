@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from conftest import Store
+from journal_support import Store
 
 from sendblue_lines import JournalEntry, JournalError, ProvisionedLine
 from sendblue_lines.journal import Journal, default_owner

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from conftest import START
 
 from sendblue_lines.sandbox import Fault, SandboxAccount
 
@@ -164,8 +163,3 @@ async def test_the_state_never_shows_a_secret(api, sandbox):
     _, body = await api.call("GET", LINES_STATE)
     seen = repr(body) + repr(sandbox.lines())
     assert sandbox.api_secret_key not in seen
-
-
-def test_the_sandbox_start_is_the_fixture_clock():
-    """The expected timestamps above are read from the fixture's start time."""
-    assert START.isoformat() == "2026-05-18T14:20:00+00:00"
