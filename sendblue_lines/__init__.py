@@ -18,6 +18,7 @@ from .errors import (
     ConfigurationError,
     DailyLimitReachedError,
     DeclinedError,
+    JournalError,
     MalformedResponseError,
     MaxLinesReachedError,
     MonthlyLimitReachedError,
@@ -32,6 +33,7 @@ from .errors import (
     TokenExpiredError,
     TransportError,
 )
+from .journal import Journal, JournalEntry, PostgresJournal, SQLiteJournal
 from .models import LimitWindow, Preview, ProvisionedLine, ProvisioningLimits
 from .provisioner import BatchResult, Plan, Provisioner, ProvisionOutcome
 
@@ -45,6 +47,9 @@ __all__ = [
     "ConfigurationError",
     "DailyLimitReachedError",
     "DeclinedError",
+    "Journal",
+    "JournalEntry",
+    "JournalError",
     "LimitWindow",
     "LinesClient",
     "MalformedResponseError",
@@ -55,6 +60,7 @@ __all__ = [
     "OutcomeUnknownError",
     "PermissionDeniedError",
     "Plan",
+    "PostgresJournal",
     "Preview",
     "ProvisionOutcome",
     "ProvisionedLine",
@@ -63,6 +69,7 @@ __all__ = [
     "ProvisioningLimits",
     "RateLimitError",
     "RetryPolicy",
+    "SQLiteJournal",
     "SendblueError",
     "ServerError",
     "TokenExpiredError",

@@ -20,14 +20,19 @@ The tree, and what each branch means for your money::
     │   └── ServerError             any other 5xx
     ├── OutcomeUnknownError         a confirm was sent, its result is unknown
     ├── DeclinedError               the Provisioner's `approve` callback said no
-    └── MaxLinesReachedError        the Provisioner's `max_lines` cap is used up
+    ├── MaxLinesReachedError        the Provisioner's `max_lines` cap is used up
+    └── JournalError                the purchase journal cannot be opened, read, written
 
 Only two of them mean that money may have moved without a line to show for it:
 `ProvisioningFailedError` (a subscription certainly exists) and
 `OutcomeUnknownError` (a purchase most likely happened). Both need a human.
 
-The last two never come from the server: they are the Provisioner's own
-guardrails, and neither ever follows a confirm (nothing was bought).
+`DeclinedError` and `MaxLinesReachedError` never come from the server: they
+are the Provisioner's own guardrails, and neither ever follows a confirm
+(nothing was bought). `JournalError` never comes from the server either: the
+journal that records purchases durably failed (corrupt file, disk full,
+connection lost, a journal written by a newer version). A purchase whose
+intent cannot be written is stopped before its confirm is sent.
 
 Every error keeps its data in keyword-only attributes, pickles, and never
 carries a credential in its message or attributes.
@@ -46,6 +51,7 @@ __all__ = [
     "ConfigurationError",
     "DailyLimitReachedError",
     "DeclinedError",
+    "JournalError",
     "MalformedResponseError",
     "MaxLinesReachedError",
     "MonthlyLimitReachedError",
@@ -309,3 +315,31 @@ class MaxLinesReachedError(SendblueError):
     def __init__(self, message: str, *, max_lines: int) -> None:
         super().__init__(message)
         self.max_lines = max_lines
+
+
+class JournalError(SendblueError):
+    """The purchase journal cannot be opened, read or written.
+
+    A corrupt or truncated file, a read-only one, a full disk, a lost
+    database connection, a schema written by a newer version of
+    sendblue-lines, or a journal bound to another account. `backend` is
+    ``"sqlite"`` or ``"postgresql"``, `location` where the journal lives (a
+    path, or a DSN with its password removed), `operation` what was being
+    done. The driver's exception, if any, is the `__cause__`.
+
+    Nothing here ever carries a credential: the API secret is never stored in
+    a journal, and a DSN's password is redacted from every message.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str,
+        location: str,
+        operation: str,
+    ) -> None:
+        super().__init__(message)
+        self.backend = backend
+        self.location = location
+        self.operation = operation

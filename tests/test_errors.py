@@ -17,6 +17,7 @@ from sendblue_lines.errors import (
     BadRequestError,
     ConfigurationError,
     DailyLimitReachedError,
+    JournalError,
     MalformedResponseError,
     MonthlyLimitReachedError,
     NoCardOnFileError,
@@ -118,6 +119,23 @@ INSTANCES: list[Any] = [
         },
         id="OutcomeUnknownError",
     ),
+    pytest.param(
+        JournalError(
+            "SQLite journal j.sqlite3: cannot record the outcome: disk is full",
+            backend="sqlite",
+            location="j.sqlite3",
+            operation="record the outcome",
+        ),
+        {
+            "message": (
+                "SQLite journal j.sqlite3: cannot record the outcome: disk is full"
+            ),
+            "backend": "sqlite",
+            "location": "j.sqlite3",
+            "operation": "record the outcome",
+        },
+        id="JournalError",
+    ),
 ]
 
 
@@ -190,6 +208,7 @@ def test_every_error_class_pickles_with_all_its_attributes(name: str) -> None:
         pytest.param(NoLinesAvailableError, APIError, id="NoLinesAvailableError"),
         pytest.param(ProvisioningFailedError, APIError, id="ProvisioningFailed"),
         pytest.param(ServerError, APIError, id="ServerError"),
+        pytest.param(JournalError, SendblueError, id="JournalError"),
     ],
 )
 def test_the_tree_is_the_one_design_draws(cls: type, parent: type) -> None:

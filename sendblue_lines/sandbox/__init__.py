@@ -27,7 +27,14 @@ from ._clock import Clock, ManualClock, RealClock
 from ._faults import ENDPOINTS, Endpoint, Fault, FaultQueue
 from ._records import EndpointCounters, RequestRecord
 from ._server import Sandbox, serve
-from ._state import Charge, LimitsSnapshot, SandboxAccount, TokenStatus, WindowUsage
+from ._state import (
+    Charge,
+    HeldLine,
+    LimitsSnapshot,
+    SandboxAccount,
+    TokenStatus,
+    WindowUsage,
+)
 
 __all__ = [
     "ENDPOINTS",
@@ -37,6 +44,7 @@ __all__ = [
     "EndpointCounters",
     "Fault",
     "FaultQueue",
+    "HeldLine",
     "LimitsSnapshot",
     "ManualClock",
     "RealClock",

@@ -31,6 +31,7 @@ ROUTES: tuple[tuple[Endpoint, str, str], ...] = (
     ("limits", "GET", "/accounts/limits"),
     ("preview", "POST", "/accounts/lines/provision-preview"),
     ("confirm", "POST", "/accounts/lines/provision-confirm"),
+    ("lines_state", "GET", "/api/v2/lines/state"),
 )
 
 
@@ -75,7 +76,7 @@ _RUNTIME = web.AppKey("sendblue_lines.sandbox.runtime", _Held)
 
 
 def build_app(runtime: Runtime) -> web.Application:
-    """Build the aiohttp application that serves the three endpoints."""
+    """Build the aiohttp application that serves the endpoints of `ROUTES`."""
     app = web.Application(middlewares=[_unrouted])
     app[_RUNTIME] = _Held(runtime)
     app.on_response_prepare.append(_date_from_clock)
@@ -210,6 +211,8 @@ def _process(
             return 200, limits_body(limits, runtime.limits_shape)
         if endpoint == "preview":
             return 200, runtime.state.preview(account)
+        if endpoint == "lines_state":
+            return 200, runtime.state.lines_state(account)
         token = _parse_token(received)
         return 200, runtime.state.confirm(
             account, token, fail_provisioning=fail_provisioning

@@ -27,7 +27,7 @@ __all__ = [
     "drop_connection",
 ]
 
-Endpoint = Literal["limits", "preview", "confirm"]
+Endpoint = Literal["limits", "preview", "confirm", "lines_state"]
 ENDPOINTS: tuple[Endpoint, ...] = get_args(Endpoint)
 
 HANG_LIMIT = 120.0
@@ -363,7 +363,8 @@ class FaultQueue:
     """The faults waiting for each endpoint, first in first out.
 
     Endpoints are named ``"limits"`` (``GET /accounts/limits``),
-    ``"preview"`` and ``"confirm"``.
+    ``"preview"``, ``"confirm"`` and ``"lines_state"``
+    (``GET /api/v2/lines/state``).
     """
 
     def __init__(self) -> None:

@@ -36,9 +36,10 @@ OTHER = "other"
 class RequestRecord:
     """One request the sandbox handled.
 
-    ``endpoint`` is ``"limits"``, ``"preview"``, ``"confirm"`` or None for a
-    path that matched none. ``status`` is the status sent, or None when no
-    answer went out (a dropped or hung connection, or a client that left).
+    ``endpoint`` is ``"limits"``, ``"preview"``, ``"confirm"``,
+    ``"lines_state"`` or None for a path that matched none. ``status`` is
+    the status sent, or None when no answer went out (a dropped or hung
+    connection, or a client that left).
     ``at`` is the sandbox clock when the request arrived; ``fault`` the kind
     of fault applied; ``api_key_id`` the key id of the account whose
     credentials were valid, or None.

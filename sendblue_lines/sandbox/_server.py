@@ -18,6 +18,7 @@ from ._records import EndpointCounters, RequestLog, RequestRecord
 from ._state import (
     DEFAULT_API_KEY_ID,
     Charge,
+    HeldLine,
     LimitsShape,
     LimitsSnapshot,
     SandboxAccount,
@@ -55,9 +56,10 @@ def _check_shape(shape: LimitsShape) -> LimitsShape:
 class Sandbox(Generic[ClockT]):
     """A local Sendblue line-provisioning server, started with ``async with``.
 
-    It binds ``127.0.0.1`` on a free port by default and serves the three
+    It binds ``127.0.0.1`` on a free port by default and serves the
     endpoints of the contract with their state: accounts, single-use preview
-    tokens, rolling limits, inventory and a ledger of charges. Without
+    tokens, rolling limits, inventory, a ledger of charges and the lines
+    each account holds (``GET /api/v2/lines/state``). Without
     ``accounts`` it makes one account, key id ``"sandbox-key-id"`` with a
     fresh random secret, on the ``inbound_only`` plan, card on file, limits
     3 a day and 10 a month; otherwise the first account given is the
@@ -358,6 +360,41 @@ class Sandbox(Generic[ClockT]):
     def counters(self) -> dict[str, EndpointCounters]:
         """Counters per endpoint name, plus ``"other"`` for unrouted requests."""
         return self._runtime.log.counters
+
+    def add_line(
+        self,
+        account: SandboxAccount | str | None = None,
+        *,
+        sendblue_number: str | None = None,
+        worker_id: str | None = None,
+    ) -> HeldLine:
+        """Give an account (default: the first) a line bought elsewhere.
+
+        As if bought on the dashboard: ``GET /api/v2/lines/state`` lists it,
+        but it is no charge of the API (not in the ledger, not counted
+        against the limits). Number and worker id are made up unless given.
+
+        Raises:
+            KeyError: no account has that key id.
+        """
+        return self._runtime.state.add_line(
+            self._account(account),
+            sendblue_number=sendblue_number,
+            worker_id=worker_id,
+        )
+
+    def lines(self, account: SandboxAccount | str | None = None) -> list[HeldLine]:
+        """Return the lines held, for one account or all, oldest first (a copy).
+
+        Raises:
+            KeyError: no account has that key id.
+        """
+        key_id = None if account is None else self._account(account).api_key_id
+        return [
+            line
+            for line in self._runtime.state.lines
+            if key_id in (None, line.api_key_id)
+        ]
 
     def limits(self, account: SandboxAccount | str | None = None) -> LimitsSnapshot:
         """Return an account's rolling windows as they stand now.

@@ -27,6 +27,7 @@ __all__ = [
     "PREVIEW_MESSAGE",
     "TOKEN_LIFETIME",
     "Charge",
+    "HeldLine",
     "LimitsShape",
     "LimitsSnapshot",
     "Refusal",
@@ -96,6 +97,34 @@ class Charge:
     def provisioned(self) -> bool:
         """Whether this charge bought a line (and counts against the limits)."""
         return self.outcome == "provisioned"
+
+
+@attrs.frozen(kw_only=True)
+class HeldLine:
+    """A line an account holds, as ``GET /api/v2/lines/state`` lists it.
+
+    ``source`` is ``"api"`` for a line bought through confirm (it has a
+    charge in the ledger) or ``"elsewhere"`` for one added with
+    `SandboxState.add_line`, as if bought on the dashboard.
+    """
+
+    api_key_id: str
+    worker_id: str
+    sendblue_number: str
+    acquired_at: datetime
+    source: Literal["api", "elsewhere"]
+
+    def body(self) -> dict[str, Any]:
+        """Return this line as an item of the endpoint's ``data``."""
+        return {
+            "worker_id": self.worker_id,
+            "sendblue_number": self.sendblue_number,
+            "assignment": "assigned",
+            "status": "ONLINE",
+            "status_changed_at": format_timestamp(self.acquired_at),
+            "degraded_since": None,
+            "effective_until": None,
+        }
 
 
 @attrs.frozen(kw_only=True)
@@ -174,6 +203,7 @@ class SandboxState:
         self.clock = clock
         self.accounts: dict[str, SandboxAccount] = {}
         self.ledger: list[Charge] = []
+        self.lines: list[HeldLine] = []
         self._tokens: dict[str, _Token] = {}
         # Times of successful purchases per key id, sorted, so that a limits
         # check stays cheap however long the ledger grows.
@@ -348,6 +378,15 @@ class SandboxState:
                 "but provisioning the line failed",
             )
         bisect.insort(self._bought.setdefault(account.api_key_id, []), now)
+        self.lines.append(
+            HeldLine(
+                api_key_id=account.api_key_id,
+                worker_id=str(charge.worker_id),
+                sendblue_number=str(charge.phone_number),
+                acquired_at=now,
+                source="api",
+            )
+        )
         if self._inventory is not None:
             self._inventory -= 1
         return {
@@ -355,6 +394,45 @@ class SandboxState:
             "phone_number": charge.phone_number,
             "worker_id": charge.worker_id,
             "subscription_id": charge.subscription_id,
+        }
+
+    # -- the account's lines ----------------------------------------------
+
+    def add_line(
+        self,
+        account: SandboxAccount,
+        *,
+        sendblue_number: str | None = None,
+        worker_id: str | None = None,
+    ) -> HeldLine:
+        """Give ``account`` a line bought elsewhere (the dashboard, another tool).
+
+        It shows in ``GET /api/v2/lines/state`` but is not a charge of the
+        API: it is not in the ledger and does not count against the limits.
+        """
+        line = HeldLine(
+            api_key_id=account.api_key_id,
+            worker_id=worker_id or "worker_" + secrets.token_hex(8),
+            sendblue_number=sendblue_number or f"+1415{next(self._numbers):07d}",
+            acquired_at=self.clock.now(),
+            source="elsewhere",
+        )
+        self.lines.append(line)
+        return line
+
+    def lines_state(self, account: SandboxAccount) -> dict[str, Any]:
+        """Return the body of ``GET /api/v2/lines/state``: the account's lines now.
+
+        Any valid credentials may read it; the plan and the card do not matter.
+        """
+        return {
+            "status": "OK",
+            "snapshot_at": format_timestamp(self.clock.now()),
+            "data": [
+                line.body()
+                for line in self.lines
+                if line.api_key_id == account.api_key_id
+            ],
         }
 
     def token_status(self, preview_token: str) -> TokenStatus:

@@ -8,6 +8,7 @@ ENDPOINTS = [
     pytest.param("GET", "/accounts/limits", id="limits"),
     pytest.param("POST", "/accounts/lines/provision-preview", id="preview"),
     pytest.param("POST", "/accounts/lines/provision-confirm", id="confirm"),
+    pytest.param("GET", "/api/v2/lines/state", id="lines_state"),
 ]
 
 

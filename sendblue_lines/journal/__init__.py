@@ -1,0 +1,40 @@
+"""Durable purchases: the journal that survives a crash (invariants 7 and 8).
+
+A journal records every purchase: the intent to confirm a token, written
+before the confirm's first byte is sent, and its outcome, written before it
+is reported. It holds no credential: the API key id tells accounts apart,
+the secret is never stored.
+
+- `Journal`: the protocol the Provisioner uses (reserve, record_intent,
+  record_outcome, release, claim_orphans, renew, entries).
+- `SQLiteJournal`: the embedded default, one file shared by the processes
+  of one host; stdlib `sqlite3`, no extra dependency.
+- `PostgresJournal`: one journal for a fleet of machines (extra
+  ``postgres``: asyncpg); the fleet reservation is a transaction there.
+- `JournalEntry`: one purchase as recorded.
+
+Every failure of a journal is a `sendblue_lines.JournalError`.
+"""
+
+from __future__ import annotations
+
+from ._entry import ENTRY_STATES, OUTCOME_STATES, EntryState, JournalEntry
+from ._owner import default_owner, process_alive
+from ._postgres import PostgresJournal, redact_dsn
+from ._protocol import Journal
+from ._schema import SCHEMA_VERSION
+from ._sqlite import SQLiteJournal
+
+__all__ = [
+    "ENTRY_STATES",
+    "OUTCOME_STATES",
+    "SCHEMA_VERSION",
+    "EntryState",
+    "Journal",
+    "JournalEntry",
+    "PostgresJournal",
+    "SQLiteJournal",
+    "default_owner",
+    "process_alive",
+    "redact_dsn",
+]

@@ -1,0 +1,579 @@
+"""`PostgresJournal`: one journal for a fleet of machines, on asyncpg.
+
+asyncpg is an optional dependency (``pip install 'sendblue-lines[postgres]'``)
+and is imported only when a `PostgresJournal` opens, so the core package
+keeps its four dependencies.
+
+Each operation is one transaction on a pooled connection. A reservation
+locks its account's row in ``accounts`` first, so the reservations of one
+account are serialised across the fleet and each counts every open purchase
+committed before it. A claim picks candidates with ``FOR UPDATE SKIP
+LOCKED`` (claimers never wait on each other) and judges them again in the
+statement that takes them over, on a fresh snapshot, so a purchase is never
+taken from an owner that just claimed it. Liveness is a lease in ``owners``,
+renewed by `PostgresJournal.renew` (and by every reservation), and judged by
+the database's clock, ``now()``, never by a worker's.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+
+from ..errors import ConfigurationError, JournalError
+from ..models import ProvisionedLine
+from ._entry import EntryState, JournalEntry
+from ._schema import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    check_outcome,
+    check_reservation,
+    dump_evidence,
+    entry_from_row,
+    granted,
+    postgres_ddl,
+    schema_problem,
+)
+
+__all__ = ["PostgresJournal", "redact_dsn"]
+
+_T = TypeVar("_T")
+_Self = TypeVar("_Self", bound="PostgresJournal")
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+#: How long an owner stays alive without a heartbeat, by default, in seconds.
+DEFAULT_LEASE = 60.0
+#: The longest one statement may take before the journal gives up, in seconds.
+COMMAND_TIMEOUT = 30.0
+#: An advisory lock key that serialises schema creation across the fleet.
+_SETUP_LOCK = 0x5E4DB1E
+
+
+class _Refused(Exception):
+    """A journal rule was broken; becomes a `JournalError` with this message."""
+
+
+def redact_dsn(dsn: str) -> str:
+    """Return `dsn` with any password replaced by ``***``.
+
+    Handles URLs (``postgresql://user:secret@host/db?password=...``) and
+    key/value strings (``host=... password=secret``).
+    """
+    text = re.sub(r"(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", r"\1***", dsn)
+    try:
+        parts = urllib.parse.urlsplit(text)
+        if parts.password is not None:
+            host = parts.netloc.rpartition("@")[2]
+            user = parts.username or ""
+            return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:
+        return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", text)
+    return text
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+class PostgresJournal:
+    """The purchase journal of a fleet: one PostgreSQL schema shared by every worker.
+
+    ``PostgresJournal(dsn)`` opens its own small pool and closes it with the
+    journal; ``PostgresJournal(pool)`` uses a caller's asyncpg pool and
+    leaves it open. `schema` names the PostgreSQL schema that holds the
+    tables (created on first use). `lease` is how many seconds an owner
+    stays alive without `renew`: run a heartbeat more often than that. A
+    purchase of an owner whose lease ran out, by the database's clock, is an
+    orphan that exactly one survivor claims. `account`, when given, binds
+    the journal to one API key id, as for `SQLiteJournal`.
+
+    Raises:
+        ConfigurationError: a schema name that is not a plain lower-case
+            identifier, or a lease that is not positive.
+
+    Every method raises `JournalError` when the database cannot be reached,
+    drops the connection, refuses a statement, or holds a schema written by
+    a newer sendblue-lines. A DSN's password never appears in a message.
+    """
+
+    backend = "postgresql"
+
+    def __init__(
+        self,
+        dsn_or_pool: str | Any,
+        *,
+        schema: str = "sendblue_lines",
+        account: str | None = None,
+        lease: float = DEFAULT_LEASE,
+        pool_size: int = 4,
+    ) -> None:
+        if not _SCHEMA_NAME.fullmatch(schema):
+            msg = (
+                f"the journal's schema must be a lower-case identifier "
+                f"(letters, digits, _), not {schema!r}"
+            )
+            raise ConfigurationError(msg)
+        if not lease > 0:
+            msg = f"the lease must be a positive number of seconds, not {lease!r}"
+            raise ConfigurationError(msg)
+        if isinstance(dsn_or_pool, str):
+            self._dsn: str | None = dsn_or_pool
+            self._given_pool: Any = None
+            self._location = redact_dsn(dsn_or_pool)
+        else:
+            self._dsn = None
+            self._given_pool = dsn_or_pool
+            self._location = "a caller's connection pool"
+        self._schema = schema
+        self._qualified = f'"{schema}"'
+        self._account = account
+        self._lease = float(lease)
+        self._pool_size = pool_size
+        self._pool: Any = None
+        self._errors: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+
+    @property
+    def schema(self) -> str:
+        """The PostgreSQL schema that holds the journal's tables."""
+        return self._schema
+
+    @property
+    def location(self) -> str:
+        """Where the journal is: the DSN without its password, or the pool."""
+        return self._location
+
+    def __repr__(self) -> str:
+        state = "open" if self._pool is not None else "closed"
+        return f"<PostgresJournal {self._location} schema={self._schema} {state}>"
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _error(self, operation: str, message: str) -> JournalError:
+        if self._dsn is not None:
+            message = message.replace(self._dsn, self._location)
+        return JournalError(
+            f"PostgreSQL journal {self._location} (schema {self._schema}): "
+            f"cannot {operation}: {message}",
+            backend=self.backend,
+            location=self._location,
+            operation=operation,
+        )
+
+    def _describe(self, exc: BaseException) -> str:
+        text = str(exc) or type(exc).__name__
+        password = self._password()
+        if password:
+            text = text.replace(password, "***")
+        return f"{type(exc).__name__}: {text}"
+
+    def _password(self) -> str | None:
+        if self._dsn is None:
+            return None
+        try:
+            found = urllib.parse.urlsplit(self._dsn).password
+        except ValueError:
+            found = None
+        if found is None:
+            match = re.search(r"(?i)password\s*=\s*'?([^'\s&]+)", self._dsn)
+            found = match.group(1) if match else None
+        return found
+
+    async def _guard(self, operation: str, work: Callable[[], Awaitable[_T]]) -> _T:
+        try:
+            # A transaction that started is finished (committed or rolled
+            # back) before a cancellation is let through, so what the caller
+            # is told matches what the database holds.
+            with anyio.CancelScope(shield=True):
+                result = await work()
+        except _Refused as refused:
+            raise self._error(operation, str(refused)) from None
+        except self._errors as exc:
+            raise self._error(operation, self._describe(exc)) from exc
+        return result
+
+    async def _run(self, operation: str, work: Callable[[Any], Awaitable[_T]]) -> _T:
+        pool = self._pool
+        if pool is None:
+            raise self._error(operation, "the journal is not open (use async with)")
+
+        async def transaction() -> _T:
+            async with pool.acquire() as connection, connection.transaction():
+                return await work(connection)
+
+        return await self._guard(operation, transaction)
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def open(self: _Self) -> _Self:
+        """Connect, and create or check the schema.
+
+        Raises:
+            JournalError: asyncpg is not installed, the database cannot be
+                reached, or it holds a journal of a newer version or of
+                another account.
+        """
+        if self._pool is not None:
+            return self
+        try:
+            import asyncpg  # optional: only a fleet needs it
+        except ImportError as exc:
+            raise self._error(
+                "open the journal",
+                "asyncpg is not installed: pip install 'sendblue-lines[postgres]'",
+            ) from exc
+        self._errors = (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.exceptions.InternalClientError,
+            OSError,
+            TimeoutError,
+        )
+
+        async def connect() -> Any:
+            if self._given_pool is not None:
+                return self._given_pool
+            return await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=self._pool_size,
+                command_timeout=COMMAND_TIMEOUT,
+            )
+
+        pool = await self._guard("connect", connect)
+        self._pool = pool
+        try:
+            await self._run("open the journal", self._prepare)
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def _prepare(self, connection: Any) -> None:
+        s = self._qualified
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", _SETUP_LOCK)
+        meta: dict[str, str] = {}
+        if await connection.fetchval("SELECT to_regclass($1)", f"{s}.meta"):
+            meta = {
+                row["key"]: row["value"]
+                for row in await connection.fetch(f"SELECT key, value FROM {s}.meta")
+            }
+        problem = schema_problem(meta.get("schema_version"), self._location)
+        if problem is not None:
+            raise _Refused(problem)
+        for statement in postgres_ddl(s):
+            await connection.execute(statement)
+        await connection.execute(
+            f"INSERT INTO {s}.meta (key, value) VALUES ('schema_version', $1) "
+            "ON CONFLICT (key) DO NOTHING",
+            str(SCHEMA_VERSION),
+        )
+        if self._account is None:
+            return
+        await connection.execute(
+            f"INSERT INTO {s}.meta (key, value) VALUES ('account', $1) "
+            "ON CONFLICT (key) DO NOTHING",
+            self._account,
+        )
+        bound = await connection.fetchval(
+            f"SELECT value FROM {s}.meta WHERE key = 'account'"
+        )
+        if bound != self._account:
+            raise _Refused(
+                f"it belongs to the account with key id {bound!r}, "
+                f"not {self._account!r}"
+            )
+
+    async def aclose(self) -> None:
+        """Close the pool this journal opened (never a caller's). Idempotent."""
+        pool, self._pool = self._pool, None
+        if pool is not None and self._given_pool is None:
+            await self._guard("close the journal", pool.close)
+
+    async def __aenter__(self: _Self) -> _Self:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- the protocol -------------------------------------------------------
+
+    def _check_account(self, account: str) -> None:
+        if self._account is not None and account != self._account:
+            raise _Refused(
+                f"it is bound to the account with key id {self._account!r}, "
+                f"not {account!r}"
+            )
+
+    async def _renew(self, connection: Any, owner: str) -> None:
+        await connection.execute(
+            f"INSERT INTO {self._qualified}.owners (owner, lease_until) "
+            "VALUES ($1, now() + make_interval(secs => $2)) "
+            "ON CONFLICT (owner) DO UPDATE SET lease_until = EXCLUDED.lease_until",
+            owner,
+            self._lease,
+        )
+
+    async def reserve(
+        self, account: str, owner: str, wanted: int, room: int | None
+    ) -> list[int]:
+        """Grant up to `wanted` slots within `room`, counting the fleet's purchases.
+
+        See `Journal.reserve`. Renews `owner`'s lease; reserved slots of
+        owners whose lease ran out are given back on the way.
+
+        Raises:
+            JournalError: the database failed, or the counts are negative.
+        """
+        s = self._qualified
+
+        async def work(connection: Any) -> list[int]:
+            problem = check_reservation(wanted, room)
+            if problem is not None:
+                raise _Refused(problem)
+            self._check_account(account)
+            await self._renew(connection, owner)
+            await connection.execute(
+                f"INSERT INTO {s}.accounts (account) VALUES ($1) "
+                "ON CONFLICT (account) DO NOTHING",
+                account,
+            )
+            await connection.execute(
+                f"SELECT 1 FROM {s}.accounts WHERE account = $1 FOR UPDATE", account
+            )
+            await connection.execute(
+                f"DELETE FROM {s}.purchases p WHERE p.account = $1 "
+                "AND p.state = 'reserved' AND NOT EXISTS (SELECT 1 FROM "
+                f"{s}.owners o WHERE o.owner = p.owner AND o.lease_until > now())",
+                account,
+            )
+            open_now = await connection.fetchval(
+                f"SELECT count(*) FROM {s}.purchases WHERE account = $1 "
+                "AND state IN ('reserved', 'pending')",
+                account,
+            )
+            count = granted(wanted, room, int(open_now))
+            if count == 0:
+                return []
+            rows = await connection.fetch(
+                f"INSERT INTO {s}.purchases (account, owner, state, created_at) "
+                "SELECT $1, $2, 'reserved', now() FROM generate_series(1, $3) "
+                "RETURNING id",
+                account,
+                owner,
+                count,
+            )
+            return sorted(int(row["id"]) for row in rows)
+
+        return await self._run("reserve purchase slots", work)
+
+    async def release(self, slot_ids: Iterable[int]) -> None:
+        """Give back slots that never got an intent; others are left alone.
+
+        Raises:
+            JournalError: the database failed.
+        """
+        ids = [int(i) for i in slot_ids]
+
+        async def work(connection: Any) -> None:
+            await connection.execute(
+                f"DELETE FROM {self._qualified}.purchases "
+                "WHERE id = ANY($1::bigint[]) AND state = 'reserved'",
+                ids,
+            )
+
+        await self._run("release purchase slots", work)
+
+    async def record_intent(
+        self,
+        slot_id: int,
+        preview_token: str,
+        expires_at: datetime,
+        *,
+        first_sent_at: datetime | None = None,
+    ) -> JournalEntry:
+        """Write the intent to confirm `preview_token` in a reserved slot.
+
+        See `Journal.record_intent`. Renews the slot owner's lease.
+
+        Raises:
+            JournalError: the slot is not reserved, the token is already in
+                the journal, or the database failed.
+        """
+        s = self._qualified
+
+        async def work(connection: Any) -> JournalEntry:
+            owner = await connection.fetchval(
+                f"SELECT owner FROM {s}.purchases WHERE id = $1 "
+                "AND state = 'reserved' FOR UPDATE",
+                slot_id,
+            )
+            if owner is None:
+                raise _Refused(
+                    f"slot {slot_id} is not a reserved slot "
+                    "(never granted, released, or already used)"
+                )
+            if await connection.fetchval(
+                f"SELECT 1 FROM {s}.purchases WHERE preview_token = $1", preview_token
+            ):
+                raise _Refused("this preview token is already in the journal")
+            await self._renew(connection, owner)
+            row = await connection.fetchrow(
+                f"UPDATE {s}.purchases SET state = 'pending', preview_token = $1, "
+                "expires_at = $2, created_at = now(), first_sent_at = $3 "
+                f"WHERE id = $4 RETURNING {COLUMNS}",
+                preview_token,
+                _utc(expires_at),
+                _utc(first_sent_at),
+                slot_id,
+            )
+            return entry_from_row(tuple(row))
+
+        return await self._run("record the intent to confirm", work)
+
+    async def record_outcome(
+        self,
+        preview_token: str,
+        state: EntryState,
+        *,
+        line: ProvisionedLine | None = None,
+        error_code: str | None = None,
+        message: str | None = None,
+        attempts: int | None = None,
+        first_sent_at: datetime | None = None,
+        evidence: Sequence[Mapping[str, Any]] = (),
+    ) -> JournalEntry:
+        """Write the outcome of a purchase; return the entry as it now stands.
+
+        See `Journal.record_outcome`.
+
+        Raises:
+            JournalError: no intent for the token, an invalid or final-state
+                change, evidence that is not JSON, or the database failed.
+        """
+        s = self._qualified
+        try:
+            evidence_text = dump_evidence(evidence) if evidence else None
+        except (TypeError, ValueError) as exc:
+            raise self._error(
+                "record the outcome", f"the evidence is not JSON: {exc}"
+            ) from None
+
+        async def work(connection: Any) -> JournalEntry:
+            current = await connection.fetchval(
+                f"SELECT state FROM {s}.purchases WHERE preview_token = $1 FOR UPDATE",
+                preview_token,
+            )
+            if current is None:
+                raise _Refused("no intent was recorded for this token")
+            problem = check_outcome(current, state, line)
+            if problem is not None:
+                raise _Refused(problem)
+            row = await connection.fetchrow(
+                f"UPDATE {s}.purchases SET state = $1, phone_number = $2, "
+                "worker_id = $3, subscription_id = $4, error_code = $5, "
+                "message = $6, attempts = COALESCE($7, attempts), "
+                "first_sent_at = COALESCE($8, first_sent_at), settled_at = now(), "
+                "evidence = COALESCE($9, evidence) WHERE preview_token = $10 "
+                f"RETURNING {COLUMNS}",
+                state,
+                None if line is None else line.phone_number,
+                None if line is None else line.worker_id,
+                None if line is None else line.subscription_id,
+                error_code,
+                message,
+                attempts,
+                _utc(first_sent_at),
+                evidence_text,
+                preview_token,
+            )
+            return entry_from_row(tuple(row))
+
+        return await self._run("record the outcome", work)
+
+    async def claim_orphans(self, account: str, owner: str) -> list[JournalEntry]:
+        """Take over the pending purchases of owners whose lease ran out.
+
+        See `Journal.claim_orphans`. Renews `owner`'s lease in the same
+        transaction, so the claim and the claimer's liveness commit together.
+
+        Raises:
+            JournalError: the database failed; nothing was claimed.
+        """
+        s = self._qualified
+        orphaned = (
+            f"NOT EXISTS (SELECT 1 FROM {s}.owners o "
+            "WHERE o.owner = p.owner AND o.lease_until > now())"
+        )
+
+        async def work(connection: Any) -> list[JournalEntry]:
+            self._check_account(account)
+            await self._renew(connection, owner)
+            candidates = await connection.fetch(
+                f"SELECT p.id FROM {s}.purchases p WHERE p.account = $1 "
+                "AND p.state IN ('reserved', 'pending') AND p.owner <> $2 "
+                f"AND {orphaned} ORDER BY p.id FOR UPDATE OF p SKIP LOCKED",
+                account,
+                owner,
+            )
+            ids = [int(row["id"]) for row in candidates]
+            if not ids:
+                return []
+            # Judged again on this statement's fresh snapshot: a candidate
+            # that another claimer took over meanwhile has a live owner now.
+            await connection.execute(
+                f"DELETE FROM {s}.purchases p WHERE p.id = ANY($1::bigint[]) "
+                f"AND p.state = 'reserved' AND {orphaned}",
+                ids,
+            )
+            rows = await connection.fetch(
+                f"UPDATE {s}.purchases p SET owner = $2 WHERE p.id = ANY($1::bigint[]) "
+                f"AND p.state = 'pending' AND p.owner <> $2 AND {orphaned} "
+                f"RETURNING p.id, {COLUMNS}",
+                ids,
+                owner,
+            )
+            ordered = sorted(rows, key=lambda row: int(row["id"]))
+            return [entry_from_row(tuple(row)[1:]) for row in ordered]
+
+        return await self._run("claim orphaned purchases", work)
+
+    async def renew(self, owner: str) -> None:
+        """Extend `owner`'s lease by `lease` seconds from the database's now.
+
+        Raises:
+            JournalError: the database failed.
+        """
+        await self._run("renew an owner", lambda c: self._renew(c, owner))
+
+    async def entries(self, account: str | None = None) -> list[JournalEntry]:
+        """Return every entry (of one account, or all), oldest first.
+
+        Raises:
+            JournalError: the database failed.
+        """
+
+        async def work(connection: Any) -> list[JournalEntry]:
+            rows = await connection.fetch(
+                f"SELECT {COLUMNS} FROM {self._qualified}.purchases "
+                "WHERE state <> 'reserved' AND ($1::text IS NULL OR account = $1) "
+                "ORDER BY id",
+                account,
+            )
+            return [entry_from_row(tuple(row)) for row in rows]
+
+        return await self._run("read the entries", work)

@@ -1,0 +1,181 @@
+"""The `Journal` protocol: what the Provisioner needs from a durable record.
+
+How the Provisioner is meant to use it (issue 12, once issue 11's `Budget`
+exists; the budget's reservation is where `reserve` plugs in):
+
+1. Plan from the limits it read, then ``slots = await journal.reserve(key_id,
+   owner, wanted, room)``: one transaction that counts the open purchases of
+   every process on the account, so a fleet never exceeds the room.
+2. For each slot: preview, then ``await journal.record_intent(slot, token,
+   expires_at)``; only when that returned is the confirm sent. A
+   `JournalError` here stops that purchase before its confirm.
+3. ``await journal.record_outcome(token, state, ...)`` before the outcome
+   reaches the caller or ``on_outcome``; ``"not_bought"`` when the confirm
+   certainly never left or was refused on its first send.
+4. ``await journal.release(unused_slots)`` when the batch ends.
+5. ``reconcile()``: ``await journal.claim_orphans(key_id, owner)``, resend
+   each claimed token, and record what came of it (``"unknown"`` with
+   evidence from ``GET /api/v2/lines/state`` when nothing is proved).
+
+A fleet on PostgreSQL also runs a heartbeat, ``await journal.renew(owner)``,
+more often than the lease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from ..models import ProvisionedLine
+from ._entry import EntryState, JournalEntry
+
+__all__ = ["Journal"]
+
+_J = TypeVar("_J", bound="Journal")
+
+
+@runtime_checkable
+class Journal(Protocol):
+    """A durable record of purchases, shared by every process that opens it.
+
+    Every method is one durable commit: when it returns, what it wrote
+    survives a crash of this process, a kill or a power cut (SQLite with
+    ``synchronous=FULL``; PostgreSQL's commit). Every failure of the store is
+    a `JournalError`. The order of use for one purchase:
+
+    1. `reserve` grants purchase slots, counting every open purchase of the
+       account in the whole journal (invariant 8);
+    2. `record_intent` is written before the first byte of the confirm is
+       sent (the write-ahead rule of invariant 7);
+    3. `record_outcome` is written before the outcome is reported;
+    4. `release` gives back the slots that never got an intent.
+
+    After a crash, `claim_orphans` hands each open purchase of a dead owner
+    to exactly one survivor, which settles it with `record_outcome`.
+
+    An *owner* names a process: `default_owner()` gives this process's name
+    (host, pid and the process's start time). The SQLite journal judges an
+    owner dead when it is a process of this host that no longer runs; the
+    PostgreSQL journal when its lease, renewed by `renew`, has run out by the
+    database's clock.
+    """
+
+    async def open(self: _J) -> _J:
+        """Open the store, creating or checking its schema; return the journal.
+
+        Raises:
+            JournalError: the store cannot be opened, is corrupt, or was
+                written by a newer version of sendblue-lines.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Close the store. Idempotent."""
+        ...
+
+    async def __aenter__(self: _J) -> _J: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...
+
+    async def reserve(
+        self, account: str, owner: str, wanted: int, room: int | None
+    ) -> list[int]:
+        """Grant up to `wanted` slots, so that open purchases stay within `room`.
+
+        In one transaction: count the account's open purchases (slots of
+        live owners, and pending intents of every owner, dead ones included,
+        since they may have charged), and add at most ``room - open`` slots
+        (``room=None``: no limit). Returns the new slot ids, possibly none.
+
+        Raises:
+            JournalError: the store failed; nothing was reserved.
+        """
+        ...
+
+    async def release(self, slot_ids: Iterable[int]) -> None:
+        """Give back slots that never got an intent; other ids are left alone.
+
+        Raises:
+            JournalError: the store failed.
+        """
+        ...
+
+    async def record_intent(
+        self,
+        slot_id: int,
+        preview_token: str,
+        expires_at: datetime,
+        *,
+        first_sent_at: datetime | None = None,
+    ) -> JournalEntry:
+        """Write that `preview_token` is about to be confirmed in slot `slot_id`.
+
+        Must return before the first byte of the confirm is sent. The entry
+        is ``"pending"``.
+
+        Raises:
+            JournalError: the slot is not a reserved one, the token is
+                already in the journal, or the store failed. Then the
+                confirm must not be sent.
+        """
+        ...
+
+    async def record_outcome(
+        self,
+        preview_token: str,
+        state: EntryState,
+        *,
+        line: ProvisionedLine | None = None,
+        error_code: str | None = None,
+        message: str | None = None,
+        attempts: int | None = None,
+        first_sent_at: datetime | None = None,
+        evidence: Sequence[Mapping[str, Any]] = (),
+    ) -> JournalEntry:
+        """Write the outcome of a pending (or unknown) purchase; return the entry.
+
+        Recording the same final state again is allowed (a retry after a
+        lost answer); changing a final state is not.
+
+        Raises:
+            JournalError: no intent for that token, a state that is not an
+                outcome, ``"bought"`` without a line, a final state changed,
+                or the store failed.
+        """
+        ...
+
+    async def claim_orphans(self, account: str, owner: str) -> list[JournalEntry]:
+        """Take over the open purchases of the account's dead owners.
+
+        Pending entries of owners judged dead become `owner`'s, atomically:
+        each is handed to exactly one claimer however many claim at once.
+        Reserved slots of dead owners are given back. Returns the claimed
+        entries, oldest first.
+
+        Raises:
+            JournalError: the store failed; nothing was claimed.
+        """
+        ...
+
+    async def renew(self, owner: str) -> None:
+        """Tell the journal that `owner` is alive (a heartbeat).
+
+        Raises:
+            JournalError: the store failed.
+        """
+        ...
+
+    async def entries(self, account: str | None = None) -> list[JournalEntry]:
+        """Return every entry (of one account, or all), oldest first.
+
+        Raises:
+            JournalError: the store failed.
+        """
+        ...

@@ -1,0 +1,230 @@
+"""The journal's schema, its version, and the rows it holds.
+
+Version 1. A ``meta`` table holds ``schema_version`` (and ``account`` when
+the journal is bound to one API key id); ``purchases`` holds one row per
+purchase slot: ``reserved`` (granted by `Journal.reserve`, no token yet),
+then ``pending`` once its intent is written, then one of the outcome
+states. A journal whose version is newer than this code's is refused, never
+downgraded; an older one would be migrated here (there is none yet).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from ..models import ProvisionedLine
+from ._entry import ENTRY_STATES, OUTCOME_STATES, EntryState, JournalEntry
+
+__all__ = [
+    "COLUMNS",
+    "FINAL_STATES",
+    "SCHEMA_VERSION",
+    "check_outcome",
+    "check_reservation",
+    "dump_evidence",
+    "entry_from_row",
+    "newer_schema_message",
+]
+
+#: The schema version this code writes and understands.
+SCHEMA_VERSION = 1
+
+#: States that an outcome may not change once written.
+FINAL_STATES = frozenset({"bought", "not_bought", "provisioning_failed"})
+
+#: The columns of ``purchases`` that make a `JournalEntry`, in this order.
+COLUMNS = (
+    "preview_token, state, account, owner, expires_at, created_at, "
+    "phone_number, worker_id, subscription_id, error_code, message, "
+    "first_sent_at, settled_at, attempts, evidence"
+)
+
+_STATES_SQL = ", ".join(f"'{state}'" for state in ("reserved", *ENTRY_STATES))
+
+SQLITE_DDL = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    f"""CREATE TABLE IF NOT EXISTS purchases (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        account TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ({_STATES_SQL})),
+        preview_token TEXT UNIQUE,
+        expires_at TEXT,
+        created_at TEXT NOT NULL,
+        first_sent_at TEXT,
+        settled_at TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        phone_number TEXT,
+        worker_id TEXT,
+        subscription_id TEXT,
+        error_code TEXT,
+        message TEXT,
+        evidence TEXT NOT NULL DEFAULT '[]'
+    )""",
+    "CREATE INDEX IF NOT EXISTS purchases_open ON purchases (account, state)",
+)
+
+
+def postgres_ddl(schema: str) -> tuple[str, ...]:
+    """The PostgreSQL schema, in the (already quoted) schema `schema`."""
+    return (
+        f"CREATE SCHEMA IF NOT EXISTS {schema}",
+        f"CREATE TABLE IF NOT EXISTS {schema}.meta "
+        "(key text PRIMARY KEY, value text NOT NULL)",
+        # One row per account, locked by a reservation: the reservations of
+        # one account are serialised, those of different accounts are not.
+        f"CREATE TABLE IF NOT EXISTS {schema}.accounts (account text PRIMARY KEY)",
+        f"CREATE TABLE IF NOT EXISTS {schema}.owners "
+        "(owner text PRIMARY KEY, lease_until timestamptz NOT NULL)",
+        f"""CREATE TABLE IF NOT EXISTS {schema}.purchases (
+            id bigserial PRIMARY KEY,
+            account text NOT NULL,
+            owner text NOT NULL,
+            state text NOT NULL CHECK (state IN ({_STATES_SQL})),
+            preview_token text UNIQUE,
+            expires_at timestamptz,
+            created_at timestamptz NOT NULL,
+            first_sent_at timestamptz,
+            settled_at timestamptz,
+            attempts integer NOT NULL DEFAULT 0,
+            phone_number text,
+            worker_id text,
+            subscription_id text,
+            error_code text,
+            message text,
+            evidence text NOT NULL DEFAULT '[]'
+        )""",
+        f"CREATE INDEX IF NOT EXISTS purchases_open ON {schema}.purchases "
+        "(account, state)",
+    )
+
+
+def newer_schema_message(found: str, where: str) -> str:
+    """Say that the journal at `where` was written by a newer sendblue-lines."""
+    return (
+        f"the journal at {where} has schema version {found}, but this version "
+        f"of sendblue-lines knows only up to {SCHEMA_VERSION}: upgrade "
+        "sendblue-lines to use it (it is never downgraded)"
+    )
+
+
+def schema_problem(found: str | None, where: str) -> str | None:
+    """Say what is wrong with a stored schema version, or None if it is usable."""
+    if found is None:
+        return None
+    try:
+        version = int(found)
+    except ValueError:
+        return f"the journal at {where} has an unreadable schema version {found!r}"
+    if version > SCHEMA_VERSION:
+        return newer_schema_message(found, where)
+    if version < 1:
+        return f"the journal at {where} has an unknown schema version {found!r}"
+    return None
+
+
+def check_reservation(wanted: int, room: int | None) -> str | None:
+    """Say what is wrong with a reservation's counts, or None."""
+    if wanted < 0:
+        return f"cannot reserve a negative number of slots ({wanted})"
+    if room is not None and room < 0:
+        return f"the room left cannot be negative ({room})"
+    return None
+
+
+def granted(wanted: int, room: int | None, open_now: int) -> int:
+    """How many of `wanted` slots fit when `open_now` purchases are open."""
+    if room is None:
+        return wanted
+    return max(0, min(wanted, room - open_now))
+
+
+def check_outcome(current: str, state: str, line: ProvisionedLine | None) -> str | None:
+    """Say why an outcome cannot be written over `current`, or None."""
+    if state not in OUTCOME_STATES:
+        return f"{state!r} is not an outcome: use one of {', '.join(OUTCOME_STATES)}"
+    if (state == "bought") != (line is not None):
+        return "a line goes with the state 'bought', and only with it"
+    if current == "reserved":
+        return "no intent was recorded for this token"
+    if current in FINAL_STATES and state != current:
+        return f"the outcome {current!r} is final and cannot become {state!r}"
+    return None
+
+
+def dump_evidence(evidence: Sequence[Mapping[str, Any]]) -> str:
+    """Serialise evidence as JSON text.
+
+    Raises:
+        TypeError, ValueError: an item is not a JSON object, or holds values
+            JSON cannot carry.
+    """
+    items = []
+    given: Sequence[object] = evidence
+    for item in given:
+        if not isinstance(item, Mapping):
+            msg = f"evidence items are JSON objects, not {type(item).__name__}"
+            raise TypeError(msg)
+        items.append(dict(item))
+    return json.dumps(items, sort_keys=True, allow_nan=False)
+
+
+def _moment(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def entry_from_row(row: Sequence[Any]) -> JournalEntry:
+    """Build an entry from a row of `COLUMNS`."""
+    (
+        token,
+        state,
+        account,
+        owner,
+        expires_at,
+        created_at,
+        phone_number,
+        worker_id,
+        subscription_id,
+        error_code,
+        message,
+        first_sent_at,
+        settled_at,
+        attempts,
+        evidence,
+    ) = row
+    line = None
+    if state == "bought" and phone_number is not None:
+        line = ProvisionedLine(
+            phone_number=phone_number,
+            worker_id=worker_id,
+            subscription_id=subscription_id,
+        )
+    expires = _moment(expires_at)
+    created = _moment(created_at)
+    if expires is None or created is None:  # pragma: no cover - set with the intent
+        msg = "a journal entry lacks its times"
+        raise ValueError(msg)
+    state_: EntryState = state
+    return JournalEntry(
+        preview_token=token,
+        state=state_,
+        account=account,
+        owner=owner,
+        expires_at=expires,
+        created_at=created,
+        line=line,
+        error_code=error_code,
+        message=message,
+        first_sent_at=_moment(first_sent_at),
+        settled_at=_moment(settled_at),
+        attempts=int(attempts),
+        evidence=json.loads(evidence),
+    )

@@ -1,0 +1,551 @@
+"""`SQLiteJournal`: the embedded journal, for one host, on stdlib sqlite3.
+
+One connection per journal, used by one worker thread at a time (a lock)
+through `anyio.to_thread`, so the event loop never waits on the disk. The
+file is in WAL mode with ``synchronous=FULL``: a commit is on disk when it
+returns, and readers never block the writer. Every write that counts or
+claims runs in ``BEGIN IMMEDIATE``, which takes the file's write lock at
+once, so the processes of one host that share the file reserve and claim one
+after the other, never on a stale count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import stat
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio.to_thread
+
+from .. import _clock
+from ..errors import JournalError
+from ..models import ProvisionedLine
+from ._entry import EntryState, JournalEntry
+from ._owner import process_alive
+from ._schema import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    SQLITE_DDL,
+    check_outcome,
+    check_reservation,
+    dump_evidence,
+    entry_from_row,
+    granted,
+    schema_problem,
+)
+
+__all__ = ["SQLiteJournal"]
+
+_T = TypeVar("_T")
+_Self = TypeVar("_Self", bound="SQLiteJournal")
+
+#: How long a write waits for another process's write lock, in seconds.
+DEFAULT_BUSY_TIMEOUT = 30.0
+
+
+class _Refused(Exception):
+    """A journal rule was broken; becomes a `JournalError` with this message."""
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat()
+
+
+@contextmanager
+def _immediate(connection: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction that holds the file's write lock from its start."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        connection.execute("COMMIT")
+    except BaseException:
+        if connection.in_transaction:
+            # The first error says more than a failed rollback would.
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+        raise
+
+
+class SQLiteJournal:
+    """The embedded purchase journal: one SQLite file for the processes of one host.
+
+    ``SQLiteJournal(path)`` creates the file on first use, with mode 0600
+    (it holds tokens and numbers, never a credential), and refuses a file
+    that group or others can write. `account`, when given, binds the
+    journal to one API key id: a journal bound to another one is refused on
+    open. `busy_timeout` is how long a write waits for another process.
+
+    Owners are processes of this host (see `default_owner`): a row of a
+    process that no longer runs is an orphan; a row of another host is
+    never judged dead here (use `PostgresJournal` for a fleet).
+
+    Every method raises `JournalError` when the file cannot be opened, read
+    or written (corrupt, truncated, read-only, disk full) or when a journal
+    rule is broken; see `Journal` for what each one does.
+    """
+
+    backend = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        account: str | None = None,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    ) -> None:
+        self._path = os.fspath(path)
+        self._account = account
+        self._busy_timeout = busy_timeout
+        self._connection: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def path(self) -> str:
+        """Where the journal's file is."""
+        return self._path
+
+    def __repr__(self) -> str:
+        state = "open" if self._connection is not None else "closed"
+        return f"<SQLiteJournal {self._path!r} {state}>"
+
+    # -- plumbing ---------------------------------------------------------
+
+    def _error(self, operation: str, message: str) -> JournalError:
+        return JournalError(
+            f"SQLite journal {self._path}: cannot {operation}: {message}",
+            backend=self.backend,
+            location=self._path,
+            operation=operation,
+        )
+
+    def _guarded(self, operation: str, work: Callable[[], _T]) -> _T:
+        with self._lock:
+            try:
+                return work()
+            except _Refused as refused:
+                raise self._error(operation, str(refused)) from None
+            except sqlite3.Error as exc:
+                raise self._error(operation, _describe(exc)) from exc
+            except OSError as exc:
+                raise self._error(operation, f"{exc.strerror or exc}") from exc
+
+    async def _run(
+        self, operation: str, work: Callable[[sqlite3.Connection], _T]
+    ) -> _T:
+        connection = self._connection
+        if connection is None:
+            raise self._error(operation, "the journal is not open (use async with)")
+        # Not abandoned on cancellation: a commit that started finishes, so
+        # what the caller is told matches what is on disk.
+        return await anyio.to_thread.run_sync(
+            self._guarded, operation, lambda: work(connection)
+        )
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def open(self: _Self) -> _Self:
+        """Open the file (creating it, mode 0600), check or create its schema.
+
+        Raises:
+            JournalError: the file cannot be created or opened, others can
+                write it, it is not a sound SQLite database, it cannot be
+                written, it was written by a newer sendblue-lines, or it is
+                bound to another account.
+        """
+        if self._connection is None:
+            self._connection = await anyio.to_thread.run_sync(
+                self._guarded, "open the journal", self._connect
+            )
+        return self
+
+    def _create(self) -> None:
+        try:
+            descriptor = os.open(
+                self._path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600
+            )
+        except FileExistsError:
+            mode = stat.S_IMODE(os.stat(self._path).st_mode)
+            if mode & 0o022:
+                raise _Refused(
+                    f"group or others may write the file (mode {mode:04o}); "
+                    f"make it private with: chmod 600 {self._path}"
+                ) from None
+        else:
+            os.close(descriptor)
+
+    def _connect(self) -> sqlite3.Connection:
+        self._create()
+        connection = sqlite3.connect(
+            self._path,
+            timeout=self._busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            self._prepare(connection)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _prepare(self, connection: sqlite3.Connection) -> None:
+        connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+        if str(mode).lower() != "wal":
+            raise _Refused(f"the file cannot be switched to WAL mode (got {mode!r})")
+        connection.execute("PRAGMA synchronous = FULL")
+        problems = [row[0] for row in connection.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise _Refused("the file is damaged: " + "; ".join(problems[:3]))
+        with _immediate(connection):
+            # The version is read before anything is created, so a journal of
+            # a newer version is refused untouched.
+            meta = _meta(connection)
+            problem = schema_problem(meta.get("schema_version"), self._path)
+            if problem is not None:
+                raise _Refused(problem)
+            for statement in SQLITE_DDL:
+                connection.execute(statement)
+            self._check_meta(connection, meta)
+            # A write on every open: SQLite opens a file it cannot write
+            # read-only without a word, and we want to know now, not at the
+            # first intent of a purchase.
+            connection.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('opened_at', ?)",
+                (_iso(_clock.now()),),
+            )
+
+    def _check_meta(self, connection: sqlite3.Connection, meta: dict[str, str]) -> None:
+        if "schema_version" not in meta:
+            connection.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        if self._account is None:
+            return
+        bound = meta.get("account")
+        if bound is None:
+            connection.execute(
+                "INSERT INTO meta (key, value) VALUES ('account', ?)", (self._account,)
+            )
+        elif bound != self._account:
+            raise _Refused(
+                f"it belongs to the account with key id {bound!r}, "
+                f"not {self._account!r}"
+            )
+
+    async def aclose(self) -> None:
+        """Close the file. Idempotent."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await anyio.to_thread.run_sync(
+                self._guarded, "close the journal", connection.close
+            )
+
+    async def __aenter__(self: _Self) -> _Self:
+        return await self.open()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- the protocol -------------------------------------------------------
+
+    def _check_account(self, account: str) -> None:
+        if self._account is not None and account != self._account:
+            raise _Refused(
+                f"it is bound to the account with key id {self._account!r}, "
+                f"not {account!r}"
+            )
+
+    async def reserve(
+        self, account: str, owner: str, wanted: int, room: int | None
+    ) -> list[int]:
+        """Grant up to `wanted` slots within `room`, counting every open purchase.
+
+        See `Journal.reserve`. Reserved slots of dead processes are given
+        back on the way; pending intents count whoever wrote them.
+
+        Raises:
+            JournalError: the store failed, or the counts are negative.
+        """
+
+        def work(connection: sqlite3.Connection) -> list[int]:
+            problem = check_reservation(wanted, room)
+            if problem is not None:
+                raise _Refused(problem)
+            self._check_account(account)
+            with _immediate(connection):
+                rows = connection.execute(
+                    "SELECT id, owner, state FROM purchases "
+                    "WHERE account = ? AND state IN ('reserved', 'pending')",
+                    (account,),
+                ).fetchall()
+                judged = _judge({row[1] for row in rows if row[1] != owner})
+                dead_slots = [
+                    row[0] for row in rows if row[2] == "reserved" and row[1] in judged
+                ]
+                connection.executemany(
+                    "DELETE FROM purchases WHERE id = ?", [(i,) for i in dead_slots]
+                )
+                open_now = len(rows) - len(dead_slots)
+                created = _iso(_clock.now())
+                return [
+                    _inserted(
+                        connection.execute(
+                            "INSERT INTO purchases (account, owner, state, created_at)"
+                            " VALUES (?, ?, 'reserved', ?)",
+                            (account, owner, created),
+                        )
+                    )
+                    for _ in range(granted(wanted, room, open_now))
+                ]
+
+        return await self._run("reserve purchase slots", work)
+
+    async def release(self, slot_ids: Iterable[int]) -> None:
+        """Give back slots that never got an intent; others are left alone.
+
+        Raises:
+            JournalError: the store failed.
+        """
+        ids = [(int(i),) for i in slot_ids]
+
+        def work(connection: sqlite3.Connection) -> None:
+            with _immediate(connection):
+                connection.executemany(
+                    "DELETE FROM purchases WHERE id = ? AND state = 'reserved'", ids
+                )
+
+        await self._run("release purchase slots", work)
+
+    async def record_intent(
+        self,
+        slot_id: int,
+        preview_token: str,
+        expires_at: datetime,
+        *,
+        first_sent_at: datetime | None = None,
+    ) -> JournalEntry:
+        """Write the intent to confirm `preview_token` in a reserved slot.
+
+        See `Journal.record_intent`.
+
+        Raises:
+            JournalError: the slot is not reserved, the token is already in
+                the journal, or the store failed.
+        """
+
+        def work(connection: sqlite3.Connection) -> JournalEntry:
+            with _immediate(connection):
+                row = connection.execute(
+                    "SELECT state FROM purchases WHERE id = ?", (slot_id,)
+                ).fetchone()
+                if row is None or row[0] != "reserved":
+                    raise _Refused(
+                        f"slot {slot_id} is not a reserved slot "
+                        "(never granted, released, or already used)"
+                    )
+                try:
+                    connection.execute(
+                        "UPDATE purchases SET state = 'pending', preview_token = ?, "
+                        "expires_at = ?, created_at = ?, first_sent_at = ? "
+                        "WHERE id = ?",
+                        (
+                            preview_token,
+                            _iso(expires_at),
+                            _iso(_clock.now()),
+                            _iso(first_sent_at),
+                            slot_id,
+                        ),
+                    )
+                except sqlite3.IntegrityError:
+                    raise _Refused(
+                        "this preview token is already in the journal"
+                    ) from None
+                return _select_entry(connection, preview_token)
+
+        return await self._run("record the intent to confirm", work)
+
+    async def record_outcome(
+        self,
+        preview_token: str,
+        state: EntryState,
+        *,
+        line: ProvisionedLine | None = None,
+        error_code: str | None = None,
+        message: str | None = None,
+        attempts: int | None = None,
+        first_sent_at: datetime | None = None,
+        evidence: Sequence[Mapping[str, Any]] = (),
+    ) -> JournalEntry:
+        """Write the outcome of a purchase; return the entry as it now stands.
+
+        See `Journal.record_outcome`.
+
+        Raises:
+            JournalError: no intent for the token, an invalid or final-state
+                change, evidence that is not JSON, or the store failed.
+        """
+
+        def work(connection: sqlite3.Connection) -> JournalEntry:
+            try:
+                evidence_text = dump_evidence(evidence) if evidence else None
+            except (TypeError, ValueError) as exc:
+                raise _Refused(f"the evidence is not JSON: {exc}") from None
+            with _immediate(connection):
+                row = connection.execute(
+                    "SELECT state FROM purchases WHERE preview_token = ?",
+                    (preview_token,),
+                ).fetchone()
+                if row is None:
+                    raise _Refused("no intent was recorded for this token")
+                problem = check_outcome(row[0], state, line)
+                if problem is not None:
+                    raise _Refused(problem)
+                connection.execute(
+                    "UPDATE purchases SET state = ?, phone_number = ?, worker_id = ?,"
+                    " subscription_id = ?, error_code = ?, message = ?,"
+                    " attempts = COALESCE(?, attempts),"
+                    " first_sent_at = COALESCE(?, first_sent_at), settled_at = ?,"
+                    " evidence = COALESCE(?, evidence) WHERE preview_token = ?",
+                    (
+                        state,
+                        None if line is None else line.phone_number,
+                        None if line is None else line.worker_id,
+                        None if line is None else line.subscription_id,
+                        error_code,
+                        message,
+                        attempts,
+                        _iso(first_sent_at),
+                        _iso(_clock.now()),
+                        evidence_text,
+                        preview_token,
+                    ),
+                )
+                return _select_entry(connection, preview_token)
+
+        return await self._run("record the outcome", work)
+
+    async def claim_orphans(self, account: str, owner: str) -> list[JournalEntry]:
+        """Take over the pending purchases of this host's dead processes.
+
+        See `Journal.claim_orphans`. ``BEGIN IMMEDIATE`` makes the claim
+        exclusive across the processes sharing the file.
+
+        Raises:
+            JournalError: the store failed; nothing was claimed.
+        """
+
+        def work(connection: sqlite3.Connection) -> list[JournalEntry]:
+            self._check_account(account)
+            with _immediate(connection):
+                rows = connection.execute(
+                    "SELECT id, owner, state FROM purchases WHERE account = ? "
+                    "AND state IN ('reserved', 'pending') AND owner != ? ORDER BY id",
+                    (account, owner),
+                ).fetchall()
+                dead = _judge({row[1] for row in rows})
+                orphans = [row for row in rows if row[1] in dead]
+                connection.executemany(
+                    "DELETE FROM purchases WHERE id = ?",
+                    [(row[0],) for row in orphans if row[2] == "reserved"],
+                )
+                claimed = [row[0] for row in orphans if row[2] == "pending"]
+                connection.executemany(
+                    "UPDATE purchases SET owner = ? WHERE id = ?",
+                    [(owner, i) for i in claimed],
+                )
+                return [
+                    entry_from_row(
+                        connection.execute(
+                            f"SELECT {COLUMNS} FROM purchases WHERE id = ?", (i,)
+                        ).fetchone()
+                    )
+                    for i in claimed
+                ]
+
+        return await self._run("claim orphaned purchases", work)
+
+    async def renew(self, owner: str) -> None:
+        """Do nothing: on one host an owner lives as long as its process.
+
+        Raises:
+            JournalError: the journal is not open.
+        """
+        await self._run("renew an owner", lambda connection: None)
+
+    async def entries(self, account: str | None = None) -> list[JournalEntry]:
+        """Return every entry (of one account, or all), oldest first.
+
+        Raises:
+            JournalError: the store failed.
+        """
+
+        def work(connection: sqlite3.Connection) -> list[JournalEntry]:
+            rows = connection.execute(
+                f"SELECT {COLUMNS} FROM purchases WHERE state != 'reserved' "
+                "AND (? IS NULL OR account = ?) ORDER BY id",
+                (account, account),
+            ).fetchall()
+            return [entry_from_row(row) for row in rows]
+
+        return await self._run("read the entries", work)
+
+
+def _meta(connection: sqlite3.Connection) -> dict[str, str]:
+    exists = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    ).fetchone()
+    if exists is None:
+        return {}
+    return {
+        str(key): str(value)
+        for key, value in connection.execute("SELECT key, value FROM meta")
+    }
+
+
+def _judge(owners: set[str]) -> set[str]:
+    """Return the owners among `owners` whose process is gone."""
+    return {owner for owner in owners if not process_alive(owner)}
+
+
+def _inserted(cursor: sqlite3.Cursor) -> int:
+    row_id = cursor.lastrowid
+    if row_id is None:  # pragma: no cover - an INSERT always sets it
+        raise _Refused("the new slot got no id")
+    return row_id
+
+
+def _select_entry(connection: sqlite3.Connection, preview_token: str) -> JournalEntry:
+    row = connection.execute(
+        f"SELECT {COLUMNS} FROM purchases WHERE preview_token = ?", (preview_token,)
+    ).fetchone()
+    return entry_from_row(row)
+
+
+def _describe(exc: sqlite3.Error) -> str:
+    text = str(exc) or type(exc).__name__
+    lowered = text.lower()
+    if "not a database" in lowered or "malformed" in lowered:
+        return f"{text} (the file is corrupt or truncated)"
+    if "readonly" in lowered or "read-only" in lowered:
+        return f"{text} (the file or its directory is read-only)"
+    if "disk is full" in lowered or "disk i/o" in lowered:
+        return f"{text} (free some space, then retry)"
+    return text
