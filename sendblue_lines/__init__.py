@@ -34,11 +34,19 @@ from .errors import (
     TransportError,
 )
 from .journal import Journal, JournalEntry, PostgresJournal, SQLiteJournal
-from .models import LimitWindow, Preview, ProvisionedLine, ProvisioningLimits
+from .models import (
+    AccountLine,
+    LimitWindow,
+    LinesState,
+    Preview,
+    ProvisionedLine,
+    ProvisioningLimits,
+)
 from .provisioner import BatchResult, Plan, Provisioner, ProvisionOutcome
 
 __all__ = [
     "APIError",
+    "AccountLine",
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
@@ -52,6 +60,7 @@ __all__ = [
     "JournalError",
     "LimitWindow",
     "LinesClient",
+    "LinesState",
     "MalformedResponseError",
     "MaxLinesReachedError",
     "MonthlyLimitReachedError",

@@ -28,6 +28,7 @@ from ._retry import RetryPolicy, is_transient
 from ._session_options import session_options
 from ._transport import AttemptHook, Reply, Transport
 from .errors import (
+    APIError,
     ConfigurationError,
     MalformedResponseError,
     OutcomeUnknownError,
@@ -36,6 +37,7 @@ from .errors import (
     TransportError,
 )
 from .models import (
+    LinesState,
     Preview,
     ProvisionedLine,
     ProvisioningLimits,
@@ -48,6 +50,7 @@ logger = _logging.get_logger(_logging.HTTP)
 LIMITS_PATH: Final = "/accounts/limits"
 PREVIEW_PATH: Final = "/accounts/lines/provision-preview"
 CONFIRM_PATH: Final = "/accounts/lines/provision-confirm"
+LINES_STATE_PATH: Final = "/api/v2/lines/state"
 
 
 class LinesClient:
@@ -194,6 +197,33 @@ class LinesClient:
             path=LIMITS_PATH,
             raw=reply.text,
         )
+
+    async def get_lines_state(self) -> LinesState | None:
+        """List the lines the account holds now (`GET /api/v2/lines/state`).
+
+        The one documented way to look for a line whose purchase answer was
+        lost; what a listing can and cannot prove is on `LinesState`. Answers
+        None when the endpoint is not offered (404): carry on without
+        evidence. Charges nothing; transient failures are retried.
+
+        Raises:
+            AuthenticationError: bad credentials (401).
+            APIError: any other error answer (a subclass where one fits).
+            MalformedResponseError: the body is not JSON, or has no `data` list.
+            TransportError: the network failed on every attempt.
+        """
+        try:
+            reply = await self._safe_call("GET", LINES_STATE_PATH)
+        except APIError as exc:
+            if exc.status == 404:
+                logger.info("GET %s: not offered here (404)", LINES_STATE_PATH)
+                return None
+            raise
+        body = _status.json_object(reply, LINES_STATE_PATH)
+        return structure(
+            body, LinesState, status=reply.status, path=LINES_STATE_PATH,
+            raw=reply.text,
+        )  # fmt: skip
 
     async def preview(self) -> Preview:
         """Check eligibility and availability, and get a single-use token.

@@ -181,6 +181,45 @@ class ProvisioningLimits:
         return {name: window for name, window in found.items() if window is not None}
 
 
+@attrs.frozen(kw_only=True)
+class AccountLine:
+    """One line the account holds now, as `GET /api/v2/lines/state` lists it.
+
+    `worker_id` is the id a confirm returns for the line it bought; the rest
+    is kept as the server said it, unknown values of `assignment` and
+    `status` included, and None where absent or unreadable.
+    """
+
+    worker_id: str
+    sendblue_number: str | None = None
+    assignment: str | None = None
+    status: str | None = None
+    status_changed_at: datetime | None = None
+    degraded_since: datetime | None = None
+    effective_until: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class LinesState:
+    """The account's lines at one moment: evidence for a purchase whose answer was lost.
+
+    A line here that no known purchase accounts for is evidence of a
+    purchase, not proof that it was a given one (the dashboard may have
+    bought it); no new line proves nothing (a `provisioning_failed` charges
+    without a line). `unreadable` counts the entries that had no usable
+    `worker_id` and were left out. `raw` keeps the parsed body as it came.
+    """
+
+    snapshot_at: datetime | None
+    lines: tuple[AccountLine, ...]
+    unreadable: int = 0
+    raw: Any = attrs.field(default=None, eq=False, repr=False)
+
+    def worker_ids(self) -> frozenset[str]:
+        """The `worker_id` of every line listed."""
+        return frozenset(line.worker_id for line in self.lines)
+
+
 def granted_validity(
     expires_at: datetime, server_date: str | None, local_now: datetime
 ) -> float:
@@ -344,6 +383,7 @@ def _converter() -> Converter:
         ),
     )
     converter.register_structure_hook(ProvisioningLimits, _structure_limits)
+    converter.register_structure_hook(LinesState, _structure_lines_state)
     return converter
 
 
@@ -430,6 +470,48 @@ def _structure_limits(body: object, _: object) -> ProvisioningLimits:
     return ProvisioningLimits(
         daily=_window(limits.get(_DAILY), usage.get(_DAILY)),
         monthly=_window(limits.get(_MONTHLY), usage.get(_MONTHLY)),
+        raw=body,
+    )
+
+
+def _text(value: object) -> str | None:
+    """An optional string field: a non-blank string, else not known."""
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _structure_lines_state(body: object, _: object) -> LinesState:
+    """Read the lines list tolerantly; only a body without a `data` list fails.
+
+    The endpoint is documented by Sendblue's published API types, not by the
+    provisioning page: more fields and other values are accepted, an entry
+    without a usable `worker_id` is counted in `unreadable` and left out.
+    """
+    data = body.get("data") if isinstance(body, Mapping) else None
+    if not isinstance(data, list):
+        raise ValueError("expected a `data` list of lines")
+    lines: list[AccountLine] = []
+    unreadable = 0
+    for item in data:
+        worker_id = _text(item.get("worker_id")) if isinstance(item, Mapping) else None
+        if worker_id is None or not isinstance(item, Mapping):
+            unreadable += 1
+            continue
+        lines.append(
+            AccountLine(
+                worker_id=worker_id,
+                sendblue_number=_text(item.get("sendblue_number")),
+                assignment=_text(item.get("assignment")),
+                status=_text(item.get("status")),
+                status_changed_at=_moment(item.get("status_changed_at")),
+                degraded_since=_moment(item.get("degraded_since")),
+                effective_until=_moment(item.get("effective_until")),
+            )
+        )
+    snapshot = body.get("snapshot_at") if isinstance(body, Mapping) else None
+    return LinesState(
+        snapshot_at=_moment(snapshot),
+        lines=tuple(lines),
+        unreadable=unreadable,
         raw=body,
     )
 
