@@ -95,19 +95,40 @@ def outcome_of(error: BaseException | None) -> Outcome:
 
 
 class Scope:
-    """One purchase or one confirm in progress: what its records and span say."""
+    """One purchase or one confirm in progress: what its records and span say.
 
-    __slots__ = ("attempt", "confirms", "outcome", "slot", "span", "token_fp")
+    The token is kept and its fingerprint worked out only when a span or a
+    log record asks for it: a purchase nobody observes pays no hash.
+    """
+
+    __slots__ = ("_fp", "attempt", "confirms", "outcome", "slot", "span", "token")
 
     def __init__(
-        self, *, slot: int | None, attempt: int | None, token_fp: str | None
+        self, *, slot: int | None, attempt: int | None, token: str | None
     ) -> None:
         self.slot = slot
         self.attempt = attempt
-        self.token_fp = token_fp
+        self.token = token
+        self._fp: tuple[str, str] | None = None  # (token, its fingerprint)
         self.outcome: Outcome | None = None
         self.confirms = 0  # confirms started in this scope: may money have moved?
         self.span: Any = None
+
+    @property
+    def token_fp(self) -> str | None:
+        """The fingerprint of the token this scope holds, or None."""
+        token = self.token
+        if token is None:
+            return None
+        if self._fp is None or self._fp[0] != token:
+            self._fp = (token, fingerprint(token))
+        return self._fp[1]
+
+    def hold(self, token: str) -> None:
+        """Hold `token` from now on (its fingerprint is set on the span, if any)."""
+        self.token = token
+        if self.span is not None:
+            self.set(ATTR_TOKEN_FP, self.token_fp)
 
     def set(self, attribute: str, value: object) -> None:
         """Set a span attribute, if this scope has a span."""
@@ -172,7 +193,7 @@ def _scoped(name: str, scope: Scope) -> Iterator[Scope]:
 def _finish(scope: Scope, exc: BaseException | None) -> None:
     if scope.outcome is None:
         if exc is None:
-            scope.outcome = "bought" if scope.confirms or scope.token_fp else None
+            scope.outcome = "bought" if scope.confirms or scope.token else None
         elif isinstance(exc, SendblueError):
             scope.outcome = outcome_of(exc)
         else:
@@ -197,9 +218,7 @@ def _finish(scope: Scope, exc: BaseException | None) -> None:
 @contextmanager
 def purchase(slot: int) -> Iterator[Scope]:
     """Run one purchase (slot `slot`) in a scope and, with OpenTelemetry, a span."""
-    with _scoped(
-        PROVISION_SPAN, Scope(slot=slot, attempt=None, token_fp=None)
-    ) as scope:
+    with _scoped(PROVISION_SPAN, Scope(slot=slot, attempt=None, token=None)) as scope:
         yield scope
 
 
@@ -231,12 +250,11 @@ def confirming(token: str) -> Iterator[Scope]:
     outer = _current.get()
     if outer is not None:
         outer.confirms += 1
-        outer.token_fp = fingerprint(token)
-        outer.set(ATTR_TOKEN_FP, outer.token_fp)
+        outer.hold(token)
     scope = Scope(
         slot=outer.slot if outer is not None else None,
         attempt=outer.attempt if outer is not None else None,
-        token_fp=fingerprint(token),
+        token=token,
     )
     scope.confirms = 1
     with _scoped(CONFIRM_SPAN, scope) as inner:
@@ -255,8 +273,7 @@ def note_token(token: str) -> None:
     """Remember the fingerprint of the token this purchase attempt holds."""
     scope = _current.get()
     if scope is not None:
-        scope.token_fp = fingerprint(token)
-        scope.set(ATTR_TOKEN_FP, scope.token_fp)
+        scope.hold(token)
 
 
 def settle(error: BaseException | None) -> None:

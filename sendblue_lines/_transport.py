@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Final
 
@@ -419,11 +420,12 @@ class Transport:
             # our headers) is neither the __cause__ nor the __context__.
             raise failure from cause
         elapsed = loop.time() - started
-        logger.debug(
-            "%s %s -> %s in %.3fs (attempt %d)",
-            method, path, reply.status, elapsed, attempt,
-            extra=extra("http_reply", status=reply.status, http_attempt=attempt),
-        )  # fmt: skip
+        if logger.isEnabledFor(logging.DEBUG):  # no record's keys to build for nobody
+            logger.debug(
+                "%s %s -> %s in %.3fs (attempt %d)",
+                method, path, reply.status, elapsed, attempt,
+                extra=extra("http_reply", status=reply.status, http_attempt=attempt),
+            )  # fmt: skip
         if self._on_attempt is not None:  # no record to build for nobody
             self._report(
                 Attempt(
