@@ -211,9 +211,7 @@ class Fault:
         return cls(kind="delay", delay_seconds=float(seconds))
 
     @classmethod
-    def hang(
-        cls, *, after_commit: bool = False, seconds: float = HANG_LIMIT
-    ) -> Fault:
+    def hang(cls, *, after_commit: bool = False, seconds: float = HANG_LIMIT) -> Fault:
         """Never answer: hold the connection, then drop it without an answer.
 
         The connection is dropped when the sandbox closes, or after

@@ -370,7 +370,7 @@ class Sandbox(Generic[ClockT]):
             return self._runtime.log.in_flight()
         return self._runtime.log.counters[endpoint].in_flight
 
-    async def wait_idle(self, timeout: float = 5.0) -> None:
+    async def wait_idle(self, within: float = 5.0) -> None:
         """Wait until no request is in progress (see `in_flight`).
 
         A test calls this before reading the ledger, so that a purchase that
@@ -378,13 +378,13 @@ class Sandbox(Generic[ClockT]):
         it.
 
         Raises:
-            TimeoutError: requests were still in progress after ``timeout``
+            TimeoutError: requests were still in progress after ``within``
                 seconds.
         """
-        await self._wait_until(lambda: self._runtime.log.in_flight() == 0, timeout)
+        await self._wait_until(lambda: self._runtime.log.in_flight() == 0, within)
 
     async def wait_for_requests(
-        self, endpoint: Endpoint, count: int = 1, timeout: float = 5.0
+        self, endpoint: Endpoint, count: int = 1, within: float = 5.0
     ) -> None:
         """Wait until ``count`` requests in all have reached ``endpoint``.
 
@@ -393,15 +393,15 @@ class Sandbox(Generic[ClockT]):
         mid-confirm, cancel its caller).
 
         Raises:
-            TimeoutError: fewer requests had arrived after ``timeout`` seconds.
+            TimeoutError: fewer requests had arrived after ``within`` seconds.
             KeyError: unknown endpoint.
         """
         counters = self._runtime.log.counters[endpoint]
-        await self._wait_until(lambda: counters.requests >= count, timeout)
+        await self._wait_until(lambda: counters.requests >= count, within)
 
-    async def _wait_until(self, done: Callable[[], bool], timeout: float) -> None:
+    async def _wait_until(self, done: Callable[[], bool], within: float) -> None:
         changed = self._runtime.log.changed
-        with anyio.fail_after(timeout):
+        with anyio.fail_after(within):
             while not done():
                 changed.clear()
                 await changed.wait()

@@ -124,7 +124,7 @@ async def test_wait_idle_times_out_while_a_request_hangs(sandbox, api):
     task = asyncio.create_task(api.confirm(token))
     await sandbox.wait_for_requests("confirm")
     with pytest.raises(TimeoutError):
-        await sandbox.wait_idle(timeout=0.1)
+        await sandbox.wait_idle(within=0.1)
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
@@ -142,11 +142,11 @@ async def test_a_short_hang_drops_the_connection_by_itself(sandbox, api):
 
 
 async def test_wait_for_requests_counts_arrivals(sandbox, api):
-    """wait_for_requests returns at once for past arrivals, times out for future ones."""
+    """wait_for_requests returns at once for past arrivals, times out for others."""
     await api.buy()
     await sandbox.wait_for_requests("confirm", 1)
     with pytest.raises(TimeoutError):
-        await sandbox.wait_for_requests("confirm", 2, timeout=0.05)
+        await sandbox.wait_for_requests("confirm", 2, within=0.05)
 
 
 def test_a_negative_hang_is_refused():
