@@ -24,11 +24,10 @@ from typing import Any
 
 import anyio
 import attrs
-from _lines_server import KEY_ID, SECRET, LinesServer, limits_body
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from provisioner_support import KEY_ID, SECRET, our_tasks
 
-import sendblue_lines
 from sendblue_lines import (
     LinesClient,
     OutcomeUnknownError,
@@ -40,12 +39,18 @@ from sendblue_lines import (
     RetryPolicy,
 )
 
-PACKAGE_DIR = sendblue_lines.__file__.rsplit("/", 1)[0]
 TIMEOUT = 0.2
+
+
 NO_WAIT = RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0)
+
+
 FAST_NO_LINES = RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0)
 
+
 PREVIEW_ACTIONS = ["ok", "ok", "ok", "429d", "503nl", "503", "410"]
+
+
 CONFIRM_ACTIONS = [
     "ok",
     "ok",
@@ -109,17 +114,6 @@ class RecordingClient(LinesClient):
         token = preview.token if isinstance(preview, Preview) else preview
         self.events.append((asyncio.current_task(), "confirm", token))
         return super().confirm(preview)
-
-
-def our_tasks() -> list[asyncio.Task[Any]]:
-    found = []
-    for task in asyncio.all_tasks():
-        if task is asyncio.current_task() or task.done():
-            continue
-        code = getattr(task.get_coro(), "cr_code", None)
-        if code is not None and code.co_filename.startswith(PACKAGE_DIR):
-            found.append(task)
-    return found
 
 
 async def run(scenario: Scenario) -> None:
