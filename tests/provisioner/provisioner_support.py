@@ -1,4 +1,4 @@
-"""Helpers for the Provisioner's tests: quick retry policies, tasks left over, a sandbox client.
+"""Helpers for the Provisioner's tests: quick retries, leftover tasks, a sandbox client.
 
 Kept out of `conftest.py` so that test modules can import them by a name no
 other conftest shadows.

@@ -1,4 +1,4 @@
-"""batch() and provision_many(): one limits read, slot order, concurrency, the stream."""
+"""batch() and provision_many(): one limits read, slot order, the stream."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ SLOW_SECONDS = 0.3
 
 @pytest.fixture
 def server(sendblue_sandbox: Sandbox[ManualClock]) -> Sandbox[ManualClock]:
-    """The sandbox, with room for many lines; every confirm answer waits SLOW_SECONDS."""
+    """The sandbox, room for many lines; every confirm answer waits SLOW_SECONDS."""
     sendblue_sandbox.account.daily_limit = 100
     sendblue_sandbox.account.monthly_limit = 100
     slow_confirms(sendblue_sandbox, SLOW_SECONDS)

@@ -1,4 +1,4 @@
-"""Money may have moved: no new preview after an unclear confirm; its unit stays spent."""
+"""Money may have moved: no new preview after an unclear confirm; unit kept."""
 
 from __future__ import annotations
 
