@@ -1,4 +1,4 @@
-"""Shared fixtures, the aioresponses shim for aiohttp 3.14, and the secret canary.
+"""Shared fixtures, and the secret canary (the aioresponses shim is in `scripted_api`).
 
 The canary (bottom of this file) fails any test that lets a secret out:
 every secret a `LinesClient` of the suite is built with is recorded, and
@@ -28,37 +28,19 @@ import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from typing import Any
-from unittest import mock
 
-import aiohttp
-import aioresponses.core
 import pytest
 from _loopback_proxy import LoopbackProxy
-from aioresponses import aioresponses as AioResponses
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
+from scripted_api import AioResponses, ScriptedApi
 
 import sendblue_lines._config
 from sendblue_lines import LinesClient, RetryPolicy
 from sendblue_lines._logging import JsonFormatter
-
-
-class _ShimResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 builds responses without aiohttp 3.14's `stream_writer`.
-
-    Upstream issue pnuckowski/aioresponses#289 is open with no newer release;
-    this test-only subclass supplies the missing argument.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", mock.Mock())
-        super().__init__(*args, **kwargs)
-
-
-aioresponses.core.ClientResponse = _ShimResponse  # type: ignore[misc]
 
 BASE_URL = "https://api.sendblue.test"
 KEY_ID = "key-id-for-tests"
@@ -136,6 +118,12 @@ def mocked() -> Iterator[AioResponses]:
     """An aioresponses mock of every aiohttp request made in the test."""
     with AioResponses() as m:
         yield m
+
+
+@pytest.fixture
+def api(mocked: AioResponses) -> ScriptedApi:
+    """The scripted API on `mocked`, recording every call in order."""
+    return ScriptedApi(mocked)
 
 
 @pytest.fixture

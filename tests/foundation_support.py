@@ -1,4 +1,4 @@
-"""Helpers for the foundation's tests: fixture bodies, recorded requests, real servers.
+"""Helpers for the foundation's tests: fixture bodies and hand-written servers.
 
 Kept out of `conftest.py` so that test modules can import it by a name no
 other conftest shadows. The paths are the spec's own, written out here
@@ -16,8 +16,6 @@ from typing import Any
 
 import attrs
 from aiohttp import web
-from aioresponses import aioresponses as AioResponses
-from yarl import URL
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -38,16 +36,6 @@ def load(name: str) -> Any:
 def text(name: str) -> str:
     """The raw text of `tests/fixtures/<name>.json`."""
     return (FIXTURES / f"{name}.json").read_text(encoding="utf-8")
-
-
-def calls(mocked: AioResponses, method: str, url: str) -> list[Any]:
-    """The requests aioresponses recorded for `method url`, in order."""
-    return list(mocked.requests.get((method, URL(url)), []))
-
-
-def all_calls(mocked: AioResponses) -> list[Any]:
-    """Every request aioresponses recorded, whatever its URL."""
-    return [call for found in mocked.requests.values() for call in found]
 
 
 def closed_port() -> int:
@@ -128,13 +116,3 @@ def respond(status: int, body: Any) -> Handler:
         return web.json_response(body, status=status)
 
     return handler
-
-
-def sent_json(kwargs: dict[str, Any]) -> Any:
-    """The JSON body of a request aioresponses recorded, or None without one.
-
-    The client serializes bodies itself (a session's `json_serialize` must not
-    change them) and sends them as `data=` bytes.
-    """
-    data = kwargs.get("data")
-    return None if data is None else json.loads(data)

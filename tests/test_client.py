@@ -17,14 +17,12 @@ from foundation_support import (
     METHODS,
     PREVIEW,
     SECRET,
-    all_calls,
-    calls,
     load,
-    sent_json,
     text,
 )
 from hypothesis import given
 from hypothesis import strategies as st
+from scripted_api import all_calls, calls, sent_json
 
 from sendblue_lines import (
     APIError,

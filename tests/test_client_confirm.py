@@ -22,13 +22,12 @@ from foundation_support import (
     CONFIRM,
     KEY_ID,
     SECRET,
-    all_calls,
     closed_port,
     load,
-    sent_json,
     serve,
     text,
 )
+from scripted_api import all_calls, sent_json
 
 from sendblue_lines import (
     APIError,

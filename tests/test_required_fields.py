@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aioresponses import CallbackResult
 from aioresponses import aioresponses as AioResponses
-from foundation_support import sent_json
+from scripted_api import sent_json
 
 from sendblue_lines import (
     APIError,

@@ -211,15 +211,23 @@ class Fault:
         return cls(kind="delay", delay_seconds=float(seconds))
 
     @classmethod
-    def hang(cls, *, after_commit: bool = False) -> Fault:
-        """Never answer: hold the connection until the sandbox closes, then drop it.
+    def hang(cls, *, after_commit: bool = False, seconds: float = HANG_LIMIT) -> Fault:
+        """Never answer: hold the connection, then drop it without an answer.
 
-        The sandbox gives up on its own after two minutes at most, so a test
-        that forgets to close it still ends.
+        The connection is dropped when the sandbox closes, or after
+        ``seconds`` (two minutes at most by default, so a test that forgets
+        to close the sandbox still ends). A short ``seconds`` lets a test
+        wait for the sandbox to be idle while the client has long given up.
+
+        Raises:
+            ValueError: ``seconds`` is negative.
         """
+        if seconds < 0:
+            msg = f"a hang cannot last a negative time, got {seconds}"
+            raise ValueError(msg)
 
         async def reply(context: ReplyContext) -> web.StreamResponse:
-            await context.pause(HANG_LIMIT)
+            await context.pause(seconds)
             return drop_connection(context.request)
 
         return cls(kind="hang", after_commit=after_commit, reply=reply)

@@ -9,6 +9,7 @@ also a DEBUG record on the `sendblue_lines.sandbox` logger, with the SDK's
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from collections.abc import Iterator
@@ -60,10 +61,15 @@ class EndpointCounters:
 
     ``requests`` counts arrivals, so a request still in progress is counted;
     ``statuses`` counts answers by status (None: no answer went out).
+    ``in_flight`` is how many requests are in progress now (arrived, not yet
+    answered or dropped), and ``peak_in_flight`` the most there ever were at
+    once: the figure to check a client's cap on concurrent requests against.
     """
 
     requests: int = 0
     statuses: Counter[int | None] = attrs.field(factory=Counter)
+    in_flight: int = 0
+    peak_in_flight: int = 0
 
 
 @attrs.define
@@ -82,6 +88,12 @@ class RequestLog:
         self.counters: dict[str, EndpointCounters] = {
             name: EndpointCounters() for name in (*ENDPOINTS, OTHER)
         }
+        #: Set whenever a request arrives or ends, for those who wait on counts.
+        self.changed = asyncio.Event()
+
+    def in_flight(self) -> int:
+        """How many requests are in progress now, on every endpoint."""
+        return sum(counters.in_flight for counters in self.counters.values())
 
     @contextmanager
     def observe(
@@ -97,10 +109,15 @@ class RequestLog:
         at = self._clock.now()
         counters = self.counters[endpoint or OTHER]
         counters.requests += 1
+        counters.in_flight += 1
+        counters.peak_in_flight = max(counters.peak_in_flight, counters.in_flight)
+        self.changed.set()
         observation = Observation()
         try:
             yield observation
         finally:
+            counters.in_flight -= 1
+            self.changed.set()
             counters.statuses[observation.status] += 1
             self.records.append(
                 RequestRecord(

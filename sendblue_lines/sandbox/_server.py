@@ -396,6 +396,53 @@ class Sandbox(Generic[ClockT]):
             if key_id in (None, line.api_key_id)
         ]
 
+    def in_flight(self, endpoint: Endpoint | None = None) -> int:
+        """Count the requests in progress now, on one endpoint or all.
+
+        A request is in progress from its arrival until it is answered or
+        dropped; aiohttp keeps a handler running after its client went away,
+        so this can be above zero after the client has given up.
+        """
+        if endpoint is None:
+            return self._runtime.log.in_flight()
+        return self._runtime.log.counters[endpoint].in_flight
+
+    async def wait_idle(self, within: float = 5.0) -> None:
+        """Wait until no request is in progress (see `in_flight`).
+
+        A test calls this before reading the ledger, so that a purchase that
+        commits after its client gave up (a delayed or hanging confirm) is in
+        it.
+
+        Raises:
+            TimeoutError: requests were still in progress after ``within``
+                seconds.
+        """
+        await self._wait_until(lambda: self._runtime.log.in_flight() == 0, within)
+
+    async def wait_for_requests(
+        self, endpoint: Endpoint, count: int = 1, within: float = 5.0
+    ) -> None:
+        """Wait until ``count`` requests in all have reached ``endpoint``.
+
+        Requests are counted when they arrive, before any latency or fault,
+        so a test can act while a request is in progress (close the client
+        mid-confirm, cancel its caller).
+
+        Raises:
+            TimeoutError: fewer requests had arrived after ``within`` seconds.
+            KeyError: unknown endpoint.
+        """
+        counters = self._runtime.log.counters[endpoint]
+        await self._wait_until(lambda: counters.requests >= count, within)
+
+    async def _wait_until(self, done: Callable[[], bool], within: float) -> None:
+        changed = self._runtime.log.changed
+        with anyio.fail_after(within):
+            while not done():
+                changed.clear()
+                await changed.wait()
+
     def limits(self, account: SandboxAccount | str | None = None) -> LimitsSnapshot:
         """Return an account's rolling windows as they stand now.
 

@@ -1,7 +1,7 @@
 """Cancelling the caller of a sent confirm: the answer still arrives and is reported.
 
-Real sockets on 127.0.0.1 (aioresponses bypasses timeouts), a server that
-delays its confirm answers, and every kind of cancellation: anyio scopes,
+Real sockets on 127.0.0.1 (aioresponses bypasses timeouts): the sandbox,
+delaying its confirm answers, and every kind of cancellation: anyio scopes,
 `asyncio.wait_for`, `asyncio.timeout`, `task.cancel()` (once and twice).
 """
 
@@ -12,13 +12,11 @@ import logging
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import anyio
 import pytest
-from _lines_server import KEY_ID, SECRET, SLOW_SECONDS, LinesServer
+from provisioner_support import connect, our_tasks
 
-import sendblue_lines
 from sendblue_lines import (
     LinesClient,
     OutcomeUnknownError,
@@ -28,198 +26,42 @@ from sendblue_lines import (
     ProvisionOutcome,
     RetryPolicy,
 )
+from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 
-PACKAGE_DIR = sendblue_lines.__file__.rsplit("/", 1)[0]
-
-
-def our_tasks() -> list[asyncio.Task[Any]]:
-    """Tasks still running code of the package, apart from the test's own."""
-    found = []
-    for task in asyncio.all_tasks():
-        if task is asyncio.current_task() or task.done():
-            continue
-        code = getattr(task.get_coro(), "cr_code", None)
-        if code is not None and code.co_filename.startswith(PACKAGE_DIR):
-            found.append(task)
-    return found
+#: How long the sandbox holds every confirm (and a slow preview) before answering.
+SLOW_SECONDS = 0.3
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[LinesServer]:
-    """The fake server; every confirm answer waits SLOW_SECONDS."""
-    async with LinesServer(confirm_delay=SLOW_SECONDS) as s:
-        yield s
+def server(sendblue_sandbox: Sandbox[ManualClock]) -> Sandbox[ManualClock]:
+    """The sandbox, room for many lines; every confirm answer waits SLOW_SECONDS."""
+    sendblue_sandbox.account.daily_limit = 100
+    sendblue_sandbox.account.monthly_limit = 100
+    slow_confirms(sendblue_sandbox, SLOW_SECONDS)
+    return sendblue_sandbox
+
+
+def slow_confirms(server: Sandbox[ManualClock], seconds: float) -> None:
+    """Make every confirm from now on wait `seconds` before it commits and answers."""
+    server.faults.clear("confirm")
+    server.inject("confirm", Fault.delay(seconds), times=1000)
 
 
 @pytest.fixture
-async def client(server: LinesServer) -> AsyncIterator[LinesClient]:
-    """A LinesClient on the fake server, with short timeouts."""
-    async with LinesClient(
-        KEY_ID,
-        SECRET,
-        base_url=server.url,
+async def client(server: Sandbox[ManualClock]) -> AsyncIterator[LinesClient]:
+    """A LinesClient on the sandbox, with short timeouts."""
+    async with connect(
+        server,
         timeout=2.0,
         retry=RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0),
     ) as c:
         yield c
 
 
-async def settled(server: LinesServer) -> None:
+async def settled(server: Sandbox[ManualClock]) -> None:
     """Wait for the server's handlers, and check that nothing of ours runs."""
-    await server.settle()
+    await server.wait_idle()
     assert our_tasks() == []
-
-
-# -- provision() ---------------------------------------------------------------------
-
-
-async def test_an_anyio_scope_waits_for_the_sent_confirm(
-    client: LinesClient, server: LinesServer
-) -> None:
-    """move_on_after mid-confirm: the line reaches on_outcome, then the scope ends."""
-    seen: list[ProvisionOutcome] = []
-    provisioner = Provisioner(client, on_outcome=seen.append)
-    started = anyio.current_time()
-    with anyio.move_on_after(0.1) as scope:
-        await provisioner.provision()
-    assert scope.cancelled_caught
-    assert anyio.current_time() - started >= SLOW_SECONDS * 0.9
-    assert [o.ok for o in seen] == [True]
-    assert seen[0].line is not None
-    assert seen[0].line.subscription_id == f"sub_{next(iter(server.charges))}"
-    await settled(server)
-
-
-async def test_waiting_for_a_sent_confirm_does_not_spin(
-    client: LinesClient, server: LinesServer
-) -> None:
-    """The shielded wait sleeps: anyio's repeated cancel delivery is held off."""
-    server.confirm_delay = 0.5
-    provisioner = Provisioner(client)
-    cpu = time.process_time()
-    with anyio.move_on_after(0.05):
-        await provisioner.provision()
-    assert time.process_time() - cpu < 0.25
-    await settled(server)
-
-
-async def test_wait_for_raises_timeout_after_the_outcome_is_reported(
-    client: LinesClient, server: LinesServer
-) -> None:
-    """asyncio.wait_for cannot break the shield: line reported, then TimeoutError."""
-    seen: list[ProvisionOutcome] = []
-    provisioner = Provisioner(client, on_outcome=seen.append)
-    with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(provisioner.provision(), 0.1)
-    assert [o.ok for o in seen] == [True]
-    assert len(server.charges) == 1
-    await settled(server)
-
-
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is 3.11+")
-async def test_asyncio_timeout_is_held_off_too(
-    client: LinesClient, server: LinesServer
-) -> None:
-    """asyncio.timeout() around provision(): the outcome comes before TimeoutError."""
-    seen: list[ProvisionOutcome] = []
-    provisioner = Provisioner(client, on_outcome=seen.append)
-    with pytest.raises(asyncio.TimeoutError):
-        async with asyncio.timeout(0.1):
-            await provisioner.provision()
-    assert [o.ok for o in seen] == [True]
-    await settled(server)
-
-
-@pytest.mark.parametrize("cancels", [1, 2, 5])
-async def test_task_cancel_waits_for_the_answer(
-    client: LinesClient, server: LinesServer, cancels: int
-) -> None:
-    """task.cancel(), even repeated, lets the confirm finish and report first."""
-    seen: list[ProvisionOutcome] = []
-    provisioner = Provisioner(client, on_outcome=seen.append)
-    task = asyncio.create_task(provisioner.provision())
-    await asyncio.wait_for(server.confirm_arrived.wait(), 2.0)
-    for _ in range(cancels):
-        task.cancel()
-        await asyncio.sleep(0.02)
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert [o.ok for o in seen] == [True]
-    assert len(server.charges) == 1
-    await settled(server)
-
-
-async def test_an_anyio_task_group_cancel_is_held_off(
-    client: LinesClient, server: LinesServer
-) -> None:
-    """Cancelling the task group that runs provision() still reports its line."""
-    seen: list[ProvisionOutcome] = []
-    provisioner = Provisioner(client, on_outcome=seen.append)
-    async with anyio.create_task_group() as group:
-        group.start_soon(provisioner.provision)
-        await server.confirm_arrived.wait()
-        group.cancel_scope.cancel()
-    assert [o.ok for o in seen] == [True]
-    await settled(server)
-
-
-async def test_a_cancelled_confirm_is_logged_at_warning_when_nobody_listens(
-    client: LinesClient, server: LinesServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Without on_outcome, a line bought after the cancellation is logged at WARNING."""
-    with caplog.at_level(logging.INFO, logger="sendblue_lines"):
-        with anyio.move_on_after(0.1):
-            await Provisioner(client).provision()
-    late = [r for r in caplog.records if "after its caller was cancelled" in r.message]
-    assert len(late) == 1
-    assert late[0].levelno == logging.WARNING
-    assert "+1415555" in late[0].getMessage()
-    await settled(server)
-
-
-async def test_an_async_on_outcome_finishes_despite_the_cancellation(
-    client: LinesClient, server: LinesServer
-) -> None:
-    """An async on_outcome that awaits still completes after the cancellation."""
-    seen: list[ProvisionOutcome] = []
-
-    async def record(outcome: ProvisionOutcome) -> None:
-        await asyncio.sleep(0.05)
-        seen.append(outcome)
-
-    with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(Provisioner(client, on_outcome=record).provision(), 0.1)
-    assert len(seen) == 1
-    await settled(server)
-
-
-async def test_cancelling_before_the_confirm_sends_nothing(
-    client: LinesClient, server: LinesServer
-) -> None:
-    """A cancellation during preview is immediate: no confirm, no outcome."""
-    server.queue("preview", "slow")
-    seen: list[ProvisionOutcome] = []
-    started = anyio.current_time()
-    with anyio.move_on_after(0.05):
-        await Provisioner(client, on_outcome=seen.append).provision()
-    assert anyio.current_time() - started < SLOW_SECONDS
-    await server.settle()
-    assert server.count("confirm") == 0
-    assert seen == []
-    assert our_tasks() == []
-
-
-async def test_the_client_stays_usable_after_a_cancellation(
-    client: LinesClient, server: LinesServer
-) -> None:
-    """After a cancelled provision(), the same client and Provisioner buy again."""
-    provisioner = Provisioner(client)
-    with anyio.move_on_after(0.1):
-        await provisioner.provision()
-    line = await provisioner.provision()
-    assert isinstance(line, ProvisionedLine)
-    assert len(server.charges) == 2
-    await settled(server)
 
 
 class StuckClient(LinesClient):
@@ -228,36 +70,6 @@ class StuckClient(LinesClient):
     async def confirm(self, preview: Preview | str) -> ProvisionedLine:
         await asyncio.sleep(60)
         raise AssertionError("unreachable")
-
-
-async def test_a_confirm_past_its_bound_is_reported_unknown(
-    server: LinesServer,
-) -> None:
-    """A sent confirm that outlives its worst case is given up as OutcomeUnknown."""
-    seen: list[ProvisionOutcome] = []
-    async with StuckClient(
-        KEY_ID,
-        SECRET,
-        base_url=server.url,
-        timeout=0.1,
-        confirm_attempts=1,
-        retry=RetryPolicy(attempts=1, base_delay=0.0, max_delay=0.0),
-    ) as stuck:
-        provisioner = Provisioner(stuck, on_outcome=seen.append)
-        started = anyio.current_time()
-        with anyio.move_on_after(0.05):
-            await provisioner.provision()
-        waited = anyio.current_time() - started
-    assert 1.0 <= waited < 3.0  # 0.1 s x 1 attempt + 1 s of slack
-    [outcome] = seen
-    assert isinstance(outcome.error, OutcomeUnknownError)
-    assert "no answer within" in outcome.error.reason
-    assert outcome.error.preview_token.startswith("lpv_")
-    assert our_tasks() == []
-    assert provisioner.lines_left is None
-
-
-# -- batches ---------------------------------------------------------------------------
 
 
 async def consume(provisioner: Provisioner, count: int) -> None:
@@ -290,45 +102,221 @@ async def by_task_cancel(run: Callable[[], Awaitable[None]]) -> None:
         await task
 
 
+async def test_an_anyio_scope_waits_for_the_sent_confirm(
+    client: LinesClient, server: Sandbox[ManualClock]
+) -> None:
+    """move_on_after mid-confirm: the line reaches on_outcome, then the scope ends."""
+    seen: list[ProvisionOutcome] = []
+    provisioner = Provisioner(client, on_outcome=seen.append)
+    started = anyio.current_time()
+    with anyio.move_on_after(0.1) as scope:
+        await provisioner.provision()
+    assert scope.cancelled_caught
+    assert anyio.current_time() - started >= SLOW_SECONDS * 0.9
+    assert [o.ok for o in seen] == [True]
+    assert seen[0].line is not None
+    assert [seen[0].line.phone_number] == [c.phone_number for c in server.purchases()]
+    await settled(server)
+
+
+async def test_waiting_for_a_sent_confirm_does_not_spin(
+    client: LinesClient, server: Sandbox[ManualClock]
+) -> None:
+    """The shielded wait sleeps: anyio's repeated cancel delivery is held off."""
+    slow_confirms(server, 0.5)
+    provisioner = Provisioner(client)
+    cpu = time.process_time()
+    with anyio.move_on_after(0.05):
+        await provisioner.provision()
+    assert time.process_time() - cpu < 0.25
+    await settled(server)
+
+
+async def test_wait_for_raises_timeout_after_the_outcome_is_reported(
+    client: LinesClient, server: Sandbox[ManualClock]
+) -> None:
+    """asyncio.wait_for cannot break the shield: line reported, then TimeoutError."""
+    seen: list[ProvisionOutcome] = []
+    provisioner = Provisioner(client, on_outcome=seen.append)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(provisioner.provision(), 0.1)
+    assert [o.ok for o in seen] == [True]
+    assert len(server.ledger) == 1
+    await settled(server)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="asyncio.timeout is 3.11+")
+async def test_asyncio_timeout_is_held_off_too(
+    client: LinesClient, server: Sandbox[ManualClock]
+) -> None:
+    """asyncio.timeout() around provision(): the outcome comes before TimeoutError."""
+    seen: list[ProvisionOutcome] = []
+    provisioner = Provisioner(client, on_outcome=seen.append)
+    with pytest.raises(asyncio.TimeoutError):
+        async with asyncio.timeout(0.1):
+            await provisioner.provision()
+    assert [o.ok for o in seen] == [True]
+    await settled(server)
+
+
+@pytest.mark.parametrize("cancels", [1, 2, 5])
+async def test_task_cancel_waits_for_the_answer(
+    client: LinesClient, server: Sandbox[ManualClock], cancels: int
+) -> None:
+    """task.cancel(), even repeated, lets the confirm finish and report first."""
+    seen: list[ProvisionOutcome] = []
+    provisioner = Provisioner(client, on_outcome=seen.append)
+    task = asyncio.create_task(provisioner.provision())
+    await server.wait_for_requests("confirm")
+    for _ in range(cancels):
+        task.cancel()
+        await asyncio.sleep(0.02)
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [o.ok for o in seen] == [True]
+    assert len(server.ledger) == 1
+    await settled(server)
+
+
+async def test_an_anyio_task_group_cancel_is_held_off(
+    client: LinesClient, server: Sandbox[ManualClock]
+) -> None:
+    """Cancelling the task group that runs provision() still reports its line."""
+    seen: list[ProvisionOutcome] = []
+    provisioner = Provisioner(client, on_outcome=seen.append)
+    async with anyio.create_task_group() as group:
+        group.start_soon(provisioner.provision)
+        await server.wait_for_requests("confirm")
+        group.cancel_scope.cancel()
+    assert [o.ok for o in seen] == [True]
+    await settled(server)
+
+
+async def test_a_cancelled_confirm_is_logged_at_warning_when_nobody_listens(
+    client: LinesClient, server: Sandbox[ManualClock], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without on_outcome, a line bought after the cancellation is logged at WARNING."""
+    with caplog.at_level(logging.INFO, logger="sendblue_lines"):
+        with anyio.move_on_after(0.1):
+            await Provisioner(client).provision()
+    late = [r for r in caplog.records if "after its caller was cancelled" in r.message]
+    assert len(late) == 1
+    assert late[0].levelno == logging.WARNING
+    assert "+1415555" in late[0].getMessage()
+    await settled(server)
+
+
+async def test_an_async_on_outcome_finishes_despite_the_cancellation(
+    client: LinesClient, server: Sandbox[ManualClock]
+) -> None:
+    """An async on_outcome that awaits still completes after the cancellation."""
+    seen: list[ProvisionOutcome] = []
+
+    async def record(outcome: ProvisionOutcome) -> None:
+        await asyncio.sleep(0.05)
+        seen.append(outcome)
+
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(Provisioner(client, on_outcome=record).provision(), 0.1)
+    assert len(seen) == 1
+    await settled(server)
+
+
+async def test_cancelling_before_the_confirm_sends_nothing(
+    client: LinesClient, server: Sandbox[ManualClock]
+) -> None:
+    """A cancellation during preview is immediate: no confirm, no outcome."""
+    server.inject("preview", Fault.delay(SLOW_SECONDS))
+    seen: list[ProvisionOutcome] = []
+    started = anyio.current_time()
+    with anyio.move_on_after(0.05):
+        await Provisioner(client, on_outcome=seen.append).provision()
+    assert anyio.current_time() - started < SLOW_SECONDS
+    await server.wait_idle()
+    assert server.counters["confirm"].requests == 0
+    assert seen == []
+    assert our_tasks() == []
+
+
+async def test_the_client_stays_usable_after_a_cancellation(
+    client: LinesClient, server: Sandbox[ManualClock]
+) -> None:
+    """After a cancelled provision(), the same client and Provisioner buy again."""
+    provisioner = Provisioner(client)
+    with anyio.move_on_after(0.1):
+        await provisioner.provision()
+    line = await provisioner.provision()
+    assert isinstance(line, ProvisionedLine)
+    assert len(server.ledger) == 2
+    await settled(server)
+
+
+async def test_a_confirm_past_its_bound_is_reported_unknown(
+    server: Sandbox[ManualClock],
+) -> None:
+    """A sent confirm that outlives its worst case is given up as OutcomeUnknown."""
+    seen: list[ProvisionOutcome] = []
+    async with StuckClient(
+        server.api_key_id,
+        server.api_secret_key,
+        base_url=server.url,
+        timeout=0.1,
+        confirm_attempts=1,
+        retry=RetryPolicy(attempts=1, base_delay=0.0, max_delay=0.0),
+    ) as stuck:
+        provisioner = Provisioner(stuck, on_outcome=seen.append)
+        started = anyio.current_time()
+        with anyio.move_on_after(0.05):
+            await provisioner.provision()
+        waited = anyio.current_time() - started
+    assert 1.0 <= waited < 3.0  # 0.1 s x 1 attempt + 1 s of slack
+    [outcome] = seen
+    assert isinstance(outcome.error, OutcomeUnknownError)
+    assert "no answer within" in outcome.error.reason
+    assert outcome.error.preview_token.startswith("lpv_")
+    assert our_tasks() == []
+    assert provisioner.lines_left is None
+
+
 @pytest.mark.parametrize("cancel", [by_anyio, by_wait_for, by_task_cancel])
 async def test_a_cancelled_batch_still_reports_its_sent_confirms(
-    client: LinesClient, server: LinesServer, cancel: Canceller
+    client: LinesClient, server: Sandbox[ManualClock], cancel: Canceller
 ) -> None:
     """Cancelling a batch's consumer mid-confirm: every charge reaches on_outcome."""
     seen: list[ProvisionOutcome] = []
     provisioner = Provisioner(client, on_outcome=seen.append)
     await cancel(lambda: consume(provisioner, 3))
-    await server.settle()
-    assert len(server.charges) == 3
+    await server.wait_idle()
+    assert len(server.ledger) == 3
     assert sorted(o.index for o in seen if o.ok) == [0, 1, 2]
     assert our_tasks() == []
 
 
 async def test_a_cancelled_batch_sends_no_confirm_for_slots_still_previewing(
-    client: LinesClient, server: LinesServer
+    client: LinesClient, server: Sandbox[ManualClock]
 ) -> None:
     """Leaving early: the slot in confirm finishes, the one in preview sends nothing."""
-    server.confirm_delay = 0.0
-    server.queue("preview", "ok", "slow")
-    server.queue("confirm", "delay")
+    slow_confirms(server, SLOW_SECONDS)
+    server.inject("preview", Fault("none"))
+    server.inject("preview", Fault.delay(SLOW_SECONDS))
     seen: list[ProvisionOutcome] = []
     provisioner = Provisioner(client, on_outcome=seen.append)
     with anyio.move_on_after(0.15):
         await consume(provisioner, 2)
-    await server.settle()
-    assert server.count("confirm") == 1
+    await server.wait_idle()
+    assert server.counters["confirm"].requests == 1
     assert [o.ok for o in seen] == [True]
     assert our_tasks() == []
 
 
 async def test_leaving_a_batch_block_early_logs_late_outcomes(
-    client: LinesClient, server: LinesServer, caplog: pytest.LogCaptureFixture
+    client: LinesClient, server: Sandbox[ManualClock], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Confirms that settle after the consumer left are logged at WARNING."""
     provisioner = Provisioner(client)
     with caplog.at_level(logging.INFO, logger="sendblue_lines"):
         async with provisioner.batch(2, concurrency=2) as outcomes:
-            await server.confirm_arrived.wait()
+            await server.wait_for_requests("confirm")
             await asyncio.sleep(0.05)  # both confirms are in flight now
             del outcomes  # leave without reading a single outcome
     late = [r for r in caplog.records if "after its caller was cancelled" in r.message]

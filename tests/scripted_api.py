@@ -1,32 +1,84 @@
-"""Scripted aioresponses answers for the Provisioner's unit tests.
+"""The one aioresponses helper: the aiohttp 3.14 shim, recorded requests, `ScriptedApi`.
 
-`MockApi` registers one answer per call, in order, and records every request
-that reached it (endpoint and JSON body) in one ordered list, so tests can
-assert on what was sent and in which order.
+Unit tests fake the HTTP API with aioresponses (the design's choice of
+mock), and only through this module: it patches aioresponses so that it
+works on aiohttp 3.14, reads what the mock recorded, and scripts answers
+per endpoint with `ScriptedApi`. Tests that need real sockets use the
+sandbox; a hand-written server stays only for bytes or behaviours that no
+HTTP server would send.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 from collections import deque
 from datetime import datetime, timedelta, timezone
 from email.utils import formatdate
 from typing import Any
+from unittest import mock
 
 import aiohttp
+import aioresponses.core
 from aioresponses import CallbackResult
 from aioresponses import aioresponses as AioResponses
-from foundation_support import sent_json
+from yarl import URL
 
 from sendblue_lines import RetryPolicy
 
-BASE_URL = "https://api.provisioner.test"
-KEY_ID = "key-id-for-provisioner-tests"
-SECRET = "s3cr3t-provisioner-never-to-be-seen"
-LIMITS_URL = BASE_URL + "/accounts/limits"
-PREVIEW_URL = BASE_URL + "/accounts/lines/provision-preview"
-CONFIRM_URL = BASE_URL + "/accounts/lines/provision-confirm"
+__all__ = [
+    "ERRORS",
+    "AioResponses",
+    "ScriptedApi",
+    "all_calls",
+    "calls",
+    "canonical",
+    "in_seconds",
+    "iso",
+    "sent_json",
+]
+
+
+class _ShimResponse(aiohttp.ClientResponse):
+    """aioresponses 0.7.9 builds responses without aiohttp 3.14's `stream_writer`.
+
+    Upstream issue pnuckowski/aioresponses#289 is open with no newer release;
+    this test-only subclass supplies the missing argument.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", mock.Mock())
+        super().__init__(*args, **kwargs)
+
+
+aioresponses.core.ClientResponse = _ShimResponse  # type: ignore[misc]
+
+
+def calls(mocked: AioResponses, method: str, url: str) -> list[Any]:
+    """The requests aioresponses recorded for `method url`, in order."""
+    return list(mocked.requests.get((method, URL(url)), []))
+
+
+def all_calls(mocked: AioResponses) -> list[Any]:
+    """Every request aioresponses recorded, whatever its URL."""
+    return [call for found in mocked.requests.values() for call in found]
+
+
+def sent_json(kwargs: dict[str, Any]) -> Any:
+    """The JSON body of a request aioresponses recorded, or None without one.
+
+    The client serializes bodies itself (a session's `json_serialize` must not
+    change them) and sends them as `data=` bytes.
+    """
+    data = kwargs.get("data")
+    return None if data is None else json.loads(data)
+
+
+BASE_URL = "https://api.scripted.test"
+LIMITS = "/accounts/limits"
+PREVIEW = "/accounts/lines/provision-preview"
+CONFIRM = "/accounts/lines/provision-confirm"
 #: Retries of safe calls that do not wait.
 NO_WAIT = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
 
@@ -110,11 +162,17 @@ ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
 }
 
 
-class MockApi:
-    """Registers answers on an aioresponses mock and records what was asked."""
+class ScriptedApi:
+    """Registers answers on an aioresponses mock and records what was asked.
 
-    def __init__(self, mocked: AioResponses) -> None:
+    Every answer is queued per endpoint and taken in order, so the answers
+    go to the requests in the order they reach the mock. `calls` lists each
+    request (endpoint and JSON body) in that order.
+    """
+
+    def __init__(self, mocked: AioResponses, base_url: str = BASE_URL) -> None:
         self.mocked = mocked
+        self.base_url = base_url
         self.calls: list[tuple[str, Any]] = []
         self._tokens = itertools.count(1)
         self._numbers = itertools.count(1)
@@ -191,12 +249,12 @@ class MockApi:
                 return CallbackResult(status=status, body=text, headers=headers)
             return CallbackResult(status=status, payload=payload, headers=headers)
 
-        method, url = {
-            "limits": ("GET", LIMITS_URL),
-            "preview": ("POST", PREVIEW_URL),
-            "confirm": ("POST", CONFIRM_URL),
+        method, path = {
+            "limits": ("GET", LIMITS),
+            "preview": ("POST", PREVIEW),
+            "confirm": ("POST", CONFIRM),
         }[name]
-        self.mocked.add(url, method, callback=callback, repeat=True)
+        self.mocked.add(self.base_url + path, method, callback=callback, repeat=True)
 
     def limits(self, body: Any = None, *, repeat: bool | int = False) -> None:
         """Answer the limits read with `body` (default: plenty left)."""

@@ -1,0 +1,76 @@
+"""An expired token (410, or past its time) is previewed again, never sent late."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import Make
+from scripted_api import ScriptedApi
+
+from sendblue_lines import (
+    LinesClient,
+    TokenExpiredError,
+)
+
+
+async def test_a_410_reruns_preview_and_confirm(
+    make: Make, client: LinesClient, api: ScriptedApi
+) -> None:
+    """A clean 410 at confirm buys with a new preview's token."""
+    api.limits()
+    first, second = api.preview(times=2)
+    api.fail("confirm", "410")
+    api.confirm()
+    await make().provision()
+    assert api.names() == ["limits", "preview", "confirm", "preview", "confirm"]
+    assert api.confirmed_tokens() == [first, second]
+
+
+@pytest.mark.parametrize("max_repreviews", [0, 1, 2])
+async def test_410s_are_retried_max_repreviews_times_then_raised(
+    make: Make, client: LinesClient, api: ScriptedApi, max_repreviews: int
+) -> None:
+    """After max_repreviews new previews, the next 410 is raised as it is."""
+    api.limits()
+    tokens = api.preview(times=max_repreviews + 1)
+    api.fail("confirm", "410", times=max_repreviews + 1)
+    with pytest.raises(TokenExpiredError):
+        await make(max_repreviews=max_repreviews).provision()
+    assert api.count("preview") == max_repreviews + 1
+    assert api.confirmed_tokens() == tokens
+
+
+async def test_an_expired_token_is_never_sent(
+    make: Make, client: LinesClient, api: ScriptedApi
+) -> None:
+    """A token already past its expiry (by our clock) is dropped for a new preview."""
+    api.limits()
+    api.preview(expires_in=-1)
+    [fresh] = api.preview()
+    api.confirm()
+    await make().provision()
+    assert api.confirmed_tokens() == [fresh]
+
+
+async def test_a_token_inside_the_margin_counts_as_expired(
+    make: Make, client: LinesClient, api: ScriptedApi
+) -> None:
+    """A token that expires within expiry_margin seconds is not sent."""
+    api.limits()
+    api.preview(expires_in=3)
+    [fresh] = api.preview()
+    api.confirm()
+    await make(expiry_margin=5.0).provision()
+    assert api.confirmed_tokens() == [fresh]
+
+
+async def test_tokens_that_always_arrive_expired_end_in_token_expired(
+    make: Make, client: LinesClient, api: ScriptedApi
+) -> None:
+    """Skewed clocks cannot loop: expired tokens use up the re-previews, no confirm."""
+    api.limits()
+    api.preview(expires_in=-60, times=3)
+    with pytest.raises(TokenExpiredError) as caught:
+        await make(max_repreviews=2).provision()
+    assert api.count("confirm") == 0
+    assert api.count("preview") == 3
+    assert "nothing was sent" in str(caught.value)
