@@ -2,8 +2,8 @@
 
 Pure bookkeeping, no I/O. `plan_for` reads `ProvisioningLimits` the way the
 spec asks (the tighter window's `remaining`, or its `limit` when only that is
-known; unknown limits never block) and `Allowance` counts the Provisioner's
-`max_lines` across every flow that shares it.
+known; unknown limits never block), and `limit_error` says why a plan falls
+short. The counts it is given live in `_budget`.
 """
 
 from __future__ import annotations
@@ -20,34 +20,6 @@ from .models import ProvisioningLimits
 #: The spec's error codes, which the pre-check's errors carry as the server would.
 _CODES = {"daily": "daily_limit_reached", "monthly": "monthly_limit_reached"}
 _SPANS = {"daily": "rolling 24-hour", "monthly": "rolling 30-day"}
-
-
-class Allowance:
-    """A count of units that may be held at once: `total` None means no cap.
-
-    Single event loop, no awaits inside: taking and giving back are atomic.
-    """
-
-    __slots__ = ("held", "total")
-
-    def __init__(self, total: int | None) -> None:
-        self.total = total
-        self.held = 0
-
-    @property
-    def left(self) -> int | None:
-        """Units that can still be taken, None when there is no cap."""
-        return None if self.total is None else self.total - self.held
-
-    def take(self, wanted: int) -> int:
-        """Take up to `wanted` units; return how many were granted."""
-        granted = wanted if self.total is None else min(wanted, self.total - self.held)
-        self.held += granted
-        return granted
-
-    def give_back(self, count: int) -> None:
-        """Return `count` units that were taken and not spent."""
-        self.held -= count
 
 
 def plan_for(
@@ -97,21 +69,6 @@ def plan_for(
         next_available_at=next_available_at,
         limits=limits,
     )
-
-
-def leaves_none(limits: ProvisioningLimits, held: int = 0) -> bool:
-    """True when a window is known to leave no room at all (the fast check).
-
-    Equivalent to `plan_for(1, limits, None, held).allowed == 0`, without
-    building a plan: `provision()` asks this once per line.
-    """
-    for window in (limits.daily, limits.monthly):
-        if window is None:
-            continue
-        room = window.remaining if window.remaining is not None else window.limit
-        if room is not None and room - held <= 0:
-            return True
-    return False
 
 
 def limit_error(

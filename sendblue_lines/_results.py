@@ -7,11 +7,7 @@ from typing import Literal
 
 import attrs
 
-from .errors import (
-    OutcomeUnknownError,
-    ProvisioningFailedError,
-    SendblueError,
-)
+from .errors import SendblueError
 from .models import ProvisionedLine, ProvisioningLimits
 
 __all__ = ["BatchResult", "Binding", "Plan", "ProvisionOutcome"]
@@ -55,9 +51,7 @@ class ProvisionOutcome:
         A line, a `ProvisioningFailedError` (a subscription exists) or an
         `OutcomeUnknownError` (most likely bought).
         """
-        return self.line is not None or isinstance(
-            self.error, (ProvisioningFailedError, OutcomeUnknownError)
-        )
+        return self.line is not None or (self.error is not None and self.error.charged)
 
 
 @attrs.frozen(kw_only=True)

@@ -24,7 +24,7 @@ from ._config import (
     resolve_credentials,
 )
 from ._logging import extra
-from ._retry import RetryPolicy, is_transient
+from ._retry import RetryPolicy
 from ._session_options import session_options
 from ._transport import AttemptHook, Reply, Transport
 from .errors import (
@@ -33,7 +33,9 @@ from .errors import (
     OutcomeUnknownError,
     ProvisioningFailedError,
     SendblueError,
+    ServerError,
     TransportError,
+    short_token,
 )
 from .models import (
     Preview,
@@ -48,6 +50,8 @@ logger = _logging.get_logger(_logging.HTTP)
 LIMITS_PATH: Final = "/accounts/limits"
 PREVIEW_PATH: Final = "/accounts/lines/provision-preview"
 CONFIRM_PATH: Final = "/accounts/lines/provision-confirm"
+#: Slack on top of a confirm's own worst case before its answer counts as lost.
+_CONFIRM_SLACK_SECONDS = 1.0
 
 
 class LinesClient:
@@ -136,6 +140,20 @@ class LinesClient:
             session=session,
             on_attempt=on_attempt,
             session_options=options,
+        )
+
+    @property
+    def confirm_deadline(self) -> float:
+        """The worst case of one `confirm()` call, in seconds.
+
+        Every send timing out, with the longest backoff between them, plus a
+        second of slack: past it, a confirm's answer will not come.
+        """
+        attempts = self.confirm_attempts
+        return (
+            self.timeout * attempts
+            + self.retry.max_delay * (attempts - 1)
+            + _CONFIRM_SLACK_SECONDS
         )
 
     @property
@@ -233,7 +251,7 @@ class LinesClient:
                 if _status.is_success(reply):
                     return reply
                 error = _status.error_for(reply, path)
-            if attempt >= self.retry.attempts or not is_transient(error):
+            if attempt >= self.retry.attempts or not error.transient:
                 raise error
             delay = self.retry.delay(attempt)
             logger.info(
@@ -362,9 +380,9 @@ class _ConfirmRun:
         if self.preview is not None and self.preview.expired():
             return False
         logger.warning(
-            "confirm of token %s… had no clear answer (%s); sending the same token "
+            "confirm of token %s had no clear answer (%s); sending the same token "
             "again, which cannot buy a second line",
-            self.token[:8], self.unclear,
+            short_token(self.token), self.unclear,
             extra=extra("confirm_resend"),
         )  # fmt: skip
         return True
@@ -395,15 +413,14 @@ class _ConfirmRun:
         error = _status.error_for(reply, CONFIRM_PATH)
         if isinstance(error, ProvisioningFailedError):
             return error
-        code = _status.error_code(reply)
-        documented = (reply.status, code) in {(503, _status.NO_LINES_AVAILABLE)}
-        redirect = 300 <= reply.status < 400
-        if (reply.status >= 500 and not documented) or redirect:
+        if isinstance(error, ServerError):
             # A proxy's 502/504, or a server that broke mid-purchase. A 3xx
-            # (never followed) may just as well come after the purchase, as
-            # in post/redirect/get: it cannot tell us nothing was bought.
+            # (never followed, filed as a ServerError) may just as well come
+            # after the purchase, as in post/redirect/get: it cannot tell us
+            # nothing was bought. The contract's own 503 is a refusal.
             self._became_unclear(f"HTTP {reply.status} ({error.message})")
             return None
+        code = error.code
         if self.unclear is not None:
             # After an unclear send, a refusal of the resend may only mean
             # that the first send went through (token spent, limit used).
@@ -417,22 +434,19 @@ class _ConfirmRun:
     def _unknown(self, reason: str, reply: Reply | None = None) -> OutcomeUnknownError:
         first = self.first_sent_at or _clock.now()
         logger.warning(
-            "OUTCOME UNKNOWN for token %s… (first sent %s, %d send(s)): %s. A line was "
+            "OUTCOME UNKNOWN for token %s (first sent %s, %d send(s)): %s. A line was "
             "most likely bought; check the account before buying again.",
-            self.token[:8], first.isoformat(), self.sends, reason,
+            short_token(self.token), first.isoformat(), self.sends, reason,
             extra=extra(
                 "outcome_unknown", outcome="unknown",
                 status=reply.status if reply is not None else None,
             ),
         )  # fmt: skip
-        return OutcomeUnknownError(
-            f"the outcome of confirming token {self.token[:8]}… is unknown: {reason}. "
-            "A line was most likely bought and charged; check the account before "
-            "buying again.",
-            preview_token=self.token,
+        return OutcomeUnknownError.for_token(
+            self.token,
+            reason,
             first_sent_at=first,
             attempts=self.sends,
-            reason=reason,
             status=reply.status if reply is not None else None,
             raw=reply.text if reply is not None else None,
         )

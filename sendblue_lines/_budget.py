@@ -1,0 +1,131 @@
+"""The Provisioner's budget: `max_lines` units and purchases in flight.
+
+Pure bookkeeping, no I/O, single event loop, no awaits inside, so every
+method is atomic. This is the one place where those two counts change, and
+the code that keeps design invariant 3 (every flow of one Provisioner shares
+one reservation) is this module:
+
+- `Budget.plan(count, limits)` says how many lines the limits read, the cap
+  and the purchases still in flight (which the read does not count) leave;
+- `Budget.reserve(plan)` takes that many units of both counts at once;
+- `Reservation.slot()` starts one purchase: on its exit the in-flight unit
+  comes back, and the `max_lines` unit too unless the slot may have charged
+  (`Slot.charged`, set by whoever sends the confirm);
+- `Reservation.close()` gives back the units of slots that never started.
+
+`provision()` is a reservation of one; a batch is a reservation of its plan.
+
+Plugging in a fleet-wide reservation (the journal of the next issue): keep
+`plan` and `reserve` synchronous and adjacent (no await between them, so no
+other flow of this process can take the same room), and wrap them in an
+async reservation that first records the plan durably, then calls
+`reserve`, and records each slot's `charged` on its exit. Nothing here needs
+to change for that: the wrapper owns the I/O, the Budget the counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+
+from ._planning import plan_for
+from ._results import Plan
+from .models import ProvisioningLimits
+
+__all__ = ["Budget", "Reservation", "Slot"]
+
+
+class Slot:
+    """One started purchase: its number, and whether its confirm may have charged."""
+
+    __slots__ = ("charged", "index")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.charged = False
+
+
+class Budget:
+    """`max_lines` (None: no cap) and the purchases planned or running.
+
+    Raises nothing: the Provisioner checks `max_lines` at its boundary.
+    """
+
+    def __init__(self, max_lines: int | None) -> None:
+        self.max_lines = max_lines
+        self.held = 0  # units of max_lines taken: in flight or charged
+        self.in_flight = 0  # slots reserved and not settled yet
+
+    @property
+    def lines_left(self) -> int | None:
+        """Units of `max_lines` that can still be taken, None without a cap."""
+        return None if self.max_lines is None else self.max_lines - self.held
+
+    def plan(self, count: int, limits: ProvisioningLimits) -> Plan:
+        """How many of `count` lines `limits`, the cap and the flights leave."""
+        return plan_for(count, limits, self.lines_left, self.in_flight)
+
+    def reserve(self, plan: Plan) -> Reservation:
+        """Take the units of `plan.allowed` slots (fewer if the cap shrank)."""
+        left = self.lines_left
+        size = plan.allowed if left is None else max(min(plan.allowed, left), 0)
+        self.held += size
+        self.in_flight += size
+        return Reservation(self, size)
+
+
+class Reservation:
+    """The units of `size` slots, taken from a `Budget` by `reserve()`.
+
+    Use it as a context manager (or call `close()`): leaving gives back the
+    units of the slots that never started.
+    """
+
+    def __init__(self, budget: Budget, size: int) -> None:
+        self._budget = budget
+        self.size = size
+        self.started = 0
+        self.closed = False
+
+    @property
+    def unstarted(self) -> int:
+        """Slots that may still start (0 once closed)."""
+        return 0 if self.closed else self.size - self.started
+
+    @contextmanager
+    def slot(self) -> Iterator[Slot]:
+        """Start the next slot; its exit settles its units.
+
+        Raises:
+            RuntimeError: no slot of this reservation is left to start.
+        """
+        if self.unstarted <= 0:
+            raise RuntimeError("every slot of this reservation has started")
+        slot = Slot(self.started)
+        self.started += 1
+        try:
+            yield slot
+        finally:
+            self._budget.in_flight -= 1
+            if not slot.charged:
+                self._budget.held -= 1
+
+    def close(self) -> None:
+        """Give back the units of the slots that never started; idempotent."""
+        if not self.closed:
+            unstarted = self.unstarted
+            self.closed = True
+            self._budget.in_flight -= unstarted
+            self._budget.held -= unstarted
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
