@@ -53,7 +53,8 @@ def _from_env(
     return None
 
 
-def _check_header_value(value: str, what: str) -> str:
+def check_header_value(value: str, what: str) -> str:
+    """Return `value` if it can go in a header; raise `ConfigurationError` if not."""
     if not isinstance(value, str):
         raise ConfigurationError(f"{what} must be a string, got {type(value).__name__}")
     if not value or value != value.strip():
@@ -95,8 +96,8 @@ def resolve_credentials(
             "missing Sendblue credentials: set " + " and ".join(missing)
         )
     return Credentials(
-        key_id=_check_header_value(key_id or "", "the API key id"),
-        secret=_check_header_value(secret or "", "the API secret key"),
+        key_id=check_header_value(key_id or "", "the API key id"),
+        secret=check_header_value(secret or "", "the API secret key"),
     )
 
 
@@ -112,7 +113,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _shown(url: str) -> str:
+def shown_url(url: str) -> str:
     """The URL as it is safe to repeat: no user info, query or fragment."""
     # A base URL may carry a password or a key in its query; an error message
     # ends up in logs and tracebacks, so it never repeats those parts.
@@ -145,24 +146,25 @@ def resolve_base_url(base_url: str | None, env: Mapping[str, str] | None = None)
         return DEFAULT_BASE_URL
     if not isinstance(url, str):
         raise ConfigurationError("base_url must be a string")
-    _check_header_value(url, "the base URL")
+    check_header_value(url, "the base URL")
     try:
         parts = urlsplit(url)
         host = parts.hostname
         _ = parts.port  # raises ValueError for a bad port
     except ValueError:
         raise ConfigurationError(
-            f"the base URL {_shown(url)!r} is not valid (bad host or port)"
+            f"the base URL {shown_url(url)!r} is not valid (bad host or port)"
         ) from None
     if parts.scheme not in ("http", "https") or not host:
         raise ConfigurationError(
-            f"the base URL {_shown(url)!r} must be an absolute http(s) URL with a host"
+            f"the base URL {shown_url(url)!r} must be an absolute http(s) URL "
+            "with a host"
         )
     if parts.username is not None or parts.password is not None:
         raise ConfigurationError("the base URL must not carry credentials")
     if parts.query or parts.fragment:
         raise ConfigurationError(
-            f"the base URL {_shown(url)!r} must not have a query or fragment"
+            f"the base URL {shown_url(url)!r} must not have a query or fragment"
         )
     if parts.scheme == "http" and not _is_loopback(host):
         raise ConfigurationError(

@@ -48,7 +48,7 @@ from ._batch import Batch
 from ._budget import Budget, Reservation, Slot
 from ._config import check_count, check_seconds
 from ._logging import extra
-from ._planning import limit_error
+from ._planning import leaves_limits_unknown, limit_error
 from ._results import BatchResult, Plan, ProvisionOutcome
 from ._retry import RetryPolicy
 from .client import LinesClient
@@ -518,11 +518,8 @@ class Provisioner:
             self._limits_unknown(f"the answer was unreadable ({exc.message})")
             return ProvisioningLimits()
         except APIError as exc:
-            if exc.account_level or not exc.refused:
+            if not leaves_limits_unknown(exc):
                 raise
-            # A status the contract does not give this endpoint (400, 404, 405,
-            # 410, ...): the endpoint's shape is an assumption, and it must not
-            # block a purchase that preview and confirm may well allow.
             self._limits_unknown(f"it answered {exc}")
             return ProvisioningLimits()
         if not limits.known:
