@@ -220,3 +220,15 @@ def check_count(value: object, what: str, *, low: int, high: int | None = None) 
     if value < low or (high is not None and value > high):
         raise ConfigurationError(f"{rule}, got {value}")
     return int(value)
+
+
+def check_callable(value: object, what: str) -> None:
+    """Accept None or a callable; raise `ConfigurationError` for anything else."""
+    if value is not None and not callable(value):
+        raise ConfigurationError(f"{what} must be callable or None")
+
+
+def check_instance(value: object, kind: type, what: str) -> None:
+    """Accept None or an instance of `kind`; raise `ConfigurationError` otherwise."""
+    if value is not None and not isinstance(value, kind):
+        raise ConfigurationError(f"{what} must be a {kind.__name__}")

@@ -18,7 +18,9 @@ import anyio
 
 from . import _clock, _logging, _status, _telemetry
 from ._config import (
+    check_callable,
     check_count,
+    check_instance,
     check_seconds,
     resolve_base_url,
     resolve_credentials,
@@ -118,10 +120,8 @@ class LinesClient:
         seconds = check_seconds(timeout, "timeout")
         connect_seconds = check_seconds(connect_timeout, "connect_timeout")
         attempts = check_count(confirm_attempts, "confirm_attempts", low=1, high=5)
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise ConfigurationError("retry must be a RetryPolicy")
-        if on_attempt is not None and not callable(on_attempt):
-            raise ConfigurationError("on_attempt must be callable or None")
+        check_instance(retry, RetryPolicy, "retry")
+        check_callable(on_attempt, "on_attempt")
         options = session_options(
             proxy=proxy, trust_env=trust_env, trace_configs=trace_configs,
             session=session, base_url=url,

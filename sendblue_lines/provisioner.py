@@ -46,7 +46,7 @@ import anyio
 from . import _clock, _logging, _shield, _telemetry
 from ._batch import Batch
 from ._budget import Budget, Reservation, Slot
-from ._config import check_count, check_seconds
+from ._config import check_callable, check_count, check_instance, check_seconds
 from ._logging import extra
 from ._planning import leaves_limits_unknown, limit_error
 from ._results import BatchResult, Plan, ProvisionOutcome
@@ -95,15 +95,6 @@ OutcomeCallback = Callable[[ProvisionOutcome], object]
 ApproveCallback = Callable[[Preview], "bool | Awaitable[bool]"]
 
 
-def _check_count(count: object, what: str = "count") -> int:
-    return check_count(count, what, low=0)
-
-
-def _check_callable(value: object, what: str) -> None:
-    if value is not None and not callable(value):
-        raise ConfigurationError(f"{what} must be callable or None")
-
-
 class Provisioner:
     """Buys lines through a `LinesClient`, one or many, by the contract's rules.
 
@@ -142,16 +133,15 @@ class Provisioner:
     ) -> None:
         if not isinstance(client, LinesClient):
             raise ConfigurationError("Provisioner needs a LinesClient")
-        _check_callable(on_outcome, "on_outcome")
-        _check_callable(approve, "approve")
+        check_callable(on_outcome, "on_outcome")
+        check_callable(approve, "approve")
         if max_lines is not None:
             check_count(max_lines, "max_lines", low=0, high=_MAX_LINES_LIMIT)
         check_count(max_repreviews, "max_repreviews", low=0, high=_MAX_REPREVIEWS_LIMIT)
-        if no_lines_retry is not None and not (
-            isinstance(no_lines_retry, RetryPolicy)
-            or (type(no_lines_retry) is int and no_lines_retry == 0)
-        ):
-            raise ConfigurationError("no_lines_retry must be a RetryPolicy, 0 or None")
+        # None is "off"; the int 0 is its older spelling, still accepted.
+        given: object = no_lines_retry
+        if not (type(given) is int and given == 0):
+            check_instance(given, RetryPolicy, "no_lines_retry")
         # A token lives 10 minutes: a margin of that much would never send one.
         check_seconds(expiry_margin, "expiry_margin", allow_zero=True, high=599.0)
         self._client = client
@@ -204,7 +194,7 @@ class Provisioner:
                 `ServerError` outlasted the retries.
             TransportError: the limits read failed on every try.
         """
-        _check_count(count)
+        check_count(count, "count", low=0)
         limits = await self._read_limits()
         return self._budget.plan(count, limits)
 
@@ -255,7 +245,7 @@ class Provisioner:
             ConfigurationError: `count` is not a non-negative int, or
                 `concurrency` not an int from 1 to 1000, before any await.
         """
-        _check_count(count)
+        check_count(count, "count", low=0)
         check_count(concurrency, "concurrency", low=1, high=_MAX_CONCURRENCY)
         return Batch(
             count,
