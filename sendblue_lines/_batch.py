@@ -22,7 +22,7 @@ from anyio.lowlevel import checkpoint_if_cancelled
 
 from ._budget import Reservation
 from ._logging import PROVISIONER, extra, get_logger
-from ._results import Plan, ProvisionOutcome
+from ._results import Plan, ProvisionOutcome, describe
 from ._telemetry import outcome_of
 from .errors import ConfigurationError, SendblueError
 
@@ -226,9 +226,7 @@ class Batch:
                 else logging.INFO,
                 "batch: slot %d settled but was never consumed: %s",
                 outcome.index,
-                f"bought {outcome.line.phone_number}"
-                if outcome.line is not None
-                else f"{type(outcome.error).__name__}: {outcome.error}",
+                describe(outcome),
                 extra=extra(
                     "outcome_unconsumed",
                     slot=outcome.index,

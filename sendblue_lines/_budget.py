@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import TracebackType
 
 from ._planning import plan_for
 from ._results import Plan
@@ -78,8 +77,8 @@ class Budget:
 class Reservation:
     """The units of `size` slots, taken from a `Budget` by `reserve()`.
 
-    Use it as a context manager (or call `close()`): leaving gives back the
-    units of the slots that never started.
+    `close()` it (`contextlib.closing`) to give back the units of the slots
+    that never started.
     """
 
     def __init__(self, budget: Budget, size: int) -> None:
@@ -118,14 +117,3 @@ class Reservation:
             self.closed = True
             self._budget.in_flight -= unstarted
             self._budget.held -= unstarted
-
-    def __enter__(self) -> Reservation:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import attrs
 
@@ -127,6 +127,38 @@ def shown_url(url: str) -> str:
     return f"{scheme}{sep}{authority}{slash}{path}"
 
 
+def split_http_url(
+    url: str, what: str, *, credentials: bool
+) -> tuple[SplitResult, str]:
+    """Split an absolute http(s) URL with a host, no query and no fragment.
+
+    Returns its parts and its host. `credentials` allows a user and password.
+
+    Raises:
+        ConfigurationError: it is not such a URL (its secret parts never
+            appear in the message).
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port  # raises ValueError for a bad port
+    except ValueError:
+        raise ConfigurationError(
+            f"{what} {shown_url(url)!r} is not valid (bad host or port)"
+        ) from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigurationError(
+            f"{what} {shown_url(url)!r} must be an absolute http(s) URL with a host"
+        )
+    if not credentials and (parts.username is not None or parts.password is not None):
+        raise ConfigurationError(f"{what} must not carry credentials")
+    if parts.query or parts.fragment:
+        raise ConfigurationError(
+            f"{what} {shown_url(url)!r} must not have a query or fragment"
+        )
+    return parts, host
+
+
 def resolve_base_url(base_url: str | None, env: Mapping[str, str] | None = None) -> str:
     """Take the base URL from the argument, the environment or the default.
 
@@ -147,25 +179,7 @@ def resolve_base_url(base_url: str | None, env: Mapping[str, str] | None = None)
     if not isinstance(url, str):
         raise ConfigurationError("base_url must be a string")
     check_header_value(url, "the base URL")
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        _ = parts.port  # raises ValueError for a bad port
-    except ValueError:
-        raise ConfigurationError(
-            f"the base URL {shown_url(url)!r} is not valid (bad host or port)"
-        ) from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise ConfigurationError(
-            f"the base URL {shown_url(url)!r} must be an absolute http(s) URL "
-            "with a host"
-        )
-    if parts.username is not None or parts.password is not None:
-        raise ConfigurationError("the base URL must not carry credentials")
-    if parts.query or parts.fragment:
-        raise ConfigurationError(
-            f"the base URL {shown_url(url)!r} must not have a query or fragment"
-        )
+    parts, host = split_http_url(url, "the base URL", credentials=False)
     if parts.scheme == "http" and not _is_loopback(host):
         raise ConfigurationError(
             f"refusing plain http to {host!r}: the secret would cross the network "

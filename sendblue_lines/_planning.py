@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from ._results import Binding, Plan
 from .errors import (
-    APIError,
     DailyLimitReachedError,
     MaxLinesReachedError,
     MonthlyLimitReachedError,
@@ -21,18 +20,6 @@ from .models import ProvisioningLimits
 #: The spec's error codes, which the pre-check's errors carry as the server would.
 _CODES = {"daily": "daily_limit_reached", "monthly": "monthly_limit_reached"}
 _SPANS = {"daily": "rolling 24-hour", "monthly": "rolling 30-day"}
-
-
-def leaves_limits_unknown(error: APIError) -> bool:
-    """True when a refusal of the limits read means "limits unknown", not an error.
-
-    A refusal the contract does not give that endpoint (400, 404, 405, 410,
-    ...): the endpoint's shape is an assumption, and it must not block a
-    purchase that preview and confirm may well allow. A refusal about the
-    account (401, 402, 403, 429) or an answer that is not a refusal (a 5xx,
-    a redirect) is raised instead.
-    """
-    return error.refused and not error.account_level
 
 
 def plan_for(

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ._config import check_header_value, shown_url
+from ._config import check_header_value, split_http_url
 from .errors import ConfigurationError
 
 __all__ = ["session_options"]
@@ -39,23 +39,7 @@ def _check_proxy(proxy: object, base_url: str) -> str:
             "the proxy URL is empty, has surrounding white space, control or "
             "non-ASCII characters"
         ) from None
-    try:
-        parts = urlsplit(proxy)
-        host = parts.hostname
-        _ = parts.port  # raises ValueError for a bad port
-    except ValueError:
-        raise ConfigurationError(
-            f"the proxy URL {shown_url(proxy)!r} is not valid (bad host or port)"
-        ) from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise ConfigurationError(
-            f"the proxy URL {shown_url(proxy)!r} must be an absolute http(s) URL "
-            "with a host"
-        )
-    if parts.query or parts.fragment:
-        raise ConfigurationError(
-            f"the proxy URL {shown_url(proxy)!r} must not have a query or fragment"
-        )
+    split_http_url(proxy, "the proxy URL", credentials=True)
     if urlsplit(base_url).scheme != "https":
         raise ConfigurationError(
             "refusing proxy= with a plain-http base URL: the proxy would see the "

@@ -44,7 +44,6 @@ from .models import (
     ProvisionedLine,
     ProvisioningLimits,
     mark_received,
-    structure,
 )
 
 logger = _logging.get_logger(_logging.HTTP)
@@ -204,14 +203,7 @@ class LinesClient:
             TransportError: the network failed on every attempt.
         """
         reply = await self._safe_call("GET", LIMITS_PATH)
-        body = _status.json_object(reply, LIMITS_PATH)
-        return structure(
-            body,
-            ProvisioningLimits,
-            status=reply.status,
-            path=LIMITS_PATH,
-            raw=reply.text,
-        )
+        return _status.read(reply, LIMITS_PATH, ProvisioningLimits)
 
     async def preview(self) -> Preview:
         """Check eligibility and availability, and get a single-use token.
@@ -230,10 +222,7 @@ class LinesClient:
         """
         reply = await self._safe_call("POST", PREVIEW_PATH)
         arrived, local_now = _clock.monotonic(), _clock.now()
-        body = _status.json_object(reply, PREVIEW_PATH)
-        preview = structure(
-            body, Preview, status=reply.status, path=PREVIEW_PATH, raw=reply.text
-        )
+        preview = _status.read(reply, PREVIEW_PATH, Preview)
         return mark_received(
             preview, server_date=reply.date, arrived=arrived, local_now=local_now
         )
@@ -391,11 +380,7 @@ class _ConfirmRun:
         """A line, an error to raise, or None when the answer was unclear."""
         if _status.is_success(reply):
             try:
-                body = _status.json_object(reply, CONFIRM_PATH)
-                return structure(
-                    body, ProvisionedLine, status=reply.status, path=CONFIRM_PATH,
-                    raw=reply.text,
-                )  # fmt: skip
+                return _status.read(reply, CONFIRM_PATH, ProvisionedLine)
             except MalformedResponseError as exc:
                 # A 2xx means the server took the money; only the number is lost.
                 unknown = self._unknown(

@@ -38,6 +38,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from datetime import datetime
 from typing import Literal
 
@@ -48,8 +49,8 @@ from ._batch import Batch
 from ._budget import Budget, Reservation, Slot
 from ._config import check_callable, check_count, check_instance, check_seconds
 from ._logging import extra
-from ._planning import leaves_limits_unknown, limit_error
-from ._results import BatchResult, Plan, ProvisionOutcome
+from ._planning import limit_error
+from ._results import BatchResult, Plan, ProvisionOutcome, describe
 from ._retry import RetryPolicy
 from .client import LinesClient
 from .errors import (
@@ -320,7 +321,7 @@ class Provisioner:
             )
         limits = await self._read_limits()
         plan = self._budget.plan(1, limits)
-        with self._budget.reserve(plan) as reservation:  # no await since the plan
+        with closing(self._budget.reserve(plan)) as reservation:  # no await between
             refusal = limit_error(plan, self._max_lines)
             if refusal is not None:  # a plan of one falls short only to 0
                 logger.info(
@@ -502,18 +503,9 @@ class Provisioner:
 
     async def _read_limits(self) -> ProvisioningLimits:
         """Read the limits; an answer we cannot use means "unknown", never an error."""
-        try:
-            limits = await self._client.get_limits()
-        except MalformedResponseError as exc:
-            self._limits_unknown(f"the answer was unreadable ({exc.message})")
-            return ProvisioningLimits()
-        except APIError as exc:
-            if not leaves_limits_unknown(exc):
-                raise
-            self._limits_unknown(f"it answered {exc}")
-            return ProvisioningLimits()
-        if not limits.known:
-            self._limits_unknown("the answer has a shape we do not know")
+        limits, why = await read_limits(self._client)
+        if why is not None:
+            self._limits_unknown(why)
         return limits
 
     def _limits_unknown(self, why: str) -> None:
@@ -540,7 +532,7 @@ class Provisioner:
             logger.log(
                 logging.INFO if callback is not None else logging.WARNING,
                 "slot %d settled after its caller was cancelled: %s",
-                outcome.index, _describe(outcome), extra=keys,
+                outcome.index, describe(outcome), extra=keys,
             )  # fmt: skip
         elif outcome.line is not None:
             logger.info(
@@ -548,10 +540,10 @@ class Provisioner:
                 extra=keys,
             )  # fmt: skip
         elif outcome.charged:
-            logger.warning("slot %d: %s", outcome.index, _describe(outcome), extra=keys)
+            logger.warning("slot %d: %s", outcome.index, describe(outcome), extra=keys)
         else:
             logger.info(
-                "slot %d: failed: %s", outcome.index, _describe(outcome), extra=keys
+                "slot %d: failed: %s", outcome.index, describe(outcome), extra=keys
             )
         if callback is None:
             return
@@ -565,6 +557,37 @@ class Provisioner:
                 outcome.index,
                 extra=keys,
             )
+
+
+#: Why the limits are unknown when the answer has a shape we do not know.
+UNKNOWN_SHAPE = "the server answered in a shape we do not know"
+
+
+async def read_limits(client: LinesClient) -> tuple[ProvisioningLimits, str | None]:
+    """Read the limits: an answer we cannot use gives unknown limits, and why.
+
+    The limits read is advisory (the server enforces the limits anyway), so
+    an unreadable body, a shape we do not know, or a refusal the contract
+    does not give this endpoint (400, 404, 405, 410, ...) gives unknown
+    limits and a reason, never an error: the endpoint's shape is an
+    assumption, and it must not block a purchase that preview and confirm
+    may well allow. The Provisioner and the CLI read the limits this way.
+
+    Raises:
+        APIError: a refusal about the account (`SendblueError.account_level`:
+            401, 402, 403, 429), or an answer that is not a refusal (a
+            `ServerError` after the retries, `NoLinesAvailableError`).
+        TransportError: the read failed on every try.
+    """
+    try:
+        limits = await client.get_limits()
+    except MalformedResponseError as error:
+        return ProvisioningLimits(), f"its answer could not be read ({error.message})"
+    except APIError as error:
+        if error.account_level or not error.refused:
+            raise
+        return ProvisioningLimits(), f"GET /accounts/limits answered {error}"
+    return limits, None if limits.known else UNKNOWN_SHAPE
 
 
 def _bought_nothing(error: SendblueError) -> bool:
@@ -609,10 +632,3 @@ def _settled_error(
     return _unknown(
         preview, sent_at, f"the confirm failed with {type(failure).__name__}"
     )
-
-
-def _describe(outcome: ProvisionOutcome) -> str:
-    if outcome.line is not None:
-        return f"bought {outcome.line.phone_number}"
-    error = outcome.error
-    return f"{type(error).__name__}: {error}"

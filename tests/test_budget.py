@@ -9,6 +9,8 @@ everything is settled.
 
 from __future__ import annotations
 
+from contextlib import closing
+
 import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -153,11 +155,14 @@ TestBudget = BudgetMachine.TestCase
 def test_a_reservation_of_one_gives_back_what_did_not_charge() -> None:
     """provision() is a reservation of one: a charge keeps its unit, nothing else."""
     budget = Budget(1)
-    with budget.reserve(budget.plan(1, UNKNOWN)) as reservation, reservation.slot():
+    with (
+        closing(budget.reserve(budget.plan(1, UNKNOWN))) as reservation,
+        reservation.slot(),
+    ):
         assert (budget.lines_left, budget.in_flight) == (0, 1)
     assert (budget.lines_left, budget.in_flight) == (1, 0)
     with (
-        budget.reserve(budget.plan(1, UNKNOWN)) as reservation,
+        closing(budget.reserve(budget.plan(1, UNKNOWN))) as reservation,
         reservation.slot() as slot,
     ):
         slot.charged = True

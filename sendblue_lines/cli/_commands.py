@@ -11,22 +11,16 @@ from typing import Any
 from .. import _logging
 from .._cli_credentials import read_cli_credentials
 from .._logging import extra
-from .._planning import leaves_limits_unknown, plan_for
+from .._planning import plan_for
 from ..client import LinesClient
-from ..errors import (
-    APIError,
-    MalformedResponseError,
-    SendblueError,
-)
-from ..models import ProvisioningLimits
-from ..provisioner import BatchResult, Provisioner
+from ..errors import SendblueError
+from ..provisioner import BatchResult, Provisioner, read_limits
 from ._render import (
     EXIT_FAILED,
     EXIT_HUMAN,
     EXIT_INTERRUPTED,
     EXIT_NOTHING,
     EXIT_OK,
-    UNKNOWN_SHAPE,
     at_utc,
     exit_code,
     explain,
@@ -38,24 +32,6 @@ from ._render import (
 from ._terminal import Console, Interrupts, Progress, ask, isatty, show_traceback
 
 logger = _logging.get_logger(_logging.CLI)
-
-
-async def read_limits(client: LinesClient) -> tuple[ProvisioningLimits, str | None]:
-    """The limits, or unknown limits and why: never an error for an odd answer.
-
-    `limits`, `plan` and `provision` read them this way, as the Provisioner
-    does: an unreadable body or a status the contract does not give this
-    endpoint (404, ...) means the limits are unknown and the server decides.
-    """
-    try:
-        limits = await client.get_limits()
-    except MalformedResponseError as error:
-        return ProvisioningLimits(), f"its answer could not be read ({error.message})"
-    except APIError as error:
-        if not leaves_limits_unknown(error):  # the Provisioner's rule
-            raise
-        return ProvisioningLimits(), f"GET /accounts/limits answered {error}"
-    return limits, None if limits.known else UNKNOWN_SHAPE
 
 
 # -- the commands --------------------------------------------------------------------

@@ -14,10 +14,7 @@ from typing import Any
 
 from .. import _logging
 from .._version import __version__
-from ..errors import (
-    ConfigurationError,
-    SendblueError,
-)
+from ..errors import ConfigurationError, SendblueError
 from ._commands import (
     Command,
     demo_command,

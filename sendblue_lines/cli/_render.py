@@ -23,7 +23,7 @@ from ..errors import (
     TransportError,
 )
 from ..models import LimitWindow, ProvisioningLimits
-from ..provisioner import Plan, ProvisionOutcome
+from ..provisioner import UNKNOWN_SHAPE, Plan, ProvisionOutcome
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -117,9 +117,6 @@ def at_utc(moment: datetime | None) -> str:
 
 def _cell(value: int | None) -> str:
     return "?" if value is None else str(value)
-
-
-UNKNOWN_SHAPE = "the server answered in a shape we do not know"
 
 
 def limits_table(limits: ProvisioningLimits, why: str | None = None) -> str:
