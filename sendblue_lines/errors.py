@@ -32,18 +32,9 @@ guardrails, and neither ever follows a confirm (nothing was bought).
 Every error keeps its data in keyword-only attributes, pickles, and never
 carries a credential in its message or attributes.
 
-What each class means is said once, on the class, and the rest of the
-package asks the class rather than an HTTP status:
-
-- `charged`: money may have moved (`ProvisioningFailedError`,
-  `OutcomeUnknownError`);
-- `account_level`: the error concerns the account, not one purchase, so a
-  batch starts no further slot;
-- `refused`: the server (or the SDK, before sending) refused the request and
-  certainly did nothing; a `TransportError` says so by `sent` instead;
-- `transient`: another try of a side-effect-free call may succeed (network
-  failures and 5xx answers other than the contract's own; a redirect, filed
-  under `ServerError`, is not).
+What each class means is said once, on the class (`charged`,
+`account_level`, `refused`, `transient`; see `SendblueError`): the rest of
+the package asks the class, never an HTTP status.
 """
 
 from __future__ import annotations

@@ -46,10 +46,9 @@ import anyio
 
 from . import _clock, _logging, _shield, _telemetry
 from ._batch import Batch
-from ._budget import Budget, Reservation, Slot
+from ._budget import Budget, Reservation, Slot, limit_error
 from ._config import check_callable, check_count, check_instance, check_seconds
 from ._logging import extra
-from ._planning import limit_error
 from ._results import BatchResult, Plan, ProvisionOutcome, describe
 from ._retry import RetryPolicy
 from .client import LinesClient
@@ -457,9 +456,8 @@ class Provisioner:
             error = _settled_error(exc, preview, sent_at)
         # Raised outside the except block: an exception from outside our
         # hierarchy is described, never chained (it may hold the headers).
-        if not _bought_nothing(error):
-            raise error
-        slot.charged = False
+        if _bought_nothing(error):
+            slot.charged = False
         raise error
 
     async def _confirm_cancelled(
@@ -616,19 +614,19 @@ def _settled_error(
 ) -> SendblueError:
     """The error a confirm that failed with `failure` ends in.
 
-    Our own errors that prove nothing was bought stand; every other one,
-    and anything from outside our hierarchy, is an `OutcomeUnknownError`:
-    the confirm may have left. A foreign exception is described by its type
-    only and never chained, since it may hold the request's headers.
+    Our own errors that prove nothing was bought, or that money moved,
+    stand; every other one, and anything from outside our hierarchy, is an
+    `OutcomeUnknownError`: the confirm may have left. A foreign exception is
+    described by its type only and never chained, since it may hold the
+    request's headers.
     """
-    if isinstance(failure, SendblueError):
-        if _bought_nothing(failure) or failure.charged:
-            return failure
-        unknown = _unknown(
-            preview, sent_at, f"the confirm failed with {type(failure).__name__}"
-        )
+    ours = isinstance(failure, SendblueError)
+    if isinstance(failure, SendblueError) and (
+        _bought_nothing(failure) or failure.charged
+    ):
+        return failure
+    why = f"the confirm failed with {type(failure).__name__}"
+    unknown = _unknown(preview, sent_at, why)
+    if ours:
         unknown.__cause__ = failure
-        return unknown
-    return _unknown(
-        preview, sent_at, f"the confirm failed with {type(failure).__name__}"
-    )
+    return unknown

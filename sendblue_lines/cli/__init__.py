@@ -27,28 +27,6 @@ The package: `_main` (the parser, `main()` and its one dispatch), `_commands`
 from __future__ import annotations
 
 from ._main import build_parser, main
-from ._render import (
-    EXIT_FAILED,
-    EXIT_HUMAN,
-    EXIT_INTERRUPTED,
-    EXIT_NOTHING,
-    EXIT_OK,
-    EXIT_PARTIAL,
-    explain,
-    limits_table,
-    outcome_json,
-)
+from ._render import explain, limits_table, outcome_json
 
-__all__ = [
-    "EXIT_FAILED",
-    "EXIT_HUMAN",
-    "EXIT_INTERRUPTED",
-    "EXIT_NOTHING",
-    "EXIT_OK",
-    "EXIT_PARTIAL",
-    "build_parser",
-    "explain",
-    "limits_table",
-    "main",
-    "outcome_json",
-]
+__all__ = ["build_parser", "explain", "limits_table", "main", "outcome_json"]

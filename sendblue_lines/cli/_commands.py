@@ -9,9 +9,9 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .. import _logging
+from .._budget import plan_for
 from .._cli_credentials import read_cli_credentials
 from .._logging import extra
-from .._planning import plan_for
 from ..client import LinesClient
 from ..errors import SendblueError
 from ..provisioner import BatchResult, Provisioner, read_limits

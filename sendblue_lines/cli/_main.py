@@ -164,28 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    limits = sub.add_parser(
-        "limits", help="show the daily and monthly limits", parents=[verbosity]
-    )
-    limits.add_argument("--json", action="store_true", help="print JSON")
-    limits.set_defaults(handler=limits_command)
-
-    plan = sub.add_parser(
-        "plan",
-        help="how many of N lines can be bought now, and why",
-        parents=[verbosity],
-    )
-    plan.add_argument("count", type=_positive, metavar="N")
-    plan.add_argument("--json", action="store_true", help="print JSON")
-    plan.set_defaults(handler=plan_command)
-
-    preview = sub.add_parser(
-        "preview",
-        help="check eligibility without buying (spends nothing)",
-        parents=[verbosity],
-    )
-    preview.add_argument("--json", action="store_true", help="print JSON")
-    preview.set_defaults(handler=preview_command)
+    for name, handler, what in (
+        ("limits", limits_command, "show the daily and monthly limits"),
+        ("plan", plan_command, "how many of N lines can be bought now, and why"),
+        (
+            "preview",
+            preview_command,
+            "check eligibility without buying (spends nothing)",
+        ),
+    ):
+        command = sub.add_parser(name, help=what, parents=[verbosity])
+        if name == "plan":
+            command.add_argument("count", type=_positive, metavar="N")
+        command.add_argument("--json", action="store_true", help="print JSON")
+        command.set_defaults(handler=handler)
 
     provision = sub.add_parser(
         "provision", help="buy lines (asks first)", parents=[verbosity]
