@@ -21,6 +21,7 @@ from ..errors import (
     SendblueError,
     TokenExpiredError,
     TransportError,
+    short_token,
 )
 from ..models import LimitWindow, ProvisioningLimits
 from ..provisioner import UNKNOWN_SHAPE, Plan, ProvisionOutcome
@@ -42,7 +43,7 @@ def explain(error: BaseException) -> str:
         return (
             f"A confirm was sent but its answer was lost ({error.reason}); a line was "
             f"most likely bought. Check the account before buying again "
-            f"(token {error.preview_token[:8]}…, first sent "
+            f"(token {short_token(error.preview_token)}, first sent "
             f"{error.first_sent_at:%Y-%m-%d %H:%M:%S} UTC, {error.attempts} send(s))."
         )
     if isinstance(error, ProvisioningFailedError):
