@@ -12,52 +12,33 @@ consumed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 import anyio
+from anyio.lowlevel import checkpoint_if_cancelled
 
+from ._budget import Reservation
 from ._logging import PROVISIONER, extra, get_logger
-from ._results import Plan, ProvisionOutcome
+from ._results import Plan, ProvisionOutcome, describe
 from ._telemetry import outcome_of
-from .errors import (
-    AuthenticationError,
-    ConfigurationError,
-    MaxLinesReachedError,
-    NoCardOnFileError,
-    NoLinesAvailableError,
-    PermissionDeniedError,
-    RateLimitError,
-    SendblueError,
-)
+from .errors import ConfigurationError, SendblueError
 
 if TYPE_CHECKING:
-    # Annotations only: importing these at run time loads anyio's streams and
-    # synchronization modules, about a third of our import time (benchmarks/).
-    from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-    from .provisioner import Provisioner
-
-__all__ = ["Batch", "stops_batch"]
+__all__ = ["Batch", "Opener", "Settler"]
 
 logger = get_logger(PROVISIONER)
 
-#: Errors about the account, not the slot: every next slot would meet them too.
-_ACCOUNT_LEVEL = (
-    AuthenticationError,
-    NoCardOnFileError,
-    PermissionDeniedError,
-    RateLimitError,
-    NoLinesAvailableError,
-    ConfigurationError,
-    MaxLinesReachedError,
-)
-
-
-def stops_batch(error: SendblueError) -> bool:
-    """True for an account-level error, which stops a batch from starting slots."""
-    return isinstance(error, _ACCOUNT_LEVEL)
+#: Reads the limits once for `count` slots: the plan, its reservation, what stops it.
+Opener = Callable[
+    [int], Awaitable["tuple[Plan | None, Reservation | None, SendblueError | None]"]
+]
+#: Runs the next slot of a reservation to its reported outcome.
+Settler = Callable[[Reservation], Awaitable[ProvisionOutcome]]
 
 
 class Batch:
@@ -74,8 +55,9 @@ class Batch:
     `planned` the slots the batch may start. After the iteration,
     `not_attempted` counts the slots never started and `stopped_by` is the
     error that kept them from starting: the limits read, or an account-level
-    error from a slot (401, 402, 403, a 429, `NoLinesAvailableError` after
-    its retries), which wins over the plan's limit error.
+    error from a slot (`SendblueError.account_level`: 401, 402, 403, a 429,
+    `NoLinesAvailableError` after its retries), which wins over the plan's
+    limit error.
 
     Entering never raises a `SendblueError`: a failed limits read stops the
     batch before any slot (`stopped_by`).
@@ -84,37 +66,49 @@ class Batch:
         ConfigurationError: entered twice, or iterated outside its block.
     """
 
-    def __init__(self, provisioner: Provisioner, count: int, concurrency: int) -> None:
-        self._provisioner = provisioner
+    def __init__(
+        self,
+        count: int,
+        concurrency: int,
+        *,
+        opener: Opener,
+        settle: Settler,
+        listened: bool,
+    ) -> None:
+        self._open = opener
+        self._settle = settle
+        self._listened = listened
         self.requested = count
         self.concurrency = concurrency
         self.plan: Plan | None = None
-        self.planned = 0
         self._stopped_by: SendblueError | None = None
+        self._reservation: Reservation | None = None
         self._halted = False
-        self._next = 0
         self._workers = 0
         self._entered = False
-        self._released = False
-        self._group: TaskGroup | None = None
-        self._send: MemoryObjectSendStream[ProvisionOutcome] | None = None
+        self._stack: AsyncExitStack | None = None
         self._receive: MemoryObjectReceiveStream[ProvisionOutcome] | None = None
 
     def __repr__(self) -> str:
         return (
             f"Batch(requested={self.requested}, planned={self.planned}, "
-            f"started={self._next})"
+            f"started={self.started})"
         )
+
+    @property
+    def planned(self) -> int:
+        """How many slots the batch may start."""
+        return 0 if self._reservation is None else self._reservation.size
 
     @property
     def started(self) -> int:
         """How many slots have started so far."""
-        return self._next
+        return 0 if self._reservation is None else self._reservation.started
 
     @property
     def not_attempted(self) -> int:
         """Slots never started (final once the iteration has ended)."""
-        return self.requested - self._next
+        return self.requested - self.started
 
     @property
     def stopped_by(self) -> SendblueError | None:
@@ -126,22 +120,27 @@ class Batch:
             raise ConfigurationError("a batch can be entered only once")
         self._entered = True
         if self.requested > 0:
-            self.plan, self.planned, self._stopped_by = await self._provisioner._open(
+            self.plan, self._reservation, self._stopped_by = await self._open(
                 self.requested
             )
-        send, receive = anyio.create_memory_object_stream[ProvisionOutcome](
-            self.planned
-        )
-        self._send, self._receive = send, receive
-        if self.planned == 0:
-            send.close()
-            return self
-        group = anyio.create_task_group()
-        await group.__aenter__()
-        self._group = group
-        self._workers = min(self.concurrency, self.planned)
-        for _ in range(self._workers):
-            group.start_soon(self._work)
+        async with AsyncExitStack() as stack:
+            # Unwound in reverse on leaving: cancel what was not sent, wait for
+            # the task group (a sent confirm is shielded inside its slot), then
+            # give back the unstarted slots and log what nobody consumed.
+            send, receive = anyio.create_memory_object_stream[ProvisionOutcome](
+                self.planned
+            )
+            self._receive = receive
+            stack.callback(self._finish, send, receive)
+            if self.planned > 0:
+                group = await stack.enter_async_context(anyio.create_task_group())
+                stack.callback(group.cancel_scope.cancel)
+                self._workers = min(self.concurrency, self.planned)
+                for _ in range(self._workers):
+                    group.start_soon(self._work, send)
+            else:
+                send.close()
+            self._stack = stack.pop_all()
         return self
 
     async def __aexit__(
@@ -150,21 +149,10 @@ class Batch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        group, self._group = self._group, None
-        try:
-            if group is not None:
-                # Leaving the block ends the batch: what was not sent is cancelled,
-                # a sent confirm is shielded inside the slot.
-                group.cancel_scope.cancel()
-                return await group.__aexit__(exc_type, exc, tb)
+        stack, self._stack = self._stack, None
+        if stack is None:
             return None
-        finally:
-            self._release_unstarted()
-            if self._send is not None:
-                self._send.close()
-            if self._receive is not None:
-                self._drain(self._receive)
-                self._receive.close()
+        return await stack.__aexit__(exc_type, exc, tb)
 
     def __aiter__(self) -> Batch:
         return self
@@ -180,30 +168,36 @@ class Batch:
             # iteration, not a quiet StopAsyncIteration, or `provision_many`
             # would return as if every started slot had settled (a line bought
             # meanwhile missing from its result).
-            # Imported here, on this rare path: anyio.lowlevel is a sizeable
-            # part of what `import sendblue_lines` costs.
-            from anyio.lowlevel import checkpoint_if_cancelled
-
             await checkpoint_if_cancelled()
             raise StopAsyncIteration from None
 
-    async def _work(self) -> None:
-        send = self._send
-        assert send is not None  # noqa: S101 - set before the workers start
+    async def _work(self, send: MemoryObjectSendStream[ProvisionOutcome]) -> None:
+        reservation = self._reservation
+        assert reservation is not None  # noqa: S101 - set before the workers start
         try:
-            while not self._halted and self._next < self.planned:
-                index = self._next
-                self._next += 1
-                outcome = await self._provisioner._settle(index)
-                if outcome.error is not None and stops_batch(outcome.error):
-                    self._halt(index, outcome.error)
+            while not self._halted and reservation.unstarted > 0:
+                outcome = await self._settle(reservation)
+                if outcome.error is not None and outcome.error.account_level:
+                    self._halt(outcome.index, outcome.error)
                 # Never blocks: the buffer holds every planned slot.
                 send.send_nowait(outcome)
         finally:
             self._workers -= 1
             if self._workers == 0:
-                self._release_unstarted()
+                reservation.close()
                 send.close()
+
+    def _finish(
+        self,
+        send: MemoryObjectSendStream[ProvisionOutcome],
+        receive: MemoryObjectReceiveStream[ProvisionOutcome],
+    ) -> None:
+        """Give back the unstarted slots, close the stream, log the unconsumed."""
+        if self._reservation is not None:
+            self._reservation.close()
+        send.close()
+        self._drain(receive)
+        receive.close()
 
     def _halt(self, index: int, error: SendblueError) -> None:
         """Start no more slots: `error` from slot `index` concerns the account."""
@@ -219,27 +213,20 @@ class Batch:
             ),
         )  # fmt: skip
 
-    def _release_unstarted(self) -> None:
-        """Give back the cap units of planned slots that never started, once."""
-        if not self._released:
-            self._released = True
-            self._provisioner._unplan(self.planned - self._next)
-
     def _drain(self, receive: MemoryObjectReceiveStream[ProvisionOutcome]) -> None:
         """Log the outcomes that settled but were never consumed."""
-        listened = self._provisioner._on_outcome is not None
         for _ in range(self.planned):
             try:
                 outcome = receive.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 return
             logger.log(
-                logging.WARNING if outcome.charged and not listened else logging.INFO,
+                logging.WARNING
+                if outcome.charged and not self._listened
+                else logging.INFO,
                 "batch: slot %d settled but was never consumed: %s",
                 outcome.index,
-                f"bought {outcome.line.phone_number}"
-                if outcome.line is not None
-                else f"{type(outcome.error).__name__}: {outcome.error}",
+                describe(outcome),
                 extra=extra(
                     "outcome_unconsumed",
                     slot=outcome.index,

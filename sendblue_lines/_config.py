@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import attrs
 
@@ -53,7 +53,8 @@ def _from_env(
     return None
 
 
-def _check_header_value(value: str, what: str) -> str:
+def check_header_value(value: str, what: str) -> str:
+    """Return `value` if it can go in a header; raise `ConfigurationError` if not."""
     if not isinstance(value, str):
         raise ConfigurationError(f"{what} must be a string, got {type(value).__name__}")
     if not value or value != value.strip():
@@ -95,8 +96,8 @@ def resolve_credentials(
             "missing Sendblue credentials: set " + " and ".join(missing)
         )
     return Credentials(
-        key_id=_check_header_value(key_id or "", "the API key id"),
-        secret=_check_header_value(secret or "", "the API secret key"),
+        key_id=check_header_value(key_id or "", "the API key id"),
+        secret=check_header_value(secret or "", "the API secret key"),
     )
 
 
@@ -112,7 +113,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _shown(url: str) -> str:
+def shown_url(url: str) -> str:
     """The URL as it is safe to repeat: no user info, query or fragment."""
     # A base URL may carry a password or a key in its query; an error message
     # ends up in logs and tracebacks, so it never repeats those parts.
@@ -124,6 +125,38 @@ def _shown(url: str) -> str:
     if "@" in authority:
         authority = "***@" + authority.rpartition("@")[2]
     return f"{scheme}{sep}{authority}{slash}{path}"
+
+
+def split_http_url(
+    url: str, what: str, *, credentials: bool
+) -> tuple[SplitResult, str]:
+    """Split an absolute http(s) URL with a host, no query and no fragment.
+
+    Returns its parts and its host. `credentials` allows a user and password.
+
+    Raises:
+        ConfigurationError: it is not such a URL (its secret parts never
+            appear in the message).
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port  # raises ValueError for a bad port
+    except ValueError:
+        raise ConfigurationError(
+            f"{what} {shown_url(url)!r} is not valid (bad host or port)"
+        ) from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ConfigurationError(
+            f"{what} {shown_url(url)!r} must be an absolute http(s) URL with a host"
+        )
+    if not credentials and (parts.username is not None or parts.password is not None):
+        raise ConfigurationError(f"{what} must not carry credentials")
+    if parts.query or parts.fragment:
+        raise ConfigurationError(
+            f"{what} {shown_url(url)!r} must not have a query or fragment"
+        )
+    return parts, host
 
 
 def resolve_base_url(base_url: str | None, env: Mapping[str, str] | None = None) -> str:
@@ -145,25 +178,8 @@ def resolve_base_url(base_url: str | None, env: Mapping[str, str] | None = None)
         return DEFAULT_BASE_URL
     if not isinstance(url, str):
         raise ConfigurationError("base_url must be a string")
-    _check_header_value(url, "the base URL")
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        _ = parts.port  # raises ValueError for a bad port
-    except ValueError:
-        raise ConfigurationError(
-            f"the base URL {_shown(url)!r} is not valid (bad host or port)"
-        ) from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise ConfigurationError(
-            f"the base URL {_shown(url)!r} must be an absolute http(s) URL with a host"
-        )
-    if parts.username is not None or parts.password is not None:
-        raise ConfigurationError("the base URL must not carry credentials")
-    if parts.query or parts.fragment:
-        raise ConfigurationError(
-            f"the base URL {_shown(url)!r} must not have a query or fragment"
-        )
+    check_header_value(url, "the base URL")
+    parts, host = split_http_url(url, "the base URL", credentials=False)
     if parts.scheme == "http" and not _is_loopback(host):
         raise ConfigurationError(
             f"refusing plain http to {host!r}: the secret would cross the network "
@@ -218,3 +234,15 @@ def check_count(value: object, what: str, *, low: int, high: int | None = None) 
     if value < low or (high is not None and value > high):
         raise ConfigurationError(f"{rule}, got {value}")
     return int(value)
+
+
+def check_callable(value: object, what: str) -> None:
+    """Accept None or a callable; raise `ConfigurationError` for anything else."""
+    if value is not None and not callable(value):
+        raise ConfigurationError(f"{what} must be callable or None")
+
+
+def check_instance(value: object, kind: type, what: str) -> None:
+    """Accept None or an instance of `kind`; raise `ConfigurationError` otherwise."""
+    if value is not None and not isinstance(value, kind):
+        raise ConfigurationError(f"{what} must be a {kind.__name__}")

@@ -198,11 +198,3 @@ def configure_from_env(env: Mapping[str, str] | None = None) -> logging.Handler 
     ours.setLevel(level)
     _installed = handler
     return handler
-
-
-def uninstall() -> None:
-    """Remove the handler `configure_from_env` installed (for tests)."""
-    global _installed
-    if _installed is not None:
-        logging.getLogger(ROOT).removeHandler(_installed)
-        _installed = None

@@ -7,14 +7,10 @@ from typing import Literal
 
 import attrs
 
-from .errors import (
-    OutcomeUnknownError,
-    ProvisioningFailedError,
-    SendblueError,
-)
+from .errors import SendblueError
 from .models import ProvisionedLine, ProvisioningLimits
 
-__all__ = ["BatchResult", "Binding", "Plan", "ProvisionOutcome"]
+__all__ = ["BatchResult", "Binding", "Plan", "ProvisionOutcome", "describe"]
 
 #: What keeps a plan below the count asked for.
 Binding = Literal["daily", "monthly", "max_lines"]
@@ -55,9 +51,14 @@ class ProvisionOutcome:
         A line, a `ProvisioningFailedError` (a subscription exists) or an
         `OutcomeUnknownError` (most likely bought).
         """
-        return self.line is not None or isinstance(
-            self.error, (ProvisioningFailedError, OutcomeUnknownError)
-        )
+        return self.line is not None or (self.error is not None and self.error.charged)
+
+
+def describe(outcome: ProvisionOutcome) -> str:
+    """`outcome` in a few words for a log: the number bought, or the error."""
+    if outcome.line is not None:
+        return f"bought {outcome.line.phone_number}"
+    return f"{type(outcome.error).__name__}: {outcome.error}"
 
 
 @attrs.frozen(kw_only=True)

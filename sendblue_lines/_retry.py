@@ -1,4 +1,4 @@
-"""Backoff with full jitter, and which failures are worth another try."""
+"""Backoff with full jitter; which failures deserve it: `SendblueError.transient`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 import attrs
 
 from ._config import check_count, check_seconds
-from .errors import ConfigurationError, SendblueError, ServerError, TransportError
+from .errors import ConfigurationError
 
 #: The design promises at most this many attempts for a safe call.
 MAX_ATTEMPTS = 5
@@ -47,15 +47,3 @@ class RetryPolicy:
         """Seconds to wait after `failed_attempts` tries have failed."""
         ceiling = min(self.max_delay, self.base_delay * 2 ** (failed_attempts - 1))
         return random.uniform(0, ceiling)  # noqa: S311 - jitter, not a secret
-
-
-def is_transient(error: SendblueError) -> bool:
-    """True for failures that another try of a side-effect-free call may fix.
-
-    Network failures and 5xx answers other than the spec's own codes (a 502,
-    504, or a 503 that is not `no_lines_available`), which `_status` types as
-    `ServerError`. Redirects are `ServerError` too but are never transient.
-    """
-    if isinstance(error, TransportError):
-        return True
-    return isinstance(error, ServerError) and error.status >= 500

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ._config import _check_header_value, _shown
+from ._config import check_header_value, split_http_url
 from .errors import ConfigurationError
 
 __all__ = ["session_options"]
@@ -32,30 +32,14 @@ def _check_proxy(proxy: object, base_url: str) -> str:
             f"proxy must be an http(s) URL string or None, not {type(proxy).__name__}"
         )
     try:
-        _check_header_value(proxy, "the proxy URL")
+        check_header_value(proxy, "the proxy URL")
     except ConfigurationError:
         # The value may hold the proxy's password: say what is wrong, not what.
         raise ConfigurationError(
             "the proxy URL is empty, has surrounding white space, control or "
             "non-ASCII characters"
         ) from None
-    try:
-        parts = urlsplit(proxy)
-        host = parts.hostname
-        _ = parts.port  # raises ValueError for a bad port
-    except ValueError:
-        raise ConfigurationError(
-            f"the proxy URL {_shown(proxy)!r} is not valid (bad host or port)"
-        ) from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise ConfigurationError(
-            f"the proxy URL {_shown(proxy)!r} must be an absolute http(s) URL with a "
-            "host"
-        )
-    if parts.query or parts.fragment:
-        raise ConfigurationError(
-            f"the proxy URL {_shown(proxy)!r} must not have a query or fragment"
-        )
+    split_http_url(proxy, "the proxy URL", credentials=True)
     if urlsplit(base_url).scheme != "https":
         raise ConfigurationError(
             "refusing proxy= with a plain-http base URL: the proxy would see the "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from ._transport import Reply
 from .errors import (
@@ -23,6 +23,7 @@ from .errors import (
     TokenExpiredError,
     excerpt,
 )
+from .models import structure
 
 #: Status codes whose class does not depend on the body's `error` code.
 _BY_STATUS: dict[int, type[APIError]] = {
@@ -36,6 +37,7 @@ _RATE_LIMITS: dict[str, type[RateLimitError]] = {
     "daily_limit_reached": DailyLimitReachedError,
     "monthly_limit_reached": MonthlyLimitReachedError,
 }
+T = TypeVar("T")
 NO_LINES_AVAILABLE = "no_lines_available"
 PROVISIONING_FAILED = "provisioning_failed"
 
@@ -72,6 +74,16 @@ def json_object(reply: Reply, path: str) -> Mapping[str, Any]:
             path=path,
         )
     return reply.data  # type: ignore[no-any-return]
+
+
+def read(reply: Reply, path: str, cls: type[T]) -> T:
+    """The body of a 2xx answer as a `cls`.
+
+    Raises:
+        MalformedResponseError: the body was unreadable or not a valid `cls`.
+    """
+    body = json_object(reply, path)
+    return structure(body, cls, status=reply.status, path=path, raw=reply.text)
 
 
 def error_for(reply: Reply, path: str) -> APIError:

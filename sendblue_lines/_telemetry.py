@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Final, Literal, ParamSpec, TypeVar
 
+from ._budget import Reservation
 from .errors import OutcomeUnknownError, ProvisioningFailedError, SendblueError
 
 __all__ = [
@@ -231,13 +232,16 @@ def purchase_method(
 ) -> Callable[_P, Coroutine[Any, Any, _R]]:
     """Run a Provisioner method as one purchase: `purchase(slot)` around it.
 
-    The slot is the method's first argument after `self` (a batch slot's
-    index), or 0 for `provision()`, which has none.
+    The slot is the index of the next slot of the method's first argument
+    after `self` (a batch's `Reservation`, which the method starts at once),
+    or 0 for `provision()`, which has none.
     """
 
     @functools.wraps(method)
     async def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        slot = args[1] if len(args) > 1 and isinstance(args[1], int) else 0
+        slot = (
+            args[1].started if len(args) > 1 and isinstance(args[1], Reservation) else 0
+        )
         with purchase(slot):
             return await method(*args, **kwargs)
 

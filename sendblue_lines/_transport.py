@@ -151,16 +151,6 @@ def _loop_of(session: aiohttp.ClientSession) -> asyncio.AbstractEventLoop | None
     return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
 
 
-class _Unread:
-    """The marker for a body that could not be parsed as JSON."""
-
-    def __repr__(self) -> str:
-        return "<unread>"
-
-
-UNREAD: Final = _Unread()
-
-
 @attrs.frozen(kw_only=True)
 class Attempt:
     """What one HTTP attempt did, as handed to an `on_attempt` callback.
@@ -183,8 +173,9 @@ class Attempt:
 class Reply:
     """An HTTP answer: status, body text, and its JSON or why it is unreadable.
 
-    `date` is the server's `Date` header as sent (for expiry against the
-    server's own clock), `location` its `Location` header.
+    `data` is the parsed JSON, None when `problem` says why the body could
+    not be read. `date` is the server's `Date` header as sent (for expiry
+    against the server's own clock), `location` its `Location` header.
     """
 
     status: int
@@ -193,11 +184,6 @@ class Reply:
     problem: str | None = None
     location: str | None = None
     date: str | None = None
-
-    @property
-    def readable(self) -> bool:
-        """True when the body parsed as JSON."""
-        return self.problem is None
 
 
 AttemptHook = Callable[[Attempt], object]
@@ -561,7 +547,7 @@ class Transport:
         problem: str | None,
         location: str | None,
         *,
-        data: Any = UNREAD,
+        data: Any = None,
         cut: bool = False,
         date: str | None = None,
     ) -> Reply:

@@ -18,13 +18,15 @@ import anyio
 
 from . import _clock, _logging, _status, _telemetry
 from ._config import (
+    check_callable,
     check_count,
+    check_instance,
     check_seconds,
     resolve_base_url,
     resolve_credentials,
 )
 from ._logging import extra
-from ._retry import RetryPolicy, is_transient
+from ._retry import RetryPolicy
 from ._session_options import session_options
 from ._transport import AttemptHook, Reply, Transport
 from .errors import (
@@ -34,7 +36,9 @@ from .errors import (
     OutcomeUnknownError,
     ProvisioningFailedError,
     SendblueError,
+    ServerError,
     TransportError,
+    short_token,
 )
 from .models import (
     LinesState,
@@ -42,7 +46,6 @@ from .models import (
     ProvisionedLine,
     ProvisioningLimits,
     mark_received,
-    structure,
 )
 
 logger = _logging.get_logger(_logging.HTTP)
@@ -51,6 +54,8 @@ LIMITS_PATH: Final = "/accounts/limits"
 PREVIEW_PATH: Final = "/accounts/lines/provision-preview"
 CONFIRM_PATH: Final = "/accounts/lines/provision-confirm"
 LINES_STATE_PATH: Final = "/api/v2/lines/state"
+#: Slack on top of a confirm's own worst case before its answer counts as lost.
+_CONFIRM_SLACK_SECONDS = 1.0
 
 
 class LinesClient:
@@ -117,10 +122,8 @@ class LinesClient:
         seconds = check_seconds(timeout, "timeout")
         connect_seconds = check_seconds(connect_timeout, "connect_timeout")
         attempts = check_count(confirm_attempts, "confirm_attempts", low=1, high=5)
-        if retry is not None and not isinstance(retry, RetryPolicy):
-            raise ConfigurationError("retry must be a RetryPolicy")
-        if on_attempt is not None and not callable(on_attempt):
-            raise ConfigurationError("on_attempt must be callable or None")
+        check_instance(retry, RetryPolicy, "retry")
+        check_callable(on_attempt, "on_attempt")
         options = session_options(
             proxy=proxy, trust_env=trust_env, trace_configs=trace_configs,
             session=session, base_url=url,
@@ -139,6 +142,20 @@ class LinesClient:
             session=session,
             on_attempt=on_attempt,
             session_options=options,
+        )
+
+    @property
+    def confirm_deadline(self) -> float:
+        """The worst case of one `confirm()` call, in seconds.
+
+        Every send timing out, with the longest backoff between them, plus a
+        second of slack: past it, a confirm's answer will not come.
+        """
+        attempts = self.confirm_attempts
+        return (
+            self.timeout * attempts
+            + self.retry.max_delay * (attempts - 1)
+            + _CONFIRM_SLACK_SECONDS
         )
 
     @property
@@ -189,14 +206,7 @@ class LinesClient:
             TransportError: the network failed on every attempt.
         """
         reply = await self._safe_call("GET", LIMITS_PATH)
-        body = _status.json_object(reply, LIMITS_PATH)
-        return structure(
-            body,
-            ProvisioningLimits,
-            status=reply.status,
-            path=LIMITS_PATH,
-            raw=reply.text,
-        )
+        return _status.read(reply, LIMITS_PATH, ProvisioningLimits)
 
     async def get_lines_state(self) -> LinesState | None:
         """List the lines the account holds now (`GET /api/v2/lines/state`).
@@ -219,11 +229,7 @@ class LinesClient:
                 logger.info("GET %s: not offered here (404)", LINES_STATE_PATH)
                 return None
             raise
-        body = _status.json_object(reply, LINES_STATE_PATH)
-        return structure(
-            body, LinesState, status=reply.status, path=LINES_STATE_PATH,
-            raw=reply.text,
-        )  # fmt: skip
+        return _status.read(reply, LINES_STATE_PATH, LinesState)
 
     async def preview(self) -> Preview:
         """Check eligibility and availability, and get a single-use token.
@@ -242,10 +248,7 @@ class LinesClient:
         """
         reply = await self._safe_call("POST", PREVIEW_PATH)
         arrived, local_now = _clock.monotonic(), _clock.now()
-        body = _status.json_object(reply, PREVIEW_PATH)
-        preview = structure(
-            body, Preview, status=reply.status, path=PREVIEW_PATH, raw=reply.text
-        )
+        preview = _status.read(reply, PREVIEW_PATH, Preview)
         return mark_received(
             preview, server_date=reply.date, arrived=arrived, local_now=local_now
         )
@@ -263,7 +266,7 @@ class LinesClient:
                 if _status.is_success(reply):
                     return reply
                 error = _status.error_for(reply, path)
-            if attempt >= self.retry.attempts or not is_transient(error):
+            if attempt >= self.retry.attempts or not error.transient:
                 raise error
             delay = self.retry.delay(attempt)
             logger.info(
@@ -392,9 +395,9 @@ class _ConfirmRun:
         if self.preview is not None and self.preview.expired():
             return False
         logger.warning(
-            "confirm of token %s… had no clear answer (%s); sending the same token "
+            "confirm of token %s had no clear answer (%s); sending the same token "
             "again, which cannot buy a second line",
-            self.token[:8], self.unclear,
+            short_token(self.token), self.unclear,
             extra=extra("confirm_resend"),
         )  # fmt: skip
         return True
@@ -403,11 +406,7 @@ class _ConfirmRun:
         """A line, an error to raise, or None when the answer was unclear."""
         if _status.is_success(reply):
             try:
-                body = _status.json_object(reply, CONFIRM_PATH)
-                return structure(
-                    body, ProvisionedLine, status=reply.status, path=CONFIRM_PATH,
-                    raw=reply.text,
-                )  # fmt: skip
+                return _status.read(reply, CONFIRM_PATH, ProvisionedLine)
             except MalformedResponseError as exc:
                 # A 2xx means the server took the money; only the number is lost.
                 unknown = self._unknown(
@@ -425,15 +424,14 @@ class _ConfirmRun:
         error = _status.error_for(reply, CONFIRM_PATH)
         if isinstance(error, ProvisioningFailedError):
             return error
-        code = _status.error_code(reply)
-        documented = (reply.status, code) in {(503, _status.NO_LINES_AVAILABLE)}
-        redirect = 300 <= reply.status < 400
-        if (reply.status >= 500 and not documented) or redirect:
+        if isinstance(error, ServerError):
             # A proxy's 502/504, or a server that broke mid-purchase. A 3xx
-            # (never followed) may just as well come after the purchase, as
-            # in post/redirect/get: it cannot tell us nothing was bought.
+            # (never followed, filed as a ServerError) may just as well come
+            # after the purchase, as in post/redirect/get: it cannot tell us
+            # nothing was bought. The contract's own 503 is a refusal.
             self._became_unclear(f"HTTP {reply.status} ({error.message})")
             return None
+        code = error.code
         if self.unclear is not None:
             # After an unclear send, a refusal of the resend may only mean
             # that the first send went through (token spent, limit used).
@@ -447,22 +445,19 @@ class _ConfirmRun:
     def _unknown(self, reason: str, reply: Reply | None = None) -> OutcomeUnknownError:
         first = self.first_sent_at or _clock.now()
         logger.warning(
-            "OUTCOME UNKNOWN for token %s… (first sent %s, %d send(s)): %s. A line was "
+            "OUTCOME UNKNOWN for token %s (first sent %s, %d send(s)): %s. A line was "
             "most likely bought; check the account before buying again.",
-            self.token[:8], first.isoformat(), self.sends, reason,
+            short_token(self.token), first.isoformat(), self.sends, reason,
             extra=extra(
                 "outcome_unknown", outcome="unknown",
                 status=reply.status if reply is not None else None,
             ),
         )  # fmt: skip
-        return OutcomeUnknownError(
-            f"the outcome of confirming token {self.token[:8]}… is unknown: {reason}. "
-            "A line was most likely bought and charged; check the account before "
-            "buying again.",
-            preview_token=self.token,
+        return OutcomeUnknownError.for_token(
+            self.token,
+            reason,
             first_sent_at=first,
             attempts=self.sends,
-            reason=reason,
             status=reply.status if reply is not None else None,
             raw=reply.text if reply is not None else None,
         )

@@ -36,13 +36,17 @@ intent cannot be written is stopped before its confirm is sent.
 
 Every error keeps its data in keyword-only attributes, pickles, and never
 carries a credential in its message or attributes.
+
+What each class means is said once, on the class (`charged`,
+`account_level`, `refused`, `transient`; see `SendblueError`): the rest of
+the package asks the class, never an HTTP status.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "APIError",
@@ -69,6 +73,15 @@ __all__ = [
 
 #: How much of an unreadable body an error keeps, in characters.
 RAW_EXCERPT_LIMIT = 2048
+#: How many characters of a preview token logs and messages show.
+TOKEN_PREFIX_SHOWN = 8
+
+
+def short_token(token: str) -> str:
+    """Return the first characters of `token`, marked as cut: safe to log."""
+    if len(token) <= TOKEN_PREFIX_SHOWN:
+        return token
+    return token[:TOKEN_PREFIX_SHOWN] + "…"
 
 
 def excerpt(text: str | None, limit: int = RAW_EXCERPT_LIMIT) -> str | None:
@@ -84,6 +97,18 @@ class SendblueError(Exception):
     Catch it to handle any failure of the SDK; the subclasses say what
     happened and whether money may have moved.
     """
+
+    #: Money may have moved: a human must check the account.
+    charged: ClassVar[bool] = False
+    #: About the account, not one purchase: a batch starts no further slot.
+    account_level: ClassVar[bool] = False
+    #: Refused, or stopped before sending: certainly nothing happened.
+    refused: ClassVar[bool] = False
+
+    @property
+    def transient(self) -> bool:
+        """True when another try of a side-effect-free call may succeed."""
+        return False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -115,6 +140,9 @@ class ConfigurationError(SendblueError):
     http is allowed for loopback hosts only), or an invalid option.
     """
 
+    account_level = True
+    refused = True
+
 
 class TransportError(SendblueError):
     """The request failed on the network, without an HTTP answer.
@@ -123,6 +151,11 @@ class TransportError(SendblueError):
     (connection refused, DNS failure, connect timeout); True means it may
     have been received and acted on.
     """
+
+    @property
+    def transient(self) -> bool:
+        """Always True: the network may work on the next try."""
+        return True
 
     def __init__(self, message: str, *, sent: bool, method: str, path: str) -> None:
         super().__init__(message)
@@ -159,7 +192,11 @@ class APIError(SendblueError):
     `status` is the HTTP status, `code` the body's `error` field (None when
     absent), `message` its `message` (or a description of the status), and
     `body` the parsed JSON body (None when it was not a JSON object).
+
+    A plain `APIError` is a 4xx the contract does not name: a refusal.
     """
+
+    refused = True
 
     def __init__(
         self,
@@ -188,9 +225,13 @@ class BadRequestError(APIError):
 class AuthenticationError(APIError):
     """401: the API key id or secret was rejected. Nothing was charged."""
 
+    account_level = True
+
 
 class NoCardOnFileError(APIError):
     """402 `no_card_on_file`: add a card to the Sendblue account first."""
+
+    account_level = True
 
 
 class PermissionDeniedError(APIError):
@@ -198,6 +239,8 @@ class PermissionDeniedError(APIError):
 
     Also raised when a preview token belongs to another account.
     """
+
+    account_level = True
 
 
 class TokenExpiredError(APIError):
@@ -216,6 +259,8 @@ class RateLimitError(APIError):
     (None when the server said so itself), `next_available_at` when the next
     slot opens, if known.
     """
+
+    account_level = True
 
     def __init__(
         self,
@@ -242,7 +287,12 @@ class MonthlyLimitReachedError(RateLimitError):
 
 
 class NoLinesAvailableError(APIError):
-    """503 `no_lines_available`: no line can be had right now; try later."""
+    """503 `no_lines_available`: no line can be had right now; try later.
+
+    Account-level for a batch: every next slot would meet it too.
+    """
+
+    account_level = True
 
 
 class ProvisioningFailedError(APIError):
@@ -253,9 +303,22 @@ class ProvisioningFailedError(APIError):
     everything the server said.
     """
 
+    charged = True
+    refused = False
+
 
 class ServerError(APIError):
-    """Any other 5xx (or a 3xx, which is never followed)."""
+    """Any other 5xx (or a 3xx, which is never followed).
+
+    Never a refusal: a confirm that meets one may have bought.
+    """
+
+    refused = False
+
+    @property
+    def transient(self) -> bool:
+        """True for a 5xx; a redirect never changes on another try."""
+        return self.status >= 500
 
 
 class OutcomeUnknownError(SendblueError):
@@ -270,6 +333,32 @@ class OutcomeUnknownError(SendblueError):
     what made the outcome unclear, and `status`/`raw` the last answer if
     there was one.
     """
+
+    charged = True
+
+    @classmethod
+    def for_token(
+        cls,
+        token: str,
+        reason: str,
+        *,
+        first_sent_at: datetime,
+        attempts: int,
+        status: int | None = None,
+        raw: str | None = None,
+    ) -> OutcomeUnknownError:
+        """The error for a confirm of `token` whose outcome is unknown, by `reason`."""
+        return cls(
+            f"the outcome of confirming token {short_token(token)} is unknown: "
+            f"{reason}. A line was most likely bought and charged; check the "
+            "account before buying again.",
+            preview_token=token,
+            first_sent_at=first_sent_at,
+            attempts=attempts,
+            reason=reason,
+            status=status,
+            raw=raw,
+        )
 
     def __init__(
         self,
@@ -299,6 +388,8 @@ class DeclinedError(SendblueError):
     the `__cause__` (a callback that fails declines, it never approves).
     """
 
+    refused = True
+
     def __init__(self, message: str, *, preview_token: str) -> None:
         super().__init__(message)
         self.preview_token = preview_token
@@ -311,6 +402,9 @@ class MaxLinesReachedError(SendblueError):
     `ProvisioningFailedError`, `OutcomeUnknownError`) and confirms in flight
     count against it; a confirm that certainly bought nothing does not.
     """
+
+    account_level = True
+    refused = True
 
     def __init__(self, message: str, *, max_lines: int) -> None:
         super().__init__(message)

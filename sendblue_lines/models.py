@@ -31,7 +31,7 @@ import attrs
 
 from . import _clock
 from ._timestamps import parse_timestamp
-from .errors import MalformedResponseError
+from .errors import MalformedResponseError, short_token
 
 if TYPE_CHECKING:
     from cattrs import Converter
@@ -44,8 +44,6 @@ __all__ = [
     "parse_datetime",
 ]
 
-#: How many characters of a preview token a repr shows.
-TOKEN_PREFIX_SHOWN = 8
 #: How long the contract says a preview token is valid, in seconds.
 TOKEN_VALIDITY_SECONDS = 600.0
 #: A validity longer than this, read from a `Date` header, is not believed.
@@ -66,12 +64,6 @@ def parse_datetime(value: object) -> datetime:
         ValueError: `value` is not a string in ISO 8601 form.
     """
     return parse_timestamp(value)
-
-
-def _shorten(token: str) -> str:
-    if len(token) <= TOKEN_PREFIX_SHOWN:
-        return token
-    return token[:TOKEN_PREFIX_SHOWN] + "…"
 
 
 @attrs.frozen(kw_only=True, repr=False)
@@ -114,7 +106,7 @@ class Preview:
 
     def __repr__(self) -> str:
         return (
-            f"Preview(token={_shorten(self.token)!r}, "
+            f"Preview(token={short_token(self.token)!r}, "
             f"expires_at={self.expires_at.isoformat()!r})"
         )
 

@@ -38,6 +38,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from datetime import datetime
 from typing import Literal
 
@@ -45,10 +46,10 @@ import anyio
 
 from . import _clock, _logging, _shield, _telemetry
 from ._batch import Batch
-from ._config import check_count, check_seconds
+from ._budget import Budget, Reservation, Slot, limit_error
+from ._config import check_callable, check_count, check_instance, check_seconds
 from ._logging import extra
-from ._planning import Allowance, leaves_none, limit_error, plan_for
-from ._results import BatchResult, Plan, ProvisionOutcome
+from ._results import BatchResult, Plan, ProvisionOutcome, describe
 from ._retry import RetryPolicy
 from .client import LinesClient
 from .errors import (
@@ -59,10 +60,10 @@ from .errors import (
     MaxLinesReachedError,
     NoLinesAvailableError,
     OutcomeUnknownError,
-    ProvisioningFailedError,
     SendblueError,
     TokenExpiredError,
     TransportError,
+    short_token,
 )
 from .models import Preview, ProvisionedLine, ProvisioningLimits
 
@@ -82,10 +83,6 @@ DEFAULT_NO_LINES_RETRY = RetryPolicy(attempts=3, base_delay=1.0, max_delay=5.0)
 DEFAULT_CONCURRENCY = 5
 #: How long an async callback may still run after its caller was cancelled.
 CALLBACK_GRACE_SECONDS = 10.0
-#: Slack on top of a confirm's own worst case before we stop waiting for it.
-_CONFIRM_SLACK_SECONDS = 1.0
-#: Refusals of the limits read that concern the account: raised, not "unknown".
-_ACCOUNT_STATUSES = frozenset({401, 402, 403, 429})
 #: The most re-previews one purchase may make after expired tokens.
 _MAX_REPREVIEWS_LIMIT = 10
 #: Bounds past which an option is a mistake, not a plan (a day's limit is 3).
@@ -96,25 +93,6 @@ _MAX_CONCURRENCY = 1_000
 OutcomeCallback = Callable[[ProvisionOutcome], object]
 #: Sees each `Preview` before its confirm; True (or an awaitable of True) buys.
 ApproveCallback = Callable[[Preview], "bool | Awaitable[bool]"]
-
-
-class _Slot:
-    """One purchase slot's bookkeeping: may its confirm have moved money?"""
-
-    __slots__ = ("charged", "index")
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.charged = False
-
-
-def _check_count(count: object, what: str = "count") -> int:
-    return check_count(count, what, low=0)
-
-
-def _check_callable(value: object, what: str) -> None:
-    if value is not None and not callable(value):
-        raise ConfigurationError(f"{what} must be callable or None")
 
 
 class Provisioner:
@@ -130,7 +108,8 @@ class Provisioner:
     flight) over this Provisioner's lifetime, whatever the server allows.
     `max_repreviews` bounds how many times one purchase previews again after
     an expired token. `no_lines_retry` is the backoff for
-    `NoLinesAvailableError` (None or 0 disables it). `expiry_margin` is the
+    `NoLinesAvailableError`; None disables it (0 is still accepted as an
+    older spelling of None). `expiry_margin` is the
     number of seconds before `expires_at` at which a token counts as expired
     and is not sent.
 
@@ -154,49 +133,33 @@ class Provisioner:
     ) -> None:
         if not isinstance(client, LinesClient):
             raise ConfigurationError("Provisioner needs a LinesClient")
-        _check_callable(on_outcome, "on_outcome")
-        _check_callable(approve, "approve")
+        check_callable(on_outcome, "on_outcome")
+        check_callable(approve, "approve")
         if max_lines is not None:
             check_count(max_lines, "max_lines", low=0, high=_MAX_LINES_LIMIT)
         check_count(max_repreviews, "max_repreviews", low=0, high=_MAX_REPREVIEWS_LIMIT)
-        if no_lines_retry is not None and not (
-            isinstance(no_lines_retry, RetryPolicy)
-            or (type(no_lines_retry) is int and no_lines_retry == 0)
-        ):
-            raise ConfigurationError("no_lines_retry must be a RetryPolicy, 0 or None")
+        # None is "off"; the int 0 is its older spelling, still accepted.
+        given: object = no_lines_retry
+        if not (type(given) is int and given == 0):
+            check_instance(given, RetryPolicy, "no_lines_retry")
         # A token lives 10 minutes: a margin of that much would never send one.
         check_seconds(expiry_margin, "expiry_margin", allow_zero=True, high=599.0)
         self._client = client
         self._on_outcome = on_outcome
         self._approve = approve
         self._max_lines = max_lines
-        self._cap = Allowance(max_lines)
         self._max_repreviews = max_repreviews
         self._no_lines = (
             no_lines_retry if isinstance(no_lines_retry, RetryPolicy) else None
         )
         self._margin = float(expiry_margin)
-        attempts = client.confirm_attempts
-        # The worst case of one confirm call: every send timing out, with the
-        # client's backoff between them.
-        self._confirm_bound = (
-            client.timeout * attempts
-            + client.retry.max_delay * (attempts - 1)
-            + _CONFIRM_SLACK_SECONDS
-        )
         self._limits_warned = False
-        # Purchases planned or running in any flow and not settled yet: a
-        # limits read does not count them, so every flow leaves them out of
-        # the room it reads (design invariant 3: one shared reservation).
-        self._in_flight = 0
+        # max_lines and the purchases in flight, shared by every flow of this
+        # Provisioner (design invariant 3: one shared reservation).
+        self._budget = Budget(max_lines)
 
     def __repr__(self) -> str:
         return f"Provisioner({self._client!r}, max_lines={self._max_lines!r})"
-
-    def _unplan(self, count: int) -> None:
-        """Release the reservations of `count` planned slots that never started."""
-        self._in_flight -= count
-        self._cap.give_back(count)
 
     @property
     def client(self) -> LinesClient:
@@ -214,7 +177,7 @@ class Provisioner:
 
         Confirms in flight count as spent until they certainly bought nothing.
         """
-        return self._cap.left
+        return self._budget.lines_left
 
     async def plan(self, count: int) -> Plan:
         """Read the limits and say how many of `count` lines can be bought now.
@@ -231,9 +194,9 @@ class Provisioner:
                 `ServerError` outlasted the retries.
             TransportError: the limits read failed on every try.
         """
-        _check_count(count)
+        check_count(count, "count", low=0)
         limits = await self._read_limits()
-        return plan_for(count, limits, self._cap.left, self._in_flight)
+        return self._budget.plan(count, limits)
 
     @_telemetry.purchase_method
     async def provision(self) -> ProvisionedLine:
@@ -282,9 +245,15 @@ class Provisioner:
             ConfigurationError: `count` is not a non-negative int, or
                 `concurrency` not an int from 1 to 1000, before any await.
         """
-        _check_count(count)
+        check_count(count, "count", low=0)
         check_count(concurrency, "concurrency", low=1, high=_MAX_CONCURRENCY)
-        return Batch(self, count, concurrency)
+        return Batch(
+            count,
+            concurrency,
+            opener=self._open,
+            settle=self._settle,
+            listened=self._on_outcome is not None,
+        )
 
     async def provision_many(
         self, count: int, *, concurrency: int = DEFAULT_CONCURRENCY
@@ -314,12 +283,10 @@ class Provisioner:
 
     # -- one purchase ---------------------------------------------------------
 
-    async def _open(self, count: int) -> tuple[Plan | None, int, SendblueError | None]:
-        """A batch's one limits read: its plan, the slots it may run, what stops it.
-
-        Takes the planned slots' units of `max_lines` at once, so that the
-        batch's slots share one reservation with every other flow.
-        """
+    async def _open(
+        self, count: int
+    ) -> tuple[Plan | None, Reservation | None, SendblueError | None]:
+        """A batch's one limits read: its plan, its reservation, what stops it."""
         try:
             limits = await self._read_limits()
         except SendblueError as error:
@@ -329,21 +296,19 @@ class Provisioner:
                     "batch_limits_failed", status=getattr(error, "status", None)
                 ),
             )  # fmt: skip
-            return None, 0, error
-        plan = plan_for(count, limits, self._cap.left, self._in_flight)
-        planned = self._cap.take(plan.allowed)
-        # No await since the plan: no other flow can take the same room.
-        self._in_flight += planned
+            return None, None, error
+        plan = self._budget.plan(count, limits)
+        reservation = self._budget.reserve(plan)  # no await since the plan
         stop = limit_error(plan, self._max_lines)
         if stop is not None:
             logger.info(
-                "batch: planning %d of %d slot(s): %s", planned, count, stop,
+                "batch: planning %d of %d slot(s): %s", reservation.size, count, stop,
                 extra=extra("batch_planned"),
             )  # fmt: skip
-        return plan, planned, stop
+        return plan, reservation, stop
 
     async def _provision(self) -> ProvisionedLine:
-        if not self._cap.take(1):
+        if self._budget.lines_left == 0:
             logger.info(
                 "slot 0: not previewing: max_lines=%s is used up", self._max_lines,
                 extra=extra("not_previewing"),
@@ -353,15 +318,11 @@ class Provisioner:
                 "nothing was sent",
                 max_lines=self._max_lines or 0,
             )
-        slot = _Slot(0)
-        reserved = False
-        try:
-            limits = await self._read_limits()
-            held = self._in_flight
-            if leaves_none(limits, held):
-                # Our own unit of the cap is already taken: only the limits decide.
-                refusal = limit_error(plan_for(1, limits, None, held), self._max_lines)
-                assert refusal is not None  # noqa: S101 - a full window binds
+        limits = await self._read_limits()
+        plan = self._budget.plan(1, limits)
+        with closing(self._budget.reserve(plan)) as reservation:  # no await between
+            refusal = limit_error(plan, self._max_lines)
+            if refusal is not None:  # a plan of one falls short only to 0
                 logger.info(
                     "slot 0: not previewing: %s", refusal,
                     extra=extra(
@@ -369,32 +330,21 @@ class Provisioner:
                     ),
                 )  # fmt: skip
                 raise refusal
-            # No await since the check: no other flow can take the same room.
-            self._in_flight += 1
-            reserved = True
-            return await self._buy(slot)
-        finally:
-            if reserved:
-                self._in_flight -= 1
-            if not slot.charged:
-                self._cap.give_back(1)
+            with reservation.slot() as slot:
+                return await self._buy(slot)
 
     @_telemetry.purchase_method
-    async def _settle(self, index: int) -> ProvisionOutcome:
-        """Run one batch slot (its unit of the cap is taken) and report it."""
-        slot = _Slot(index)
-        try:
-            outcome = ProvisionOutcome(index=index, line=await self._buy(slot))
-        except SendblueError as error:
-            outcome = ProvisionOutcome(index=index, error=error)
-        finally:
-            self._in_flight -= 1
-            if not slot.charged:
-                self._cap.give_back(1)
+    async def _settle(self, reservation: Reservation) -> ProvisionOutcome:
+        """Run the next slot of a batch's `reservation` and report it."""
+        with reservation.slot() as slot:
+            try:
+                outcome = ProvisionOutcome(index=slot.index, line=await self._buy(slot))
+            except SendblueError as error:
+                outcome = ProvisionOutcome(index=slot.index, error=error)
         await self._report(outcome, listening=True)
         return outcome
 
-    async def _buy(self, slot: _Slot) -> ProvisionedLine:
+    async def _buy(self, slot: Slot) -> ProvisionedLine:
         """Preview, approve and confirm until a line or an error that ends it.
 
         Each pass previews once and either ends or uses up one of the bounded
@@ -427,7 +377,8 @@ class Provisioner:
                 logger.info(
                     "slot %d: token %s expires at %s, too soon to send; previewing "
                     "again",
-                    slot.index, preview.token[:8], preview.expires_at.isoformat(),
+                    slot.index, short_token(preview.token),
+                    preview.expires_at.isoformat(),
                     extra=extra("token_expiring"),
                 )  # fmt: skip
                 continue
@@ -448,7 +399,7 @@ class Provisioner:
                 await self._pause_for_lines(slot, exc, no_lines)
 
     async def _pause_for_lines(
-        self, slot: _Slot, error: NoLinesAvailableError, failures: int
+        self, slot: Slot, error: NoLinesAvailableError, failures: int
     ) -> None:
         """Sleep before the try after `failures` of them; raise when out of tries."""
         policy = self._no_lines
@@ -462,7 +413,7 @@ class Provisioner:
         )  # fmt: skip
         await anyio.sleep(delay)
 
-    async def _ask(self, slot: _Slot, preview: Preview) -> None:
+    async def _ask(self, slot: Slot, preview: Preview) -> None:
         """Ask the `approve` callback; raise `DeclinedError` unless it says True."""
         approve = self._approve
         assert approve is not None  # noqa: S101 - only called when set
@@ -490,7 +441,7 @@ class Provisioner:
                 preview_token=preview.token,
             )
 
-    async def _confirm(self, slot: _Slot, preview: Preview) -> ProvisionedLine:
+    async def _confirm(self, slot: Slot, preview: Preview) -> ProvisionedLine:
         """Confirm `preview` so that cancelling the caller cannot lose the answer."""
         # From here until we learn otherwise, money may move for this slot.
         slot.charged = True
@@ -505,26 +456,26 @@ class Provisioner:
             error = _settled_error(exc, preview, sent_at)
         # Raised outside the except block: an exception from outside our
         # hierarchy is described, never chained (it may hold the headers).
-        if not _bought_nothing(error):
-            raise error
-        slot.charged = False
+        if _bought_nothing(error):
+            slot.charged = False
         raise error
 
     async def _confirm_cancelled(
         self,
-        slot: _Slot,
+        slot: Slot,
         preview: Preview,
         task: asyncio.Task[ProvisionedLine],
         sent_at: datetime,
     ) -> None:
         """Our caller was cancelled mid-confirm: wait for its answer, report it."""
+        deadline = self._client.confirm_deadline
         logger.info(
             "slot %d: cancelled while confirming token %s; waiting up to %.1fs for "
             "the answer",
-            slot.index, preview.token[:8], self._confirm_bound,
+            slot.index, short_token(preview.token), deadline,
             extra=extra("cancelled_while_confirming"),
         )  # fmt: skip
-        finished = await _shield.wait_through(task, self._confirm_bound)
+        finished = await _shield.wait_through(task, deadline)
         outcome: ProvisionOutcome
         if finished and task.exception() is None:
             outcome = ProvisionOutcome(index=slot.index, line=task.result())
@@ -536,7 +487,7 @@ class Provisioner:
         else:
             reason = (
                 "the caller was cancelled and the confirm had no answer within "
-                f"{self._confirm_bound:.1f}s"
+                f"{deadline:.1f}s"
             )
             unknown = _unknown(preview, sent_at, reason)
             outcome = ProvisionOutcome(index=slot.index, error=unknown)
@@ -550,21 +501,9 @@ class Provisioner:
 
     async def _read_limits(self) -> ProvisioningLimits:
         """Read the limits; an answer we cannot use means "unknown", never an error."""
-        try:
-            limits = await self._client.get_limits()
-        except MalformedResponseError as exc:
-            self._limits_unknown(f"the answer was unreadable ({exc.message})")
-            return ProvisioningLimits()
-        except APIError as exc:
-            if exc.status in _ACCOUNT_STATUSES or not 400 <= exc.status < 500:
-                raise
-            # A status the contract does not give this endpoint (400, 404, 405,
-            # 410, ...): the endpoint's shape is an assumption, and it must not
-            # block a purchase that preview and confirm may well allow.
-            self._limits_unknown(f"it answered {exc}")
-            return ProvisioningLimits()
-        if not limits.known:
-            self._limits_unknown("the answer has a shape we do not know")
+        limits, why = await read_limits(self._client)
+        if why is not None:
+            self._limits_unknown(why)
         return limits
 
     def _limits_unknown(self, why: str) -> None:
@@ -591,7 +530,7 @@ class Provisioner:
             logger.log(
                 logging.INFO if callback is not None else logging.WARNING,
                 "slot %d settled after its caller was cancelled: %s",
-                outcome.index, _describe(outcome), extra=keys,
+                outcome.index, describe(outcome), extra=keys,
             )  # fmt: skip
         elif outcome.line is not None:
             logger.info(
@@ -599,10 +538,10 @@ class Provisioner:
                 extra=keys,
             )  # fmt: skip
         elif outcome.charged:
-            logger.warning("slot %d: %s", outcome.index, _describe(outcome), extra=keys)
+            logger.warning("slot %d: %s", outcome.index, describe(outcome), extra=keys)
         else:
             logger.info(
-                "slot %d: failed: %s", outcome.index, _describe(outcome), extra=keys
+                "slot %d: failed: %s", outcome.index, describe(outcome), extra=keys
             )
         if callback is None:
             return
@@ -618,35 +557,55 @@ class Provisioner:
             )
 
 
+#: Why the limits are unknown when the answer has a shape we do not know.
+UNKNOWN_SHAPE = "the server answered in a shape we do not know"
+
+
+async def read_limits(client: LinesClient) -> tuple[ProvisioningLimits, str | None]:
+    """Read the limits: an answer we cannot use gives unknown limits, and why.
+
+    The limits read is advisory (the server enforces the limits anyway), so
+    an unreadable body, a shape we do not know, or a refusal the contract
+    does not give this endpoint (400, 404, 405, 410, ...) gives unknown
+    limits and a reason, never an error: the endpoint's shape is an
+    assumption, and it must not block a purchase that preview and confirm
+    may well allow. The Provisioner and the CLI read the limits this way.
+
+    Raises:
+        APIError: a refusal about the account (`SendblueError.account_level`:
+            401, 402, 403, 429), or an answer that is not a refusal (a
+            `ServerError` after the retries, `NoLinesAvailableError`).
+        TransportError: the read failed on every try.
+    """
+    try:
+        limits = await client.get_limits()
+    except MalformedResponseError as error:
+        return ProvisioningLimits(), f"its answer could not be read ({error.message})"
+    except APIError as error:
+        if error.account_level or not error.refused:
+            raise
+        return ProvisioningLimits(), f"GET /accounts/limits answered {error}"
+    return limits, None if limits.known else UNKNOWN_SHAPE
+
+
 def _bought_nothing(error: SendblueError) -> bool:
     """True only when the spec's client rules prove that a confirm bought nothing.
 
-    `LinesClient.confirm` raises these only then: a refusal of the first
-    send (a 4xx such as `TokenExpiredError`, or the documented 503
-    `NoLinesAvailableError`), a `TransportError` whose sends all certainly
-    never left, or a `ConfigurationError` before the first send. Anything
+    `LinesClient.confirm` raises a refusal (`SendblueError.refused`: a 4xx
+    such as `TokenExpiredError`, the documented 503 `NoLinesAvailableError`,
+    a `ConfigurationError` before the first send) only then, and a
+    `TransportError` only when every send certainly never left. Anything
     else after a confirm may have left counts as money moved.
     """
-    if isinstance(error, (OutcomeUnknownError, ProvisioningFailedError)):
-        return False
     if isinstance(error, TransportError):
         return not error.sent
-    if isinstance(error, NoLinesAvailableError):
-        return True
-    if isinstance(error, APIError):
-        return 400 <= error.status < 500
-    return isinstance(error, ConfigurationError)
+    return error.refused
 
 
 def _unknown(preview: Preview, sent_at: datetime, reason: str) -> OutcomeUnknownError:
-    return OutcomeUnknownError(
-        f"the outcome of confirming token {preview.token[:8]}… is unknown: "
-        f"{reason}. A line was most likely bought and charged; check the account "
-        "before buying again.",
-        preview_token=preview.token,
-        first_sent_at=sent_at,
-        attempts=1,  # at least; the client's own count went with its task
-        reason=reason,
+    # attempts=1 at least: the client's own count went with its task.
+    return OutcomeUnknownError.for_token(
+        preview.token, reason, first_sent_at=sent_at, attempts=1
     )
 
 
@@ -655,28 +614,19 @@ def _settled_error(
 ) -> SendblueError:
     """The error a confirm that failed with `failure` ends in.
 
-    Our own errors that prove nothing was bought stand; every other one,
-    and anything from outside our hierarchy, is an `OutcomeUnknownError`:
-    the confirm may have left. A foreign exception is described by its type
-    only and never chained, since it may hold the request's headers.
+    Our own errors that prove nothing was bought, or that money moved,
+    stand; every other one, and anything from outside our hierarchy, is an
+    `OutcomeUnknownError`: the confirm may have left. A foreign exception is
+    described by its type only and never chained, since it may hold the
+    request's headers.
     """
-    if isinstance(failure, SendblueError):
-        if _bought_nothing(failure) or isinstance(
-            failure, (OutcomeUnknownError, ProvisioningFailedError)
-        ):
-            return failure
-        unknown = _unknown(
-            preview, sent_at, f"the confirm failed with {type(failure).__name__}"
-        )
+    ours = isinstance(failure, SendblueError)
+    if isinstance(failure, SendblueError) and (
+        _bought_nothing(failure) or failure.charged
+    ):
+        return failure
+    why = f"the confirm failed with {type(failure).__name__}"
+    unknown = _unknown(preview, sent_at, why)
+    if ours:
         unknown.__cause__ = failure
-        return unknown
-    return _unknown(
-        preview, sent_at, f"the confirm failed with {type(failure).__name__}"
-    )
-
-
-def _describe(outcome: ProvisionOutcome) -> str:
-    if outcome.line is not None:
-        return f"bought {outcome.line.phone_number}"
-    error = outcome.error
-    return f"{type(error).__name__}: {error}"
+    return unknown

@@ -239,10 +239,10 @@ async def test_stdout_on_a_full_device(sendblue_sandbox):
 
 
 BOOM = (
-    "import sys, sendblue_lines.cli as cli\n"
+    "import sys, sendblue_lines.cli as cli, sendblue_lines.cli._commands as commands\n"
     "def boom(args):\n"
     "    raise {error}\n"
-    "cli._make_client = boom\n"
+    "commands.make_client = boom\n"
     "sys.exit(cli.main(sys.argv[1:]))\n"
 )
 
@@ -291,10 +291,10 @@ async def test_the_interrupt_sentence_is_alone(sendblue_sandbox: Sandbox[Any]):
 
 
 BATCH_BOOM = (
-    "import sys, sendblue_lines.cli as cli\n"
+    "import sys, sendblue_lines, sendblue_lines.cli as cli\n"
     "async def boom(self, count, concurrency):\n"
     "    raise RuntimeError('boom in the batch')\n"
-    "cli.Provisioner.provision_many = boom\n"
+    "sendblue_lines.Provisioner.provision_many = boom\n"
     "sys.exit(cli.main(sys.argv[1:]))\n"
 )
 

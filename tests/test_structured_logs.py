@@ -80,7 +80,7 @@ def test_the_loggers_are_children_of_one_with_a_null_handler() -> None:
     """sendblue_lines has a NullHandler; the SDK's modules log on its children."""
     import sendblue_lines._batch
     import sendblue_lines._transport
-    import sendblue_lines.cli
+    import sendblue_lines.cli._commands
     import sendblue_lines.client
     import sendblue_lines.provisioner
 
@@ -90,7 +90,7 @@ def test_the_loggers_are_children_of_one_with_a_null_handler() -> None:
     assert sendblue_lines.client.logger.name == "sendblue_lines.http"
     assert sendblue_lines.provisioner.logger.name == "sendblue_lines.provisioner"
     assert sendblue_lines._batch.logger.name == "sendblue_lines.provisioner"
-    assert sendblue_lines.cli.logger.name == "sendblue_lines.cli"
+    assert sendblue_lines.cli._commands.logger.name == "sendblue_lines.cli"
     for logger in (sendblue_lines.provisioner.logger, sendblue_lines.client.logger):
         assert logger.parent is root
 

@@ -42,9 +42,8 @@ _latency_ms = _bounded(3_600_000)
 def configure(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``sandbox`` subcommand to ``subparsers`` and return its parser.
 
-    The parser's ``run`` default is `run`: ``sendblue-lines`` calls
-    ``args.run(args)`` and exits with what it returns. ``handler`` names the
-    same function, for a command line that dispatches on that name.
+    The parser's ``handler`` default is `run`: ``sendblue-lines`` calls
+    ``args.handler(args)`` and exits with what it returns.
     """
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "sandbox",
@@ -91,7 +90,7 @@ def configure(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="allow a non-loopback --host (anyone who reaches it can use it)",
     )
-    parser.set_defaults(run=run, handler=run)
+    parser.set_defaults(handler=run)
     return parser
 
 

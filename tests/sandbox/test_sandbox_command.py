@@ -22,7 +22,7 @@ DRIVER = (
     "parser = argparse.ArgumentParser(prog='sendblue-lines')\n"
     "_command.configure(parser.add_subparsers())\n"
     "args = parser.parse_args(sys.argv[1:])\n"
-    "sys.exit(args.run(args))\n"
+    "sys.exit(args.handler(args))\n"
 )
 
 
@@ -44,7 +44,7 @@ def test_defaults_match_the_issue():
     )
     assert args.api_key_id == "sandbox-key-id"
     assert args.api_secret_key is None
-    assert args.run is _command.run
+    assert args.handler is _command.run
 
 
 def test_negative_counts_are_usage_errors():

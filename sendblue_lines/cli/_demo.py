@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from .cli import EXIT_OK, _plan_sentence, explain, limits_table
-from .client import LinesClient
-from .errors import SendblueError
-from .models import Preview
-from .provisioner import Provisioner
-from .sandbox import Fault, Sandbox, SandboxAccount
+from ..client import LinesClient
+from ..errors import SendblueError
+from ..models import Preview
+from ..provisioner import Provisioner
+from ..sandbox import Fault, Sandbox, SandboxAccount
+from ._render import EXIT_OK, explain, limits_table, plan_sentence
 
 
 class Writer(Protocol):
@@ -71,7 +71,7 @@ async def walk_through(count: int, out: Writer) -> int:
 
             say.title(f"Plan: how many of {count} lines could be bought now?")
             plan = await Provisioner(client).plan(count)
-            say.indent(_plan_sentence(plan))
+            say.indent(plan_sentence(plan))
 
             say.title("Preview: eligibility and a single-use token (charges nothing)")
             preview = await client.preview()

@@ -1,0 +1,216 @@
+"""The Provisioner's budget: plans from limits, `max_lines` and purchases in flight.
+
+`plan_for` reads `ProvisioningLimits` the way the spec asks (the tighter
+window's `remaining`, or its `limit` when only that is known; unknown limits
+never block) and `limit_error` says why a plan falls short.
+
+Pure bookkeeping, no I/O, single event loop, no awaits inside, so every
+method is atomic. This is the one place where those two counts change, and
+the code that keeps design invariant 3 (every flow of one Provisioner shares
+one reservation) is this module:
+
+- `Budget.plan(count, limits)` says how many lines the limits read, the cap
+  and the purchases still in flight (which the read does not count) leave;
+- `Budget.reserve(plan)` takes that many units of both counts at once;
+- `Reservation.slot()` starts one purchase: on its exit the in-flight unit
+  comes back, and the `max_lines` unit too unless the slot may have charged
+  (`Slot.charged`, set by whoever sends the confirm);
+- `Reservation.close()` gives back the units of slots that never started.
+
+`provision()` is a reservation of one; a batch is a reservation of its plan.
+
+Plugging in a fleet-wide reservation (the journal of the next issue): keep
+`plan` and `reserve` synchronous and adjacent (no await between them, so no
+other flow of this process can take the same room), and wrap them in an
+async reservation that first records the plan durably, then calls
+`reserve`, and records each slot's `charged` on its exit. Nothing here needs
+to change for that: the wrapper owns the I/O, the Budget the counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ._results import Binding, Plan
+from .errors import (
+    DailyLimitReachedError,
+    MaxLinesReachedError,
+    MonthlyLimitReachedError,
+    RateLimitError,
+)
+from .models import ProvisioningLimits
+
+__all__ = ["Budget", "Reservation", "Slot", "limit_error", "plan_for"]
+
+
+#: The spec's error codes, which the pre-check's errors carry as the server would.
+_CODES = {"daily": "daily_limit_reached", "monthly": "monthly_limit_reached"}
+_SPANS = {"daily": "rolling 24-hour", "monthly": "rolling 30-day"}
+
+
+def plan_for(
+    requested: int,
+    limits: ProvisioningLimits,
+    cap_left: int | None,
+    held: int = 0,
+) -> Plan:
+    """Say how many of `requested` lines the limits and the cap leave room for.
+
+    `held` purchases of other flows are in flight: the limits read does not
+    count them yet, so they come off the room it shows.
+    """
+    room: dict[str, int] = {}
+    for name, window in limits.windows().items():
+        if window.remaining is not None:
+            room[name] = max(window.remaining - held, 0)
+        elif window.limit is not None:
+            room[name] = max(window.limit - held, 0)
+    allowed = requested
+    binding: Binding | None = None
+    if room:
+        # On a tie the monthly window binds: it is the one that frees up later.
+        name = min(room, key=lambda n: (room[n], n != "monthly"))
+        if room[name] < allowed:
+            allowed = room[name]
+            binding = "daily" if name == "daily" else "monthly"
+    if cap_left is not None and cap_left < allowed:
+        allowed = max(cap_left, 0)
+        binding = "max_lines"
+    next_available_at = None
+    if binding in ("daily", "monthly"):
+        windows = limits.windows()
+        if allowed == 0:
+            # Nothing fits until every full window has freed a slot.
+            times = [
+                windows[n].next_available_at for n, left in room.items() if left == 0
+            ]
+            if all(t is not None for t in times):
+                next_available_at = max(t for t in times if t is not None)
+        else:
+            next_available_at = windows[binding].next_available_at
+    return Plan(
+        requested=requested,
+        allowed=allowed,
+        binding=binding,
+        next_available_at=next_available_at,
+        limits=limits,
+    )
+
+
+def limit_error(
+    plan: Plan, max_lines: int | None
+) -> RateLimitError | MaxLinesReachedError | None:
+    """The error that says why `plan` allows fewer lines than requested, if it does."""
+    if plan.binding is None:
+        return None
+    room = f"room for {plan.allowed} of {plan.requested} line(s)"
+    if plan.binding == "max_lines":
+        cap = max_lines if max_lines is not None else 0
+        return MaxLinesReachedError(
+            f"this Provisioner's max_lines={cap} leaves {room}", max_lines=cap
+        )
+    window = plan.limits.daily if plan.binding == "daily" else plan.limits.monthly
+    what = f"the {plan.binding} provisioning limit ({_SPANS[plan.binding]} window"
+    if window is not None and window.limit is not None:
+        what += f", {window.limit} line(s)"
+    what += ")"
+    message = (
+        f"{what} is reached" if plan.allowed == 0 else f"{what} leaves {room}"
+    ) + " according to GET /accounts/limits"
+    if plan.next_available_at is not None:
+        message += f"; the next slot opens at {plan.next_available_at.isoformat()}"
+    cls = (
+        DailyLimitReachedError if plan.binding == "daily" else MonthlyLimitReachedError
+    )
+    return cls(
+        message,
+        status=429,
+        code=_CODES[plan.binding],
+        limits=plan.limits,
+        next_available_at=plan.next_available_at,
+    )
+
+
+class Slot:
+    """One started purchase: its number, and whether its confirm may have charged."""
+
+    __slots__ = ("charged", "index")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.charged = False
+
+
+class Budget:
+    """`max_lines` (None: no cap) and the purchases planned or running.
+
+    Raises nothing: the Provisioner checks `max_lines` at its boundary.
+    """
+
+    def __init__(self, max_lines: int | None) -> None:
+        self.max_lines = max_lines
+        self.held = 0  # units of max_lines taken: in flight or charged
+        self.in_flight = 0  # slots reserved and not settled yet
+
+    @property
+    def lines_left(self) -> int | None:
+        """Units of `max_lines` that can still be taken, None without a cap."""
+        return None if self.max_lines is None else self.max_lines - self.held
+
+    def plan(self, count: int, limits: ProvisioningLimits) -> Plan:
+        """How many of `count` lines `limits`, the cap and the flights leave."""
+        return plan_for(count, limits, self.lines_left, self.in_flight)
+
+    def reserve(self, plan: Plan) -> Reservation:
+        """Take the units of `plan.allowed` slots (fewer if the cap shrank)."""
+        left = self.lines_left
+        size = plan.allowed if left is None else max(min(plan.allowed, left), 0)
+        self.held += size
+        self.in_flight += size
+        return Reservation(self, size)
+
+
+class Reservation:
+    """The units of `size` slots, taken from a `Budget` by `reserve()`.
+
+    `close()` it (`contextlib.closing`) to give back the units of the slots
+    that never started.
+    """
+
+    def __init__(self, budget: Budget, size: int) -> None:
+        self._budget = budget
+        self.size = size
+        self.started = 0
+        self.closed = False
+
+    @property
+    def unstarted(self) -> int:
+        """Slots that may still start (0 once closed)."""
+        return 0 if self.closed else self.size - self.started
+
+    @contextmanager
+    def slot(self) -> Iterator[Slot]:
+        """Start the next slot; its exit settles its units.
+
+        Raises:
+            RuntimeError: no slot of this reservation is left to start.
+        """
+        if self.unstarted <= 0:
+            raise RuntimeError("every slot of this reservation has started")
+        slot = Slot(self.started)
+        self.started += 1
+        try:
+            yield slot
+        finally:
+            self._budget.in_flight -= 1
+            if not slot.charged:
+                self._budget.held -= 1
+
+    def close(self) -> None:
+        """Give back the units of the slots that never started; idempotent."""
+        if not self.closed:
+            unstarted = self.unstarted
+            self.closed = True
+            self._budget.in_flight -= unstarted
+            self._budget.held -= unstarted

@@ -1,0 +1,256 @@
+"""What the command says: one sentence per error, tables, plans, JSON, exit codes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from ..errors import (
+    AuthenticationError,
+    ConfigurationError,
+    DailyLimitReachedError,
+    MalformedResponseError,
+    MonthlyLimitReachedError,
+    NoCardOnFileError,
+    NoLinesAvailableError,
+    OutcomeUnknownError,
+    PermissionDeniedError,
+    ProvisioningFailedError,
+    RateLimitError,
+    SendblueError,
+    TokenExpiredError,
+    TransportError,
+    short_token,
+)
+from ..models import LimitWindow, ProvisioningLimits
+from ..provisioner import UNKNOWN_SHAPE, Plan, ProvisionOutcome
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_NOTHING = 2
+EXIT_HUMAN = 3
+EXIT_FAILED = 4
+EXIT_INTERRUPTED = 130
+
+
+def explain(error: BaseException) -> str:
+    """One sentence for a person: what happened and what to do.
+
+    Never includes a credential: our errors never carry one.
+    """
+    if isinstance(error, OutcomeUnknownError):
+        return (
+            f"A confirm was sent but its answer was lost ({error.reason}); a line was "
+            f"most likely bought. Check the account before buying again "
+            f"(token {short_token(error.preview_token)}, first sent "
+            f"{error.first_sent_at:%Y-%m-%d %H:%M:%S} UTC, {error.attempts} send(s))."
+        )
+    if isinstance(error, ProvisioningFailedError):
+        # The body holds the server's message: quoting it apart would say it twice.
+        return (
+            "Sendblue created a subscription but could not provision the line; "
+            f"contact Sendblue support with this answer: {json.dumps(error.body)}."
+        )
+    if isinstance(error, AuthenticationError):
+        return (
+            "Sendblue rejected the credentials (401); check SENDBLUE_API_KEY_ID and "
+            "SENDBLUE_API_SECRET_KEY."
+        )
+    if isinstance(error, PermissionDeniedError):
+        return (
+            f"Sendblue refused (403: {error.message}); only accounts on the "
+            "inbound_only / Agent plan can buy lines through the API."
+        )
+    if isinstance(error, NoCardOnFileError):
+        return "The account has no card on file (402); add one in Sendblue, then retry."
+    if isinstance(error, RateLimitError):
+        return _explain_limit(error)
+    if isinstance(error, NoLinesAvailableError):
+        return "Sendblue has no line available right now (503); try again later."
+    if isinstance(error, TokenExpiredError):
+        return "The preview token expired or was used (410); nothing was bought."
+    if isinstance(error, ConfigurationError):
+        return f"Configuration error: {error.message}."
+    if isinstance(error, TransportError):
+        return f"Could not reach Sendblue: {error.message}; check the network and URL."
+    if isinstance(error, MalformedResponseError):
+        return f"Sendblue's answer could not be read ({error.message})."
+    if isinstance(error, SendblueError):
+        return f"Sendblue refused: {error}."
+    detail = str(error).rstrip(".")
+    return (
+        f"Unexpected error ({type(error).__name__}{': ' + detail if detail else ''})."
+    )
+
+
+def _explain_limit(error: RateLimitError) -> str:
+    which = (
+        "daily"
+        if isinstance(error, DailyLimitReachedError)
+        else "monthly"
+        if isinstance(error, MonthlyLimitReachedError)
+        else "provisioning"
+    )
+    # The SDK's own pre-check words its message for a log, with the next slot
+    # in it: we name the next slot once, below, in the command's format.
+    why = (
+        "as GET /accounts/limits said before buying"
+        if error.limits is not None
+        else error.message
+    )
+    # Not "nothing was bought": a batch stopped by the limit may have bought
+    # lines before it.
+    until = (
+        f"the next slot opens at {at_utc(error.next_available_at)}"
+        if error.next_available_at
+        else "it frees a slot"
+    )
+    return (
+        f"The {which} limit is reached ({why}); no more lines can be bought "
+        f"until {until}."
+    )
+
+
+def at_utc(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S} UTC" if moment else "-"
+
+
+def _cell(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def limits_table(limits: ProvisioningLimits, why: str | None = None) -> str:
+    """Render the limits as a small text table (or say they are unknown, and why)."""
+    if not limits.known:
+        return (
+            f"Limits unknown: {why or UNKNOWN_SHAPE}; the server still enforces "
+            "them, and decides at preview and confirm how many lines it allows."
+        )
+    rows = [("window", "limit", "used", "remaining", "next slot")]
+    named: list[tuple[str, LimitWindow | None]] = [
+        ("daily (24 h)", limits.daily),
+        ("monthly (30 d)", limits.monthly),
+    ]
+    for name, window in named:
+        if window is None:
+            rows.append((name, "?", "?", "?", "-"))
+        else:
+            rows.append(
+                (
+                    name,
+                    _cell(window.limit),
+                    _cell(window.used),
+                    _cell(window.remaining),
+                    at_utc(window.next_available_at),
+                )
+            )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+        ).rstrip()
+        for row in rows
+    )
+
+
+def window_json(window: LimitWindow | None) -> dict[str, Any] | None:
+    if window is None:
+        return None
+    return {
+        "limit": window.limit,
+        "used": window.used,
+        "remaining": window.remaining,
+        "next_available_at": window.next_available_at.isoformat()
+        if window.next_available_at
+        else None,
+    }
+
+
+def _unknown_parts(limits: ProvisioningLimits) -> list[str]:
+    """What the limits read leaves unknown, window by window ([] when all is known)."""
+    parts = []
+    for name, window in (("daily", limits.daily), ("monthly", limits.monthly)):
+        if window is None:
+            parts.append(f"the {name} window is unknown")
+        elif window.remaining is None:
+            parts.append(f"what is left of the {name} window is unknown")
+    return parts
+
+
+def plan_exact(plan: Plan) -> bool:
+    """True when the limits read says `plan.allowed` for certain."""
+    return plan.allowed == 0 or not _unknown_parts(plan.limits)
+
+
+def plan_sentence(plan: Plan, why: str | None = None) -> str:
+    """One sentence on what the plan allows; never "all fit" when it cannot know."""
+    if not plan.limits.known:
+        return (
+            f"The limits are unknown ({why or UNKNOWN_SHAPE}): the server decides, "
+            f"at preview and confirm, how many of the {plan.requested} line(s) "
+            "it allows."
+        )
+    names = {"daily": "the daily limit", "monthly": "the monthly limit"}
+    binding = names.get(plan.binding or "", "this Provisioner's max_lines")
+    when = (
+        f"; the next slot opens at {at_utc(plan.next_available_at)}"
+        if plan.next_available_at
+        else ""
+    )
+    if plan.allowed <= 0:
+        return f"No line can be bought now: {binding} is reached{when}."
+    unknown = _unknown_parts(plan.limits)
+    if unknown:
+        # Only an upper bound is known: the rest is the server's to decide.
+        why_not = f": {binding} allows {plan.allowed}" if plan.binding else ""
+        return (
+            f"At most {plan.allowed} of {plan.requested} line(s) can be bought "
+            f"now{why_not}; {' and '.join(unknown)}, so the server decides."
+        )
+    if plan.allowed >= plan.requested:
+        return f"All {plan.requested} requested line(s) can be bought now."
+    return (
+        f"{plan.allowed} of {plan.requested} line(s) can be bought now: "
+        f"{binding} allows {plan.allowed}{when}."
+    )
+
+
+def outcome_json(outcome: ProvisionOutcome) -> dict[str, Any]:
+    """The JSON object printed for one settled slot by `provision --json`."""
+    if outcome.line is not None:
+        return {
+            "index": outcome.index,
+            "outcome": "bought",
+            "phone_number": outcome.line.phone_number,
+            "worker_id": outcome.line.worker_id,
+            "subscription_id": outcome.line.subscription_id,
+        }
+    error = outcome.error
+    kind = (
+        "unknown"
+        if isinstance(error, OutcomeUnknownError)
+        else "provisioning_failed"
+        if isinstance(error, ProvisioningFailedError)
+        else "failed"
+    )
+    data: dict[str, Any] = {
+        "index": outcome.index,
+        "outcome": kind,
+        "error": type(error).__name__,
+        "message": explain(error) if error is not None else None,
+    }
+    if isinstance(error, OutcomeUnknownError):
+        data["preview_token"] = error.preview_token
+        data["first_sent_at"] = error.first_sent_at.isoformat()
+    if isinstance(error, ProvisioningFailedError):
+        data["body"] = error.body
+    return data
+
+
+def exit_code(bought: int, requested: int, needs_human: int) -> int:
+    if needs_human:
+        return EXIT_HUMAN
+    if bought >= requested:
+        return EXIT_OK
+    return EXIT_PARTIAL if bought else EXIT_NOTHING
