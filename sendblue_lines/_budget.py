@@ -125,7 +125,6 @@ def limit_error(
     )
     return cls(
         message,
-        status=429,
         code=_CODES[plan.binding],
         limits=plan.limits,
         next_available_at=plan.next_available_at,

@@ -248,7 +248,20 @@ class TokenExpiredError(APIError):
 
     When raised by `LinesClient.confirm`, it always means nothing was bought:
     a 410 that follows an unclear send becomes `OutcomeUnknownError` instead.
+    Also raised by the Provisioner, with `status` 410, when every token it
+    got expired (by the validity the server granted) before it could be sent.
     """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 410,
+        code: str | None = "token_expired",
+        body: Mapping[str, Any] | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, body=body, path=path)
 
 
 class RateLimitError(APIError):

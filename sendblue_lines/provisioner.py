@@ -370,9 +370,7 @@ class Provisioner:
                         f"the preview token expired (by the validity the server "
                         f"granted, with a {self._margin:g}s margin) before it could "
                         f"be sent, "
-                        f"{repreviews} time(s); nothing was sent or bought",
-                        status=410,
-                        code="token_expired",
+                        f"{repreviews} time(s); nothing was sent or bought"
                     )
                 logger.info(
                     "slot %d: token %s expires at %s, too soon to send; previewing "
@@ -384,7 +382,7 @@ class Provisioner:
                 continue
             try:
                 return await self._confirm(slot, preview)
-            except TokenExpiredError:
+            except TokenExpiredError as expired:
                 repreviews += 1
                 if repreviews > self._max_repreviews:
                     raise
@@ -392,7 +390,7 @@ class Provisioner:
                     "slot %d: token expired at confirm, nothing bought; previewing "
                     "again (%d of %d)",
                     slot.index, repreviews, self._max_repreviews,
-                    extra=extra("repreview", status=410),
+                    extra=extra("repreview", status=expired.status),
                 )  # fmt: skip
             except NoLinesAvailableError as exc:
                 no_lines += 1
