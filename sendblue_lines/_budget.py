@@ -206,6 +206,17 @@ class Reservation:
             if not slot.charged:
                 self._budget.held -= 1
 
+    def shrink(self, size: int) -> None:
+        """Give back the units of unstarted slots beyond `size` (a smaller grant).
+
+        The journal's fleet reservation may grant fewer slots than the Budget
+        reserved; the rest come back at once.
+        """
+        give = min(max(self.size - max(size, self.started), 0), self.unstarted)
+        self.size -= give
+        self._budget.in_flight -= give
+        self._budget.held -= give
+
     def close(self) -> None:
         """Give back the units of the slots that never started; idempotent."""
         if not self.closed:
