@@ -747,7 +747,7 @@ class Provisioner:
             for index, entry, failure in unknown:
                 sent = entry.first_sent_at or entry.created_at
                 reason = (
-                    f"its owner {entry.owner} is gone and the resend ended in "
+                    "its owner is gone and the resend ended in "
                     f"{type(failure).__name__}, which proves nothing"
                 )
                 outcome_error = OutcomeUnknownError.for_token(
