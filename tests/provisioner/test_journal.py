@@ -380,3 +380,52 @@ async def test_a_caller_cancelled_mid_confirm_still_has_its_outcome_recorded(
     assert entry.preview_token == charge.preview_token
     assert entry.line is not None
     assert entry.line.worker_id == charge.worker_id
+
+
+class FailingOutcome(FailingIntent):
+    """A journal whose `record_outcome` fails; the intent is written for real."""
+
+    async def record_intent(self, *args: Any, **kwargs: Any) -> JournalEntry:
+        return await self._inner.record_intent(*args, **kwargs)
+
+    async def record_outcome(self, *args: Any, **kwargs: Any) -> JournalEntry:
+        raise JournalError(
+            "simulated lost connection", backend="x", location="x", operation="y"
+        )
+
+
+async def test_an_outcome_the_journal_cannot_write_is_still_reported(
+    journal: Journal,
+    client: LinesClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[ProvisionOutcome] = []
+    failing: Any = FailingOutcome(journal)
+    provisioner = Provisioner(client, journal=failing, on_outcome=seen.append)
+    line = await provisioner.provision()
+    assert [o.line for o in seen] == [line]
+    [entry] = await journal.entries(client.api_key_id)
+    assert entry.state == "pending"  # left for reconcile()
+    assert any(
+        r.levelname == "ERROR" and "could not record the outcome" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def test_provision_meets_the_fleets_open_purchases_before_any_preview(
+    journal: Journal, client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    sendblue_sandbox.account.daily_limit = 2
+    await journal.renew("elsewhere:1:1")
+    held = await journal.reserve(client.api_key_id, "elsewhere:1:1", 2, None)
+    assert len(held) == 2
+    provisioner = Provisioner(client, journal=journal, max_lines=5)
+    with pytest.raises(DailyLimitReachedError, match="journal"):
+        await provisioner.provision()
+    assert sendblue_sandbox.counters["preview"].requests == 0
+    assert provisioner.lines_left == 5  # the Budget's unit came back at once
+    # Once the other process gives its slots back, the purchase goes ahead.
+    await journal.release(held)
+    await provisioner.provision()
+    assert len(sendblue_sandbox.ledger) == 1
+    assert provisioner.lines_left == 4
