@@ -37,10 +37,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import closing, suppress
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 
@@ -91,6 +91,9 @@ DEFAULT_CONCURRENCY = 5
 CALLBACK_GRACE_SECONDS = 10.0
 #: How long a journal write after a cancelled caller may take before it is dropped.
 JOURNAL_GRACE_SECONDS = 10.0
+#: How often a confirm in flight tells the journal its owner lives (a lease
+#: of `PostgresJournal` is 60 s by default; a confirm may take longer).
+JOURNAL_HEARTBEAT_SECONDS = 15.0
 #: The most re-previews one purchase may make after expired tokens.
 _MAX_REPREVIEWS_LIMIT = 10
 #: Bounds past which an option is a mistake, not a plan (a day's limit is 3).
@@ -664,7 +667,7 @@ class Provisioner:
     ) -> ProvisionedLine:
         """Confirm `preview`, then write its outcome to the journal, then return."""
         try:
-            line = await self._client.confirm(preview)
+            line = await self._heartbeat_while(self._client.confirm(preview))
         except Exception as exc:  # noqa: BLE001 - every failure is judged below
             error = _settled_error(exc, preview, sent_at)
         else:
@@ -673,6 +676,40 @@ class Provisioner:
         await self._record_outcome(preview.token, sent_at, error=error)
         # Raised outside the except block (see `_confirm`).
         raise error
+
+    async def _heartbeat_while(
+        self, confirm: Coroutine[Any, Any, ProvisionedLine]
+    ) -> ProvisionedLine:
+        """Await `confirm`, renewing this owner in the journal meanwhile.
+
+        So that no survivor takes a purchase still in flight for a dead one's.
+        """
+        journal = self._journal
+        assert journal is not None  # noqa: S101 - only called with a journal
+        outcome: list[ProvisionedLine] = []
+        failure: list[Exception] = []
+
+        async def beat() -> None:
+            while True:
+                await anyio.sleep(JOURNAL_HEARTBEAT_SECONDS)
+                try:
+                    await journal.renew(self._owner)
+                except JournalError as error:
+                    logger.warning(
+                        "the journal could not renew this process's lease: %s",
+                        error, extra=extra("journal_renew_failed"),
+                    )  # fmt: skip
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(beat)
+            try:
+                outcome.append(await confirm)
+            except Exception as exc:  # noqa: BLE001 - raised as is below
+                failure.append(exc)
+            group.cancel_scope.cancel()
+        if failure:
+            raise failure[0]
+        return outcome[0]
 
     async def _record_outcome(
         self,
@@ -735,7 +772,8 @@ class Provisioner:
             token = entry.preview_token
             try:
                 line = await _shield.shielded(
-                    self._client.confirm(token), self._client.confirm_deadline
+                    self._heartbeat_while(self._client.confirm(token)),
+                    self._client.confirm_deadline,
                 )
             except SendblueError as resend_error:
                 unknown.append((index, entry, resend_error))

@@ -33,6 +33,7 @@ from sendblue_lines import (
     SQLiteJournal,
     TokenExpiredError,
 )
+from sendblue_lines import provisioner as provisioner_module
 from sendblue_lines.journal import Journal, JournalEntry
 from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 
@@ -429,3 +430,34 @@ async def test_provision_meets_the_fleets_open_purchases_before_any_preview(
     await provisioner.provision()
     assert len(sendblue_sandbox.ledger) == 1
     assert provisioner.lines_left == 4
+
+
+class CountingRenew(FailingOutcome):
+    """The real journal, noting whether a confirm was in flight at each renew."""
+
+    def __init__(self, inner: Journal, sandbox: Sandbox[ManualClock]) -> None:
+        super().__init__(inner)
+        self.in_flight_at_renew: list[int] = []
+        self._sandbox = sandbox
+
+    async def record_outcome(self, *args: Any, **kwargs: Any) -> JournalEntry:
+        return await self._inner.record_outcome(*args, **kwargs)
+
+    async def renew(self, owner: str) -> None:
+        self.in_flight_at_renew.append(self._sandbox.in_flight("confirm"))
+        await self._inner.renew(owner)
+
+
+async def test_a_confirm_in_flight_keeps_renewing_its_owner(
+    journal: Journal,
+    client: LinesClient,
+    sendblue_sandbox: Sandbox[ManualClock],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(provisioner_module, "JOURNAL_HEARTBEAT_SECONDS", 0.01)
+    sendblue_sandbox.inject("confirm", Fault.delay(0.5))
+    counting: Any = CountingRenew(journal, sendblue_sandbox)
+    await Provisioner(client, journal=counting).provision()
+    assert any(n > 0 for n in counting.in_flight_at_renew)
+    [entry] = await journal.entries(client.api_key_id)
+    assert entry.state == "bought"
