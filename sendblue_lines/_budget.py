@@ -19,12 +19,12 @@ one reservation) is this module:
 
 `provision()` is a reservation of one; a batch is a reservation of its plan.
 
-Plugging in a fleet-wide reservation (the journal of the next issue): keep
-`plan` and `reserve` synchronous and adjacent (no await between them, so no
-other flow of this process can take the same room), and wrap them in an
-async reservation that first records the plan durably, then calls
-`reserve`, and records each slot's `charged` on its exit. Nothing here needs
-to change for that: the wrapper owns the I/O, the Budget the counts.
+The fleet-wide reservation (a journal, design invariant 8) plugs in after
+`reserve`: `plan` and `reserve` stay synchronous and adjacent (no await
+between them, so no other flow of this process can take the same room),
+then the Provisioner asks the journal for as many slots, and
+`Reservation.shrink` gives back at once the units of those it did not grant.
+The journal owns the I/O, the Budget the counts.
 """
 
 from __future__ import annotations
