@@ -29,7 +29,7 @@ from .errors import ConfigurationError, SendblueError
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-__all__ = ["Batch", "Opener", "Settler"]
+__all__ = ["Batch", "Closer", "Opener", "Settler"]
 
 logger = get_logger(PROVISIONER)
 
@@ -39,6 +39,8 @@ Opener = Callable[
 ]
 #: Runs the next slot of a reservation to its reported outcome.
 Settler = Callable[[Reservation], Awaitable[ProvisionOutcome]]
+#: Runs once the batch has ended, with its reservation (a journal's release).
+Closer = Callable[[Reservation], Awaitable[None]]
 
 
 class Batch:
@@ -74,8 +76,10 @@ class Batch:
         opener: Opener,
         settle: Settler,
         listened: bool,
+        closer: Closer | None = None,
     ) -> None:
         self._open = opener
+        self._closer = closer
         self._settle = settle
         self._listened = listened
         self.requested = count
@@ -124,6 +128,9 @@ class Batch:
                 self.requested
             )
         async with AsyncExitStack() as stack:
+            if self._closer is not None and self._reservation is not None:
+                # Pushed first, so it runs last: after every slot settled.
+                stack.push_async_callback(self._close_journal, self._reservation)
             # Unwound in reverse on leaving: cancel what was not sent, wait for
             # the task group (a sent confirm is shielded inside its slot), then
             # give back the unstarted slots and log what nobody consumed.
@@ -186,6 +193,13 @@ class Batch:
             if self._workers == 0:
                 reservation.close()
                 send.close()
+
+    async def _close_journal(self, reservation: Reservation) -> None:
+        """Run the closer once every slot settled, even when the batch is cancelled."""
+        closer = self._closer
+        assert closer is not None  # noqa: S101 - pushed only when set
+        with anyio.CancelScope(shield=True):
+            await closer(reservation)
 
     def _finish(
         self,

@@ -19,12 +19,12 @@ one reservation) is this module:
 
 `provision()` is a reservation of one; a batch is a reservation of its plan.
 
-Plugging in a fleet-wide reservation (the journal of the next issue): keep
-`plan` and `reserve` synchronous and adjacent (no await between them, so no
-other flow of this process can take the same room), and wrap them in an
-async reservation that first records the plan durably, then calls
-`reserve`, and records each slot's `charged` on its exit. Nothing here needs
-to change for that: the wrapper owns the I/O, the Budget the counts.
+The fleet-wide reservation (a journal, design invariant 8) plugs in after
+`reserve`: `plan` and `reserve` stay synchronous and adjacent (no await
+between them, so no other flow of this process can take the same room),
+then the Provisioner asks the journal for as many slots, and
+`Reservation.shrink` gives back at once the units of those it did not grant.
+The journal owns the I/O, the Budget the counts.
 """
 
 from __future__ import annotations
@@ -205,6 +205,17 @@ class Reservation:
             self._budget.in_flight -= 1
             if not slot.charged:
                 self._budget.held -= 1
+
+    def shrink(self, size: int) -> None:
+        """Give back the units of unstarted slots beyond `size` (a smaller grant).
+
+        The journal's fleet reservation may grant fewer slots than the Budget
+        reserved; the rest come back at once.
+        """
+        give = min(max(self.size - max(size, self.started), 0), self.unstarted)
+        self.size -= give
+        self._budget.in_flight -= give
+        self._budget.held -= give
 
     def close(self) -> None:
         """Give back the units of the slots that never started; idempotent."""

@@ -37,10 +37,10 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
-from contextlib import closing
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import closing, suppress
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 
@@ -55,16 +55,22 @@ from .client import LinesClient
 from .errors import (
     APIError,
     ConfigurationError,
+    DailyLimitReachedError,
     DeclinedError,
+    JournalError,
     MalformedResponseError,
     MaxLinesReachedError,
+    MonthlyLimitReachedError,
     NoLinesAvailableError,
     OutcomeUnknownError,
+    ProvisioningFailedError,
+    RateLimitError,
     SendblueError,
     TokenExpiredError,
     TransportError,
     short_token,
 )
+from .journal import EntryState, Journal, JournalEntry, default_owner
 from .models import Preview, ProvisionedLine, ProvisioningLimits
 
 __all__ = [
@@ -83,6 +89,11 @@ DEFAULT_NO_LINES_RETRY = RetryPolicy(attempts=3, base_delay=1.0, max_delay=5.0)
 DEFAULT_CONCURRENCY = 5
 #: How long an async callback may still run after its caller was cancelled.
 CALLBACK_GRACE_SECONDS = 10.0
+#: How long a journal write after a cancelled caller may take before it is dropped.
+JOURNAL_GRACE_SECONDS = 10.0
+#: How often a confirm in flight tells the journal its owner lives (a lease
+#: of `PostgresJournal` is 60 s by default; a confirm may take longer).
+JOURNAL_HEARTBEAT_SECONDS = 15.0
 #: The most re-previews one purchase may make after expired tokens.
 _MAX_REPREVIEWS_LIMIT = 10
 #: Bounds past which an option is a mistake, not a plan (a day's limit is 3).
@@ -113,11 +124,26 @@ class Provisioner:
     number of seconds before `expires_at` at which a token counts as expired
     and is not sent.
 
+    `journal` (a `Journal`, opened by the caller) makes every purchase
+    durable (design invariants 7 and 8): each reservation is also taken in
+    the journal, which counts the open purchases of every process sharing it
+    on this API key id, so slots the fleet holds are not started (they end
+    as a `DailyLimitReachedError` or `MonthlyLimitReachedError` naming the
+    journal: not_attempted in a batch). The intent to confirm a token is
+    written before the confirm is sent; a `JournalError` there stops that
+    purchase with nothing sent. The outcome (``"bought"``, ``"not_bought"``,
+    ``"provisioning_failed"`` or ``"unknown"``) is written before it is
+    reported, also after the caller was cancelled; if that write fails, the
+    outcome is still reported, logged at ERROR, and the entry stays pending
+    for `reconcile()`, which settles the purchases dead processes left open.
+    Without a journal nothing is written, as before.
+
     Raises:
         ConfigurationError: from the constructor, for an option of the wrong
             type or out of range: `max_lines` an int from 0 to 1,000,000,
             `max_repreviews` an int from 0 to 10, `expiry_margin` finite
-            seconds from 0 to 599, `no_lines_retry` a `RetryPolicy`, 0 or None.
+            seconds from 0 to 599, `no_lines_retry` a `RetryPolicy`, 0 or None,
+            `journal` a `Journal` or None.
     """
 
     def __init__(
@@ -130,6 +156,7 @@ class Provisioner:
         max_repreviews: int = 2,
         no_lines_retry: RetryPolicy | Literal[0] | None = DEFAULT_NO_LINES_RETRY,
         expiry_margin: float = 5.0,
+        journal: Journal | None = None,
     ) -> None:
         if not isinstance(client, LinesClient):
             raise ConfigurationError("Provisioner needs a LinesClient")
@@ -144,6 +171,12 @@ class Provisioner:
             check_instance(given, RetryPolicy, "no_lines_retry")
         # A token lives 10 minutes: a margin of that much would never send one.
         check_seconds(expiry_margin, "expiry_margin", allow_zero=True, high=599.0)
+        if journal is not None and not isinstance(journal, Journal):
+            raise ConfigurationError("journal must be a Journal (or None)")
+        self._journal = journal
+        self._owner = default_owner()
+        # The journal slots granted to each reservation of this Provisioner.
+        self._grants: dict[Reservation, _Grant] = {}
         self._client = client
         self._on_outcome = on_outcome
         self._approve = approve
@@ -165,6 +198,11 @@ class Provisioner:
     def client(self) -> LinesClient:
         """The `LinesClient` this Provisioner buys through."""
         return self._client
+
+    @property
+    def journal(self) -> Journal | None:
+        """The `Journal` purchases are recorded in, or None."""
+        return self._journal
 
     @property
     def max_lines(self) -> int | None:
@@ -225,6 +263,8 @@ class Provisioner:
             TransportError: the network failed before any charge.
             MalformedResponseError: a preview could not be read; nothing
                 was charged.
+            JournalError: with a journal, it could not reserve or record the
+                intent; no confirm was sent.
         """
         try:
             line = await self._provision()
@@ -253,6 +293,7 @@ class Provisioner:
             opener=self._open,
             settle=self._settle,
             listened=self._on_outcome is not None,
+            closer=None if self._journal is None else self._release,
         )
 
     async def provision_many(
@@ -299,7 +340,19 @@ class Provisioner:
             return None, None, error
         plan = self._budget.plan(count, limits)
         reservation = self._budget.reserve(plan)  # no await since the plan
-        stop = limit_error(plan, self._max_lines)
+        stop: SendblueError | None = limit_error(plan, self._max_lines)
+        if self._journal is not None:
+            try:
+                fleet_stop = await self._grant(reservation, limits)
+            except JournalError as error:
+                logger.error(
+                    "batch: the journal could not reserve slots, starting none: %s",
+                    error, extra=extra("batch_journal_failed"),
+                )  # fmt: skip
+                reservation.shrink(0)
+                return plan, reservation, error
+            if fleet_stop is not None and (stop is None or reservation.size == 0):
+                stop = fleet_stop
         if stop is not None:
             logger.info(
                 "batch: planning %d of %d slot(s): %s", reservation.size, count, stop,
@@ -322,6 +375,12 @@ class Provisioner:
         plan = self._budget.plan(1, limits)
         with closing(self._budget.reserve(plan)) as reservation:  # no await between
             refusal = limit_error(plan, self._max_lines)
+            if refusal is None and self._journal is not None:
+                try:
+                    refusal = await self._grant(reservation, limits)
+                except BaseException:
+                    reservation.shrink(0)
+                    raise
             if refusal is not None:  # a plan of one falls short only to 0
                 logger.info(
                     "slot 0: not previewing: %s", refusal,
@@ -330,21 +389,27 @@ class Provisioner:
                     ),
                 )  # fmt: skip
                 raise refusal
-            with reservation.slot() as slot:
-                return await self._buy(slot)
+            try:
+                with reservation.slot() as slot:
+                    return await self._buy(slot, self._grants.get(reservation))
+            finally:
+                if self._journal is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._release(reservation)
 
     @_telemetry.purchase_method
     async def _settle(self, reservation: Reservation) -> ProvisionOutcome:
         """Run the next slot of a batch's `reservation` and report it."""
         with reservation.slot() as slot:
             try:
-                outcome = ProvisionOutcome(index=slot.index, line=await self._buy(slot))
+                line = await self._buy(slot, self._grants.get(reservation))
+                outcome = ProvisionOutcome(index=slot.index, line=line)
             except SendblueError as error:
                 outcome = ProvisionOutcome(index=slot.index, error=error)
         await self._report(outcome, listening=True)
         return outcome
 
-    async def _buy(self, slot: Slot) -> ProvisionedLine:
+    async def _buy(self, slot: Slot, grant: _Grant | None = None) -> ProvisionedLine:
         """Preview, approve and confirm until a line or an error that ends it.
 
         Each pass previews once and either ends or uses up one of the bounded
@@ -380,8 +445,10 @@ class Provisioner:
                     extra=extra("token_expiring"),
                 )  # fmt: skip
                 continue
+            if grant is not None:
+                await self._record_intent(slot, grant, preview)
             try:
-                return await self._confirm(slot, preview)
+                return await self._confirm(slot, preview, recording=grant is not None)
             except TokenExpiredError as expired:
                 repreviews += 1
                 if repreviews > self._max_repreviews:
@@ -439,16 +506,26 @@ class Provisioner:
                 preview_token=preview.token,
             )
 
-    async def _confirm(self, slot: Slot, preview: Preview) -> ProvisionedLine:
-        """Confirm `preview` so that cancelling the caller cannot lose the answer."""
+    async def _confirm(
+        self, slot: Slot, preview: Preview, *, recording: bool = False
+    ) -> ProvisionedLine:
+        """Confirm `preview` so that cancelling the caller cannot lose the answer.
+
+        `recording`: the outcome is written to the journal inside the
+        shielded task, before anyone hears of it.
+        """
         # From here until we learn otherwise, money may move for this slot.
         slot.charged = True
         sent_at = _clock.now()
-        task = _shield.start(self._client.confirm(preview))
+        task = _shield.start(
+            self._confirm_recorded(preview, sent_at)
+            if recording
+            else self._client.confirm(preview)
+        )
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            await self._confirm_cancelled(slot, preview, task, sent_at)
+            await self._confirm_cancelled(slot, preview, task, sent_at, recording)
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is judged below
             error = _settled_error(exc, preview, sent_at)
@@ -464,6 +541,7 @@ class Provisioner:
         preview: Preview,
         task: asyncio.Task[ProvisionedLine],
         sent_at: datetime,
+        recording: bool = False,
     ) -> None:
         """Our caller was cancelled mid-confirm: wait for its answer, report it."""
         deadline = self._client.confirm_deadline
@@ -489,11 +567,270 @@ class Provisioner:
             )
             unknown = _unknown(preview, sent_at, reason)
             outcome = ProvisionOutcome(index=slot.index, error=unknown)
+            if recording:  # the task that would have written it was cancelled
+                with anyio.CancelScope(shield=True):
+                    await self._record_outcome(preview.token, sent_at, error=unknown)
         # A unit of max_lines comes back only when the error proves that
         # nothing was bought.
         slot.charged = outcome.error is None or not _bought_nothing(outcome.error)
         with anyio.CancelScope(shield=True):
             await self._report(outcome, listening=False)
+
+    # -- the journal (design invariants 7 and 8) ----------------------------------
+
+    async def _grant(
+        self, reservation: Reservation, limits: ProvisioningLimits
+    ) -> RateLimitError | None:
+        """Reserve the Budget's slots in the journal too; shrink to what it grants.
+
+        The room is the limits' own (not the plan's): the journal counts this
+        Provisioner's open purchases itself, beside the fleet's. Returns the
+        error that says why fewer slots were granted, or None.
+
+        Raises:
+            JournalError: the journal failed; nothing was reserved in it.
+        """
+        journal = self._journal
+        assert journal is not None  # noqa: S101 - only called with a journal
+        room = _fleet_room(limits)
+        wanted = reservation.size
+        ids: list[int] = []
+        if wanted > 0:
+            ids = await journal.reserve(
+                self._client.api_key_id, self._owner, wanted, room
+            )
+        self._grants[reservation] = _Grant(ids, room, limits)
+        if len(ids) >= wanted:
+            return None
+        reservation.shrink(len(ids))
+        return _fleet_error(limits, len(ids), wanted)
+
+    async def _release(self, reservation: Reservation) -> None:
+        """Give back the journal slots of `reservation` left without an intent."""
+        grant = self._grants.pop(reservation, None)
+        journal = self._journal
+        if grant is None or journal is None or not grant.ids:
+            return
+        ids, grant.ids = grant.ids, []
+        try:
+            with anyio.move_on_after(JOURNAL_GRACE_SECONDS):
+                await journal.release(ids)
+        except JournalError as error:
+            logger.warning(
+                "the journal could not release %d unused slot(s): %s (they count as "
+                "open until this process ends)", len(ids), error,
+                extra=extra("journal_release_failed"),
+            )  # fmt: skip
+
+    async def _record_intent(self, slot: Slot, grant: _Grant, preview: Preview) -> None:
+        """Write the intent to confirm `preview`; raise rather than confirm unrecorded.
+
+        Raises:
+            JournalError: the intent could not be written; nothing was sent.
+            DailyLimitReachedError, MonthlyLimitReachedError: a re-preview
+                needed one more journal slot and the fleet's open purchases
+                hold all the room the limits left; nothing was sent.
+        """
+        journal = self._journal
+        assert journal is not None  # noqa: S101 - only called with a journal
+        if grant.ids:
+            slot_id = grant.ids.pop(0)
+        else:  # a re-preview after a token that bought nothing
+            more = await journal.reserve(
+                self._client.api_key_id, self._owner, 1, grant.room
+            )
+            if not more:
+                raise _fleet_error(grant.limits, 0, 1)
+            slot_id = more[0]
+        try:
+            await journal.record_intent(slot_id, preview.token, preview.expires_at)
+        except JournalError as error:
+            logger.error(
+                "slot %d: the journal could not record the intent to confirm token "
+                "%s; not sending the confirm: %s",
+                slot.index, short_token(preview.token), error,
+                extra=extra("journal_intent_failed"),
+            )  # fmt: skip
+            grant.ids.append(slot_id)  # released with the rest if still reserved
+            # If the write did land after all, say that this confirm never left,
+            # or a reconcile would send it.
+            with suppress(JournalError):
+                await journal.record_outcome(
+                    preview.token, "not_bought",
+                    message="the intent could not be recorded; the confirm was "
+                    "never sent",
+                )  # fmt: skip
+            raise
+
+    async def _confirm_recorded(
+        self, preview: Preview, sent_at: datetime
+    ) -> ProvisionedLine:
+        """Confirm `preview`, then write its outcome to the journal, then return."""
+        try:
+            line = await self._heartbeat_while(self._client.confirm(preview))
+        except Exception as exc:  # noqa: BLE001 - every failure is judged below
+            error = _settled_error(exc, preview, sent_at)
+        else:
+            await self._record_outcome(preview.token, sent_at, line=line)
+            return line
+        await self._record_outcome(preview.token, sent_at, error=error)
+        # Raised outside the except block (see `_confirm`).
+        raise error
+
+    async def _heartbeat_while(
+        self, confirm: Coroutine[Any, Any, ProvisionedLine]
+    ) -> ProvisionedLine:
+        """Await `confirm`, renewing this owner in the journal meanwhile.
+
+        So that no survivor takes a purchase still in flight for a dead one's.
+        """
+        journal = self._journal
+        assert journal is not None  # noqa: S101 - only called with a journal
+        outcome: list[ProvisionedLine] = []
+        failure: list[Exception] = []
+
+        async def beat() -> None:
+            while True:
+                await anyio.sleep(JOURNAL_HEARTBEAT_SECONDS)
+                try:
+                    await journal.renew(self._owner)
+                except JournalError as error:
+                    logger.warning(
+                        "the journal could not renew this process's lease: %s",
+                        error, extra=extra("journal_renew_failed"),
+                    )  # fmt: skip
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(beat)
+            try:
+                outcome.append(await confirm)
+            except Exception as exc:  # noqa: BLE001 - raised as is below
+                failure.append(exc)
+            group.cancel_scope.cancel()
+        if failure:
+            raise failure[0]
+        return outcome[0]
+
+    async def _record_outcome(
+        self,
+        token: str,
+        sent_at: datetime | None,
+        *,
+        line: ProvisionedLine | None = None,
+        error: SendblueError | None = None,
+        evidence: tuple[dict[str, object], ...] = (),
+    ) -> None:
+        """Write the outcome of confirming `token`; a failure is logged, never raised.
+
+        The outcome is reported anyway: the entry stays pending, and a
+        `reconcile()` after this process is gone settles it.
+        """
+        journal = self._journal
+        assert journal is not None  # noqa: S101 - only called with a journal
+        state = _entry_state(line, error)
+        try:
+            await journal.record_outcome(
+                token, state, line=line,
+                error_code=None if error is None else getattr(error, "code", None),
+                message=None if error is None else str(error),
+                attempts=getattr(error, "attempts", None) or 1,
+                first_sent_at=sent_at, evidence=evidence,
+            )  # fmt: skip
+        except JournalError as exc:
+            logger.error(
+                "the journal could not record the outcome (%s) of token %s: %s; it "
+                "stays pending there, and reconcile() will settle it",
+                state, short_token(token), exc,
+                extra=extra("journal_outcome_failed"),
+            )  # fmt: skip
+
+    async def reconcile(self) -> list[ProvisionOutcome]:
+        """Settle the purchases that dead processes left open in the journal.
+
+        Claims (`Journal.claim_orphans`) the pending entries of this
+        account's owners that are gone, each one by exactly one claimer, and
+        resends each one's **same** token, never a new preview: a line is
+        recorded ``"bought"``; any other answer (a refusal of a resend
+        proves nothing: the first send may have bought) is recorded
+        ``"unknown"`` with evidence, the lines `get_lines_state()` lists that
+        no entry of this account accounts for. Entries that are settled,
+        ``"not_bought"`` included, are never touched. Each outcome (index:
+        its position) is reported like a purchase's, and returned.
+
+        Raises:
+            ConfigurationError: this Provisioner has no journal.
+            JournalError: the journal could not be read or claimed from.
+        """
+        journal = self._journal
+        if journal is None:
+            raise ConfigurationError("reconcile() needs a Provisioner with a journal")
+        account = self._client.api_key_id
+        claimed = await journal.claim_orphans(account, self._owner)
+        settled: dict[int, ProvisionOutcome] = {}
+        unknown: list[tuple[int, JournalEntry, SendblueError]] = []
+        for index, entry in enumerate(claimed):
+            token = entry.preview_token
+            try:
+                line = await _shield.shielded(
+                    self._heartbeat_while(self._client.confirm(token)),
+                    self._client.confirm_deadline,
+                )
+            except SendblueError as resend_error:
+                unknown.append((index, entry, resend_error))
+                continue
+            await self._record_outcome(token, entry.first_sent_at, line=line)
+            settled[index] = ProvisionOutcome(index=index, line=line)
+        if unknown:
+            evidence = await self._evidence(journal, account)
+            for index, entry, failure in unknown:
+                sent = entry.first_sent_at or entry.created_at
+                reason = (
+                    "its owner is gone and the resend ended in "
+                    f"{type(failure).__name__}, which proves nothing"
+                )
+                outcome_error = OutcomeUnknownError.for_token(
+                    entry.preview_token, reason, first_sent_at=sent,
+                    attempts=entry.attempts + 1,
+                )  # fmt: skip
+                outcome_error.__cause__ = failure
+                await self._record_outcome(
+                    entry.preview_token, sent, error=outcome_error, evidence=evidence
+                )
+                settled[index] = ProvisionOutcome(index=index, error=outcome_error)
+        outcomes = [settled[index] for index in sorted(settled)]
+        for outcome in outcomes:
+            await self._report(outcome, listening=True)
+        return outcomes
+
+    async def _evidence(
+        self, journal: Journal, account: str
+    ) -> tuple[dict[str, object], ...]:
+        """The account's lines that no journal entry of `account` accounts for."""
+        try:
+            state = await self._client.get_lines_state()
+        except SendblueError as error:
+            logger.warning(
+                "reconcile: GET /api/v2/lines/state failed, recording no evidence: %s",
+                error, extra=extra("lines_state_failed"),
+            )  # fmt: skip
+            return ()
+        if state is None:
+            return ()
+        known = {
+            entry.line.worker_id
+            for entry in await journal.entries(account)
+            if entry.line is not None
+        }
+        return tuple(
+            {
+                "worker_id": line.worker_id,
+                "sendblue_number": line.sendblue_number,
+                "status": line.status,
+                "assignment": line.assignment,
+            }
+            for line in state.lines
+            if line.worker_id not in known
+        )
 
     # -- limits and reporting -----------------------------------------------------
 
@@ -553,6 +890,76 @@ class Provisioner:
                 outcome.index,
                 extra=keys,
             )
+
+
+class _Grant:
+    """The journal slots granted to one reservation, and the room they came from."""
+
+    __slots__ = ("ids", "limits", "room")
+
+    def __init__(
+        self, ids: list[int], room: int | None, limits: ProvisioningLimits
+    ) -> None:
+        self.ids = ids
+        self.room = room
+        self.limits = limits
+
+
+def _fleet_room(limits: ProvisioningLimits) -> int | None:
+    """The room the tighter window leaves for every open purchase; None if unknown."""
+    rooms = [
+        w.remaining if w.remaining is not None else w.limit
+        for w in limits.windows().values()
+    ]
+    known = [r for r in rooms if r is not None]
+    return max(min(known), 0) if known else None
+
+
+def _fleet_error(
+    limits: ProvisioningLimits, granted: int, wanted: int
+) -> DailyLimitReachedError | MonthlyLimitReachedError:
+    """The error for slots the journal did not grant: the fleet holds the room.
+
+    The same fact as the Budget's own limit errors (the room
+    ``GET /accounts/limits`` showed, less the purchases already open), counted
+    over every process that shares the journal: so the same classes, which
+    callers already handle (`next_available_at`, a batch's stop).
+    """
+    windows = {
+        name: (w.remaining if w.remaining is not None else w.limit, w)
+        for name, w in limits.windows().items()
+    }
+    known = {n: v for n, v in windows.items() if v[0] is not None}
+    name = min(known, key=lambda n: (known[n][0], n != "monthly")) if known else "daily"
+    window = limits.windows().get(name)
+    next_at = None if window is None else window.next_available_at
+    message = (
+        f"the {name} provisioning limit leaves room for {granted} of {wanted} "
+        "line(s) once the purchases that other processes sharing the journal "
+        "hold open are counted (GET /accounts/limits and the journal); nothing "
+        "was sent for the rest"
+    )
+    if name == "monthly":
+        return MonthlyLimitReachedError(
+            message, code="monthly_limit_reached", limits=limits,
+            next_available_at=next_at,
+        )  # fmt: skip
+    return DailyLimitReachedError(
+        message, code="daily_limit_reached", limits=limits, next_available_at=next_at
+    )
+
+
+def _entry_state(
+    line: ProvisionedLine | None, error: SendblueError | None
+) -> EntryState:
+    """The journal state of a settled confirm: what the error class proves."""
+    if line is not None or error is None:
+        return "bought"
+    if isinstance(error, ProvisioningFailedError):
+        return "provisioning_failed"
+    if _bought_nothing(error):
+        return "not_bought"
+    return "unknown"
 
 
 #: Why the limits are unknown when the answer has a shape we do not know.

@@ -1,0 +1,463 @@
+"""The journaled Provisioner: intent before confirm, outcome before report, reconcile.
+
+Over the sandbox's real sockets, with a `SQLiteJournal` in `tmp_path` and,
+where a PostgreSQL server answers, a `PostgresJournal` in a schema of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from provisioner_support import connect
+
+from sendblue_lines import (
+    ConfigurationError,
+    DailyLimitReachedError,
+    JournalError,
+    LinesClient,
+    OutcomeUnknownError,
+    PostgresJournal,
+    Provisioner,
+    ProvisioningFailedError,
+    ProvisionOutcome,
+    SQLiteJournal,
+    TokenExpiredError,
+)
+from sendblue_lines import provisioner as provisioner_module
+from sendblue_lines.journal import Journal, JournalEntry
+from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
+
+POSTGRES_DSN = os.environ.get(
+    "SENDBLUE_LINES_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+MakeJournal = Callable[[], Journal]
+#: Makes an owner's lease run out (PostgreSQL); SQLite judges by the pid alone.
+Expire = Callable[[str], Awaitable[None]]
+
+
+async def _postgres_problem() -> str | None:
+    try:
+        connection = await asyncpg.connect(POSTGRES_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+        return f"{type(e).__name__}: {e}"
+    await connection.close()
+    return None
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def backend(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[MakeJournal, Expire]]:
+    """Opens journals on one fresh store (SQLite file, or a PostgreSQL schema)."""
+    if request.param == "sqlite":
+        path = tmp_path / "journal.sqlite3"
+
+        async def nothing(owner: str) -> None:
+            del owner
+
+        yield (lambda: SQLiteJournal(path)), nothing
+        return
+    problem = await _postgres_problem()
+    if problem is not None:
+        if os.environ.get("SENDBLUE_LINES_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"no PostgreSQL at the test DSN: {problem}")
+        pytest.skip(
+            f"no PostgreSQL at the test DSN ({problem}); start one on 127.0.0.1 "
+            "or point SENDBLUE_LINES_TEST_POSTGRES at one"
+        )
+    schema = "test_" + uuid.uuid4().hex[:16]
+
+    async def expire(owner: str) -> None:
+        connection = await asyncpg.connect(POSTGRES_DSN)
+        try:
+            statement = (
+                f'UPDATE "{schema}".owners SET '  # noqa: S608 - our own schema name
+                "lease_until = now() - interval '1 hour' WHERE owner = $1"
+            )
+            await connection.execute(statement, owner)
+        finally:
+            await connection.close()
+
+    try:
+        yield (lambda: PostgresJournal(POSTGRES_DSN, schema=schema)), expire
+    finally:
+        connection = await asyncpg.connect(POSTGRES_DSN)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await connection.close()
+
+
+@pytest.fixture
+def make_journal(backend: tuple[MakeJournal, Expire]) -> MakeJournal:
+    """Opens a journal on the test's store."""
+    return backend[0]
+
+
+@pytest.fixture
+def expire(backend: tuple[MakeJournal, Expire]) -> Expire:
+    """Makes an owner count as gone on the test's store."""
+    return backend[1]
+
+
+@pytest.fixture
+async def journal(make_journal: MakeJournal) -> AsyncIterator[Journal]:
+    """An open journal on a fresh store."""
+    async with make_journal() as opened:
+        yield opened
+
+
+@pytest.fixture
+async def client(sendblue_sandbox: Sandbox[ManualClock]) -> AsyncIterator[LinesClient]:
+    """A client of the sandbox's default account."""
+    async with connect(sendblue_sandbox, timeout=2.0) as c:
+        yield c
+
+
+def dead_owner() -> str:
+    """An owner name of this host whose process has exited (and been reaped)."""
+    probe = subprocess.Popen([sys.executable, "-c", "pass"])
+    probe.wait(timeout=30)
+    return f"{socket.gethostname()}:{probe.pid}:-"
+
+
+def by_token(entries: list[JournalEntry]) -> dict[str, JournalEntry]:
+    return {entry.preview_token: entry for entry in entries}
+
+
+class FailingIntent:
+    """A journal whose `record_intent` fails; everything else is the real one."""
+
+    def __init__(self, inner: Journal) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def record_intent(self, *args: Any, **kwargs: Any) -> JournalEntry:
+        raise JournalError(
+            "simulated full disk", backend="sqlite", location="x", operation="intent"
+        )
+
+
+# -- the write-ahead rule -----------------------------------------------------
+
+
+async def test_a_journal_that_cannot_write_the_intent_sends_no_confirm(
+    journal: Journal, client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    seen: list[ProvisionOutcome] = []
+    failing: Any = FailingIntent(journal)
+    # The protocol is runtime-checkable: the wrapper passes for a Journal.
+    provisioner = Provisioner(client, journal=failing, on_outcome=seen.append)
+    with pytest.raises(JournalError):
+        await provisioner.provision()
+    assert sendblue_sandbox.counters["preview"].requests == 1
+    assert sendblue_sandbox.counters["confirm"].requests == 0
+    assert sendblue_sandbox.ledger == []
+    assert [type(o.error) for o in seen] == [JournalError]
+    # The slot it reserved was given back: all of a room of 3 can be had.
+    held = await journal.reserve(client.api_key_id, "someone", 100, 3)
+    assert len(held) == 3
+    await journal.release(held)
+    result = await Provisioner(client, journal=failing).provision_many(2)
+    assert sendblue_sandbox.counters["confirm"].requests == 0
+    assert [type(e) for e in result.errors] == [JournalError, JournalError]
+
+
+async def test_every_outcome_is_recorded_before_it_is_reported(
+    journal: Journal, client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    sendblue_sandbox.account.daily_limit = 10
+    states_at_report: list[str] = []
+
+    async def on_outcome(outcome: ProvisionOutcome) -> None:
+        entries = await journal.entries(client.api_key_id)
+        states_at_report.append(entries[-1].state)
+
+    provisioner = Provisioner(client, journal=journal, on_outcome=on_outcome)
+    line = await provisioner.provision()
+
+    sendblue_sandbox.inject("confirm", Fault.provisioning_failed())
+    with pytest.raises(ProvisioningFailedError):
+        await provisioner.provision()
+
+    # Every send of the same token loses its answer after the purchase commits.
+    sendblue_sandbox.inject("confirm", Fault.drop_after_commit(), times=10)
+    with pytest.raises(OutcomeUnknownError) as unknown:
+        await provisioner.provision()
+    sendblue_sandbox.faults.clear()
+
+    entries = await journal.entries(client.api_key_id)
+    assert [e.state for e in entries] == ["bought", "provisioning_failed", "unknown"]
+    assert states_at_report == ["bought", "provisioning_failed", "unknown"]
+    assert entries[0].line == line
+    assert entries[2].preview_token == unknown.value.preview_token
+    assert all(e.first_sent_at is not None and e.settled_at for e in entries)
+    # Every charge of the ledger names a token that the journal holds.
+    charged = {charge.preview_token for charge in sendblue_sandbox.ledger}
+    assert charged == {e.preview_token for e in entries}
+
+
+async def test_a_first_send_refused_as_expired_is_recorded_not_bought(
+    journal: Journal, client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    def expire_it(preview: Any) -> bool:
+        sendblue_sandbox.clock.advance(seconds=601)
+        return True
+
+    provisioner = Provisioner(
+        client, journal=journal, approve=expire_it, max_repreviews=1
+    )
+    with pytest.raises(TokenExpiredError):
+        await provisioner.provision()
+    entries = await journal.entries(client.api_key_id)
+    # Two tokens, each in a slot of its own, both certainly bought nothing.
+    assert [e.state for e in entries] == ["not_bought", "not_bought"]
+    assert [e.error_code for e in entries] == ["token_expired"] * 2
+    assert sendblue_sandbox.ledger == []
+    assert sendblue_sandbox.counters["confirm"].requests == 2
+
+
+# -- reconcile ----------------------------------------------------------------
+
+
+async def orphan(journal: Journal, client: LinesClient, expire: Expire) -> str:
+    """A pending intent of a dead owner, for a fresh real preview; its token."""
+    owner = dead_owner()
+    preview = await client.preview()
+    [slot] = await journal.reserve(client.api_key_id, owner, 1, None)
+    await journal.record_intent(slot, preview.token, preview.expires_at)
+    await expire(owner)
+    return preview.token
+
+
+async def test_reconcile_buys_with_the_same_token_when_the_confirm_never_arrived(
+    journal: Journal,
+    client: LinesClient,
+    sendblue_sandbox: Sandbox[ManualClock],
+    expire: Expire,
+) -> None:
+    token = await orphan(journal, client, expire)
+    seen: list[ProvisionOutcome] = []
+    provisioner = Provisioner(client, journal=journal, on_outcome=seen.append)
+    outcomes = await provisioner.reconcile()
+
+    assert sendblue_sandbox.counters["preview"].requests == 1  # the orphan's own
+    assert len(outcomes) == 1
+    assert outcomes[0].line is not None
+    assert seen == outcomes
+    [entry] = await journal.entries(client.api_key_id)
+    assert (entry.preview_token, entry.state) == (token, "bought")
+    assert entry.line == outcomes[0].line
+    assert [c.preview_token for c in sendblue_sandbox.ledger] == [token]
+    # Settled: a second reconcile finds nothing.
+    assert await provisioner.reconcile() == []
+
+
+async def test_reconcile_of_a_confirm_that_committed_records_unknown_naming_its_line(
+    journal: Journal,
+    client: LinesClient,
+    sendblue_sandbox: Sandbox[ManualClock],
+    expire: Expire,
+) -> None:
+    token = await orphan(journal, client, expire)
+    first = await client.confirm(token)  # the dead process's confirm landed
+    # The resend of a spent token is refused, which proves nothing: unknown.
+    [outcome] = await Provisioner(client, journal=journal).reconcile()
+    assert isinstance(outcome.error, OutcomeUnknownError)
+    assert outcome.error.preview_token == token
+    [entry] = await journal.entries(client.api_key_id)
+    assert (entry.preview_token, entry.state) == (token, "unknown")
+    assert [item["worker_id"] for item in entry.evidence] == [first.worker_id]
+    assert sendblue_sandbox.counters["preview"].requests == 1
+    assert [c.preview_token for c in sendblue_sandbox.ledger] == [token]
+
+
+async def test_reconcile_leaves_what_it_cannot_prove_unknown_with_evidence(
+    journal: Journal,
+    client: LinesClient,
+    sendblue_sandbox: Sandbox[ManualClock],
+    expire: Expire,
+) -> None:
+    token = await orphan(journal, client, expire)
+    stray = sendblue_sandbox.add_line()  # a line no entry accounts for
+    sendblue_sandbox.inject("confirm", Fault.drop_after_commit(), times=10)
+    provisioner = Provisioner(client, journal=journal)
+    [outcome] = await provisioner.reconcile()
+    sendblue_sandbox.faults.clear()
+
+    assert isinstance(outcome.error, OutcomeUnknownError)
+    assert outcome.error.preview_token == token
+    [entry] = await journal.entries(client.api_key_id)
+    assert entry.state == "unknown"
+    worker_ids = {item["worker_id"] for item in entry.evidence}
+    # The line the resend bought, and the stray one: neither in the journal.
+    bought = {c.worker_id for c in sendblue_sandbox.ledger}
+    assert worker_ids == bought | {stray.worker_id}
+    assert sendblue_sandbox.counters["preview"].requests == 1
+
+
+async def test_reconcile_never_touches_a_settled_entry_or_a_live_owner(
+    journal: Journal,
+    client: LinesClient,
+    sendblue_sandbox: Sandbox[ManualClock],
+    expire: Expire,
+) -> None:
+    token = await orphan(journal, client, expire)
+    await journal.record_outcome(token, "not_bought", message="never sent")
+    live = await client.preview()
+    await journal.renew("elsewhere:1:1")
+    [slot] = await journal.reserve(client.api_key_id, "elsewhere:1:1", 1, None)
+    await journal.record_intent(slot, live.token, live.expires_at)
+
+    assert await Provisioner(client, journal=journal).reconcile() == []
+    assert sendblue_sandbox.counters["confirm"].requests == 0
+    states = {e.preview_token: e.state for e in await journal.entries()}
+    assert states == {token: "not_bought", live.token: "pending"}
+
+
+async def test_reconcile_without_a_journal_is_a_configuration_error(
+    client: LinesClient,
+) -> None:
+    with pytest.raises(ConfigurationError):
+        await Provisioner(client).reconcile()
+
+
+# -- the fleet ----------------------------------------------------------------
+
+
+async def test_two_provisioners_sharing_a_journal_stay_within_the_room(
+    make_journal: MakeJournal,
+    client: LinesClient,
+    sendblue_sandbox: Sandbox[ManualClock],
+) -> None:
+    sendblue_sandbox.account.daily_limit = 3
+    # Confirms are slow, so both batches plan while the other's are open.
+    sendblue_sandbox.inject("confirm", Fault.delay(0.3), times=10)
+    async with make_journal() as one, make_journal() as two:
+        first = Provisioner(client, journal=one)
+        second = Provisioner(client, journal=two)
+        results = await asyncio.gather(
+            first.provision_many(3), second.provision_many(3)
+        )
+        entries = await one.entries(client.api_key_id)
+    confirms = sendblue_sandbox.counters["confirm"]
+    assert confirms.requests <= 3
+    assert 429 not in confirms.statuses
+    assert sum(len(r.lines) for r in results) == len(sendblue_sandbox.ledger) == 3
+    assert sum(r.not_attempted for r in results) == 3
+    stops = [r.stopped_by for r in results if r.stopped_by is not None]
+    assert stops
+    assert all(isinstance(s, DailyLimitReachedError) for s in stops)
+    assert any("journal" in str(s) for s in stops)
+    assert sorted(e.state for e in entries) == ["bought"] * 3
+
+
+async def test_a_caller_cancelled_mid_confirm_still_has_its_outcome_recorded(
+    journal: Journal, client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    sendblue_sandbox.inject("confirm", Fault.delay(0.3))
+    provisioner = Provisioner(client, journal=journal)
+    task = asyncio.ensure_future(provisioner.provision())
+    await sendblue_sandbox.wait_for_requests("confirm")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Once the cancellation went on, the outcome was already durable.
+    [entry] = await journal.entries(client.api_key_id)
+    assert entry.state == "bought"
+    [charge] = sendblue_sandbox.ledger
+    assert entry.preview_token == charge.preview_token
+    assert entry.line is not None
+    assert entry.line.worker_id == charge.worker_id
+
+
+class FailingOutcome(FailingIntent):
+    """A journal whose `record_outcome` fails; the intent is written for real."""
+
+    async def record_intent(self, *args: Any, **kwargs: Any) -> JournalEntry:
+        return await self._inner.record_intent(*args, **kwargs)
+
+    async def record_outcome(self, *args: Any, **kwargs: Any) -> JournalEntry:
+        raise JournalError(
+            "simulated lost connection", backend="x", location="x", operation="y"
+        )
+
+
+async def test_an_outcome_the_journal_cannot_write_is_still_reported(
+    journal: Journal,
+    client: LinesClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: list[ProvisionOutcome] = []
+    failing: Any = FailingOutcome(journal)
+    provisioner = Provisioner(client, journal=failing, on_outcome=seen.append)
+    line = await provisioner.provision()
+    assert [o.line for o in seen] == [line]
+    [entry] = await journal.entries(client.api_key_id)
+    assert entry.state == "pending"  # left for reconcile()
+    assert any(
+        r.levelname == "ERROR" and "could not record the outcome" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+async def test_provision_meets_the_fleets_open_purchases_before_any_preview(
+    journal: Journal, client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    sendblue_sandbox.account.daily_limit = 2
+    await journal.renew("elsewhere:1:1")
+    held = await journal.reserve(client.api_key_id, "elsewhere:1:1", 2, None)
+    assert len(held) == 2
+    provisioner = Provisioner(client, journal=journal, max_lines=5)
+    with pytest.raises(DailyLimitReachedError, match="journal"):
+        await provisioner.provision()
+    assert sendblue_sandbox.counters["preview"].requests == 0
+    assert provisioner.lines_left == 5  # the Budget's unit came back at once
+    # Once the other process gives its slots back, the purchase goes ahead.
+    await journal.release(held)
+    await provisioner.provision()
+    assert len(sendblue_sandbox.ledger) == 1
+    assert provisioner.lines_left == 4
+
+
+class CountingRenew(FailingOutcome):
+    """The real journal, noting whether a confirm was in flight at each renew."""
+
+    def __init__(self, inner: Journal, sandbox: Sandbox[ManualClock]) -> None:
+        super().__init__(inner)
+        self.in_flight_at_renew: list[int] = []
+        self._sandbox = sandbox
+
+    async def record_outcome(self, *args: Any, **kwargs: Any) -> JournalEntry:
+        return await self._inner.record_outcome(*args, **kwargs)
+
+    async def renew(self, owner: str) -> None:
+        self.in_flight_at_renew.append(self._sandbox.in_flight("confirm"))
+        await self._inner.renew(owner)
+
+
+async def test_a_confirm_in_flight_keeps_renewing_its_owner(
+    journal: Journal,
+    client: LinesClient,
+    sendblue_sandbox: Sandbox[ManualClock],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(provisioner_module, "JOURNAL_HEARTBEAT_SECONDS", 0.01)
+    sendblue_sandbox.inject("confirm", Fault.delay(0.5))
+    counting: Any = CountingRenew(journal, sendblue_sandbox)
+    await Provisioner(client, journal=counting).provision()
+    assert any(n > 0 for n in counting.in_flight_at_renew)
+    [entry] = await journal.entries(client.api_key_id)
+    assert entry.state == "bought"
