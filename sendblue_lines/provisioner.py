@@ -171,7 +171,7 @@ class Provisioner:
             check_instance(given, RetryPolicy, "no_lines_retry")
         # A token lives 10 minutes: a margin of that much would never send one.
         check_seconds(expiry_margin, "expiry_margin", allow_zero=True, high=599.0)
-        if journal is not None and not isinstance(journal, Journal):
+        if journal is not None and not _is_journal(journal):
             raise ConfigurationError("journal must be a Journal (or None)")
         self._journal = journal
         self._owner = default_owner()
@@ -1035,3 +1035,25 @@ def _settled_error(
     if ours:
         unknown.__cause__ = failure
     return unknown
+
+
+#: What the Provisioner calls on a journal.
+_JOURNAL_METHODS = (
+    "reserve",
+    "release",
+    "record_intent",
+    "record_outcome",
+    "claim_orphans",
+    "renew",
+    "entries",
+)
+
+
+def _is_journal(value: object) -> bool:
+    """Duck-typed, the same on every Python.
+
+    `isinstance(value, Journal)` on a runtime-checkable protocol looks the
+    methods up statically from 3.12 on, so a wrapper that forwards through
+    `__getattr__` passes on 3.11 and fails on 3.13; `getattr` sees both.
+    """
+    return all(callable(getattr(value, name, None)) for name in _JOURNAL_METHODS)
