@@ -334,7 +334,13 @@ def settled_brief(entry: JournalEntry) -> str:
     if entry.line is not None:
         what += f" {entry.line.phone_number}"
     if entry.state == "unknown":
-        what += " (a human must check the account)"
+        numbers = [str(item.get("sendblue_number")) for item in entry.evidence]
+        seen = (
+            f"; lines no journal entry accounts for: {', '.join(numbers)}"
+            if numbers
+            else ""
+        )
+        what += f" (a human must check the account{seen})"
     return f"{short_token(entry.preview_token)} {what}"
 
 
