@@ -74,8 +74,9 @@ class Cli:
     sandbox: Sandbox[Any]
     capsys: pytest.CaptureFixture[str]
     monkeypatch: pytest.MonkeyPatch
-    #: Texts no output may hold (the API secret, a DSN's password).
-    secrets: list[str]
+    #: Texts no output may hold (the API secret, a DSN's password); not in the
+    #: repr, which a failure report shows.
+    secrets: list[str] = attrs.field(repr=False)
 
     async def __call__(self, *argv: str) -> Result:
         self.capsys.readouterr()
@@ -461,7 +462,9 @@ async def test_an_unknown_found_by_provision_makes_it_exit_3(cli):
     await seed_sqlite(state_journal(), cli, spent=True)
     result = await cli("provision", "--yes", "--json")
     assert result.code == 3
-    assert "unknown (a human must check the account)" in result.err
+    [first] = [line for line in result.err.splitlines() if "Reconciled" in line]
+    assert "unknown (a human must check the account; lines no journal entry " in first
+    assert f"accounts for: {cli.sandbox.ledger[0].phone_number})" in first
     [bought] = result.json_lines()
     assert bought["outcome"] == "bought"
 
