@@ -125,14 +125,14 @@ async def provision_command(
     async with make_client(args) as client, opened_journal(args) as journal:
         # Settled first: a purchase a dead process left open is told before
         # anything new is announced, so the person decides knowing it.
-        found = [] if journal is None else await reconcile(client, journal)
+        found = [] if journal is None else await settle_orphans(client, journal)
         if found:
             console.say(
-                reconciled_sentence([brief for brief, _ in found])
+                reconciled_sentence([brief for brief, _, _ in found])
                 + " See `sendblue-lines history`."
             )
         # A purchase settled as unknown needs a human: exit 3 whatever follows.
-        left_unknown = sum(1 for _, unknown in found if unknown)
+        left_unknown = sum(1 for _, unknown, _ in found if unknown)
 
         def finish(code: int) -> int:
             return EXIT_HUMAN if left_unknown else code
@@ -252,22 +252,18 @@ async def opened_journal(
         yield journal
 
 
-Settled = tuple[str, bool]
-"""What `reconcile` settled, for a person: a few words, and whether it is unknown."""
+async def settle_orphans(
+    client: LinesClient, journal: Journal
+) -> list[tuple[str, bool, JournalEntry | None]]:
+    """Settle the purchases dead processes left open (`Provisioner.reconcile`).
 
-
-async def reconcile(client: LinesClient, journal: Journal) -> list[Settled]:
-    """Settle the purchases dead processes left open; describe each one.
+    Returns, for each one settled: a few words for a person, whether it is
+    unknown, and its journal entry (None if its outcome could not be
+    written: the Provisioner logged why).
 
     Raises:
         JournalError: the journal could not be read or claimed from.
     """
-    return [(brief, unknown) for brief, unknown, _ in await _reconcile(client, journal)]
-
-
-async def _reconcile(
-    client: LinesClient, journal: Journal
-) -> list[tuple[str, bool, JournalEntry | None]]:
     outcomes = await Provisioner(client, journal=journal).reconcile()
     if not outcomes:
         return []
@@ -328,7 +324,7 @@ async def reconcile_command(
         opened_journal(args, needed_by="reconcile") as journal,
     ):
         assert journal is not None  # noqa: S101 - needed_by refuses None
-        found = await _reconcile(client, journal)
+        found = await settle_orphans(client, journal)
     entries = [entry for _, _, entry in found if entry is not None]
     if args.json:
         for entry in entries:
