@@ -98,10 +98,21 @@ def otel_spans() -> Iterator[InMemorySpanExporter]:
 def _hermetic_environment(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No credentials file, log level or base URL from the machine running us."""
+    """No credentials file, log level, base URL or journal from the machine running us.
+
+    The command journals by default under `XDG_STATE_HOME`: each test gets
+    an empty one of its own (inherited by the command's child processes), so
+    no test writes into the real ``~/.local/state``.
+    """
     empty = tmp_path_factory.mktemp("sendblue-config")
     monkeypatch.setenv("SENDBLUE_CONFIG_DIR", str(empty))
-    for name in ("SENDBLUE_LINES_LOG", "SENDBLUE_API_LOG", "SENDBLUE_API_BASE_URL"):
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("xdg-state")))
+    for name in (
+        "SENDBLUE_LINES_LOG",
+        "SENDBLUE_API_LOG",
+        "SENDBLUE_API_BASE_URL",
+        "SENDBLUE_LINES_JOURNAL",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

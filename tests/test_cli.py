@@ -115,7 +115,8 @@ def test_help_lists_every_command_the_exit_codes_and_the_variables(capsys):
         main(["--help"])
     assert exited.value.code == 0
     text = capsys.readouterr().out
-    for command in ("limits", "plan", "preview", "provision", "demo", "sandbox"):
+    commands = ("limits", "plan", "preview", "provision", "history", "reconcile")
+    for command in (*commands, "demo", "sandbox"):
         assert re.search(rf"^\s+{command}\s", text, re.MULTILINE), command
     codes = text.split("exit codes:")[1]
     for code in ("0", "1", "2", "3", "130"):
@@ -578,6 +579,7 @@ async def test_demo_walks_through_every_step_and_exits_0(capsys):
         "An expired token",
         "A batch of 3 that meets the daily limit",
         "What each error",
+        "A crash mid-confirm, and reconcile()",
         "The sandbox's ledger",
     ]
     assert len(steps) == len(expected)

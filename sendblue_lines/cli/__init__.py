@@ -1,4 +1,10 @@
-"""The `sendblue-lines` command: limits, plan, preview, provision, sandbox, demo.
+"""The `sendblue-lines` command: limits, plan, preview, provision, history, reconcile.
+
+Also `sandbox` and `demo`. `provision`, `history` and `reconcile` use the
+purchase journal (`_journal` says which: ``--journal``, else
+`SENDBLUE_LINES_JOURNAL`, else ``$XDG_STATE_HOME/sendblue-lines/``; or none
+with ``--no-journal``); `provision` first settles what a dead process left
+open.
 
 A thin layer over the public API. Every failure, of any kind, is printed as
 one sentence (what happened, what to do) with a documented exit code, never
@@ -9,7 +15,8 @@ Exit codes:
 
 - 0: every requested line was bought (or the command did what it was asked);
 - 1: some lines were bought, some were not;
-- 2: a usage or configuration error, or nothing was bought;
+- 2: a usage or configuration error, a journal that cannot be opened
+  (nothing was sent), or nothing was bought;
 - 3: an outcome is unknown, or a provisioning failure left a subscription
   without a line: a human must check the account;
 - 4: the command could not finish for a reason outside Sendblue's answers:
@@ -20,7 +27,8 @@ Exit codes:
 
 The package: `_main` (the parser, `main()` and its one dispatch), `_commands`
 (one handler per subcommand), `_render` (sentences, tables, JSON, exit codes),
-`_terminal` (streams that may break, the progress line, signals) and `_demo`
+`_terminal` (streams that may break, the progress line, signals), `_journal`
+(which journal, and opening it) and `_demo`
 (the walk-through against an embedded sandbox).
 """
 

@@ -3,16 +3,25 @@
 Nothing leaves 127.0.0.1 and nothing is charged: the sandbox is a local
 server with fake credentials. Each step prints what it does and what came
 back, so a newcomer sees limits, plan, preview, confirm, a re-preview after
-an expired token, a batch that meets the daily limit, and what each error
-looks like, before touching a real account.
+an expired token, a batch that meets the daily limit, what each error
+looks like, and a crash: a real `sendblue-lines provision` child process,
+killed with SIGKILL while its confirm is held unanswered by the sandbox,
+whose purchase `reconcile()` then settles from the journal it left (in a
+temporary directory, never the user's own state directory).
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..client import LinesClient
-from ..errors import SendblueError
+from ..errors import SendblueError, short_token
+from ..journal import SQLiteJournal
 from ..models import Preview
 from ..provisioner import Provisioner
 from ..sandbox import Fault, Sandbox, SandboxAccount
@@ -112,6 +121,9 @@ async def walk_through(count: int, out: Writer) -> int:
             say.title("What each error looks like (the clock moved 25 hours on)")
             await _show_errors(say, sandbox, client, account)
 
+            say.title("A crash mid-confirm, and reconcile()")
+            await _crash_and_reconcile(say, sandbox, client)
+
         charges = sandbox.ledger
         bought = sum(1 for charge in charges if charge.phone_number is not None)
         say.title("The sandbox's ledger: every charge was reported to us")
@@ -180,3 +192,111 @@ async def _show_errors(
     account.card_on_file = False
     await attempt("no card on file", client.preview())
     account.card_on_file = True
+
+
+#: Where `sendblue_lines` is imported from: the crash step's child imports it too.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+#: Seconds the crash step waits for its child process to reach its confirm.
+CHILD_PATIENCE = 60.0
+
+
+async def _crash_and_reconcile(
+    say: _Narrator, sandbox: Sandbox[Any], client: LinesClient
+) -> None:
+    """Kill a real `provision` mid-confirm, then settle its purchase from the journal.
+
+    The sandbox holds the child's confirm without processing it (the token
+    stays unspent), the child is killed with SIGKILL, and `reconcile()`
+    resends that same token: the line is bought once, and the journal says
+    which token bought it.
+    """
+    with tempfile.TemporaryDirectory(prefix="sendblue-lines-demo-") as folder:
+        path = os.path.join(folder, "journal.sqlite3")
+        confirms = sandbox.counters["confirm"].requests
+        sandbox.inject("confirm", Fault.hang())
+        say.indent(
+            "a child process runs: sendblue-lines --journal TMP/journal.sqlite3 "
+            "provision --yes"
+        )
+        pid = await _child_killed_mid_confirm(sandbox, path, confirms)
+        say.indent(
+            f"its confirm reached the sandbox, which held it unanswered; pid {pid} "
+            "was killed with SIGKILL"
+        )
+        async with SQLiteJournal(path) as journal:
+            [left] = await journal.entries()
+            say.indent(
+                f"the journal kept its intent: {short_token(left.preview_token)} "
+                f"{left.state}, owner pid {pid} (gone)"
+            )
+            outcomes = await Provisioner(client, journal=journal).reconcile()
+            [entry] = await journal.entries()
+        line = entry.line
+        got = entry.state if line is None else f"bought {line.phone_number}"
+        say.indent(
+            f"reconcile() resent the same token (no new preview): "
+            f"{short_token(entry.preview_token)} {got}"
+        )
+        charges = [c for c in sandbox.ledger if c.preview_token == entry.preview_token]
+        say.indent(
+            f"{len(outcomes)} purchase settled; the ledger holds {len(charges)} "
+            "charge for that token"
+        )
+
+
+async def _child_killed_mid_confirm(
+    sandbox: Sandbox[Any], journal_path: str, confirms: int
+) -> int:
+    """Run `provision --yes` as a child, SIGKILL it once its confirm arrived."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SENDBLUE_")}
+    env.update(
+        SENDBLUE_BASE_URL=sandbox.url,
+        SENDBLUE_API_KEY_ID=sandbox.api_key_id,
+        SENDBLUE_API_SECRET_KEY=sandbox.api_secret_key,
+        PYTHONPATH=os.pathsep.join(
+            p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p
+        ),
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "sendblue_lines.cli",
+        "--journal",
+        journal_path,
+        "provision",
+        "--yes",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        arrived = asyncio.ensure_future(
+            sandbox.wait_for_requests("confirm", confirms + 1, within=CHILD_PATIENCE)
+        )
+        ended = asyncio.ensure_future(process.wait())
+        try:
+            await asyncio.wait(
+                {arrived, ended},
+                timeout=CHILD_PATIENCE,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            arrived.cancel()
+            ended.cancel()
+        reached = (
+            arrived.done() and not arrived.cancelled() and arrived.exception() is None
+        )
+        if process.returncode is not None or not reached:
+            msg = (
+                "the demo's child process did not reach its confirm "
+                f"(exit status {process.returncode})"
+            )
+            raise RuntimeError(msg)
+        process.kill()
+        await process.wait()
+        return process.pid
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

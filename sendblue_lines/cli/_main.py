@@ -18,10 +18,12 @@ from ..errors import ConfigurationError, SendblueError
 from ._commands import (
     Command,
     demo_command,
+    history_command,
     limits_command,
     plan_command,
     preview_command,
     provision_command,
+    reconcile_command,
 )
 from ._render import EXIT_FAILED, EXIT_HUMAN, EXIT_INTERRUPTED, EXIT_NOTHING, explain
 from ._terminal import (
@@ -48,6 +50,7 @@ exit codes:
        for and reported
   `sandbox` exits 0 when stopped (Ctrl-C or SIGTERM), 1 if it cannot
   listen, 2 for a usage error or a host that is not loopback
+  a purchase journal that cannot be opened is exit 2 (nothing was sent)
 
 credentials come from SENDBLUE_API_KEY_ID and SENDBLUE_API_SECRET_KEY (or the
 official SDK's SENDBLUE_API_API_KEY / SENDBLUE_API_API_SECRET), else from the
@@ -55,6 +58,11 @@ official CLI's ~/.sendblue/credentials.json (folder: SENDBLUE_CONFIG_DIR; refuse
 unless only its owner can read it); the base URL from --base-url,
 SENDBLUE_BASE_URL or SENDBLUE_API_BASE_URL. SENDBLUE_LINES_LOG (or
 SENDBLUE_API_LOG) = debug, info or warning sets the log level when -v is not given.
+
+provision, history and reconcile use a purchase journal: --journal, else
+SENDBLUE_LINES_JOURNAL, else $XDG_STATE_HOME/sendblue-lines/journal.sqlite3
+(~/.local/state/... without XDG_STATE_HOME); a postgresql:// DSN opens a
+PostgreSQL journal; --no-journal turns it off.
 """
 
 
@@ -122,6 +130,24 @@ class _Parser(argparse.ArgumentParser):
             (file or sys.stderr).write(message)
 
 
+_JOURNAL: dict[str, Any] = {
+    "metavar": "PATH|DSN",
+    "help": "the purchase journal: a SQLite file, or a postgresql:// DSN (default: "
+    "SENDBLUE_LINES_JOURNAL, else $XDG_STATE_HOME/sendblue-lines/journal.sqlite3)",
+}
+_NO_JOURNAL: dict[str, Any] = {
+    "action": "store_true",
+    "help": "record nothing: no journal, no reconcile before provision",
+}
+
+
+def _journal_options(parser: argparse.ArgumentParser, **defaults: Any) -> None:
+    """--journal and --no-journal, one excluding the other."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--journal", **{**_JOURNAL, **defaults})
+    group.add_argument("--no-journal", **{**_NO_JOURNAL, **defaults})
+
+
 _LOG_FORMAT: dict[str, Any] = {
     "choices": ("text", "json"),
     "default": "text",
@@ -153,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", **_VERBOSE)
     parser.add_argument("--log-format", **_LOG_FORMAT)
+    _journal_options(parser)
     # -v is also accepted after the command; SUPPRESS keeps a subcommand
     # without it from resetting a -v given before the command.
     verbosity = argparse.ArgumentParser(add_help=False)
@@ -162,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity.add_argument(
         "--log-format", **{**_LOG_FORMAT, "default": argparse.SUPPRESS}
     )
+    # --journal and --no-journal are also accepted after the commands that
+    # use the journal; SUPPRESS keeps them from resetting the ones before.
+    journaling = argparse.ArgumentParser(add_help=False)
+    _journal_options(journaling, default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     for name, handler, what in (
@@ -180,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(handler=handler)
 
     provision = sub.add_parser(
-        "provision", help="buy lines (asks first)", parents=[verbosity]
+        "provision",
+        help="buy lines (asks first; journaled, reconciles first)",
+        parents=[verbosity, journaling],
     )
     provision.add_argument(
         "--count",
@@ -199,6 +232,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     provision.set_defaults(handler=provision_command)
 
+    for name, handler, what in (
+        (
+            "history",
+            history_command,
+            "every purchase in the journal and its state (reads the journal only)",
+        ),
+        (
+            "reconcile",
+            reconcile_command,
+            "settle the purchases a dead process left open (resends the same token)",
+        ),
+    ):
+        command = sub.add_parser(name, help=what, parents=[verbosity, journaling])
+        command.add_argument(
+            "--json", action="store_true", help="one JSON object per purchase"
+        )
+        command.set_defaults(handler=handler)
+
     demo = sub.add_parser(
         "demo",
         parents=[verbosity],
@@ -206,8 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Start a local sandbox on 127.0.0.1 and buy lines from it step by step: "
             "limits, plan, preview, confirm, a re-preview after an expired token, "
-            "a batch that meets the daily limit, and each kind of error. Nothing "
-            "is charged; nothing leaves this machine."
+            "a batch that meets the daily limit, each kind of error, and a process "
+            "killed mid-confirm whose purchase reconcile() settles from a journal "
+            "in a temporary directory. Nothing is charged; nothing leaves this "
+            "machine."
         ),
     )
     demo.add_argument(

@@ -10,6 +10,7 @@ from ..errors import (
     AuthenticationError,
     ConfigurationError,
     DailyLimitReachedError,
+    JournalError,
     MalformedResponseError,
     MonthlyLimitReachedError,
     NoCardOnFileError,
@@ -23,6 +24,7 @@ from ..errors import (
     TransportError,
     short_token,
 )
+from ..journal import JournalEntry
 from ..models import LimitWindow, ProvisioningLimits
 from ..provisioner import UNKNOWN_SHAPE, Plan, ProvisionOutcome
 
@@ -72,6 +74,12 @@ def explain(error: BaseException) -> str:
         return "The preview token expired or was used (410); nothing was bought."
     if isinstance(error, ConfigurationError):
         return f"Configuration error: {error.message}."
+    if isinstance(error, JournalError):
+        # The message names the journal (a DSN without its password).
+        return (
+            f"The purchase journal failed: {error.message.rstrip('.')}. Fix it, "
+            "choose another with --journal, or pass --no-journal to go without one."
+        )
     if isinstance(error, TransportError):
         return f"Could not reach Sendblue: {error.message}; check the network and URL."
     if isinstance(error, MalformedResponseError):
@@ -254,3 +262,91 @@ def exit_code(bought: int, requested: int, needs_human: int) -> int:
     if bought >= requested:
         return EXIT_OK
     return EXIT_PARTIAL if bought else EXIT_NOTHING
+
+
+# -- the journal: history and reconcile ----------------------------------------------
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def entry_json(entry: JournalEntry) -> dict[str, Any]:
+    """The JSON object printed for one journal entry by `history` and `reconcile`.
+
+    The token is whole (as `provision --json` gives it, for support); the
+    journal holds no credential, so neither does this.
+    """
+    line = entry.line
+    return {
+        "preview_token": entry.preview_token,
+        "state": entry.state,
+        "account": entry.account,
+        "phone_number": None if line is None else line.phone_number,
+        "worker_id": None if line is None else line.worker_id,
+        "subscription_id": None if line is None else line.subscription_id,
+        "error_code": entry.error_code,
+        "message": entry.message,
+        "created_at": _iso(entry.created_at),
+        "first_sent_at": _iso(entry.first_sent_at),
+        "settled_at": _iso(entry.settled_at),
+        "expires_at": _iso(entry.expires_at),
+        "attempts": entry.attempts,
+        "owner": entry.owner,
+        "evidence": [dict(item) for item in entry.evidence],
+    }
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{moment:%Y-%m-%d %H:%M:%S}" if moment else "-"
+
+
+def history_table(entries: list[JournalEntry]) -> str:
+    """The journal's entries as a text table, oldest first; tokens shortened.
+
+    An account column is added only when the entries span more than one.
+    """
+    accounts = len({entry.account for entry in entries}) > 1
+    head = ["token", "state", "number", "created (UTC)", "settled (UTC)", "error"]
+    rows = [[*head, "account"] if accounts else head]
+    for entry in entries:
+        row = [
+            short_token(entry.preview_token),
+            entry.state,
+            entry.line.phone_number if entry.line is not None else "-",
+            _when(entry.created_at),
+            _when(entry.settled_at),
+            entry.error_code or "-",
+        ]
+        rows.append([*row, entry.account] if accounts else row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+        ).rstrip()
+        for row in rows
+    )
+
+
+def settled_brief(entry: JournalEntry) -> str:
+    """A few words on one purchase `reconcile` settled: token, state, number."""
+    what: str = entry.state
+    if entry.line is not None:
+        what += f" {entry.line.phone_number}"
+    if entry.state == "unknown":
+        numbers = [str(item.get("sendblue_number")) for item in entry.evidence]
+        seen = (
+            f"; lines no journal entry accounts for: {', '.join(numbers)}"
+            if numbers
+            else ""
+        )
+        what += f" (a human must check the account{seen})"
+    return f"{short_token(entry.preview_token)} {what}"
+
+
+def reconciled_sentence(briefs: list[str]) -> str:
+    """One sentence on what `reconcile` settled, from each one's few words."""
+    return (
+        f"Reconciled {len(briefs)} purchase(s) left open by a process that is "
+        f"gone: {'; '.join(briefs)}."
+    )
