@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 import pytest
-from provisioner_support import connect, our_tasks
+from provisioner_support import check_ledger, connect, our_tasks
 
 from sendblue_lines import (
     LinesClient,
@@ -323,3 +323,17 @@ async def test_leaving_a_batch_block_early_logs_late_outcomes(
     assert len(late) == 2
     assert all(r.levelno == logging.WARNING for r in late)
     await settled(server)
+
+
+async def test_a_cancelled_caller_still_gets_its_line_reported(
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    """wait_for expiring mid-confirm: the line is reported, then TimeoutError."""
+    sendblue_sandbox.inject("confirm", Fault.delay(0.3))
+    seen: list[ProvisionOutcome] = []
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(
+            Provisioner(sandbox_client, on_outcome=seen.append).provision(), 0.1
+        )
+    assert [o.ok for o in seen] == [True]
+    check_ledger(sendblue_sandbox, seen)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from aioresponses import aioresponses as AioResponses
 from conftest import Make
@@ -15,8 +17,10 @@ from sendblue_lines import (
     MonthlyLimitReachedError,
     NoCardOnFileError,
     PermissionDeniedError,
+    Provisioner,
     TransportError,
 )
+from sendblue_lines.sandbox import Sandbox
 
 
 @pytest.mark.parametrize(
@@ -68,3 +72,15 @@ async def test_no_exception_outside_the_tree_escapes(
     """An unmatched (failed) request surfaces as a TransportError, not aiohttp's."""
     with pytest.raises(TransportError):
         await make().provision()
+
+
+# -- against the sandbox, through real sockets ------------------------------------
+
+
+async def test_another_plan_is_refused(
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[Any]
+) -> None:
+    """An account off the inbound_only plan gets PermissionDeniedError."""
+    sendblue_sandbox.account.plan = "standard"
+    with pytest.raises(PermissionDeniedError):
+        await Provisioner(sandbox_client).provision()
