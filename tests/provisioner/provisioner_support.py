@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import sendblue_lines
 from sendblue_lines import (
     LinesClient,
     OutcomeUnknownError,
+    Provisioner,
     ProvisioningFailedError,
     ProvisionOutcome,
     RetryPolicy,
@@ -27,6 +29,9 @@ SECRET = "s3cr3t-provisioner-" + secrets.token_hex(12)
 NO_WAIT = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
 #: NoLinesAvailableError retries that do not wait.
 FAST_NO_LINES = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
+
+#: The `make` fixture's type: builds a Provisioner on the scripted client.
+Make = Callable[..., Provisioner]
 
 PACKAGE_DIR = sendblue_lines.__file__.rsplit("/", 1)[0]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import Make
+from provisioner_support import Make
 from scripted_api import ScriptedApi, canonical
 
 from sendblue_lines import (

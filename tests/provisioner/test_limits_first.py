@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 from aioresponses import aioresponses as AioResponses
-from conftest import Make
-from provisioner_support import check_ledger, requests
+from provisioner_support import Make, check_ledger, requests
 from scripted_api import ScriptedApi, canonical
 
 from sendblue_lines import (

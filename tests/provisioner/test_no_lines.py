@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Make
-from provisioner_support import FAST_NO_LINES, requests
+from provisioner_support import FAST_NO_LINES, Make, requests
 from scripted_api import ScriptedApi
 
 from sendblue_lines import (

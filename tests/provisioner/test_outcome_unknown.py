@@ -7,8 +7,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import Make
-from provisioner_support import check_ledger, connect, requests
+from provisioner_support import Make, check_ledger, connect, requests
 from scripted_api import ScriptedApi
 
 from sendblue_lines import (

@@ -7,8 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from conftest import Make
-from provisioner_support import connect, requests
+from provisioner_support import Make, connect, requests
 from scripted_api import ScriptedApi, canonical
 
 from sendblue_lines import (

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from aioresponses import aioresponses as AioResponses
-from conftest import Make
+from provisioner_support import Make
 from scripted_api import ScriptedApi
 
 from sendblue_lines import (

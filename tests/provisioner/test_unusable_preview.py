@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Make
+from provisioner_support import Make
 from scripted_api import UNUSABLE, UNUSABLE_IDS, ScriptedApi, merged
 
 from sendblue_lines import LinesClient, MalformedResponseError
