@@ -480,6 +480,9 @@ async def test_on_attempt_counts_every_confirm_send(mocked: AioResponses) -> Non
 def scripted(*steps: str) -> Any:
     """A confirm handler that plays `steps` in order, repeating the last one.
 
+    Why not the sandbox: it counts requests but keeps no bodies, and this
+    test reads every body sent to check that only the one token went out.
+
     `hang` answers too late, `drop` closes the connection after reading the
     request, `410`, `502` and `200` answer so.
     """
