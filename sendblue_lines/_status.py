@@ -104,9 +104,9 @@ def error_for(reply: Reply, path: str) -> APIError:
     elif status == 500 and code == PROVISIONING_FAILED:
         cls = ProvisioningFailedError
     elif 300 <= status < 400:
-        return ServerError(
-            message, status=status, code=code, body=body, path=path, redirect=True
-        )
+        redirect = ServerError(message, status=status, code=code, body=body, path=path)
+        redirect.redirect = True
+        return redirect
     elif status >= 500:
         cls = ServerError
     else:

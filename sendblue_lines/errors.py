@@ -328,19 +328,8 @@ class ServerError(APIError):
     """
 
     refused = False
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int,
-        code: str | None = None,
-        body: Mapping[str, Any] | None = None,
-        path: str | None = None,
-        redirect: bool = False,
-    ) -> None:
-        super().__init__(message, status=status, code=code, body=body, path=path)
-        self.redirect = redirect
+    #: A 3xx, not a 5xx: set by the client, which reads statuses.
+    redirect = False
 
     @property
     def transient(self) -> bool:
