@@ -3,7 +3,10 @@
 Unit tests fake the HTTP API with aioresponses (the design's choice of
 mock), and only through this module: it patches aioresponses so that it
 works on aiohttp 3.14, reads what the mock recorded, and scripts answers
-per endpoint with `ScriptedApi`. Tests that need real sockets use the
+per endpoint with `ScriptedApi` (the `api` fixture, or `ScriptedApi.started()`
+where a fixture cannot reach, as in a hypothesis test): queued answers for
+flows (`limits`, `preview`, `confirm`, `fail`, ...), or one plain aioresponses
+answer for a test of how the client reads it (`reply`, `requests`, `sent`). Tests that need real sockets use the
 sandbox; a hand-written server stays only for bytes or behaviours that no
 HTTP server would send.
 """
@@ -35,6 +38,7 @@ __all__ = [
     "UNUSABLE",
     "UNUSABLE_IDS",
     "AioResponses",
+    "CallbackResult",
     "ScriptedApi",
     "all_calls",
     "calls",
@@ -93,6 +97,16 @@ ENDPOINTS = {
     "confirm": ("POST", CONFIRM),
     "lines_state": ("GET", LINES_STATE),
 }
+
+
+def _endpoint(name: str) -> tuple[str, str]:
+    """The method and path of an endpoint given by name or by path."""
+    if name in ENDPOINTS:
+        return ENDPOINTS[name]
+    [found] = [(method, path) for method, path in ENDPOINTS.values() if path == name]
+    return found
+
+
 #: Retries of safe calls that do not wait.
 NO_WAIT = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
 
@@ -222,8 +236,8 @@ class ScriptedApi:
             yield cls(mocked, base_url)
 
     def url(self, name: str) -> str:
-        """The full URL of the endpoint `name` (see `ENDPOINTS`)."""
-        return self.base_url + ENDPOINTS[name][1]
+        """The full URL of the endpoint `name` (see `ENDPOINTS`) or path."""
+        return self.base_url + _endpoint(name)[1]
 
     def reply(self, name: str, **answer: Any) -> str:
         """Register one plain aioresponses answer for `name`; return its URL.
@@ -234,12 +248,20 @@ class ScriptedApi:
         queued answers below on the same endpoint.
         """
         url = self.url(name)
-        self.mocked.add(url, ENDPOINTS[name][0], **answer)
+        self.mocked.add(url, _endpoint(name)[0], **answer)
         return url
 
     def requests(self, name: str) -> list[Any]:
         """The requests the mock recorded for `name`, in order."""
-        return calls(self.mocked, ENDPOINTS[name][0], self.url(name))
+        return calls(self.mocked, _endpoint(name)[0], self.url(name))
+
+    def clear(self) -> None:
+        """Forget every plain answer and recorded request (see `reply`)."""
+        self.mocked.clear()
+
+    def all_requests(self) -> list[Any]:
+        """Every request the mock recorded, whatever its endpoint."""
+        return all_calls(self.mocked)
 
     def sent(self, name: str) -> list[Any]:
         """The JSON bodies sent to `name`, in order (None for a request without)."""

@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from aioresponses import aioresponses as AioResponses
 from provisioner_support import Make, check_ledger, requests
 from scripted_api import ScriptedApi, canonical
 
@@ -109,7 +108,6 @@ async def test_unusable_limits_answers_are_logged_once_and_ignored(
     make: Make,
     client: LinesClient,
     api: ScriptedApi,
-    mocked: AioResponses,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """An unreadable limits body and a 404 count as unknown; the WARNING comes once."""
