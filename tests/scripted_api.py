@@ -6,9 +6,9 @@ works on aiohttp 3.14, reads what the mock recorded, and scripts answers
 per endpoint with `ScriptedApi` (the `api` fixture, or `ScriptedApi.started()`
 where a fixture cannot reach, as in a hypothesis test): queued answers for
 flows (`limits`, `preview`, `confirm`, `fail`, ...), or one plain aioresponses
-answer for a test of how the client reads it (`reply`, `requests`, `sent`). Tests that need real sockets use the
-sandbox; a hand-written server stays only for bytes or behaviours that no
-HTTP server would send.
+answer for a test of how the client reads it (`reply`, `requests`, `sent`).
+Tests that need real sockets use the sandbox; a hand-written server stays
+only for bytes or behaviours that the sandbox cannot give.
 """
 
 from __future__ import annotations
