@@ -850,23 +850,15 @@ class Provisioner:
             slot=outcome.index, outcome=_telemetry.outcome_of(outcome.error),
             status=getattr(outcome.error, "status", None),
         )  # fmt: skip
-        if not listening:
-            logger.log(
-                logging.INFO if callback is not None else logging.WARNING,
-                "slot %d settled after its caller was cancelled: %s",
-                outcome.index, describe(outcome), extra=keys,
-            )  # fmt: skip
-        elif outcome.line is not None:
-            logger.info(
-                "slot %d: bought %s", outcome.index, outcome.line.phone_number,
-                extra=keys,
-            )  # fmt: skip
-        elif outcome.charged:
-            logger.warning("slot %d: %s", outcome.index, describe(outcome), extra=keys)
+        if not listening:  # nobody may hear of it but the log
+            level = logging.INFO if callback is not None else logging.WARNING
+            text = "slot %d settled after its caller was cancelled: %s"
+        elif outcome.ok or outcome.charged:  # a line, or money may have moved
+            level = logging.INFO if outcome.ok else logging.WARNING
+            text = "slot %d: %s"
         else:
-            logger.info(
-                "slot %d: failed: %s", outcome.index, describe(outcome), extra=keys
-            )
+            level, text = logging.INFO, "slot %d: failed: %s"
+        logger.log(level, text, outcome.index, describe(outcome), extra=keys)
         if callback is None:
             return
         try:
