@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import anyio
 import pytest
 from provisioner_support import check_ledger, connect, our_tasks
 
+import sendblue_lines._shield
 from sendblue_lines import (
     LinesClient,
     OutcomeUnknownError,
@@ -129,16 +130,44 @@ async def test_an_anyio_scope_waits_for_the_sent_confirm(
 
 
 async def test_waiting_for_a_sent_confirm_does_not_spin(
-    client: LinesClient, server: Sandbox[ManualClock]
+    client: LinesClient, server: Sandbox[ManualClock], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The shielded wait sleeps: anyio's repeated cancel delivery is held off."""
+    """The shielded wait sleeps: anyio's repeated cancel delivery is held off.
+
+    Counted, not timed: a spinning wait would call `asyncio.wait` again at
+    every re-delivered cancellation, thousands of times in half a second.
+    """
     slow_confirms(server, 0.5)
+    waits = CountedWaits()
+    monkeypatch.setattr(sendblue_lines._shield, "asyncio", waits)
     provisioner = Provisioner(client)
-    cpu = time.process_time()
-    with anyio.move_on_after(0.05):
-        await provisioner.provision()
-    assert time.process_time() - cpu < 0.25
+    scope = anyio.CancelScope()
+
+    async def buy() -> None:
+        with scope:
+            await provisioner.provision()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(buy)
+        await server.wait_for_requests("confirm")  # the confirm is out
+        scope.cancel()
+    assert scope.cancelled_caught
+    assert 1 <= waits.count <= 3
     await settled(server)
+
+
+class CountedWaits:
+    """`asyncio` as `_shield` sees it, counting its calls of `asyncio.wait`."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    async def wait(self, *args: Any, **kwargs: Any) -> Any:
+        self.count += 1
+        return await asyncio.wait(*args, **kwargs)
 
 
 async def test_wait_for_raises_timeout_after_the_outcome_is_reported(
