@@ -4,27 +4,12 @@
 window's `remaining`, or its `limit` when only that is known; unknown limits
 never block) and `limit_error` says why a plan falls short.
 
-Pure bookkeeping, no I/O, single event loop, no awaits inside, so every
-method is atomic. This is the one place where those two counts change, and
-the code that keeps design invariant 3 (every flow of one Provisioner shares
-one reservation) is this module:
-
-- `Budget.plan(count, limits)` says how many lines the limits read, the cap
-  and the purchases still in flight (which the read does not count) leave;
-- `Budget.reserve(plan)` takes that many units of both counts at once;
-- `Reservation.slot()` starts one purchase: on its exit the in-flight unit
-  comes back, and the `max_lines` unit too unless the slot may have charged
-  (`Slot.charged`, set by whoever sends the confirm);
-- `Reservation.close()` gives back the units of slots that never started.
-
-`provision()` is a reservation of one; a batch is a reservation of its plan.
-
-The fleet-wide reservation (a journal, design invariant 8) plugs in after
-`reserve`: `plan` and `reserve` stay synchronous and adjacent (no await
-between them, so no other flow of this process can take the same room),
-then the Provisioner asks the journal for as many slots, and
-`Reservation.shrink` gives back at once the units of those it did not grant.
-The journal owns the I/O, the Budget the counts.
+Pure bookkeeping, no I/O, no awaits inside, so every method is atomic: the
+one place where `max_lines` units and purchases in flight change, and the
+code that keeps design invariant 3 (docs/architecture.md walks one purchase
+through `plan`, `reserve`, `slot` and `close`). The journal's fleet-wide
+reservation comes after `reserve` (no await between the two), and
+`Reservation.shrink` gives back at once what it did not grant.
 """
 
 from __future__ import annotations

@@ -13,17 +13,6 @@ from .errors import ConfigurationError
 MAX_ATTEMPTS = 5
 
 
-def _check(instance: RetryPolicy, attribute: object, value: object) -> None:
-    del attribute, value
-    check_count(instance.attempts, "retry attempts", low=1, high=MAX_ATTEMPTS)
-    check_seconds(instance.base_delay, "retry base_delay", allow_zero=True)
-    check_seconds(instance.max_delay, "retry max_delay", allow_zero=True)
-    if not instance.base_delay <= instance.max_delay:
-        raise ConfigurationError(
-            "retry delays must satisfy 0 <= base_delay <= max_delay"
-        )
-
-
 @attrs.frozen(kw_only=True)
 class RetryPolicy:
     """How often and how patiently a call is tried again.
@@ -39,9 +28,18 @@ class RetryPolicy:
             seconds from 0 to a day with `base_delay <= max_delay`.
     """
 
-    attempts: int = attrs.field(default=3, validator=_check)
-    base_delay: float = attrs.field(default=0.25, validator=_check)
-    max_delay: float = attrs.field(default=5.0, validator=_check)
+    attempts: int = 3
+    base_delay: float = 0.25
+    max_delay: float = 5.0
+
+    def __attrs_post_init__(self) -> None:
+        check_count(self.attempts, "retry attempts", low=1, high=MAX_ATTEMPTS)
+        check_seconds(self.base_delay, "retry base_delay", allow_zero=True)
+        check_seconds(self.max_delay, "retry max_delay", allow_zero=True)
+        if not self.base_delay <= self.max_delay:
+            raise ConfigurationError(
+                "retry delays must satisfy 0 <= base_delay <= max_delay"
+            )
 
     def delay(self, failed_attempts: int) -> float:
         """Seconds to wait after `failed_attempts` tries have failed."""

@@ -103,7 +103,11 @@ def error_for(reply: Reply, path: str) -> APIError:
         cls = NoLinesAvailableError
     elif status == 500 and code == PROVISIONING_FAILED:
         cls = ProvisioningFailedError
-    elif status >= 500 or 300 <= status < 400:
+    elif 300 <= status < 400:
+        redirect = ServerError(message, status=status, code=code, body=body, path=path)
+        redirect.redirect = True
+        return redirect
+    elif status >= 500:
         cls = ServerError
     else:
         cls = APIError

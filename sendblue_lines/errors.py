@@ -46,6 +46,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 __all__ = [
@@ -256,7 +257,7 @@ class TokenExpiredError(APIError):
         self,
         message: str,
         *,
-        status: int = 410,
+        status: int = int(HTTPStatus.GONE),
         code: str | None = "token_expired",
         body: Mapping[str, Any] | None = None,
         path: str | None = None,
@@ -279,7 +280,7 @@ class RateLimitError(APIError):
         self,
         message: str,
         *,
-        status: int = 429,
+        status: int = int(HTTPStatus.TOO_MANY_REQUESTS),
         code: str | None = None,
         body: Mapping[str, Any] | None = None,
         path: str | None = None,
@@ -321,17 +322,19 @@ class ProvisioningFailedError(APIError):
 
 
 class ServerError(APIError):
-    """Any other 5xx (or a 3xx, which is never followed).
+    """Any other 5xx, or a 3xx (`redirect` True), which is never followed.
 
     Never a refusal: a confirm that meets one may have bought.
     """
 
     refused = False
+    #: A 3xx, not a 5xx: set by the client, which reads statuses.
+    redirect = False
 
     @property
     def transient(self) -> bool:
         """True for a 5xx; a redirect never changes on another try."""
-        return self.status >= 500
+        return not self.redirect
 
 
 class OutcomeUnknownError(SendblueError):

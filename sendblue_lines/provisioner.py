@@ -1,22 +1,11 @@
 """The Provisioner: limits first, preview then confirm, batches that never overspend.
 
-`Provisioner` is what most code calls. It wraps a `LinesClient` and holds
-the rules of `design.md` above the single endpoints:
-
-- the limits are read before spending, and a window known to be full stops
-  the purchase before any preview;
-- a `TokenExpiredError` from confirm (which by the client's rules always
-  means nothing was bought) re-runs preview and confirm a bounded number of
-  times, and a token known to have expired is never sent (known from the
-  validity the server granted, counted on the monotonic clock, so a skewed
-  wall clock cannot make a fresh token look expired);
-- `OutcomeUnknownError` and `ProvisioningFailedError` end the purchase at
-  once: a new preview after either could buy a second line;
-- a confirm that was sent finishes even when the caller is cancelled, and
-  its outcome reaches `on_outcome` and the log before the cancellation goes
-  on (see `_shield`);
-- batches read the limits once, plan what they leave and never start more
-  purchase slots than that.
+`Provisioner` is what most code calls: it wraps a `LinesClient` and keeps
+the design's rules above the single endpoints (limits first, a bounded
+re-preview after a token that bought nothing, never a new preview after
+money may have moved, a sent confirm that outlives its caller). One purchase
+is followed through `_budget.py`, `client.py` and `errors.py`; see
+docs/architecture.md.
 
 Decisions that the contract leaves to us, and where they show:
 
@@ -861,23 +850,15 @@ class Provisioner:
             slot=outcome.index, outcome=_telemetry.outcome_of(outcome.error),
             status=getattr(outcome.error, "status", None),
         )  # fmt: skip
-        if not listening:
-            logger.log(
-                logging.INFO if callback is not None else logging.WARNING,
-                "slot %d settled after its caller was cancelled: %s",
-                outcome.index, describe(outcome), extra=keys,
-            )  # fmt: skip
-        elif outcome.line is not None:
-            logger.info(
-                "slot %d: bought %s", outcome.index, outcome.line.phone_number,
-                extra=keys,
-            )  # fmt: skip
-        elif outcome.charged:
-            logger.warning("slot %d: %s", outcome.index, describe(outcome), extra=keys)
+        if not listening:  # nobody may hear of it but the log
+            level = logging.INFO if callback is not None else logging.WARNING
+            text = "slot %d settled after its caller was cancelled: %s"
+        elif outcome.ok or outcome.charged:  # a line, or money may have moved
+            level = logging.INFO if outcome.ok else logging.WARNING
+            text = "slot %d: %s"
         else:
-            logger.info(
-                "slot %d: failed: %s", outcome.index, describe(outcome), extra=keys
-            )
+            level, text = logging.INFO, "slot %d: failed: %s"
+        logger.log(level, text, outcome.index, describe(outcome), extra=keys)
         if callback is None:
             return
         try:

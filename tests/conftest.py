@@ -27,6 +27,7 @@ import secrets
 import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -38,6 +39,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
 )
 from scripted_api import AioResponses, ScriptedApi
 
+import sendblue_lines._clock
 import sendblue_lines._config
 from sendblue_lines import LinesClient, RetryPolicy
 from sendblue_lines._logging import JsonFormatter
@@ -135,6 +137,23 @@ def mocked() -> Iterator[AioResponses]:
 def api(mocked: AioResponses) -> ScriptedApi:
     """The scripted API on `mocked`, recording every call in order."""
     return ScriptedApi(mocked)
+
+
+#: The client's wall clock off from the server's, in minutes, either way.
+SKEWS = [-15, -11, -5, 5, 11, 15]
+
+
+@pytest.fixture(params=SKEWS, ids=[f"{m:+d}min" for m in SKEWS])
+def skew(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> float:
+    """Skew the client's wall clock (`_clock.now`) by the parameter; return seconds."""
+    seconds = float(request.param * 60)
+    real_now = sendblue_lines._clock.now
+
+    def skewed_now() -> datetime:
+        return real_now() + timedelta(seconds=seconds)
+
+    monkeypatch.setattr(sendblue_lines._clock, "now", skewed_now)
+    return seconds
 
 
 @pytest.fixture

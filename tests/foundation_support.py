@@ -77,6 +77,9 @@ class Server:
 async def serve(routes: dict[str, Handler] | Handler) -> AsyncIterator[Server]:
     """Run handlers on 127.0.0.1 (one for every path, or one per path).
 
+    Only for bytes or connection behaviour the sandbox's faults do not give;
+    each user says why in its docstring.
+
     Each request is recorded (its body read first) before its handler runs.
     """
     server = Server()

@@ -3,9 +3,12 @@
 Unit tests fake the HTTP API with aioresponses (the design's choice of
 mock), and only through this module: it patches aioresponses so that it
 works on aiohttp 3.14, reads what the mock recorded, and scripts answers
-per endpoint with `ScriptedApi`. Tests that need real sockets use the
-sandbox; a hand-written server stays only for bytes or behaviours that no
-HTTP server would send.
+per endpoint with `ScriptedApi` (the `api` fixture, or `ScriptedApi.started()`
+where a fixture cannot reach, as in a hypothesis test): queued answers for
+flows (`limits`, `preview`, `confirm`, `fail`, ...), or one plain aioresponses
+answer for a test of how the client reads it (`reply`, `requests`, `sent`).
+Tests that need real sockets use the sandbox; a hand-written server stays
+only for bytes or behaviours that the sandbox cannot give.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import asyncio
 import itertools
 import json
 from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from email.utils import formatdate
 from typing import Any
@@ -28,14 +33,19 @@ from yarl import URL
 from sendblue_lines import RetryPolicy
 
 __all__ = [
+    "ENDPOINTS",
     "ERRORS",
+    "UNUSABLE",
+    "UNUSABLE_IDS",
     "AioResponses",
+    "CallbackResult",
     "ScriptedApi",
     "all_calls",
     "calls",
     "canonical",
     "in_seconds",
     "iso",
+    "merged",
     "sent_json",
 ]
 
@@ -75,10 +85,28 @@ def sent_json(kwargs: dict[str, Any]) -> Any:
     return None if data is None else json.loads(data)
 
 
-BASE_URL = "https://api.scripted.test"
+BASE_URL = "https://api.sendblue.test"
 LIMITS = "/accounts/limits"
 PREVIEW = "/accounts/lines/provision-preview"
 CONFIRM = "/accounts/lines/provision-confirm"
+LINES_STATE = "/api/v2/lines/state"
+#: Each endpoint by name: its method and path.
+ENDPOINTS = {
+    "limits": ("GET", LIMITS),
+    "preview": ("POST", PREVIEW),
+    "confirm": ("POST", CONFIRM),
+    "lines_state": ("GET", LINES_STATE),
+}
+
+
+def _endpoint(name: str) -> tuple[str, str]:
+    """The method and path of an endpoint given by name or by path."""
+    if name in ENDPOINTS:
+        return ENDPOINTS[name]
+    [found] = [(method, path) for method, path in ENDPOINTS.values() if path == name]
+    return found
+
+
 #: Retries of safe calls that do not wait.
 NO_WAIT = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
 
@@ -124,6 +152,20 @@ def canonical(
             "next_available_at": next_monthly,
         }
     return {"status": "OK", "limits": limits}
+
+
+#: What a required string field must never be (`...`: the field is missing).
+UNUSABLE: list[Any] = ["", "   ", "\t\n", 0, 12.5, None, {}, ["lpv_x"], True, ...]
+UNUSABLE_IDS = [
+    "empty", "blank", "whitespace", "number", "float", "null", "object", "list",
+    "boolean", "missing",
+]  # fmt: skip
+
+
+def merged(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """`base` with `changes`; a change to `...` drops that field."""
+    body = {**base, **changes}
+    return {k: v for k, v in body.items() if v is not ...}
 
 
 ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
@@ -176,17 +218,54 @@ class ScriptedApi:
         self.calls: list[tuple[str, Any]] = []
         self._tokens = itertools.count(1)
         self._numbers = itertools.count(1)
-        self._queues: dict[str, deque[Any]] = {
-            "limits": deque(),
-            "preview": deque(),
-            "confirm": deque(),
-        }
+        self._queues: dict[str, deque[Any]] = {name: deque() for name in ENDPOINTS}
         self._sticky: dict[str, Any] = {}
         self._registered: set[str] = set()
         #: Seconds every preview and confirm answer waits (limits never wait).
         self.delay = 0.0
         self.in_flight = 0
         self.max_in_flight = 0
+        #: The `Date` header of every scripted answer (None: no header).
+        self.date: Callable[[], str | None] = lambda: formatdate(usegmt=True)
+
+    @classmethod
+    @contextmanager
+    def started(cls, base_url: str = BASE_URL) -> Iterator[ScriptedApi]:
+        """A ScriptedApi on a mock of its own, for code that cannot take fixtures."""
+        with AioResponses() as mocked:
+            yield cls(mocked, base_url)
+
+    def url(self, name: str) -> str:
+        """The full URL of the endpoint `name` (see `ENDPOINTS`) or path."""
+        return self.base_url + _endpoint(name)[1]
+
+    def reply(self, name: str, **answer: Any) -> str:
+        """Register one plain aioresponses answer for `name`; return its URL.
+
+        `answer` takes aioresponses' own keywords (`status`, `body`, `payload`,
+        `exception`, `headers`, `content_type`, `callback`, `repeat`): for
+        tests of the client's reading of one exact answer. Do not mix with the
+        queued answers below on the same endpoint.
+        """
+        url = self.url(name)
+        self.mocked.add(url, _endpoint(name)[0], **answer)
+        return url
+
+    def requests(self, name: str) -> list[Any]:
+        """The requests the mock recorded for `name`, in order."""
+        return calls(self.mocked, _endpoint(name)[0], self.url(name))
+
+    def clear(self) -> None:
+        """Forget every plain answer and recorded request (see `reply`)."""
+        self.mocked.clear()
+
+    def all_requests(self) -> list[Any]:
+        """Every request the mock recorded, whatever its endpoint."""
+        return all_calls(self.mocked)
+
+    def sent(self, name: str) -> list[Any]:
+        """The JSON bodies sent to `name`, in order (None for a request without)."""
+        return [sent_json(call.kwargs) for call in self.requests(name)]
 
     def names(self) -> list[str]:
         """The endpoints called, in order."""
@@ -244,17 +323,15 @@ class ScriptedApi:
                 raise exception
             # A real server dates every answer; the client reads a token's
             # validity from `expires_at` against this header.
-            headers = {"Date": formatdate(usegmt=True)}
+            date = self.date()
+            headers = {} if date is None else {"Date": date}
             if text is not None:
                 return CallbackResult(status=status, body=text, headers=headers)
             return CallbackResult(status=status, payload=payload, headers=headers)
 
-        method, path = {
-            "limits": ("GET", LIMITS),
-            "preview": ("POST", PREVIEW),
-            "confirm": ("POST", CONFIRM),
-        }[name]
-        self.mocked.add(self.base_url + path, method, callback=callback, repeat=True)
+        self.mocked.add(
+            self.url(name), ENDPOINTS[name][0], callback=callback, repeat=True
+        )
 
     def limits(self, body: Any = None, *, repeat: bool | int = False) -> None:
         """Answer the limits read with `body` (default: plenty left)."""

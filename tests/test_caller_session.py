@@ -7,7 +7,8 @@ against answers that matter for money (a 500 `provisioning_failed` to
 confirm, a first-send 410 then success, a 429 at preview, a 200, a 503),
 each compared with what the SDK's own session gives, over a real aiohttp
 server on 127.0.0.1 that gzips its answers. Settings no request can override
-are refused by the constructor.
+are refused by the constructor. (A hand-written server, not the sandbox: the
+sandbox never gzips.)
 """
 
 from __future__ import annotations

@@ -9,12 +9,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aioresponses import aioresponses as AioResponses
 from foundation_support import (
     CONFIRM,
     KEY_ID,
     LIMITS,
-    METHODS,
     PREVIEW,
     SECRET,
     load,
@@ -22,7 +20,7 @@ from foundation_support import (
 )
 from hypothesis import given
 from hypothesis import strategies as st
-from scripted_api import all_calls, calls, sent_json
+from scripted_api import ScriptedApi, sent_json
 
 from sendblue_lines import (
     APIError,
@@ -58,12 +56,6 @@ async def call(client: LinesClient, path: str) -> Any:
     if path == PREVIEW:
         return await client.preview()
     return await client.confirm(TOKEN)
-
-
-def mock(mocked: AioResponses, client: LinesClient, path: str, **kwargs: Any) -> str:
-    url = client.base_url + path
-    mocked.add(url, method=METHODS[path], **kwargs)
-    return url
 
 
 # Every row of the spec's error table, for each endpoint it can come from.
@@ -123,7 +115,7 @@ ENDPOINT_NAMES = {LIMITS: "limits", PREVIEW: "preview", CONFIRM: "confirm"}
 )
 async def test_every_row_of_the_error_table(
     client: LinesClient,
-    mocked: AioResponses,
+    api: ScriptedApi,
     path: str,
     status: int,
     fixture: str,
@@ -132,7 +124,7 @@ async def test_every_row_of_the_error_table(
 ) -> None:
     """Each documented error is its own class, with status, code, message and body."""
     body = load(fixture)
-    url = mock(mocked, client, path, status=status, body=text(fixture), repeat=True)
+    api.reply(path, status=status, body=text(fixture), repeat=True)
     with pytest.raises(APIError) as caught:
         await call(client, path)
     error = caught.value
@@ -143,24 +135,24 @@ async def test_every_row_of_the_error_table(
     assert error.body == body
     assert error.path == path
     # Documented refusals are final: sent once, never retried or resent.
-    assert len(calls(mocked, METHODS[path], url)) == 1
+    assert len(api.requests(path)) == 1
 
 
 @pytest.mark.parametrize("path", [LIMITS, PREVIEW, CONFIRM])
 @pytest.mark.parametrize("status", [404, 405, 409, 418, 422, 451])
 async def test_an_unknown_4xx_is_a_plain_api_error(
-    client: LinesClient, mocked: AioResponses, path: str, status: int
+    client: LinesClient, api: ScriptedApi, path: str, status: int
 ) -> None:
     """A 4xx the spec does not list is APIError itself, with what the body said."""
     body = {"status": "ERROR", "error": "something_new", "message": "Nope"}
-    mock(mocked, client, path, status=status, payload=body, repeat=True)
+    api.reply(path, status=status, payload=body, repeat=True)
     with pytest.raises(APIError) as caught:
         await call(client, path)
     assert type(caught.value) is APIError
     assert (caught.value.status, caught.value.code) == (status, "something_new")
     assert caught.value.message == "Nope"
     assert caught.value.body == body
-    assert len(all_calls(mocked)) == 1
+    assert len(api.all_requests()) == 1
 
 
 @pytest.mark.parametrize("path", [PREVIEW, CONFIRM])
@@ -175,10 +167,10 @@ async def test_an_unknown_4xx_is_a_plain_api_error(
     ],
 )
 async def test_a_429_with_another_code_is_a_plain_rate_limit_error(
-    client: LinesClient, mocked: AioResponses, path: str, body: dict[str, Any]
+    client: LinesClient, api: ScriptedApi, path: str, body: dict[str, Any]
 ) -> None:
     """The `error` code picks the 429 subclass; any other code is RateLimitError."""
-    mock(mocked, client, path, status=429, payload=body)
+    api.reply(path, status=429, payload=body)
     with pytest.raises(RateLimitError) as caught:
         await call(client, path)
     assert type(caught.value) is RateLimitError
@@ -206,36 +198,36 @@ async def test_a_429_with_another_code_is_a_plain_rate_limit_error(
     ],
 )
 async def test_an_unknown_5xx_is_a_server_error_after_the_retries(
-    client: LinesClient, mocked: AioResponses, path: str, status: int, body: Any
+    client: LinesClient, api: ScriptedApi, path: str, status: int, body: Any
 ) -> None:
     """Any 5xx but the spec's own codes is ServerError, tried `attempts` times."""
     raw = body if isinstance(body, str) else json.dumps(body)
-    url = mock(mocked, client, path, status=status, body=raw, repeat=True)
+    api.reply(path, status=status, body=raw, repeat=True)
     with pytest.raises(ServerError) as caught:
         await call(client, path)
     assert type(caught.value) is ServerError
     assert caught.value.status == status
-    assert len(calls(mocked, METHODS[path], url)) == client.retry.attempts == 3
+    assert len(api.requests(path)) == client.retry.attempts == 3
     if not isinstance(body, dict):
         assert caught.value.body is None
 
 
 async def test_an_error_without_a_message_describes_its_status(
-    client: LinesClient, mocked: AioResponses
+    client: LinesClient, api: ScriptedApi
 ) -> None:
     """With no `message` in the body, the error says what the status means."""
-    mock(mocked, client, PREVIEW, status=403, payload={"status": "ERROR"})
+    api.reply(PREVIEW, status=403, payload={"status": "ERROR"})
     with pytest.raises(PermissionDeniedError) as caught:
         await client.preview()
     assert caught.value.message.startswith("Forbidden")
 
 
 async def test_an_html_error_page_is_described_not_parsed(
-    client: LinesClient, mocked: AioResponses
+    client: LinesClient, api: ScriptedApi
 ) -> None:
     """A proxy's HTML error page gives an error whose message quotes it briefly."""
     page = "<html><head><title>401 Authorization Required</title></head></html>"
-    mock(mocked, client, LIMITS, status=401, body=page)
+    api.reply(LIMITS, status=401, body=page)
     with pytest.raises(AuthenticationError) as caught:
         await client.get_limits()
     assert caught.value.body is None
@@ -272,10 +264,10 @@ MALFORMED = [
 @pytest.mark.parametrize("path", [LIMITS, PREVIEW])
 @pytest.mark.parametrize(("body", "raw"), MALFORMED)
 async def test_an_unreadable_2xx_body_is_malformed_with_its_raw_text(
-    client: LinesClient, mocked: AioResponses, path: str, body: bytes, raw: str
+    client: LinesClient, api: ScriptedApi, path: str, body: bytes, raw: str
 ) -> None:
     """A 2xx body that is not JSON is MalformedResponseError with the text, cut."""
-    url = mock(mocked, client, path, status=200, body=body, repeat=True)
+    api.reply(path, status=200, body=body, repeat=True)
     with pytest.raises(MalformedResponseError) as caught:
         await call(client, path)
     error = caught.value
@@ -288,17 +280,15 @@ async def test_an_unreadable_2xx_body_is_malformed_with_its_raw_text(
         assert error.raw.startswith(raw[:2048])
         assert error.raw.endswith("more characters]")
     # An unreadable answer is an answer: not retried.
-    assert len(calls(mocked, METHODS[path], url)) == 1
+    assert len(api.requests(path)) == 1
 
 
 @pytest.mark.parametrize("path", [LIMITS, PREVIEW])
 async def test_a_body_declared_over_one_mib_is_refused_unread(
-    client: LinesClient, mocked: AioResponses, path: str
+    client: LinesClient, api: ScriptedApi, path: str
 ) -> None:
     """A Content-Length above 1 MiB is refused as malformed without being read."""
-    mock(
-        mocked,
-        client,
+    api.reply(
         path,
         body=b'{"status": "OK"}',
         headers={"Content-Length": str(1024 * 1024 + 1)},
@@ -323,29 +313,29 @@ TRANSIENT = [
 @pytest.mark.parametrize("path", [LIMITS, PREVIEW])
 @pytest.mark.parametrize("failure", TRANSIENT)
 async def test_transient_failures_are_retried_then_succeed(
-    client: LinesClient, mocked: AioResponses, path: str, failure: dict[str, Any]
+    client: LinesClient, api: ScriptedApi, path: str, failure: dict[str, Any]
 ) -> None:
     """Limits and preview try again after a transient failure and return the answer."""
     fixture = "limits_canonical" if path == LIMITS else "preview_ok"
-    url = mock(mocked, client, path, **failure, repeat=2)
-    mock(mocked, client, path, body=text(fixture))
+    api.reply(path, **failure, repeat=2)
+    api.reply(path, body=text(fixture))
     assert await call(client, path) is not None
-    assert len(calls(mocked, METHODS[path], url)) == 3
+    assert len(api.requests(path)) == 3
 
 
 @pytest.mark.parametrize("path", [LIMITS, PREVIEW])
 @pytest.mark.parametrize("failure", TRANSIENT)
 @pytest.mark.parametrize("attempts", [1, 2, 5])
 async def test_transient_failures_are_retried_at_most_attempts_times(
-    mocked: AioResponses, path: str, failure: dict[str, Any], attempts: int
+    api: ScriptedApi, path: str, failure: dict[str, Any], attempts: int
 ) -> None:
     """After `RetryPolicy.attempts` transient failures the last one is raised."""
     policy = RetryPolicy(attempts=attempts, base_delay=0, max_delay=0)
     async with LinesClient(KEY_ID, SECRET, base_url=BASE, retry=policy) as client:
-        url = mock(mocked, client, path, **failure, repeat=True)
+        api.reply(path, **failure, repeat=True)
         with pytest.raises((TransportError, ServerError)) as caught:
             await call(client, path)
-    assert len(calls(mocked, METHODS[path], url)) == attempts
+    assert len(api.requests(path)) == attempts
     if isinstance(caught.value, TransportError):
         assert caught.value.sent
         # asyncio.TimeoutError is not the builtin TimeoutError on Python 3.10.
@@ -375,17 +365,17 @@ async def test_transient_failures_are_retried_at_most_attempts_times(
 )
 async def test_refusals_are_not_retried(
     client: LinesClient,
-    mocked: AioResponses,
+    api: ScriptedApi,
     path: str,
     status: int,
     fixture: str,
     cls: type[APIError],
 ) -> None:
     """4xx, no_lines_available and provisioning_failed are raised after one try."""
-    url = mock(mocked, client, path, status=status, body=text(fixture), repeat=True)
+    api.reply(path, status=status, body=text(fixture), repeat=True)
     with pytest.raises(cls):
         await call(client, path)
-    assert len(calls(mocked, METHODS[path], url)) == 1
+    assert len(api.requests(path)) == 1
 
 
 @given(
@@ -413,14 +403,14 @@ def test_backoff_jitter_spans_the_whole_range() -> None:
     assert max(policy.delay(20) for _ in range(50)) <= 10.0
 
 
-async def test_retries_wait_between_tries(mocked: AioResponses) -> None:
+async def test_retries_wait_between_tries(api: ScriptedApi) -> None:
     """With a non-zero backoff, the retries of one call take measurable time."""
     policy = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.05)
     seen: list[Attempt] = []
     async with LinesClient(
         KEY_ID, SECRET, base_url=BASE, retry=policy, on_attempt=seen.append
     ) as client:
-        mock(mocked, client, LIMITS, status=502, repeat=True)
+        api.reply(LIMITS, status=502, repeat=True)
         loop = asyncio.get_running_loop()
         started = loop.time()
         with pytest.raises(ServerError):
@@ -432,16 +422,16 @@ async def test_retries_wait_between_tries(mocked: AioResponses) -> None:
 
 @pytest.mark.parametrize("path", [LIMITS, PREVIEW, CONFIRM])
 async def test_every_request_carries_auth_accept_and_user_agent(
-    mocked: AioResponses, path: str
+    api: ScriptedApi, path: str
 ) -> None:
     """Both auth headers, a JSON Accept and our User-Agent, with redirects off."""
     fixture = {LIMITS: "limits_canonical", PREVIEW: "preview_ok"}.get(
         path, "confirm_ok"
     )
     async with LinesClient(KEY_ID, SECRET, base_url=BASE) as client:
-        url = mock(mocked, client, path, body=text(fixture))
+        api.reply(path, body=text(fixture))
         await call(client, path)
-    (request,) = calls(mocked, METHODS[path], url)
+    (request,) = api.requests(path)
     headers = request.kwargs["headers"]
     assert headers["sb-api-key-id"] == KEY_ID
     assert headers["sb-api-secret-key"] == SECRET
@@ -461,7 +451,7 @@ async def test_every_request_carries_auth_accept_and_user_agent(
         assert sent_json(request.kwargs) is None
 
 
-async def test_attempts_are_reported_to_on_attempt(mocked: AioResponses) -> None:
+async def test_attempts_are_reported_to_on_attempt(api: ScriptedApi) -> None:
     """on_attempt gets one Attempt per HTTP attempt, with status or failure."""
     seen: list[Attempt] = []
     async with LinesClient(
@@ -471,9 +461,9 @@ async def test_attempts_are_reported_to_on_attempt(mocked: AioResponses) -> None
         retry=RetryPolicy(base_delay=0, max_delay=0),
         on_attempt=seen.append,
     ) as client:
-        mock(mocked, client, PREVIEW, exception=aiohttp.ServerDisconnectedError())
-        mock(mocked, client, PREVIEW, status=502, body="")
-        mock(mocked, client, PREVIEW, body=text("preview_ok"))
+        api.reply(PREVIEW, exception=aiohttp.ServerDisconnectedError())
+        api.reply(PREVIEW, status=502, body="")
+        api.reply(PREVIEW, body=text("preview_ok"))
         await client.preview()
     assert [(a.method, a.path, a.attempt, a.status) for a in seen] == [
         ("POST", PREVIEW, 1, None),
@@ -488,7 +478,7 @@ async def test_attempts_are_reported_to_on_attempt(mocked: AioResponses) -> None
 
 
 async def test_a_raising_on_attempt_callback_changes_nothing(
-    mocked: AioResponses, caplog: pytest.LogCaptureFixture
+    api: ScriptedApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An observer that raises is logged and ignored; the call still returns."""
 
@@ -496,7 +486,7 @@ async def test_a_raising_on_attempt_callback_changes_nothing(
         raise RuntimeError(f"observer bug on attempt {attempt.attempt}")
 
     async with LinesClient(KEY_ID, SECRET, base_url=BASE, on_attempt=broken) as client:
-        mock(mocked, client, LIMITS, body=text("limits_canonical"))
+        api.reply(LIMITS, body=text("limits_canonical"))
         with caplog.at_level(logging.ERROR, logger="sendblue_lines"):
             limits = await client.get_limits()
     assert limits.known
@@ -504,11 +494,11 @@ async def test_a_raising_on_attempt_callback_changes_nothing(
 
 
 async def test_one_debug_record_per_attempt(
-    client: LinesClient, mocked: AioResponses, caplog: pytest.LogCaptureFixture
+    client: LinesClient, api: ScriptedApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Each attempt logs one DEBUG record naming method, path, status and attempt."""
-    mock(mocked, client, LIMITS, status=503, body="")
-    mock(mocked, client, LIMITS, body=text("limits_canonical"))
+    api.reply(LIMITS, status=503, body="")
+    api.reply(LIMITS, body=text("limits_canonical"))
     with caplog.at_level(logging.DEBUG, logger="sendblue_lines"):
         await client.get_limits()
     debug = [r for r in caplog.records if r.levelno == logging.DEBUG]
@@ -523,7 +513,7 @@ async def test_one_debug_record_per_attempt(
 
 
 async def test_the_secret_never_reaches_logs_reprs_or_messages(
-    mocked: AioResponses, caplog: pytest.LogCaptureFixture
+    api: ScriptedApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Across successes and every kind of failure, the secret is nowhere to be read."""
     errors: list[BaseException] = []
@@ -538,9 +528,9 @@ async def test_the_secret_never_reaches_logs_reprs_or_messages(
         ) as client:
             assert SECRET not in repr(client)
             assert SECRET not in str(vars(client))
-            mock(mocked, client, LIMITS, body=text("limits_canonical"))
-            mock(mocked, client, PREVIEW, body=text("preview_ok"))
-            mock(mocked, client, CONFIRM, body=text("confirm_ok"))
+            api.reply(LIMITS, body=text("limits_canonical"))
+            api.reply(PREVIEW, body=text("preview_ok"))
+            api.reply(CONFIRM, body=text("confirm_ok"))
             limits = await client.get_limits()
             preview = await client.preview()
             line = await client.confirm(preview)
@@ -554,12 +544,12 @@ async def test_the_secret_never_reaches_logs_reprs_or_messages(
             ]
             for failure in failures:
                 for path in (LIMITS, PREVIEW, CONFIRM):
-                    mock(mocked, client, path, **failure, repeat=True)
+                    api.reply(path, **failure, repeat=True)
                     try:
                         await call(client, path)
                     except SendblueError as exc:
                         errors.append(exc)
-                    mocked.clear()
+                    api.clear()
     assert len(errors) == 12
     assert any(isinstance(e, OutcomeUnknownError) for e in errors)
     for error in errors:
@@ -583,36 +573,36 @@ async def test_the_client_repr_names_url_and_key_id_only(client: LinesClient) ->
     )
 
 
-async def test_a_closed_client_refuses_new_requests(mocked: AioResponses) -> None:
+async def test_a_closed_client_refuses_new_requests(api: ScriptedApi) -> None:
     """After aclose(), a call is a ConfigurationError, and aclose() may run again."""
     client = LinesClient(KEY_ID, SECRET, base_url=BASE)
-    mock(mocked, client, LIMITS, body=text("limits_canonical"))
+    api.reply(LIMITS, body=text("limits_canonical"))
     await client.get_limits()
     await client.aclose()
     await client.aclose()
     assert client.closed
     with pytest.raises(SendblueError, match="closed"):
         await client.get_limits()
-    assert len(all_calls(mocked)) == 1
+    assert len(api.all_requests()) == 1
 
 
 @pytest.mark.parametrize("token", ["", 123, None])
 async def test_confirm_needs_a_token(
-    client: LinesClient, mocked: AioResponses, token: Any
+    client: LinesClient, api: ScriptedApi, token: Any
 ) -> None:
     """confirm() refuses an empty or non-string token before sending anything."""
     with pytest.raises(SendblueError):
         await client.confirm(token)
-    assert all_calls(mocked) == []
+    assert api.all_requests() == []
 
 
 async def test_no_warning_on_a_python_that_fixed_ssl_cleanup(
-    mocked: AioResponses, monkeypatch: pytest.MonkeyPatch
+    api: ScriptedApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On Python 3.12.8+/3.13.1+ (simulated) the session opens without a warning."""
     # aiohttp warns when asked for enable_cleanup_closed on such a Python, and
     # under `filterwarnings = error` that warning is an exception.
     monkeypatch.setattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False)
     async with LinesClient(KEY_ID, SECRET, base_url=BASE) as client:
-        mock(mocked, client, LIMITS, body=text("limits_canonical"))
+        api.reply(LIMITS, body=text("limits_canonical"))
         assert (await client.get_limits()).known

@@ -16,8 +16,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aioresponses import CallbackResult
-from aioresponses import aioresponses as AioResponses
 from foundation_support import (
     CONFIRM,
     KEY_ID,
@@ -27,7 +25,7 @@ from foundation_support import (
     serve,
     text,
 )
-from scripted_api import all_calls, sent_json
+from scripted_api import CallbackResult, ScriptedApi
 
 from sendblue_lines import (
     APIError,
@@ -52,7 +50,6 @@ from sendblue_lines import (
 
 TOKEN = "lpv_abc123def456ghi789jkl0"
 BASE = "https://api.sendblue.test"
-URL = BASE + CONFIRM
 NO_WAIT = RetryPolicy(attempts=3, base_delay=0, max_delay=0)
 LINE = ProvisionedLine(
     phone_number="+14155551234", worker_id="worker_abc123", subscription_id="sub_abc123"
@@ -66,9 +63,9 @@ def fresh_preview(valid_for: float = 600.0) -> Preview:
     )
 
 
-def sent_tokens(mocked: AioResponses) -> list[Any]:
+def sent_tokens(api: ScriptedApi) -> list[Any]:
     """The preview_token of every confirm that was recorded, in order."""
-    return [sent_json(call.kwargs)["preview_token"] for call in all_calls(mocked)]
+    return [body["preview_token"] for body in api.sent("confirm")]
 
 
 def refused() -> aiohttp.ClientConnectorError:
@@ -104,36 +101,35 @@ async def confirmer() -> Any:
 
 @pytest.mark.parametrize("given", ["preview", "token"])
 async def test_confirm_returns_the_line(
-    confirmer: LinesClient, mocked: AioResponses, given: str
+    confirmer: LinesClient, api: ScriptedApi, given: str
 ) -> None:
     """A clean 200 gives the ProvisionedLine; a Preview or its token both work."""
-    mocked.post(URL, body=text("confirm_ok"))
+    api.reply("confirm", body=text("confirm_ok"))
     preview = fresh_preview()
     line = await confirmer.confirm(preview if given == "preview" else TOKEN)
     assert line == LINE
-    (call,) = all_calls(mocked)
-    assert sent_json(call.kwargs) == {"preview_token": TOKEN}
+    assert api.sent("confirm") == [{"preview_token": TOKEN}]
 
 
 @pytest.mark.parametrize("unclear", UNCLEAR)
 async def test_a_2xx_after_an_unclear_send_returns_the_line(
-    confirmer: LinesClient, mocked: AioResponses, unclear: dict[str, Any]
+    confirmer: LinesClient, api: ScriptedApi, unclear: dict[str, Any]
 ) -> None:
     """An unclear send is resent with the same token, and its 2xx is the purchase."""
-    mocked.post(URL, **unclear)
-    mocked.post(URL, body=text("confirm_ok"))
+    api.reply("confirm", **unclear)
+    api.reply("confirm", body=text("confirm_ok"))
     assert await confirmer.confirm(fresh_preview()) == LINE
-    assert sent_tokens(mocked) == [TOKEN, TOKEN]
+    assert sent_tokens(api) == [TOKEN, TOKEN]
 
 
 @pytest.mark.parametrize("unclear", UNCLEAR)
 async def test_a_410_after_an_unclear_send_is_outcome_unknown(
-    confirmer: LinesClient, mocked: AioResponses, unclear: dict[str, Any]
+    confirmer: LinesClient, api: ScriptedApi, unclear: dict[str, Any]
 ) -> None:
     """A 410 on the resend means the first send may have bought: outcome unknown."""
     before = datetime.now(timezone.utc)
-    mocked.post(URL, **unclear)
-    mocked.post(URL, status=410, body=text("error_410_token_expired"))
+    api.reply("confirm", **unclear)
+    api.reply("confirm", status=410, body=text("error_410_token_expired"))
     with pytest.raises(OutcomeUnknownError) as caught:
         await confirmer.confirm(fresh_preview())
     error = caught.value
@@ -143,7 +139,7 @@ async def test_a_410_after_an_unclear_send_is_outcome_unknown(
     assert error.attempts == 2
     assert "410" in error.reason
     assert error.status == 410
-    assert sent_tokens(mocked) == [TOKEN, TOKEN]
+    assert sent_tokens(api) == [TOKEN, TOKEN]
 
 
 @pytest.mark.parametrize(
@@ -156,23 +152,23 @@ async def test_a_410_after_an_unclear_send_is_outcome_unknown(
     ],
 )
 async def test_any_refusal_after_an_unclear_send_is_outcome_unknown(
-    confirmer: LinesClient, mocked: AioResponses, status: int, fixture: str
+    confirmer: LinesClient, api: ScriptedApi, status: int, fixture: str
 ) -> None:
     """After an unclear send, a refused resend cannot prove that nothing was bought."""
-    mocked.post(URL, status=504, body="")
-    mocked.post(URL, status=status, body=text(fixture))
+    api.reply("confirm", status=504, body="")
+    api.reply("confirm", status=status, body=text(fixture))
     with pytest.raises(OutcomeUnknownError) as caught:
         await confirmer.confirm(fresh_preview())
     assert caught.value.attempts == 2
     assert caught.value.status == status
     assert "504" in caught.value.reason
-    assert sent_tokens(mocked) == [TOKEN, TOKEN]
+    assert sent_tokens(api) == [TOKEN, TOKEN]
 
 
 @pytest.mark.parametrize("confirm_attempts", [1, 2, 3, 5])
 @pytest.mark.parametrize("unclear", UNCLEAR)
 async def test_unclear_sends_until_the_attempts_run_out_are_outcome_unknown(
-    mocked: AioResponses, unclear: dict[str, Any], confirm_attempts: int
+    api: ScriptedApi, unclear: dict[str, Any], confirm_attempts: int
 ) -> None:
     """Resends of one token are bounded by confirm_attempts, then outcome unknown."""
     async with LinesClient(
@@ -182,12 +178,12 @@ async def test_unclear_sends_until_the_attempts_run_out_are_outcome_unknown(
         retry=NO_WAIT,
         confirm_attempts=confirm_attempts,
     ) as client:
-        mocked.post(URL, **unclear, repeat=True)
+        api.reply("confirm", **unclear, repeat=True)
         with pytest.raises(OutcomeUnknownError) as caught:
             await client.confirm(fresh_preview())
     assert caught.value.attempts == confirm_attempts
     assert caught.value.preview_token == TOKEN
-    assert sent_tokens(mocked) == [TOKEN] * confirm_attempts
+    assert sent_tokens(api) == [TOKEN] * confirm_attempts
 
 
 @pytest.mark.parametrize(
@@ -210,51 +206,51 @@ async def test_unclear_sends_until_the_attempts_run_out_are_outcome_unknown(
 )
 async def test_a_clean_first_send_refusal_is_raised_as_is(
     confirmer: LinesClient,
-    mocked: AioResponses,
+    api: ScriptedApi,
     status: int,
     fixture: str,
     cls: type[APIError],
 ) -> None:
     """A refusal of the first send means nothing was bought; it is never resent."""
-    mocked.post(URL, status=status, body=text(fixture), repeat=True)
+    api.reply("confirm", status=status, body=text(fixture), repeat=True)
     with pytest.raises(APIError) as caught:
         await confirmer.confirm(fresh_preview())
     assert type(caught.value) is cls
-    assert sent_tokens(mocked) == [TOKEN]
+    assert sent_tokens(api) == [TOKEN]
 
 
 async def test_a_clean_first_send_410_is_token_expired(
-    confirmer: LinesClient, mocked: AioResponses
+    confirmer: LinesClient, api: ScriptedApi
 ) -> None:
     """A 410 for a token sent once is TokenExpiredError: nothing was bought."""
-    mocked.post(URL, status=410, body=text("error_410_token_expired"), repeat=True)
+    api.reply("confirm", status=410, body=text("error_410_token_expired"), repeat=True)
     with pytest.raises(TokenExpiredError) as caught:
         await confirmer.confirm(TOKEN)
     assert caught.value.code == "token_expired"
     assert caught.value.body == load("error_410_token_expired")
-    assert len(all_calls(mocked)) == 1
+    assert len(api.requests("confirm")) == 1
 
 
 @pytest.mark.parametrize(
     "before", [pytest.param([], id="first-send"), pytest.param(UNCLEAR[0], id="resend")]
 )
 async def test_provisioning_failed_is_raised_at_once_and_never_resent(
-    confirmer: LinesClient, mocked: AioResponses, before: Any
+    confirmer: LinesClient, api: ScriptedApi, before: Any
 ) -> None:
     """A 500 provisioning_failed is raised with its body; the token is not resent."""
     sends = 1
     if before:
-        mocked.post(URL, **before.values[0])
+        api.reply("confirm", **before.values[0])
         sends = 2
-    mocked.post(
-        URL, status=500, body=text("error_500_provisioning_failed"), repeat=True
+    api.reply(
+        "confirm", status=500, body=text("error_500_provisioning_failed"), repeat=True
     )
     with pytest.raises(ProvisioningFailedError) as caught:
         await confirmer.confirm(fresh_preview())
     assert caught.value.status == 500
     assert caught.value.code == "provisioning_failed"
     assert caught.value.body == load("error_500_provisioning_failed")
-    assert sent_tokens(mocked) == [TOKEN] * sends
+    assert sent_tokens(api) == [TOKEN] * sends
 
 
 UNREADABLE_2XX = [
@@ -280,10 +276,10 @@ UNREADABLE_2XX = [
 @pytest.mark.parametrize("status", [200, 201])
 @pytest.mark.parametrize("body", UNREADABLE_2XX)
 async def test_an_unreadable_2xx_is_outcome_unknown_never_malformed(
-    confirmer: LinesClient, mocked: AioResponses, body: bytes, status: int
+    confirmer: LinesClient, api: ScriptedApi, body: bytes, status: int
 ) -> None:
     """A 2xx to confirm whose body cannot be read means money moved: outcome unknown."""
-    mocked.post(URL, status=status, body=body, repeat=True)
+    api.reply("confirm", status=status, body=body, repeat=True)
     with pytest.raises(OutcomeUnknownError) as caught:
         await confirmer.confirm(fresh_preview())
     error = caught.value
@@ -295,19 +291,19 @@ async def test_an_unreadable_2xx_is_outcome_unknown_never_malformed(
     assert error.raw is not None
     assert len(error.raw) < 2100
     # The server took the money: a resend could only answer 410.
-    assert len(all_calls(mocked)) == 1
+    assert len(api.requests("confirm")) == 1
 
 
 async def test_an_unreadable_2xx_after_an_unclear_send_is_outcome_unknown(
-    confirmer: LinesClient, mocked: AioResponses
+    confirmer: LinesClient, api: ScriptedApi
 ) -> None:
     """A garbled 2xx on the resend is still outcome unknown, counting both sends."""
-    mocked.post(URL, status=502, body="")
-    mocked.post(URL, status=200, body="OK")
+    api.reply("confirm", status=502, body="")
+    api.reply("confirm", status=200, body="OK")
     with pytest.raises(OutcomeUnknownError) as caught:
         await confirmer.confirm(fresh_preview())
     assert caught.value.attempts == 2
-    assert sent_tokens(mocked) == [TOKEN, TOKEN]
+    assert sent_tokens(api) == [TOKEN, TOKEN]
 
 
 def dns_failure() -> aiohttp.ClientConnectorDNSError:
@@ -328,23 +324,23 @@ NOT_SENT = [
 
 @pytest.mark.parametrize("failure", NOT_SENT)
 async def test_a_send_that_never_left_is_resent_as_is(
-    confirmer: LinesClient, mocked: AioResponses, failure: Any
+    confirmer: LinesClient, api: ScriptedApi, failure: Any
 ) -> None:
     """A send that certainly never left is sent again, and its answer counts."""
-    mocked.post(URL, exception=failure())
-    mocked.post(URL, status=410, body=text("error_410_token_expired"))
+    api.reply("confirm", exception=failure())
+    api.reply("confirm", status=410, body=text("error_410_token_expired"))
     # The first send never reached the server, so this 410 is a clean expiry.
     with pytest.raises(TokenExpiredError):
         await confirmer.confirm(fresh_preview())
-    assert sent_tokens(mocked) == [TOKEN, TOKEN]
+    assert sent_tokens(api) == [TOKEN, TOKEN]
 
 
 @pytest.mark.parametrize("failure", NOT_SENT)
 async def test_limits_and_preview_say_nothing_was_sent(
-    confirmer: LinesClient, mocked: AioResponses, failure: Any
+    confirmer: LinesClient, api: ScriptedApi, failure: Any
 ) -> None:
     """Refused, DNS and connect-timeout failures are TransportError(sent=False)."""
-    mocked.get(BASE + "/accounts/limits", exception=failure(), repeat=True)
+    api.reply("limits", exception=failure(), repeat=True)
     with pytest.raises(TransportError) as caught:
         await confirmer.get_limits()
     assert caught.value.sent is False
@@ -352,14 +348,14 @@ async def test_limits_and_preview_say_nothing_was_sent(
 
 
 async def test_refused_until_the_end_is_a_transport_error_not_sent(
-    confirmer: LinesClient, mocked: AioResponses
+    confirmer: LinesClient, api: ScriptedApi
 ) -> None:
     """When no send ever left, confirm raises TransportError with sent=False."""
-    mocked.post(URL, exception=refused(), repeat=True)
+    api.reply("confirm", exception=refused(), repeat=True)
     with pytest.raises(TransportError) as caught:
         await confirmer.confirm(fresh_preview())
     assert caught.value.sent is False
-    assert len(all_calls(mocked)) == confirmer.confirm_attempts
+    assert len(api.requests("confirm")) == confirmer.confirm_attempts
 
 
 @pytest.mark.parametrize(
@@ -372,36 +368,36 @@ async def test_refused_until_the_end_is_a_transport_error_not_sent(
     ],
 )
 async def test_a_refused_send_after_an_unclear_one_keeps_the_doubt(
-    confirmer: LinesClient, mocked: AioResponses, after: dict[str, Any], sends: int
+    confirmer: LinesClient, api: ScriptedApi, after: dict[str, Any], sends: int
 ) -> None:
     """An unclear send is not forgotten because a later one never left."""
-    mocked.post(URL, status=502, body="")
-    mocked.post(URL, exception=refused())
-    mocked.post(URL, **after)
+    api.reply("confirm", status=502, body="")
+    api.reply("confirm", exception=refused())
+    api.reply("confirm", **after)
     with pytest.raises(OutcomeUnknownError) as caught:
         await confirmer.confirm(fresh_preview())
     # Only sends that may have reached the server count as attempts.
     assert caught.value.attempts == sends
     assert "502" in caught.value.reason
-    assert sent_tokens(mocked) == [TOKEN] * 3
+    assert sent_tokens(api) == [TOKEN] * 3
 
 
 async def test_no_resend_once_the_preview_has_expired(
-    confirmer: LinesClient, mocked: AioResponses
+    confirmer: LinesClient, api: ScriptedApi
 ) -> None:
     """An unclear send of a token past its expires_at is not resent."""
-    mocked.post(URL, status=502, body="", repeat=True)
+    api.reply("confirm", status=502, body="", repeat=True)
     stale = Preview(
         token=TOKEN, expires_at=datetime.now(timezone.utc) - timedelta(seconds=1)
     )
     with pytest.raises(OutcomeUnknownError) as caught:
         await confirmer.confirm(stale)
     assert caught.value.attempts == 1
-    assert len(all_calls(mocked)) == 1
+    assert len(api.requests("confirm")) == 1
 
 
 async def test_resends_stop_when_the_token_expires_between_sends(
-    confirmer: LinesClient, mocked: AioResponses
+    confirmer: LinesClient, api: ScriptedApi
 ) -> None:
     """A token that expires while a send hangs is not sent again."""
 
@@ -410,30 +406,30 @@ async def test_resends_stop_when_the_token_expires_between_sends(
         await asyncio.sleep(0.15)
         return CallbackResult(status=504, body="")
 
-    mocked.post(URL, callback=slow_gateway, repeat=True)
+    api.reply("confirm", callback=slow_gateway, repeat=True)
     with pytest.raises(OutcomeUnknownError) as caught:
         await confirmer.confirm(fresh_preview(valid_for=0.1))
     assert caught.value.attempts == 1
-    assert len(all_calls(mocked)) == 1
+    assert len(api.requests("confirm")) == 1
 
 
 async def test_a_bare_token_is_resent_up_to_the_attempts(
-    confirmer: LinesClient, mocked: AioResponses
+    confirmer: LinesClient, api: ScriptedApi
 ) -> None:
     """Without a Preview, there is no expiry to stop resends: the bound does."""
-    mocked.post(URL, status=502, body="", repeat=True)
+    api.reply("confirm", status=502, body="", repeat=True)
     with pytest.raises(OutcomeUnknownError):
         await confirmer.confirm(TOKEN)
-    assert sent_tokens(mocked) == [TOKEN] * 3
+    assert sent_tokens(api) == [TOKEN] * 3
 
 
 async def test_a_resend_logs_a_warning_without_the_token(
-    confirmer: LinesClient, mocked: AioResponses, caplog: pytest.LogCaptureFixture
+    confirmer: LinesClient, api: ScriptedApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Each resend of confirm is a WARNING that names only the token's prefix."""
-    mocked.post(URL, status=502, body="")
-    mocked.post(URL, status=504, body="")
-    mocked.post(URL, body=text("confirm_ok"))
+    api.reply("confirm", status=502, body="")
+    api.reply("confirm", status=504, body="")
+    api.reply("confirm", body=text("confirm_ok"))
     with caplog.at_level(logging.DEBUG, logger="sendblue_lines"):
         await confirmer.confirm(fresh_preview())
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -447,10 +443,10 @@ async def test_a_resend_logs_a_warning_without_the_token(
 
 
 async def test_outcome_unknown_is_logged_as_a_warning(
-    confirmer: LinesClient, mocked: AioResponses, caplog: pytest.LogCaptureFixture
+    confirmer: LinesClient, api: ScriptedApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An unknown outcome is logged, so it is on record even if the caller drops it."""
-    mocked.post(URL, status=502, body="", repeat=True)
+    api.reply("confirm", status=502, body="", repeat=True)
     with (
         caplog.at_level(logging.WARNING, logger="sendblue_lines"),
         pytest.raises(OutcomeUnknownError),
@@ -459,11 +455,11 @@ async def test_outcome_unknown_is_logged_as_a_warning(
     assert any("OUTCOME UNKNOWN" in r.getMessage() for r in caplog.records)
 
 
-async def test_on_attempt_counts_every_confirm_send(mocked: AioResponses) -> None:
+async def test_on_attempt_counts_every_confirm_send(api: ScriptedApi) -> None:
     """on_attempt sees each send of confirm, numbered from 1."""
     seen: list[Attempt] = []
-    mocked.post(URL, status=502, body="")
-    mocked.post(URL, body=text("confirm_ok"))
+    api.reply("confirm", status=502, body="")
+    api.reply("confirm", body=text("confirm_ok"))
     async with LinesClient(
         KEY_ID, SECRET, base_url=BASE, retry=NO_WAIT, on_attempt=seen.append
     ) as client:
@@ -479,6 +475,9 @@ async def test_on_attempt_counts_every_confirm_send(mocked: AioResponses) -> Non
 
 def scripted(*steps: str) -> Any:
     """A confirm handler that plays `steps` in order, repeating the last one.
+
+    Why not the sandbox: it counts requests but keeps no bodies, and this
+    test reads every body sent to check that only the one token went out.
 
     `hang` answers too late, `drop` closes the connection after reading the
     request, `410`, `502` and `200` answer so.

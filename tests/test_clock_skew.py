@@ -1,4 +1,4 @@
-"""A client whose wall clock is off from the server's still buys exactly one line.
+"""A client whose wall clock is off from the server's still judges its tokens right.
 
 The server judges expiry. The client's own checks (the Provisioner's "an
 expired token is never sent", `confirm()`'s "resend the same token while it
@@ -6,48 +6,27 @@ is valid") count the validity the server granted (`expires_at` against the
 server's `Date` header) on the monotonic clock from the moment the preview
 arrived, so a clock that is 15 minutes off, either way, changes nothing.
 
-The client's wall clock is skewed through its one seam, `sendblue_lines._clock`;
-the sandbox on 127.0.0.1 keeps the true time and dates its answers with it.
+The client's wall clock is skewed through its one seam, `sendblue_lines._clock`
+(the `skew` fixture of tests/conftest.py); the sandbox on 127.0.0.1 keeps the
+true time and dates its answers with it. The Provisioner's side is in
+tests/provisioner/test_skewed_clock.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
-from email.utils import formatdate, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
-from aioresponses import CallbackResult
-from aioresponses import aioresponses as AioResponses
 
 import sendblue_lines._clock
-from sendblue_lines import (
-    LinesClient,
-    OutcomeUnknownError,
-    Preview,
-    Provisioner,
-    ProvisionOutcome,
-    RetryPolicy,
-)
+from sendblue_lines import LinesClient, Preview, RetryPolicy
 from sendblue_lines.models import TOKEN_VALIDITY_SECONDS, granted_validity
 from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 
 FAST = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
-SKEWS = [-15, -11, -5, 5, 11, 15]
-
-
-@pytest.fixture(params=SKEWS, ids=[f"{m:+d}min" for m in SKEWS])
-def skew(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> float:
-    """Skew the client's wall clock by the parameter's minutes; return seconds."""
-    seconds = float(request.param * 60)
-    real_now = sendblue_lines._clock.now
-
-    def skewed_now() -> datetime:
-        return real_now() + timedelta(seconds=seconds)
-
-    monkeypatch.setattr(sendblue_lines._clock, "now", skewed_now)
-    return seconds
 
 
 @pytest.fixture
@@ -80,30 +59,6 @@ async def test_the_skew_is_real(client: LinesClient, skew: float) -> None:
     assert abs(off.total_seconds() - skew) < 5
 
 
-async def test_one_provision_buys_exactly_one_line(
-    client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
-) -> None:
-    """provision() previews once, confirms once and buys one line, whatever the skew."""
-    outcomes: list[ProvisionOutcome] = []
-    line = await Provisioner(client, on_outcome=outcomes.append).provision()
-    assert [c.phone_number for c in sendblue_sandbox.ledger] == [line.phone_number]
-    assert requests(sendblue_sandbox, "preview") == 1
-    assert requests(sendblue_sandbox, "confirm") == 1
-    assert [o.ok for o in outcomes] == [True]
-
-
-async def test_a_batch_buys_one_line_per_slot(
-    client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
-) -> None:
-    """A batch of 3 makes 3 previews, 3 confirms and 3 charges, no unknown outcome."""
-    result = await Provisioner(client).provision_many(3, concurrency=2)
-    assert len(result.lines) == 3
-    assert result.errors == []
-    assert len(sendblue_sandbox.ledger) == 3
-    assert requests(sendblue_sandbox, "preview") == 3
-    assert requests(sendblue_sandbox, "confirm") == 3
-
-
 async def test_a_fresh_preview_is_not_expired_and_expires_on_time(
     client: LinesClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -129,41 +84,6 @@ async def test_an_unclear_confirm_is_resent_with_the_same_token(
     assert [c.phone_number for c in sendblue_sandbox.ledger] == [line.phone_number]
     assert bought(sendblue_sandbox) == [preview.token]
     assert requests(sendblue_sandbox, "confirm") == 2
-
-
-async def test_provision_resends_after_an_unclear_confirm(
-    client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
-) -> None:
-    """Through the Provisioner too: one preview, two sends of its token, one line."""
-    sendblue_sandbox.inject("confirm", Fault.proxy_502())
-    try:
-        await Provisioner(client).provision()
-    except OutcomeUnknownError:  # pragma: no cover - the failure this test catches
-        pytest.fail("a skewed clock turned a resendable token into an unknown")
-    assert len(bought(sendblue_sandbox)) == 1
-    assert requests(sendblue_sandbox, "preview") == 1
-    assert requests(sendblue_sandbox, "confirm") == 2
-
-
-async def test_a_real_410_re_previews_once(
-    client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
-) -> None:
-    """Only a token the server found expired is replaced: one more preview, one line."""
-    seen: list[str] = []
-
-    def approve(preview: Preview) -> bool:
-        seen.append(preview.token)
-        if len(seen) == 1:
-            # The server's clock passes the first token's expiry.
-            sendblue_sandbox.clock.advance(minutes=11)
-        return True
-
-    line = await Provisioner(client, approve=approve).provision()
-    assert len(seen) == 2
-    assert bought(sendblue_sandbox) == [seen[1]]
-    assert [c.phone_number for c in sendblue_sandbox.ledger] == [line.phone_number]
-    assert sendblue_sandbox.counters["confirm"].statuses[410] == 1
-    assert requests(sendblue_sandbox, "preview") == 2
 
 
 # -- the validity, from the Date header ----------------------------------------
@@ -217,65 +137,6 @@ def test_an_explicit_now_is_compared_with_expires_at() -> None:
     preview = Preview(token="lpv_x", expires_at=EXPIRES)
     assert preview.expired(EXPIRES)
     assert not preview.expired(EXPIRES - timedelta(seconds=10), margin=5)
-
-
-BASE = "https://api.skew.test"
-PREVIEW_URL = BASE + "/accounts/lines/provision-preview"
-LIMITS_URL = BASE + "/accounts/limits"
-CONFIRM_URL = BASE + "/accounts/lines/provision-confirm"
-
-
-def _preview_answer(
-    date: Callable[[], str | None],
-) -> Callable[..., CallbackResult]:
-    def answer(url: object, **kwargs: Any) -> CallbackResult:
-        del url, kwargs
-        expires = datetime.now(timezone.utc) + timedelta(minutes=10)
-        header = date()
-        return CallbackResult(
-            status=200,
-            payload={
-                "status": "OK",
-                "preview_token": "lpv_skew_test_token",
-                "expires_at": expires.isoformat(timespec="milliseconds"),
-                "message": "",
-            },
-            headers={"Date": header} if header is not None else {},
-        )
-
-    return answer
-
-
-@pytest.mark.parametrize(
-    "date",
-    [
-        pytest.param(lambda: None, id="no-date-header"),
-        pytest.param(lambda: formatdate(usegmt=True), id="date-header"),
-        pytest.param(lambda: "not a date", id="garbage-date-header"),
-    ],
-)
-async def test_skewed_client_sends_the_token_with_or_without_a_date_header(
-    skew: float, date: Callable[[], str | None]
-) -> None:
-    """Whatever the server's Date header, a fresh token is sent once and buys a line."""
-    del skew
-    with AioResponses() as mocked:
-        mocked.get(LIMITS_URL, status=404, payload={"status": "ERROR"})
-        mocked.post(PREVIEW_URL, callback=_preview_answer(date), repeat=True)
-        mocked.post(
-            CONFIRM_URL,
-            payload={
-                "status": "OK",
-                "phone_number": "+14155550100",
-                "worker_id": "worker_1",
-                "subscription_id": "sub_1",
-            },
-        )
-        async with LinesClient("key-id", "skew-secret", base_url=BASE) as client:
-            line = await Provisioner(client).provision()
-        assert line.phone_number == "+14155550100"
-        previews = [k for k in mocked.requests if k[1].path.endswith("preview")]
-        assert len(mocked.requests[previews[0]]) == 1
 
 
 async def test_the_sandbox_dates_its_answers_with_its_own_clock(

@@ -5,7 +5,8 @@ A client made at import time and used by two `asyncio.run()` calls (or
 behind; a caller's session bound to a finished loop, or a client in use by
 a loop still running in another thread, is a `ConfigurationError`, never
 a bare `RuntimeError`. The server runs on 127.0.0.1 in a thread of its own,
-since each test drives loops of its own.
+since each test drives loops of its own (a plain aiohttp app, not the
+sandbox: answering the spec's fixtures is all it must do, from another loop).
 """
 
 from __future__ import annotations

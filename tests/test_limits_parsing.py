@@ -16,17 +16,13 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from aioresponses import CallbackResult
-from aioresponses import aioresponses as AioResponses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scripted_api import ScriptedApi
 
 from sendblue_lines import LimitWindow, LinesClient, Provisioner, RetryPolicy
 
 BASE = "https://api.limits.test"
-LIMITS_URL = BASE + "/accounts/limits"
-PREVIEW_URL = BASE + "/accounts/lines/provision-preview"
-CONFIRM_URL = BASE + "/accounts/lines/provision-confirm"
 NO_WAIT = RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0)
 UTC = timezone.utc
 
@@ -46,8 +42,8 @@ ODD = [
 
 
 async def read(client: LinesClient, body: Any) -> Any:
-    with AioResponses() as mocked:
-        mocked.get(LIMITS_URL, body=json.dumps(body), content_type="application/json")
+    with ScriptedApi.started(BASE) as api:
+        api.reply("limits", body=json.dumps(body), content_type="application/json")
         return await client.get_limits()
 
 
@@ -308,47 +304,20 @@ def limits_bodies(draw: st.DrawFn) -> tuple[dict[str, Any], int | None]:
 
 def run_batch(body: dict[str, Any], count: int, concurrency: int) -> tuple[int, Any]:
     """Run a batch against a server answering `body` for limits; count confirms."""
-    confirms = 0
 
-    def preview(url: object, **kwargs: Any) -> CallbackResult:
-        del url, kwargs
-        return CallbackResult(
-            status=200,
-            payload={
-                "preview_token": "lpv_gen_token",
-                "expires_at": "2099-01-01T00:00:00Z",
-            },
-        )
-
-    def confirm(url: object, **kwargs: Any) -> CallbackResult:
-        del url, kwargs
-        nonlocal confirms
-        confirms += 1
-        return CallbackResult(
-            status=200,
-            payload={
-                "phone_number": f"+1415555{confirms:04d}",
-                "worker_id": f"worker_{confirms}",
-                "subscription_id": f"sub_{confirms}",
-            },
-        )
-
-    async def batch() -> Any:
-        with AioResponses() as mocked:
-            mocked.get(
-                LIMITS_URL, body=json.dumps(body), content_type="application/json"
-            )
-            mocked.post(PREVIEW_URL, callback=preview, repeat=True)
-            mocked.post(CONFIRM_URL, callback=confirm, repeat=True)
+    async def batch() -> tuple[int, Any]:
+        with ScriptedApi.started(BASE) as api:
+            api.reply("limits", body=json.dumps(body), content_type="application/json")
+            api.buys(count)
             async with LinesClient(
                 "key-id", "limits-secret", base_url=BASE, retry=NO_WAIT
             ) as client:
-                return await Provisioner(client).provision_many(
+                result = await Provisioner(client).provision_many(
                     count, concurrency=concurrency
                 )
+            return api.count("confirm"), result
 
-    result = asyncio.run(batch())
-    return confirms, result
+    return asyncio.run(batch())
 
 
 @settings(

@@ -14,8 +14,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-import yarl
-from aioresponses import aioresponses as AioResponses
+from scripted_api import ScriptedApi
 
 from sendblue_lines import (
     AccountLine,
@@ -29,7 +28,6 @@ from sendblue_lines import (
 from sendblue_lines.sandbox import Fault, Sandbox
 
 BASE = "https://api.lines-state.test"
-URL = BASE + "/api/v2/lines/state"
 KEY_ID = "key-id-lines-state"
 SECRET = "secret-lines-state-0123456789"
 NO_WAIT = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
@@ -60,8 +58,8 @@ async def client() -> AsyncIterator[LinesClient]:
 
 async def test_the_spec_example_reads_as_one_line(client: LinesClient) -> None:
     """The spec's body gives its one line, every field as the server said it."""
-    with AioResponses() as mocked:
-        mocked.get(URL, payload=SPEC_BODY)
+    with ScriptedApi.started(BASE) as api:
+        api.reply("lines_state", payload=SPEC_BODY)
         state = await client.get_lines_state()
     assert state is not None
     assert state.snapshot_at == datetime(2026, 5, 18, 14, 31, 2, 120000, timezone.utc)
@@ -110,8 +108,8 @@ async def test_odd_fields_never_cost_a_line(
     client: LinesClient, item: dict[str, Any], expected: AccountLine
 ) -> None:
     """Unknown values are kept, odd optional fields are None, the line stays."""
-    with AioResponses() as mocked:
-        mocked.get(URL, payload={"status": "OK", "data": [item]})
+    with ScriptedApi.started(BASE) as api:
+        api.reply("lines_state", payload={"status": "OK", "data": [item]})
         state = await client.get_lines_state()
     assert state is not None
     assert state.lines == (expected,)
@@ -134,8 +132,8 @@ async def test_an_entry_without_a_usable_worker_id_is_counted_and_left_out(
 ) -> None:
     """It cannot be matched to a purchase; the readable lines are still given."""
     body = {"status": "OK", "data": [item, {"worker_id": "w_ok"}]}
-    with AioResponses() as mocked:
-        mocked.get(URL, payload=body)
+    with ScriptedApi.started(BASE) as api:
+        api.reply("lines_state", payload=body)
         state = await client.get_lines_state()
     assert state is not None
     assert [line.worker_id for line in state.lines] == ["w_ok"]
@@ -154,8 +152,8 @@ async def test_a_body_without_a_data_list_is_malformed(
     client: LinesClient, body: Any
 ) -> None:
     """Without the list there is nothing to read: a typed error with the body."""
-    with AioResponses() as mocked:
-        mocked.get(URL, payload=body)
+    with ScriptedApi.started(BASE) as api:
+        api.reply("lines_state", payload=body)
         with pytest.raises(MalformedResponseError) as caught:
             await client.get_lines_state()
     assert caught.value.path == "/api/v2/lines/state"
@@ -163,34 +161,36 @@ async def test_a_body_without_a_data_list_is_malformed(
 
 async def test_a_404_means_not_offered_here(client: LinesClient) -> None:
     """The spec: carry on without evidence; no error, no retry."""
-    with AioResponses() as mocked:
-        mocked.get(URL, status=404, payload={"status": "ERROR"})
+    with ScriptedApi.started(BASE) as api:
+        api.reply("lines_state", status=404, payload={"status": "ERROR"})
         assert await client.get_lines_state() is None
-        assert len(mocked.requests[("GET", yarl.URL(URL))]) == 1
+        assert len(api.requests("lines_state")) == 1
 
 
 async def test_a_401_is_raised(client: LinesClient) -> None:
     """Wrong credentials are not "no evidence": the caller must hear of them."""
-    with AioResponses() as mocked:
-        mocked.get(URL, status=401, payload={"status": "ERROR", "message": "bad"})
+    with ScriptedApi.started(BASE) as api:
+        api.reply(
+            "lines_state", status=401, payload={"status": "ERROR", "message": "bad"}
+        )
         with pytest.raises(AuthenticationError):
             await client.get_lines_state()
 
 
 async def test_a_transient_failure_is_retried_then_raised(client: LinesClient) -> None:
     """No side effect: retried like limits and preview, then the error."""
-    with AioResponses() as mocked:
-        mocked.get(URL, status=502, payload={"status": "ERROR"}, repeat=True)
+    with ScriptedApi.started(BASE) as api:
+        api.reply("lines_state", status=502, payload={"status": "ERROR"}, repeat=True)
         with pytest.raises(ServerError):
             await client.get_lines_state()
-        assert len(mocked.requests[("GET", yarl.URL(URL))]) == 3
+        assert len(api.requests("lines_state")) == 3
 
 
 async def test_the_secret_echoed_in_the_body_is_redacted(client: LinesClient) -> None:
     """A body that repeats our secret keeps no copy of it, even in `raw`."""
     body = {"status": "OK", "data": [{"worker_id": "w1", "status": SECRET}]}
-    with AioResponses() as mocked:
-        mocked.get(URL, payload=body)
+    with ScriptedApi.started(BASE) as api:
+        api.reply("lines_state", payload=body)
         state = await client.get_lines_state()
     assert state is not None
     assert SECRET not in repr(state.raw)

@@ -9,10 +9,10 @@ from typing import Any
 
 import attrs
 import pytest
-from aioresponses import aioresponses as AioResponses
-from foundation_support import CONFIRM, LIMITS, PREVIEW, load
+from foundation_support import PREVIEW, load
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from scripted_api import ScriptedApi
 
 from sendblue_lines import (
     LimitWindow,
@@ -27,21 +27,21 @@ from sendblue_lines import (
 UTC = timezone.utc
 
 
-async def limits_from(client: LinesClient, mocked: AioResponses, body: Any) -> Any:
-    mocked.get(client.base_url + LIMITS, body=json.dumps(body))
+async def limits_from(client: LinesClient, api: ScriptedApi, body: Any) -> Any:
+    api.reply("limits", body=json.dumps(body))
     return await client.get_limits()
 
 
-async def preview_from(client: LinesClient, mocked: AioResponses, body: Any) -> Preview:
-    mocked.post(client.base_url + PREVIEW, body=json.dumps(body))
+async def preview_from(client: LinesClient, api: ScriptedApi, body: Any) -> Preview:
+    api.reply("preview", body=json.dumps(body))
     return await client.preview()
 
 
 async def test_preview_parses_the_spec_example(
-    client: LinesClient, mocked: AioResponses
+    client: LinesClient, api: ScriptedApi
 ) -> None:
     """The spec's preview answer becomes a Preview with a UTC-aware expiry."""
-    preview = await preview_from(client, mocked, load("preview_ok"))
+    preview = await preview_from(client, api, load("preview_ok"))
     assert preview.token == "lpv_abc123def456ghi789jkl0"
     assert preview.expires_at == datetime(2026, 5, 18, 14, 30, tzinfo=UTC)
     assert preview.expires_at.tzinfo is not None
@@ -90,24 +90,24 @@ async def test_preview_parses_the_spec_example(
     ],
 )
 async def test_preview_expiry_accepts_iso_8601_forms(
-    client: LinesClient, mocked: AioResponses, stamp: str, expected: datetime
+    client: LinesClient, api: ScriptedApi, stamp: str, expected: datetime
 ) -> None:
     """expires_at in `Z` or offset form becomes the same aware UTC instant."""
     body = {**load("preview_ok"), "expires_at": stamp}
-    preview = await preview_from(client, mocked, body)
+    preview = await preview_from(client, api, body)
     assert preview.expires_at == expected
     assert preview.expires_at.tzinfo is not None
     assert preview.expires_at.utcoffset() == timedelta(0)
 
 
 async def test_unknown_fields_are_ignored(
-    client: LinesClient, mocked: AioResponses
+    client: LinesClient, api: ScriptedApi
 ) -> None:
     """Extra fields in preview and confirm answers change nothing."""
     extra = {"request_id": "req_1", "nested": {"a": [1, 2]}, "status": "OK"}
-    preview = await preview_from(client, mocked, {**load("preview_ok"), **extra})
+    preview = await preview_from(client, api, {**load("preview_ok"), **extra})
     assert preview.token == "lpv_abc123def456ghi789jkl0"
-    mocked.post(client.base_url + CONFIRM, payload={**load("confirm_ok"), **extra})
+    api.reply("confirm", payload={**load("confirm_ok"), **extra})
     line = await client.confirm(preview)
     assert line == ProvisionedLine(
         phone_number="+14155551234",
@@ -117,11 +117,11 @@ async def test_unknown_fields_are_ignored(
 
 
 async def test_a_preview_without_message_still_parses(
-    client: LinesClient, mocked: AioResponses
+    client: LinesClient, api: ScriptedApi
 ) -> None:
     """`message` is only a human hint: its absence is not an error."""
     body = {k: v for k, v in load("preview_ok").items() if k != "message"}
-    preview = await preview_from(client, mocked, body)
+    preview = await preview_from(client, api, body)
     assert preview.message == ""
 
 
@@ -169,13 +169,13 @@ def test_models_are_frozen_and_keyword_only() -> None:
     ],
 )
 async def test_a_preview_of_the_wrong_types_is_malformed(
-    client: LinesClient, mocked: AioResponses, body: dict[str, Any], problem: str
+    client: LinesClient, api: ScriptedApi, body: dict[str, Any], problem: str
 ) -> None:
     """Wrong or missing preview fields are malformed, naming the field, raw attached."""
     merged = {**load("preview_ok"), **body}
     merged = {k: v for k, v in merged.items() if v is not ...}
     raw = json.dumps(merged)
-    mocked.post(client.base_url + PREVIEW, body=raw)
+    api.reply("preview", body=raw)
     with pytest.raises(MalformedResponseError) as caught:
         await client.preview()
     assert caught.value.raw == raw
@@ -195,21 +195,21 @@ async def test_a_preview_of_the_wrong_types_is_malformed(
     ],
 )
 async def test_a_preview_that_is_not_an_object_is_malformed(
-    client: LinesClient, mocked: AioResponses, body: Any
+    client: LinesClient, api: ScriptedApi, body: Any
 ) -> None:
     """Well-formed JSON that is not an object is not a preview."""
-    mocked.post(client.base_url + PREVIEW, body=json.dumps(body))
+    api.reply("preview", body=json.dumps(body))
     with pytest.raises(MalformedResponseError) as caught:
         await client.preview()
     assert caught.value.raw == json.dumps(body)
 
 
 async def test_limits_parse_the_canonical_shape(
-    client: LinesClient, mocked: AioResponses
+    client: LinesClient, api: ScriptedApi
 ) -> None:
     """The spec's canonical limits body gives both windows in full."""
     body = load("limits_canonical")
-    limits = await limits_from(client, mocked, body)
+    limits = await limits_from(client, api, body)
     assert limits.daily == LimitWindow(limit=3, used=1, remaining=2)
     assert limits.monthly == LimitWindow(limit=10, used=4, remaining=6)
     assert limits.known
@@ -218,10 +218,10 @@ async def test_limits_parse_the_canonical_shape(
 
 
 async def test_limits_parse_next_available_at(
-    client: LinesClient, mocked: AioResponses
+    client: LinesClient, api: ScriptedApi
 ) -> None:
     """next_available_at becomes an aware UTC datetime, offsets converted."""
-    limits = await limits_from(client, mocked, load("limits_canonical_full"))
+    limits = await limits_from(client, api, load("limits_canonical_full"))
     assert limits.daily.next_available_at == datetime(
         2026, 5, 19, 9, 12, 45, 120000, tzinfo=UTC
     )
@@ -232,29 +232,29 @@ async def test_limits_parse_next_available_at(
 
 
 async def test_absent_remaining_is_limit_minus_used_floored_at_zero(
-    client: LinesClient, mocked: AioResponses
+    client: LinesClient, api: ScriptedApi
 ) -> None:
     """Without `remaining`, it is limit - used, and never below 0."""
-    limits = await limits_from(client, mocked, load("limits_no_remaining"))
+    limits = await limits_from(client, api, load("limits_no_remaining"))
     assert limits.daily == LimitWindow(limit=3, used=1, remaining=2)
     assert limits.monthly == LimitWindow(limit=10, used=12, remaining=0)
     assert limits.monthly.exhausted
 
 
 async def test_limits_parse_the_flat_shape_with_usage(
-    client: LinesClient, mocked: AioResponses
+    client: LinesClient, api: ScriptedApi
 ) -> None:
     """The flat shape with `usage` gives limit, used and remaining."""
-    limits = await limits_from(client, mocked, load("limits_flat"))
+    limits = await limits_from(client, api, load("limits_flat"))
     assert limits.daily == LimitWindow(limit=3, used=1, remaining=2)
     assert limits.monthly == LimitWindow(limit=10, used=4, remaining=6)
 
 
 async def test_limits_flat_without_usage_know_only_the_limits(
-    client: LinesClient, mocked: AioResponses
+    client: LinesClient, api: ScriptedApi
 ) -> None:
     """The flat shape without `usage` leaves used and remaining unknown."""
-    limits = await limits_from(client, mocked, load("limits_flat_no_usage"))
+    limits = await limits_from(client, api, load("limits_flat_no_usage"))
     assert limits.daily == LimitWindow(limit=3, used=None, remaining=None)
     assert limits.monthly == LimitWindow(limit=10, used=None, remaining=None)
     assert limits.known
@@ -289,10 +289,10 @@ async def test_limits_flat_without_usage_know_only_the_limits(
     ],
 )
 async def test_other_well_formed_limits_are_unknown_not_an_error(
-    client: LinesClient, mocked: AioResponses, body: Any
+    client: LinesClient, api: ScriptedApi, body: Any
 ) -> None:
     """Any JSON of a shape we do not know gives unknown limits, never an error."""
-    limits = await limits_from(client, mocked, body)
+    limits = await limits_from(client, api, body)
     assert limits.daily is None
     assert limits.monthly is None
     assert not limits.known
@@ -302,12 +302,12 @@ async def test_other_well_formed_limits_are_unknown_not_an_error(
 
 
 async def test_one_unreadable_window_leaves_the_other(
-    client: LinesClient, mocked: AioResponses
+    client: LinesClient, api: ScriptedApi
 ) -> None:
     """A window we cannot read is None while the readable one is kept."""
     body = load("limits_canonical")
     body["limits"]["api_provision_monthly"] = {"limit": None}
-    limits = await limits_from(client, mocked, body)
+    limits = await limits_from(client, api, body)
     assert limits.daily == LimitWindow(limit=3, used=1, remaining=2)
     assert limits.monthly is None
     assert limits.windows() == {"daily": limits.daily}
@@ -357,14 +357,14 @@ def test_no_well_formed_json_makes_get_limits_raise(body: Any) -> None:
     """Whatever JSON the limits endpoint answers with 200, get_limits returns."""
 
     async def run() -> ProvisioningLimits:
-        with AioResponses() as mocked:
+        with ScriptedApi.started() as api:
             async with LinesClient(
                 "k",
                 "s",
                 base_url="https://api.sendblue.test",
                 retry=RetryPolicy(attempts=1),
             ) as client:
-                return await limits_from(client, mocked, body)
+                return await limits_from(client, api, body)
 
     limits = asyncio.run(run())
     assert isinstance(limits, ProvisioningLimits)

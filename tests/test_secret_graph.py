@@ -4,7 +4,8 @@ Every error path (network failures of each kind, unreadable and hostile
 bodies, every status, redirects, unknown outcomes, provisioning failures,
 closed sessions, the Provisioner's errors and a batch's outcomes) is
 driven over real sockets on 127.0.0.1 by a server that echoes our request
-headers into its answers, the way a debugging proxy's error page does. Each
+headers into its answers, the way a debugging proxy's error page does (a
+hand-written server: the sandbox never echoes a request's headers). Each
 error's whole object graph is walked (`tests/secret_graph.py`), not just
 its `str()`; the log records are searched as well.
 """

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from aioresponses import aioresponses as AioResponses
 from hypothesis import assume, given
 from hypothesis import strategies as st
+from scripted_api import ScriptedApi
 
 from sendblue_lines import LinesClient
 from sendblue_lines.models import parse_datetime
@@ -194,11 +194,9 @@ async def test_every_structured_timestamp_uses_the_one_parser(stamp: str) -> Non
     limits = {"status": "OK", "limits": {"api_provision_daily": window}}
     expected = parse_datetime(stamp)
     assert expected.year == 2099
-    with AioResponses() as mocked:
-        mocked.post(
-            base + "/accounts/lines/provision-preview", body=json.dumps(preview)
-        )
-        mocked.get(base + "/accounts/limits", body=json.dumps(limits))
+    with ScriptedApi.started(base) as api:
+        api.reply("preview", body=json.dumps(preview))
+        api.reply("limits", body=json.dumps(limits))
         async with LinesClient("key-id", "ts-secret", base_url=base) as client:
             assert (await client.preview()).expires_at == expected
             read = await client.get_limits()

@@ -2,6 +2,10 @@
 
 Redirects, timeouts, disconnects, cut-off and oversized bodies, the session's
 life, and cancellation.
+
+Why a hand-written server (`foundation_support.serve`), not the sandbox: these
+need bytes no HTTP server sends (a body cut off before its Content-Length, a
+connection closed mid-answer) and hold of each connection's transport.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ __all__ = ["SHUTDOWN_TIMEOUT", "Sandbox", "is_loopback", "serve"]
 
 ClockT = TypeVar("ClockT", bound=Clock)
 _SandboxT = TypeVar("_SandboxT", bound="Sandbox[Any]")
+_Owned = TypeVar("_Owned", Charge, HeldLine)
 
 SHUTDOWN_TIMEOUT = 0.5
 """Seconds that closing waits for requests in progress before cancelling them."""
@@ -279,6 +280,13 @@ class Sandbox(Generic[ClockT]):
         key_id = account if isinstance(account, str) else account.api_key_id
         return self._runtime.state.accounts[key_id]
 
+    def _of(
+        self, account: SandboxAccount | str | None, items: Iterable[_Owned]
+    ) -> list[_Owned]:
+        """The `items` of one account (all when None), as a new list."""
+        key_id = None if account is None else self._account(account).api_key_id
+        return [item for item in items if key_id in (None, item.api_key_id)]
+
     # -- behaviour ----------------------------------------------------------
 
     @property
@@ -344,11 +352,8 @@ class Sandbox(Generic[ClockT]):
         Raises:
             KeyError: no account has that key id.
         """
-        key_id = None if account is None else self._account(account).api_key_id
         return [
-            charge
-            for charge in self._runtime.state.ledger
-            if charge.provisioned and key_id in (None, charge.api_key_id)
+            c for c in self._of(account, self._runtime.state.ledger) if c.provisioned
         ]
 
     @property
@@ -389,12 +394,7 @@ class Sandbox(Generic[ClockT]):
         Raises:
             KeyError: no account has that key id.
         """
-        key_id = None if account is None else self._account(account).api_key_id
-        return [
-            line
-            for line in self._runtime.state.lines
-            if key_id in (None, line.api_key_id)
-        ]
+        return self._of(account, self._runtime.state.lines)
 
     def in_flight(self, endpoint: Endpoint | None = None) -> int:
         """Count the requests in progress now, on one endpoint or all.

@@ -8,17 +8,15 @@ to these tests; tests over real sockets use the sandbox through
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from provisioner_support import FAST_NO_LINES, KEY_ID, NO_WAIT, SECRET, connect
+from provisioner_support import FAST_NO_LINES, KEY_ID, NO_WAIT, SECRET, Make, connect
 from scripted_api import BASE_URL
 
 from sendblue_lines import LinesClient, Provisioner
 from sendblue_lines.sandbox import ManualClock, Sandbox
-
-Make = Callable[..., Provisioner]
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 import pytest
-from conftest import Make
+from provisioner_support import Make
 from scripted_api import ScriptedApi
 
 from sendblue_lines import (

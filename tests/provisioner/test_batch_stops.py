@@ -6,7 +6,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import Make
+from provisioner_support import Make
 from scripted_api import ScriptedApi, canonical
 
 from sendblue_lines import (
@@ -21,12 +21,14 @@ from sendblue_lines import (
     NoLinesAvailableError,
     OutcomeUnknownError,
     PermissionDeniedError,
+    Provisioner,
     ProvisioningFailedError,
     RateLimitError,
     SendblueError,
     TokenExpiredError,
     TransportError,
 )
+from sendblue_lines.sandbox import Sandbox
 
 
 def _unclear(api: ScriptedApi) -> None:
@@ -165,3 +167,17 @@ async def test_a_declined_slot_is_reported_and_the_batch_goes_on(
     assert len(result.lines) == 2
     assert api.count("confirm") == 2
     assert result.charged == 2
+
+
+# -- against the sandbox, through real sockets ------------------------------------
+
+
+async def test_no_card_stops_a_batch_at_its_first_slot(
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[Any]
+) -> None:
+    """402 is account-level: one slot fails, the others are not attempted."""
+    sendblue_sandbox.account.card_on_file = False
+    result = await Provisioner(sandbox_client).provision_many(3, concurrency=1)
+    assert isinstance(result.stopped_by, NoCardOnFileError)
+    assert (len(result.errors), result.not_attempted) == (1, 2)
+    assert sendblue_sandbox.ledger == []

@@ -9,7 +9,7 @@ import weakref
 from typing import Any
 
 import pytest
-from conftest import Make
+from provisioner_support import Make
 from scripted_api import ScriptedApi, canonical
 
 from sendblue_lines import (

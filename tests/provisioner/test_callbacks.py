@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import Make
+from provisioner_support import Make
 from scripted_api import ScriptedApi, canonical
 
 from sendblue_lines import (

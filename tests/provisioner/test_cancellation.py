@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import anyio
 import pytest
-from provisioner_support import connect, our_tasks
+from provisioner_support import check_ledger, connect, our_tasks
 
+import sendblue_lines._shield
 from sendblue_lines import (
     LinesClient,
     OutcomeUnknownError,
@@ -107,12 +108,21 @@ async def test_an_anyio_scope_waits_for_the_sent_confirm(
 ) -> None:
     """move_on_after mid-confirm: the line reaches on_outcome, then the scope ends."""
     seen: list[ProvisionOutcome] = []
-    provisioner = Provisioner(client, on_outcome=seen.append)
-    started = anyio.current_time()
-    with anyio.move_on_after(0.1) as scope:
+    #: What happened, in order, and whether the scope was cancelled by then.
+    events: list[tuple[str, bool]] = []
+    scope = anyio.move_on_after(0.1)
+
+    def report(outcome: ProvisionOutcome) -> None:
+        seen.append(outcome)
+        events.append(("reported", scope.cancel_called))
+
+    provisioner = Provisioner(client, on_outcome=report)
+    with scope:
         await provisioner.provision()
+    events.append(("left the scope", scope.cancel_called))
     assert scope.cancelled_caught
-    assert anyio.current_time() - started >= SLOW_SECONDS * 0.9
+    # Cancelled while the confirm was out, the scope still waited for its answer.
+    assert events == [("reported", True), ("left the scope", True)]
     assert [o.ok for o in seen] == [True]
     assert seen[0].line is not None
     assert [seen[0].line.phone_number] == [c.phone_number for c in server.purchases()]
@@ -120,16 +130,44 @@ async def test_an_anyio_scope_waits_for_the_sent_confirm(
 
 
 async def test_waiting_for_a_sent_confirm_does_not_spin(
-    client: LinesClient, server: Sandbox[ManualClock]
+    client: LinesClient, server: Sandbox[ManualClock], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The shielded wait sleeps: anyio's repeated cancel delivery is held off."""
+    """The shielded wait sleeps: anyio's repeated cancel delivery is held off.
+
+    Counted, not timed: a spinning wait would call `asyncio.wait` again at
+    every re-delivered cancellation, thousands of times in half a second.
+    """
     slow_confirms(server, 0.5)
+    waits = CountedWaits()
+    monkeypatch.setattr(sendblue_lines._shield, "asyncio", waits)
     provisioner = Provisioner(client)
-    cpu = time.process_time()
-    with anyio.move_on_after(0.05):
-        await provisioner.provision()
-    assert time.process_time() - cpu < 0.25
+    scope = anyio.CancelScope()
+
+    async def buy() -> None:
+        with scope:
+            await provisioner.provision()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(buy)
+        await server.wait_for_requests("confirm")  # the confirm is out
+        scope.cancel()
+    assert scope.cancelled_caught
+    assert 1 <= waits.count <= 3
     await settled(server)
+
+
+class CountedWaits:
+    """`asyncio` as `_shield` sees it, counting its calls of `asyncio.wait`."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    async def wait(self, *args: Any, **kwargs: Any) -> Any:
+        self.count += 1
+        return await asyncio.wait(*args, **kwargs)
 
 
 async def test_wait_for_raises_timeout_after_the_outcome_is_reported(
@@ -323,3 +361,17 @@ async def test_leaving_a_batch_block_early_logs_late_outcomes(
     assert len(late) == 2
     assert all(r.levelno == logging.WARNING for r in late)
     await settled(server)
+
+
+async def test_a_cancelled_caller_still_gets_its_line_reported(
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    """wait_for expiring mid-confirm: the line is reported, then TimeoutError."""
+    sendblue_sandbox.inject("confirm", Fault.delay(0.3))
+    seen: list[ProvisionOutcome] = []
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(
+            Provisioner(sandbox_client, on_outcome=seen.append).provision(), 0.1
+        )
+    assert [o.ok for o in seen] == [True]
+    check_ledger(sendblue_sandbox, seen)

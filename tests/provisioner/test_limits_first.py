@@ -7,8 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from aioresponses import aioresponses as AioResponses
-from conftest import Make
+from provisioner_support import Make, check_ledger, requests
 from scripted_api import ScriptedApi, canonical
 
 from sendblue_lines import (
@@ -20,10 +19,13 @@ from sendblue_lines import (
     NoCardOnFileError,
     PermissionDeniedError,
     ProvisionedLine,
+    Provisioner,
     ProvisioningLimits,
+    ProvisionOutcome,
     RateLimitError,
     ServerError,
 )
+from sendblue_lines.sandbox import Sandbox
 
 
 async def test_provision_reads_limits_then_previews_then_confirms(
@@ -106,7 +108,6 @@ async def test_unusable_limits_answers_are_logged_once_and_ignored(
     make: Make,
     client: LinesClient,
     api: ScriptedApi,
-    mocked: AioResponses,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """An unreadable limits body and a 404 count as unknown; the WARNING comes once."""
@@ -158,3 +159,66 @@ async def test_a_limits_read_that_keeps_failing_raises(
     with pytest.raises(ServerError):
         await make().provision()
     assert api.names() == ["limits"] * 3
+
+
+# -- against the sandbox, through real sockets ------------------------------------
+
+
+async def test_provision_buys_one_line(
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[Any]
+) -> None:
+    """One provision(): one charge, with the number that was returned."""
+    seen: list[ProvisionOutcome] = []
+    line = await Provisioner(sandbox_client, on_outcome=seen.append).provision()
+    [charge] = sendblue_sandbox.ledger
+    assert (charge.phone_number, charge.subscription_id) == (
+        line.phone_number,
+        line.subscription_id,
+    )
+    endpoints = ("limits", "preview", "confirm")
+    assert [requests(sendblue_sandbox, e) for e in endpoints] == [1, 1, 1]
+    check_ledger(sendblue_sandbox, seen)
+
+
+async def test_a_batch_stops_at_the_daily_limit(
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[Any]
+) -> None:
+    """provision_many(5) with the default daily limit of 3 buys 3 and plans no more."""
+    result = await Provisioner(sandbox_client).provision_many(5, concurrency=5)
+    assert len(result.lines) == 3
+    assert result.not_attempted == 2
+    assert isinstance(result.stopped_by, DailyLimitReachedError)
+    assert requests(sendblue_sandbox, "limits") == 1
+    assert requests(sendblue_sandbox, "confirm") == 3
+    check_ledger(sendblue_sandbox, result.outcomes)
+
+
+async def test_a_full_day_stops_before_preview_until_the_window_rolls(
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[Any]
+) -> None:
+    """A used-up day refuses without a preview; a day later provision() buys."""
+    provisioner = Provisioner(sandbox_client)
+    await provisioner.provision_many(3)
+    previews = requests(sendblue_sandbox, "preview")
+    with pytest.raises(DailyLimitReachedError) as caught:
+        await provisioner.provision()
+    assert requests(sendblue_sandbox, "preview") == previews
+    assert caught.value.next_available_at is not None
+    sendblue_sandbox.clock.advance(hours=25)
+    await provisioner.provision()
+    assert len(sendblue_sandbox.ledger) == 4
+
+
+async def test_the_monthly_window_binds_across_days(
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[Any]
+) -> None:
+    """Ten lines over four days fill the month; the plan then allows nothing."""
+    provisioner = Provisioner(sandbox_client)
+    for _ in range(4):
+        await provisioner.provision_many(3)
+        sendblue_sandbox.clock.advance(hours=25)
+    assert len(sendblue_sandbox.ledger) == 10
+    plan = await provisioner.plan(2)
+    assert (plan.allowed, plan.binding) == (0, "monthly")
+    with pytest.raises(MonthlyLimitReachedError):
+        await provisioner.provision()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Make
+from provisioner_support import Make
 from scripted_api import ScriptedApi, canonical
 
 from sendblue_lines import (

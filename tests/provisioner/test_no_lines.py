@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import Make
+from provisioner_support import FAST_NO_LINES, Make, requests
 from scripted_api import ScriptedApi
 
 from sendblue_lines import (
     LinesClient,
     NoLinesAvailableError,
+    Provisioner,
     RetryPolicy,
 )
+from sendblue_lines.sandbox import Sandbox
 
 
 async def test_no_lines_at_preview_is_retried(
@@ -81,3 +83,19 @@ async def test_no_lines_backoff_sleeps_within_its_policy(
     assert len(slept) == 2
     assert 0 <= slept[0] <= 1.0
     assert 0 <= slept[1] <= 2.0
+
+
+# -- against the sandbox, through real sockets ------------------------------------
+
+
+async def test_an_empty_inventory_stops_the_batch_after_retries(
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[Any]
+) -> None:
+    """One line in stock: one bought, then no_lines_available stops the batch."""
+    sendblue_sandbox.set_inventory(1)
+    provisioner = Provisioner(sandbox_client, no_lines_retry=FAST_NO_LINES)
+    result = await provisioner.provision_many(3, concurrency=1)
+    assert len(result.lines) == 1
+    assert isinstance(result.stopped_by, NoLinesAvailableError)
+    assert result.not_attempted == 1
+    assert requests(sendblue_sandbox, "preview") == 1 + 3

@@ -7,8 +7,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import Make
-from provisioner_support import connect
+from provisioner_support import Make, check_ledger, connect, requests
 from scripted_api import ScriptedApi
 
 from sendblue_lines import (
@@ -228,3 +227,62 @@ async def test_a_cancelled_caller_sees_the_same_reading(
     assert provisioner.lines_left == 0
     assert len(heard) == 1
     assert isinstance(heard[0].error, OutcomeUnknownError)
+
+
+# -- against the sandbox, through real sockets ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(Fault.drop_after_commit(), id="drop-after-commit"),
+        pytest.param(Fault.hang(after_commit=True), id="hang-after-commit"),
+        pytest.param(Fault.proxy_502(after_commit=True), id="502-after-commit"),
+    ],
+)
+async def test_an_unclear_confirm_that_charged_is_outcome_unknown(
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[Any], fault: Fault
+) -> None:
+    """Charged but the answer lost: OutcomeUnknown, and never a new preview."""
+    sendblue_sandbox.inject("confirm", fault)
+    seen: list[ProvisionOutcome] = []
+    with pytest.raises(OutcomeUnknownError) as caught:
+        await Provisioner(sandbox_client, on_outcome=seen.append).provision()
+    [charge] = sendblue_sandbox.ledger
+    assert charge.preview_token == caught.value.preview_token
+    assert requests(sendblue_sandbox, "preview") == 1
+    check_ledger(sendblue_sandbox, seen)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(Fault.drop_before(), id="drop-before"),
+        pytest.param(Fault.hang(), id="hang-before"),
+        pytest.param(Fault.proxy_502(), id="502-before"),
+    ],
+)
+async def test_an_unclear_confirm_that_did_not_charge_is_resent(
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[Any], fault: Fault
+) -> None:
+    """A lost confirm that never arrived is resent with the same token: one line."""
+    sendblue_sandbox.inject("confirm", fault)
+    seen: list[ProvisionOutcome] = []
+    await Provisioner(sandbox_client, on_outcome=seen.append).provision()
+    assert len(sendblue_sandbox.ledger) == 1
+    assert requests(sendblue_sandbox, "preview") == 1
+    check_ledger(sendblue_sandbox, seen)
+
+
+async def test_provisioning_failed_is_reported_once(
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[Any]
+) -> None:
+    """A provisioning_failed charge is raised as it is, with no second purchase."""
+    sendblue_sandbox.inject("confirm", Fault.provisioning_failed())
+    seen: list[ProvisionOutcome] = []
+    with pytest.raises(ProvisioningFailedError):
+        await Provisioner(sandbox_client, on_outcome=seen.append).provision()
+    [charge] = sendblue_sandbox.ledger
+    assert charge.outcome == "provisioning_failed"
+    assert requests(sendblue_sandbox, "preview") == 1
+    check_ledger(sendblue_sandbox, seen)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from conftest import Make
+from provisioner_support import Make, connect, requests
 from scripted_api import ScriptedApi, canonical
 
 from sendblue_lines import (
     ConfigurationError,
     LinesClient,
     Plan,
+    Provisioner,
 )
+from sendblue_lines.sandbox import Sandbox
 
 
 async def test_plan_reads_only_the_limits(
@@ -124,3 +127,30 @@ async def test_plan_refuses_a_bad_count(
     with pytest.raises(ConfigurationError):
         await make().plan(count)
     assert api.calls == []
+
+
+# -- against the sandbox, through real sockets ------------------------------------
+
+
+async def test_plan_matches_the_sandbox(
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[Any]
+) -> None:
+    """plan() reads the sandbox's windows: 3 a day, one less after a purchase."""
+    provisioner = Provisioner(sandbox_client)
+    assert (await provisioner.plan(5)).allowed == 3
+    await provisioner.provision()
+    plan = await provisioner.plan(5)
+    assert (plan.allowed, plan.binding) == (2, "daily")
+    assert requests(sendblue_sandbox, "preview") == 1
+
+
+async def test_the_flat_limits_shape_is_understood(
+    sendblue_sandbox_factory: Callable[..., Awaitable[Sandbox[Any]]],
+) -> None:
+    """Against a sandbox answering the flat shape, the plan is the same."""
+    sandbox = await sendblue_sandbox_factory(limits_shape="flat")
+    async with connect(sandbox, timeout=2.0) as client:
+        provisioner = Provisioner(client)
+        await provisioner.provision()
+        plan = await provisioner.plan(5)
+    assert (plan.allowed, plan.binding) == (2, "daily")

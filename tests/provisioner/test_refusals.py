@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from aioresponses import aioresponses as AioResponses
-from conftest import Make
+from provisioner_support import Make
 from scripted_api import ScriptedApi
 
 from sendblue_lines import (
@@ -15,8 +16,10 @@ from sendblue_lines import (
     MonthlyLimitReachedError,
     NoCardOnFileError,
     PermissionDeniedError,
+    Provisioner,
     TransportError,
 )
+from sendblue_lines.sandbox import Sandbox
 
 
 @pytest.mark.parametrize(
@@ -63,8 +66,21 @@ async def test_a_malformed_preview_is_raised(
 
 
 async def test_no_exception_outside_the_tree_escapes(
-    make: Make, client: LinesClient, mocked: AioResponses
+    make: Make, client: LinesClient, api: ScriptedApi
 ) -> None:
     """An unmatched (failed) request surfaces as a TransportError, not aiohttp's."""
+    del api  # its mock is on, with nothing scripted
     with pytest.raises(TransportError):
         await make().provision()
+
+
+# -- against the sandbox, through real sockets ------------------------------------
+
+
+async def test_another_plan_is_refused(
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[Any]
+) -> None:
+    """An account off the inbound_only plan gets PermissionDeniedError."""
+    sendblue_sandbox.account.plan = "standard"
+    with pytest.raises(PermissionDeniedError):
+        await Provisioner(sandbox_client).provision()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-from conftest import Make
+from provisioner_support import Make, requests
 from scripted_api import ScriptedApi
 
 from sendblue_lines import (
     LinesClient,
+    Preview,
+    Provisioner,
     TokenExpiredError,
 )
+from sendblue_lines.sandbox import Sandbox
 
 
 async def test_a_410_reruns_preview_and_confirm(
@@ -74,3 +79,42 @@ async def test_tokens_that_always_arrive_expired_end_in_token_expired(
     assert api.count("confirm") == 0
     assert api.count("preview") == 3
     assert "nothing was sent" in str(caught.value)
+
+
+# -- against the sandbox, through real sockets ------------------------------------
+
+
+async def test_a_token_expired_on_the_server_is_previewed_again(
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[Any]
+) -> None:
+    """The sandbox clock outruns ours during approval: a 410, then a new token buys."""
+    asked: list[str] = []
+
+    def approve(preview: Preview) -> bool:
+        asked.append(preview.token)
+        if len(asked) == 1:
+            sendblue_sandbox.clock.advance(minutes=11)
+        return True
+
+    await Provisioner(sandbox_client, approve=approve).provision()
+    assert len(asked) == 2
+    [charge] = sendblue_sandbox.ledger
+    assert charge.preview_token == asked[1]
+    assert sendblue_sandbox.counters["confirm"].statuses[410] == 1
+
+
+async def test_tokens_that_keep_expiring_end_in_token_expired(
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[Any]
+) -> None:
+    """Every token expiring before its confirm: TokenExpiredError, nothing charged."""
+
+    def approve(preview: Preview) -> bool:
+        del preview
+        sendblue_sandbox.clock.advance(minutes=11)
+        return True
+
+    provisioner = Provisioner(sandbox_client, approve=approve, max_repreviews=2)
+    with pytest.raises(TokenExpiredError):
+        await provisioner.provision()
+    assert sendblue_sandbox.ledger == []
+    assert requests(sendblue_sandbox, "preview") == 3

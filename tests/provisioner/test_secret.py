@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import Make
 from provisioner_support import (
     SECRET,
+    Make,
 )
 from scripted_api import ScriptedApi
 

@@ -44,7 +44,11 @@ MIB = 1024 * 1024
 
 
 class OtherOrigin:
-    """A second server on 127.0.0.1 that records every request it gets."""
+    """A second server on 127.0.0.1 that records every request it gets.
+
+    Hand-written, not a second sandbox: it must record any path and method,
+    with its headers, and the sandbox keeps only counts.
+    """
 
     def __init__(self) -> None:
         self.hits: list[tuple[str, str, dict[str, str]]] = []

@@ -1,6 +1,7 @@
 """TLS: certificates are verified unless the caller's own session says otherwise.
 
-A local https server with a self-signed certificate (made with the openssl
+A local https server (hand-written: the sandbox serves plain http only) with a
+self-signed certificate (made with the openssl
 command for each test session) stands for a man in the middle: the SDK's own
 session must refuse it, before sending anything. A spy on aiohttp records
 what the SDK asks of every request and connector: never `ssl=False`. A

@@ -12,9 +12,16 @@ import asyncio
 from typing import Any
 
 import anyio
-from reliability_support import Recorder, check_ledger, connect
+from provisioner_support import check_ledger, connect, requests
 
-from sendblue_lines import BatchResult, ProvisionedLine, Provisioner, SendblueError
+from sendblue_lines import (
+    BatchResult,
+    LinesClient,
+    ProvisionedLine,
+    Provisioner,
+    ProvisionOutcome,
+    SendblueError,
+)
 from sendblue_lines.sandbox import ManualClock, Sandbox, SandboxAccount
 
 
@@ -26,10 +33,10 @@ async def test_concurrent_flows_never_confirm_past_the_limits(
     sandbox: Sandbox[ManualClock] = await sendblue_sandbox_factory(
         accounts=[account], latency=0.02
     )
-    recorder = Recorder(renumber=True)
-    async with connect(sandbox) as client:
-        await Provisioner(client).provision()  # one of the three used
-        provisioner = Provisioner(client, **recorder.callbacks())
+    seen: list[ProvisionOutcome] = []
+    async with connect(sandbox, timeout=2.0) as client:
+        await Provisioner(client, on_outcome=seen.append).provision()  # 1 of 3 used
+        provisioner = Provisioner(client, on_outcome=seen.append)
         with anyio.fail_after(15):
             results = await asyncio.gather(
                 provisioner.provision_many(3, concurrency=3),
@@ -40,9 +47,10 @@ async def test_concurrent_flows_never_confirm_past_the_limits(
             )
         for result in results:
             assert isinstance(result, (BatchResult, ProvisionedLine, SendblueError))
-        assert sandbox.counters["confirm"].requests == 1 + 2
-        counts = check_ledger(sandbox.ledger[1:], recorder)
-        assert (counts["charges"], counts["lines"]) == (2, 2)
+        assert requests(sandbox, "confirm") == 1 + 2
+        assert len(sandbox.ledger) == 1 + 2
+        assert sum(outcome.ok for outcome in seen) == 1 + 2
+        check_ledger(sandbox, seen)
         # Every reservation was given back: a day later the whole room is seen.
         sandbox.clock.advance(hours=25)
         plan = await provisioner.plan(3)
@@ -50,15 +58,26 @@ async def test_concurrent_flows_never_confirm_past_the_limits(
 
 
 async def test_a_settled_flow_gives_its_room_back(
-    sandbox: Sandbox[ManualClock], secret_canary: Any
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
 ) -> None:
     """Reservations end with their slots: sequential flows are never held back."""
-    sandbox.account.daily_limit = 4
-    recorder = Recorder(renumber=True)
-    async with connect(sandbox) as client:
-        provisioner = Provisioner(client, **recorder.callbacks())
-        first = await provisioner.provision_many(2, concurrency=2)
-        second = await provisioner.provision_many(2, concurrency=2)
+    sendblue_sandbox.account.daily_limit = 4
+    seen: list[ProvisionOutcome] = []
+    provisioner = Provisioner(sandbox_client, on_outcome=seen.append)
+    first = await provisioner.provision_many(2, concurrency=2)
+    second = await provisioner.provision_many(2, concurrency=2)
     assert (len(first.lines), len(second.lines)) == (2, 2)
     assert second.not_attempted == 0
-    assert check_ledger(sandbox.ledger, recorder)["lines"] == 4
+    assert len(sendblue_sandbox.ledger) == 4
+    check_ledger(sendblue_sandbox, seen)
+
+
+async def test_a_big_concurrent_batch_never_overspends(
+    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    """Twenty slots at concurrency 20 against a limit of 3: three confirms, no 429."""
+    result = await Provisioner(sandbox_client).provision_many(20, concurrency=20)
+    assert len(result.lines) == 3
+    assert requests(sendblue_sandbox, "confirm") == 3
+    assert 429 not in sendblue_sandbox.counters["confirm"].statuses
+    check_ledger(sendblue_sandbox, result.outcomes)
