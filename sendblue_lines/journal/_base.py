@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from ..errors import JournalError
 from ..models import ProvisionedLine
 from ._entry import EntryState, JournalEntry
-from ._rules import Outcome, Refused, Since, check_account, check_reservation
+from ._rules import Intent, Outcome, Refused, SlotRequest, check_account, utc
 
 __all__ = ["StoreJournal"]
 
@@ -74,24 +74,42 @@ class StoreJournal(abc.ABC):
             JournalError: the store failed, the counts are negative, or the
                 journal is bound to another account; nothing was reserved.
         """
-        operation = "reserve purchase slots"
         try:
-            check_reservation(wanted, room)
+            request = SlotRequest.of(account, owner, wanted, room, since)
             self._check_account(account)
         except Refused as refused:
-            raise self._error(operation, str(refused)) from None
-        return await self._reserve(account, owner, wanted, room, Since.of(since))
+            raise self._error("reserve purchase slots", str(refused)) from None
+        return await self._reserve(request)
 
     @abc.abstractmethod
-    async def _reserve(
+    async def _reserve(self, request: SlotRequest) -> list[int]:
+        """Count and grant in one transaction."""
+
+    async def record_intent(
         self,
-        account: str,
-        owner: str,
-        wanted: int,
-        room: int | None,
-        since: Since | None,
-    ) -> list[int]:
-        """Count and grant in one transaction (the counts are checked)."""
+        slot_id: int,
+        preview_token: str,
+        expires_at: datetime,
+        *,
+        first_sent_at: datetime | None = None,
+    ) -> JournalEntry:
+        """Write the intent to confirm `preview_token` in a reserved slot.
+
+        See `Journal.record_intent`.
+
+        Raises:
+            JournalError: the slot is not reserved, the token is already in
+                the journal, or the store failed.
+        """
+        intent = Intent(
+            slot_id=slot_id, preview_token=preview_token, expires_at=utc(expires_at),
+            first_sent_at=utc(first_sent_at),
+        )  # fmt: skip
+        return await self._record_intent(intent)
+
+    @abc.abstractmethod
+    async def _record_intent(self, intent: Intent) -> JournalEntry:
+        """Check the slot and the token, and write `intent`, in one transaction."""
 
     async def record_outcome(
         self,

@@ -12,7 +12,9 @@ LOCKED`` (claimers never wait on each other) and judges them again in the
 statement that takes them over, on a fresh snapshot, so a purchase is never
 taken from an owner that just claimed it. Liveness is a lease in ``owners``,
 renewed by `PostgresJournal.renew` (and by every reservation), and judged by
-the database's clock, ``now()``, never by a worker's.
+the database's clock, ``now()``, never by a worker's. The same clock stamps
+outcomes and `PostgresJournal.mark`, so a reservation's count of what settled
+since its mark compares two stamps of one clock (see `_rules`).
 """
 
 from __future__ import annotations
@@ -28,19 +30,11 @@ import anyio
 from ..errors import ConfigurationError, JournalError
 from ._base import StoreJournal
 from ._entry import JournalEntry
-from ._rules import (
-    CHARGED_STATES,
-    Outcome,
-    Refused,
-    Since,
-    check_slot,
-    check_token_free,
-    granted,
-    utc,
-)
+from ._rules import Intent, Outcome, Refused, SlotRequest, check_token_free
 from ._schema import (
     COLUMNS,
     SCHEMA_VERSION,
+    counted,
     entry_from_row,
     postgres_ddl,
     schema_problem,
@@ -58,8 +52,6 @@ DEFAULT_LEASE = 60.0
 COMMAND_TIMEOUT = 30.0
 #: An advisory lock key that serialises schema creation across the fleet.
 _SETUP_LOCK = 0x5E4DB1E
-#: Settled states that count in a reservation, as an SQL list.
-_CHARGED_SQL = ", ".join(f"'{state}'" for state in CHARGED_STATES)
 
 
 def redact_dsn(dsn: str) -> str:
@@ -324,15 +316,9 @@ class PostgresJournal(StoreJournal):
 
         return await self._run("mark the time", work)
 
-    async def _reserve(
-        self,
-        account: str,
-        owner: str,
-        wanted: int,
-        room: int | None,
-        since: Since | None,
-    ) -> list[int]:
+    async def _reserve(self, request: SlotRequest) -> list[int]:
         s = self._qualified
+        account, owner, since = request.account, request.owner, request.since
 
         async def work(connection: Any) -> list[int]:
             await self._renew(connection, owner)
@@ -351,18 +337,15 @@ class PostgresJournal(StoreJournal):
                 account,
             )
             # Without a mark no settled entry counts (NULL compares false).
-            counted = await connection.fetchval(
+            taking = await connection.fetchval(
                 f"SELECT count(*) FROM {s}.purchases WHERE account = $1 "
-                "AND (state IN ('reserved', 'pending') "
-                f"OR (state IN ({_CHARGED_SQL}) AND settled_at >= "
-                "CASE WHEN owner = $2 THEN $3::timestamptz "
-                "ELSE $4::timestamptz END))",
+                f"AND {counted('$2', '$3::timestamptz', '$4::timestamptz')}",
                 account,
                 owner,
                 None if since is None else since.own,
                 None if since is None else since.others,
             )
-            count = granted(wanted, room, int(counted))
+            count = request.granted(int(taking))
             if count == 0:
                 return []
             rows = await connection.fetch(
@@ -394,35 +377,20 @@ class PostgresJournal(StoreJournal):
 
         await self._run("release purchase slots", work)
 
-    async def record_intent(
-        self,
-        slot_id: int,
-        preview_token: str,
-        expires_at: datetime,
-        *,
-        first_sent_at: datetime | None = None,
-    ) -> JournalEntry:
-        """Write the intent to confirm `preview_token` in a reserved slot.
-
-        See `Journal.record_intent`. Renews the slot owner's lease.
-
-        Raises:
-            JournalError: the slot is not reserved, the token is already in
-                the journal, or the database failed.
-        """
+    async def _record_intent(self, intent: Intent) -> JournalEntry:
         s = self._qualified
 
         async def work(connection: Any) -> JournalEntry:
             owner = await connection.fetchval(
                 f"SELECT owner FROM {s}.purchases WHERE id = $1 "
                 "AND state = 'reserved' FOR UPDATE",
-                slot_id,
+                intent.slot_id,
             )
-            check_slot(slot_id, None if owner is None else "reserved")
+            intent.check_slot(None if owner is None else "reserved")
             check_token_free(
                 await connection.fetchval(
                     f"SELECT 1 FROM {s}.purchases WHERE preview_token = $1",
-                    preview_token,
+                    intent.preview_token,
                 )
                 is not None
             )
@@ -431,10 +399,10 @@ class PostgresJournal(StoreJournal):
                 f"UPDATE {s}.purchases SET state = 'pending', preview_token = $1, "
                 "expires_at = $2, created_at = now(), first_sent_at = $3 "
                 f"WHERE id = $4 RETURNING {COLUMNS}",
-                preview_token,
-                utc(expires_at),
-                utc(first_sent_at),
-                slot_id,
+                intent.preview_token,
+                intent.expires_at,
+                intent.first_sent_at,
+                intent.slot_id,
             )
             return entry_from_row(tuple(row))
 
@@ -460,13 +428,7 @@ class PostgresJournal(StoreJournal):
                 "first_sent_at = COALESCE($8, first_sent_at), settled_at = now(), "
                 "evidence = COALESCE($9, evidence) WHERE preview_token = $10 "
                 f"RETURNING {COLUMNS}",
-                outcome.state,
-                outcome.phone_number,
-                outcome.worker_id,
-                outcome.subscription_id,
-                outcome.error_code,
-                outcome.message,
-                outcome.attempts,
+                *outcome.columns(),
                 outcome.first_sent_at,
                 outcome.evidence,
                 preview_token,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, overload
 
 import attrs
 
@@ -39,14 +39,14 @@ __all__ = [
     "CHARGED_STATES",
     "CLOCK_MARGIN",
     "FINAL_STATES",
+    "Intent",
     "Outcome",
     "Refused",
     "Since",
+    "SlotRequest",
     "check_account",
-    "check_reservation",
-    "check_slot",
     "check_token_free",
-    "granted",
+    "utc",
 ]
 
 #: States that an outcome may not change once written.
@@ -61,6 +61,12 @@ class Refused(Exception):
     """A journal rule was broken; a backend raises it as a `JournalError`."""
 
 
+@overload
+def utc(moment: datetime) -> datetime: ...
+@overload
+def utc(moment: None) -> None: ...
+@overload
+def utc(moment: datetime | None) -> datetime | None: ...
 def utc(moment: datetime | None) -> datetime | None:
     """`moment` as an aware UTC time (a naive one is taken as UTC)."""
     if moment is None:
@@ -93,31 +99,65 @@ def check_account(bound: str | None, account: str) -> None:
         raise Refused(msg)
 
 
-def check_reservation(wanted: int, room: int | None) -> None:
-    """Refuse negative counts."""
-    if wanted < 0:
-        msg = f"cannot reserve a negative number of slots ({wanted})"
-        raise Refused(msg)
-    if room is not None and room < 0:
-        msg = f"the room left cannot be negative ({room})"
-        raise Refused(msg)
+@attrs.frozen(kw_only=True)
+class SlotRequest:
+    """A checked reservation: who wants how many slots within what room."""
+
+    account: str
+    owner: str
+    wanted: int
+    room: int | None
+    since: Since | None
+
+    @classmethod
+    def of(
+        cls,
+        account: str,
+        owner: str,
+        wanted: int,
+        room: int | None,
+        since: datetime | None,
+    ) -> SlotRequest:
+        """Check a reservation's counts.
+
+        Raises:
+            Refused: a negative count.
+        """
+        if wanted < 0:
+            msg = f"cannot reserve a negative number of slots ({wanted})"
+            raise Refused(msg)
+        if room is not None and room < 0:
+            msg = f"the room left cannot be negative ({room})"
+            raise Refused(msg)
+        return cls(
+            account=account, owner=owner, wanted=wanted, room=room,
+            since=Since.of(since),
+        )  # fmt: skip
+
+    def granted(self, counted: int) -> int:
+        """How many slots fit when `counted` purchases take room."""
+        if self.room is None:
+            return self.wanted
+        return max(0, min(self.wanted, self.room - counted))
 
 
-def granted(wanted: int, room: int | None, counted: int) -> int:
-    """How many of `wanted` slots fit when `counted` purchases take room."""
-    if room is None:
-        return wanted
-    return max(0, min(wanted, room - counted))
+@attrs.frozen(kw_only=True)
+class Intent:
+    """A checked intent: the token about to be confirmed in a reserved slot."""
 
+    slot_id: int
+    preview_token: str
+    expires_at: datetime
+    first_sent_at: datetime | None
 
-def check_slot(slot_id: int, state: str | None) -> None:
-    """Refuse an intent in a slot that is not reserved (state None: no such slot)."""
-    if state != "reserved":
-        msg = (
-            f"slot {slot_id} is not a reserved slot "
-            "(never granted, released, or already used)"
-        )
-        raise Refused(msg)
+    def check_slot(self, state: str | None) -> None:
+        """Refuse a slot whose stored state is not reserved (None: no such slot)."""
+        if state != "reserved":
+            msg = (
+                f"slot {self.slot_id} is not a reserved slot "
+                "(never granted, released, or already used)"
+            )
+            raise Refused(msg)
 
 
 def check_token_free(taken: bool) -> None:
@@ -176,6 +216,18 @@ class Outcome:
             first_sent_at=utc(first_sent_at),
             evidence=_dump_evidence(evidence) if evidence else None,
         )
+
+    def columns(self) -> tuple[object, ...]:
+        """The values of the columns both backends write as they are.
+
+        ``state, phone_number, worker_id, subscription_id, error_code,
+        message, attempts``, in that order; the times and the evidence each
+        backend writes in its own form.
+        """
+        return (
+            self.state, self.phone_number, self.worker_id, self.subscription_id,
+            self.error_code, self.message, self.attempts,
+        )  # fmt: skip
 
     def check_over(self, current: str | None) -> None:
         """Refuse writing this outcome over the stored state `current`.

@@ -17,11 +17,13 @@ from typing import Any
 
 from ..models import ProvisionedLine
 from ._entry import ENTRY_STATES, EntryState, JournalEntry
+from ._rules import CHARGED_STATES
 
 __all__ = [
     "COLUMNS",
     "SCHEMA_VERSION",
     "SQLITE_DDL",
+    "counted",
     "entry_from_row",
     "newer_schema_message",
     "postgres_ddl",
@@ -104,6 +106,21 @@ def postgres_ddl(schema: str) -> tuple[str, ...]:
         f"CREATE INDEX IF NOT EXISTS purchases_open ON {schema}.purchases "
         "(account, state)",
         _SETTLED_INDEX.format(schema=f"{schema}."),
+    )
+
+
+def counted(owner: str, own: str, others: str) -> str:
+    """The condition on ``purchases`` of the rows a reservation counts.
+
+    The open ones (reserved or pending), and those that may have charged
+    settled at or after the time `own` (rows of `owner`) or `others` (rows
+    of other owners); see `_rules`. The arguments are the backend's
+    placeholders; a NULL time counts no settled row.
+    """
+    charged = ", ".join(f"'{state}'" for state in CHARGED_STATES)
+    return (
+        f"(state IN ('reserved', 'pending') OR (state IN ({charged}) "
+        f"AND settled_at >= CASE WHEN owner = {owner} THEN {own} ELSE {others} END))"
     )
 
 

@@ -28,17 +28,15 @@ from ..errors import JournalError
 from ._base import StoreJournal
 from ._entry import JournalEntry
 from ._owner import process_alive
-from ._rules import (
-    CHARGED_STATES,
-    Outcome,
-    Refused,
-    Since,
-    check_slot,
-    check_token_free,
-    granted,
-    utc,
+from ._rules import Intent, Outcome, Refused, SlotRequest, check_token_free, utc
+from ._schema import (
+    COLUMNS,
+    SCHEMA_VERSION,
+    SQLITE_DDL,
+    counted,
+    entry_from_row,
+    schema_problem,
 )
-from ._schema import COLUMNS, SCHEMA_VERSION, SQLITE_DDL, entry_from_row, schema_problem
 
 __all__ = ["SQLiteJournal"]
 
@@ -47,10 +45,6 @@ _Self = TypeVar("_Self", bound="SQLiteJournal")
 
 #: How long a write waits for another process's write lock, in seconds.
 DEFAULT_BUSY_TIMEOUT = 30.0
-
-
-#: Settled states that count in a reservation, as an SQL list.
-_CHARGED_SQL = ", ".join(f"'{state}'" for state in CHARGED_STATES)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -267,26 +261,19 @@ class SQLiteJournal(StoreJournal):
             )
         return _clock.now()
 
-    async def _reserve(
-        self,
-        account: str,
-        owner: str,
-        wanted: int,
-        room: int | None,
-        since: Since | None,
-    ) -> list[int]:
+    async def _reserve(self, request: SlotRequest) -> list[int]:
         # Settled entries count from `since` on; without a mark none do
         # (a comparison with NULL is never true).
+        since = request.since
         own = None if since is None else _iso(since.own)
         others = None if since is None else _iso(since.others)
+        account, owner = request.account, request.owner
 
         def work(connection: sqlite3.Connection) -> list[int]:
             with _immediate(connection):
                 rows = connection.execute(
                     "SELECT id, owner, state FROM purchases WHERE account = ? "
-                    "AND (state IN ('reserved', 'pending') "
-                    f"OR (state IN ({_CHARGED_SQL}) AND settled_at >= "
-                    "CASE WHEN owner = ? THEN ? ELSE ? END))",
+                    f"AND {counted('?', '?', '?')}",
                     (account, owner, own, others),
                 ).fetchall()
                 judged = _judge(
@@ -298,7 +285,7 @@ class SQLiteJournal(StoreJournal):
                 connection.executemany(
                     "DELETE FROM purchases WHERE id = ?", [(i,) for i in dead_slots]
                 )
-                counted = len(rows) - len(dead_slots)
+                taking = len(rows) - len(dead_slots)
                 created = _iso(_clock.now())
                 return [
                     _inserted(
@@ -308,7 +295,7 @@ class SQLiteJournal(StoreJournal):
                             (account, owner, created),
                         )
                     )
-                    for _ in range(granted(wanted, room, counted))
+                    for _ in range(request.granted(taking))
                 ]
 
         return await self._run("reserve purchase slots", work)
@@ -329,45 +316,29 @@ class SQLiteJournal(StoreJournal):
 
         await self._run("release purchase slots", work)
 
-    async def record_intent(
-        self,
-        slot_id: int,
-        preview_token: str,
-        expires_at: datetime,
-        *,
-        first_sent_at: datetime | None = None,
-    ) -> JournalEntry:
-        """Write the intent to confirm `preview_token` in a reserved slot.
-
-        See `Journal.record_intent`.
-
-        Raises:
-            JournalError: the slot is not reserved, the token is already in
-                the journal, or the store failed.
-        """
-
+    async def _record_intent(self, intent: Intent) -> JournalEntry:
         def work(connection: sqlite3.Connection) -> JournalEntry:
             with _immediate(connection):
                 row = connection.execute(
-                    "SELECT state FROM purchases WHERE id = ?", (slot_id,)
+                    "SELECT state FROM purchases WHERE id = ?", (intent.slot_id,)
                 ).fetchone()
-                check_slot(slot_id, None if row is None else row[0])
+                intent.check_slot(None if row is None else row[0])
                 try:
                     connection.execute(
                         "UPDATE purchases SET state = 'pending', preview_token = ?, "
                         "expires_at = ?, created_at = ?, first_sent_at = ? "
                         "WHERE id = ?",
                         (
-                            preview_token,
-                            _iso(expires_at),
+                            intent.preview_token,
+                            _iso(intent.expires_at),
                             _iso(_clock.now()),
-                            _iso(first_sent_at),
-                            slot_id,
+                            _iso(intent.first_sent_at),
+                            intent.slot_id,
                         ),
                     )
                 except sqlite3.IntegrityError:
                     check_token_free(taken=True)
-                return _select_entry(connection, preview_token)
+                return _select_entry(connection, intent.preview_token)
 
         return await self._run("record the intent to confirm", work)
 
@@ -388,13 +359,7 @@ class SQLiteJournal(StoreJournal):
                     " first_sent_at = COALESCE(?, first_sent_at), settled_at = ?,"
                     " evidence = COALESCE(?, evidence) WHERE preview_token = ?",
                     (
-                        outcome.state,
-                        outcome.phone_number,
-                        outcome.worker_id,
-                        outcome.subscription_id,
-                        outcome.error_code,
-                        outcome.message,
-                        outcome.attempts,
+                        *outcome.columns(),
                         _iso(outcome.first_sent_at),
                         _iso(_clock.now()),
                         outcome.evidence,
