@@ -523,3 +523,20 @@ async def test_a_purchase_settled_between_the_limits_read_and_the_reservation_co
     assert [(e.preview_token, e.state) for e in entries] == [
         (charge.preview_token, "bought")
     ]
+
+
+async def test_one_process_buying_line_after_line_reaches_the_limit(
+    journal: Journal, client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    """One after another, every line the limit allows is bought.
+
+    Its own purchases settled before each mark are in that limits read and
+    are not counted a second time by the journal.
+    """
+    sendblue_sandbox.account.daily_limit = 3
+    provisioner = Provisioner(client, journal=journal)
+    lines = [await provisioner.provision() for _ in range(3)]
+    assert len({line.worker_id for line in lines}) == 3
+    with pytest.raises(DailyLimitReachedError):
+        await provisioner.provision()
+    assert sendblue_sandbox.counters["confirm"].requests == 3
