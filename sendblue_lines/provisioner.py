@@ -129,9 +129,9 @@ class Provisioner:
     the journal, which counts the open purchases of every process sharing it
     on this API key id, and those settled since this purchase's limits read
     began (which that read may have missed), so slots the fleet holds are
-    not started (they end
-    as a `DailyLimitReachedError` or `MonthlyLimitReachedError` naming the
-    journal: not_attempted in a batch). The intent to confirm a token is
+    not started (they end as a `DailyLimitReachedError` or
+    `MonthlyLimitReachedError` naming the journal: not_attempted in a
+    batch). The intent to confirm a token is
     written before the confirm is sent; a `JournalError` there stops that
     purchase with nothing sent. The outcome (``"bought"``, ``"not_bought"``,
     ``"provisioning_failed"`` or ``"unknown"``) is written before it is
