@@ -59,7 +59,7 @@ from .errors import (
     TransportError,
     short_token,
 )
-from .journal import EntryState, Journal, JournalEntry, default_owner
+from .journal import EntryState, Journal, JournalEntry, default_owner, is_journal
 from .models import Preview, ProvisionedLine, ProvisioningLimits
 
 __all__ = [
@@ -116,9 +116,11 @@ class Provisioner:
     `journal` (a `Journal`, opened by the caller) makes every purchase
     durable (design invariants 7 and 8): each reservation is also taken in
     the journal, which counts the open purchases of every process sharing it
-    on this API key id, so slots the fleet holds are not started (they end
-    as a `DailyLimitReachedError` or `MonthlyLimitReachedError` naming the
-    journal: not_attempted in a batch). The intent to confirm a token is
+    on this API key id, and those settled since this purchase's limits read
+    began (which that read may have missed), so slots the fleet holds are
+    not started (they end as a `DailyLimitReachedError` or
+    `MonthlyLimitReachedError` naming the journal: not_attempted in a
+    batch). The intent to confirm a token is
     written before the confirm is sent; a `JournalError` there stops that
     purchase with nothing sent. The outcome (``"bought"``, ``"not_bought"``,
     ``"provisioning_failed"`` or ``"unknown"``) is written before it is
@@ -160,7 +162,7 @@ class Provisioner:
             check_instance(given, RetryPolicy, "no_lines_retry")
         # A token lives 10 minutes: a margin of that much would never send one.
         check_seconds(expiry_margin, "expiry_margin", allow_zero=True, high=599.0)
-        if journal is not None and not _is_journal(journal):
+        if journal is not None and not is_journal(journal):
             raise ConfigurationError("journal must be a Journal (or None)")
         self._journal = journal
         self._owner = default_owner()
@@ -252,8 +254,8 @@ class Provisioner:
             TransportError: the network failed before any charge.
             MalformedResponseError: a preview could not be read; nothing
                 was charged.
-            JournalError: with a journal, it could not reserve or record the
-                intent; no confirm was sent.
+            JournalError: with a journal, it could not mark the time, reserve
+                or record the intent; no confirm was sent.
         """
         try:
             line = await self._provision()
@@ -318,6 +320,14 @@ class Provisioner:
     ) -> tuple[Plan | None, Reservation | None, SendblueError | None]:
         """A batch's one limits read: its plan, its reservation, what stops it."""
         try:
+            since = await self._mark()
+        except JournalError as error:
+            logger.error(
+                "batch: the journal could not be read, starting no slot: %s", error,
+                extra=extra("batch_journal_failed"),
+            )  # fmt: skip
+            return None, None, error
+        try:
             limits = await self._read_limits()
         except SendblueError as error:
             logger.warning(
@@ -332,7 +342,7 @@ class Provisioner:
         stop: SendblueError | None = limit_error(plan, self._max_lines)
         if self._journal is not None:
             try:
-                fleet_stop = await self._grant(reservation, limits)
+                fleet_stop = await self._grant(reservation, limits, since)
             except JournalError as error:
                 logger.error(
                     "batch: the journal could not reserve slots, starting none: %s",
@@ -360,13 +370,14 @@ class Provisioner:
                 "nothing was sent",
                 max_lines=self._max_lines or 0,
             )
+        since = await self._mark()
         limits = await self._read_limits()
         plan = self._budget.plan(1, limits)
         with closing(self._budget.reserve(plan)) as reservation:  # no await between
             refusal = limit_error(plan, self._max_lines)
             if refusal is None and self._journal is not None:
                 try:
-                    refusal = await self._grant(reservation, limits)
+                    refusal = await self._grant(reservation, limits, since)
                 except BaseException:
                     reservation.shrink(0)
                     raise
@@ -567,14 +578,28 @@ class Provisioner:
 
     # -- the journal (design invariants 7 and 8) ----------------------------------
 
+    async def _mark(self) -> datetime | None:
+        """The journal's clock, read before the limits are (None without a journal).
+
+        Raises:
+            JournalError: the journal could not be read.
+        """
+        journal = self._journal
+        return None if journal is None else await journal.mark()
+
     async def _grant(
-        self, reservation: Reservation, limits: ProvisioningLimits
+        self,
+        reservation: Reservation,
+        limits: ProvisioningLimits,
+        since: datetime | None,
     ) -> RateLimitError | None:
         """Reserve the Budget's slots in the journal too; shrink to what it grants.
 
         The room is the limits' own (not the plan's): the journal counts this
-        Provisioner's open purchases itself, beside the fleet's. Returns the
-        error that says why fewer slots were granted, or None.
+        Provisioner's open purchases itself, beside the fleet's, and those
+        settled since `since` (the mark read before `limits`), which the
+        limits read may have missed (the fleet race of invariant 8). Returns
+        the error that says why fewer slots were granted, or None.
 
         Raises:
             JournalError: the journal failed; nothing was reserved in it.
@@ -586,9 +611,9 @@ class Provisioner:
         ids: list[int] = []
         if wanted > 0:
             ids = await journal.reserve(
-                self._client.api_key_id, self._owner, wanted, room
+                self._client.api_key_id, self._owner, wanted, room, since=since
             )
-        self._grants[reservation] = _Grant(ids, room, limits)
+        self._grants[reservation] = _Grant(ids, room, limits, since)
         if len(ids) >= wanted:
             return None
         reservation.shrink(len(ids))
@@ -626,7 +651,7 @@ class Provisioner:
             slot_id = grant.ids.pop(0)
         else:  # a re-preview after a token that bought nothing
             more = await journal.reserve(
-                self._client.api_key_id, self._owner, 1, grant.room
+                self._client.api_key_id, self._owner, 1, grant.room, since=grant.since
             )
             if not more:
                 raise _fleet_error(grant.limits, 0, 1)
@@ -874,16 +899,25 @@ class Provisioner:
 
 
 class _Grant:
-    """The journal slots granted to one reservation, and the room they came from."""
+    """The journal slots granted to one reservation, and the room they came from.
 
-    __slots__ = ("ids", "limits", "room")
+    `since` is the journal's mark read before `limits`: a later reservation
+    of the same reservation (a re-preview) counts from it too.
+    """
+
+    __slots__ = ("ids", "limits", "room", "since")
 
     def __init__(
-        self, ids: list[int], room: int | None, limits: ProvisioningLimits
+        self,
+        ids: list[int],
+        room: int | None,
+        limits: ProvisioningLimits,
+        since: datetime | None,
     ) -> None:
         self.ids = ids
         self.room = room
         self.limits = limits
+        self.since = since
 
 
 def _fleet_room(limits: ProvisioningLimits) -> int | None:
@@ -1016,25 +1050,3 @@ def _settled_error(
     if ours:
         unknown.__cause__ = failure
     return unknown
-
-
-#: What the Provisioner calls on a journal.
-_JOURNAL_METHODS = (
-    "reserve",
-    "release",
-    "record_intent",
-    "record_outcome",
-    "claim_orphans",
-    "renew",
-    "entries",
-)
-
-
-def _is_journal(value: object) -> bool:
-    """Duck-typed, the same on every Python.
-
-    `isinstance(value, Journal)` on a runtime-checkable protocol looks the
-    methods up statically from 3.12 on, so a wrapper that forwards through
-    `__getattr__` passes on 3.11 and fails on 3.13; `getattr` sees both.
-    """
-    return all(callable(getattr(value, name, None)) for name in _JOURNAL_METHODS)

@@ -5,8 +5,10 @@ before the confirm's first byte is sent, and its outcome, written before it
 is reported. It holds no credential: the API key id tells accounts apart,
 the secret is never stored.
 
-- `Journal`: the protocol the Provisioner uses (reserve, record_intent,
-  record_outcome, release, claim_orphans, renew, entries).
+- `Journal`: the protocol the Provisioner uses (mark, reserve,
+  record_intent, record_outcome, release, claim_orphans, renew, entries);
+  `JOURNAL_METHODS` names its methods and `is_journal` checks a value has
+  them all (duck-typed, so a forwarding wrapper is a journal too).
 - `SQLiteJournal`: the embedded default, one file shared by the processes
   of one host; stdlib `sqlite3`, no extra dependency.
 - `PostgresJournal`: one journal for a fleet of machines (extra
@@ -21,12 +23,13 @@ from __future__ import annotations
 from ._entry import ENTRY_STATES, OUTCOME_STATES, EntryState, JournalEntry
 from ._owner import default_owner, process_alive
 from ._postgres import PostgresJournal, redact_dsn
-from ._protocol import Journal
+from ._protocol import JOURNAL_METHODS, Journal, is_journal
 from ._schema import SCHEMA_VERSION
 from ._sqlite import SQLiteJournal
 
 __all__ = [
     "ENTRY_STATES",
+    "JOURNAL_METHODS",
     "OUTCOME_STATES",
     "SCHEMA_VERSION",
     "EntryState",
@@ -35,6 +38,7 @@ __all__ = [
     "PostgresJournal",
     "SQLiteJournal",
     "default_owner",
+    "is_journal",
     "process_alive",
     "redact_dsn",
 ]

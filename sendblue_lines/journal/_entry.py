@@ -45,8 +45,10 @@ class JournalEntry:
     `account` is the API key id the purchase was made with (never the
     secret), `owner` the process (or fleet worker) that holds the entry.
     Times are timezone-aware UTC; `first_sent_at` and `settled_at` are None
-    until the confirm was sent and the outcome written. The repr shows only
-    the token's prefix.
+    until the confirm was sent and the outcome written. `created_at` and
+    `settled_at` are stamped by the journal's clock (the database's for
+    PostgreSQL), `first_sent_at` by the sender's. The repr shows only the
+    token's prefix.
     """
 
     preview_token: str

@@ -12,31 +12,30 @@ LOCKED`` (claimers never wait on each other) and judges them again in the
 statement that takes them over, on a fresh snapshot, so a purchase is never
 taken from an owner that just claimed it. Liveness is a lease in ``owners``,
 renewed by `PostgresJournal.renew` (and by every reservation), and judged by
-the database's clock, ``now()``, never by a worker's.
+the database's clock, ``now()``, never by a worker's. The same clock stamps
+outcomes and `PostgresJournal.mark`, so a reservation's count of what settled
+since its mark compares two stamps of one clock (see `_rules`).
 """
 
 from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
-from types import TracebackType
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio
 
 from ..errors import ConfigurationError, JournalError
-from ..models import ProvisionedLine
-from ._entry import EntryState, JournalEntry
+from ._base import StoreJournal
+from ._entry import JournalEntry
+from ._rules import Intent, Outcome, Refused, SlotRequest, check_token_free
 from ._schema import (
     COLUMNS,
     SCHEMA_VERSION,
-    check_outcome,
-    check_reservation,
-    dump_evidence,
+    counted,
     entry_from_row,
-    granted,
     postgres_ddl,
     schema_problem,
 )
@@ -53,10 +52,6 @@ DEFAULT_LEASE = 60.0
 COMMAND_TIMEOUT = 30.0
 #: An advisory lock key that serialises schema creation across the fleet.
 _SETUP_LOCK = 0x5E4DB1E
-
-
-class _Refused(Exception):
-    """A journal rule was broken; becomes a `JournalError` with this message."""
 
 
 def redact_dsn(dsn: str) -> str:
@@ -77,15 +72,7 @@ def redact_dsn(dsn: str) -> str:
     return text
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment
-
-
-class PostgresJournal:
+class PostgresJournal(StoreJournal):
     """The purchase journal of a fleet: one PostgreSQL schema shared by every worker.
 
     ``PostgresJournal(dsn)`` opens its own small pool and closes it with the
@@ -96,6 +83,12 @@ class PostgresJournal:
     purchase of an owner whose lease ran out, by the database's clock, is an
     orphan that exactly one survivor claims. `account`, when given, binds
     the journal to one API key id, as for `SQLiteJournal`.
+
+    Its clock is the database's ``now()``: it stamps `JournalEntry.settled_at`
+    and `mark`, and judges leases, so the clocks of the fleet's hosts never
+    meet in one comparison. A reservation renews the owner's lease and gives
+    back the reserved slots of owners whose lease ran out; `record_intent`
+    renews the slot owner's lease.
 
     Raises:
         ConfigurationError: a schema name that is not a plain lower-case
@@ -195,7 +188,7 @@ class PostgresJournal:
             # is told matches what the database holds.
             with anyio.CancelScope(shield=True):
                 result = await work()
-        except _Refused as refused:
+        except Refused as refused:
             raise self._error(operation, str(refused)) from None
         except self._errors as exc:
             raise self._error(operation, self._describe(exc)) from exc
@@ -269,7 +262,7 @@ class PostgresJournal:
             }
         problem = schema_problem(meta.get("schema_version"), self._location)
         if problem is not None:
-            raise _Refused(problem)
+            raise Refused(problem)
         for statement in postgres_ddl(s):
             await connection.execute(statement)
         await connection.execute(
@@ -288,7 +281,7 @@ class PostgresJournal:
             f"SELECT value FROM {s}.meta WHERE key = 'account'"
         )
         if bound != self._account:
-            raise _Refused(
+            raise Refused(
                 f"it belongs to the account with key id {bound!r}, "
                 f"not {self._account!r}"
             )
@@ -299,25 +292,7 @@ class PostgresJournal:
         if pool is not None and self._given_pool is None:
             await self._guard("close the journal", pool.close)
 
-    async def __aenter__(self: _Self) -> _Self:
-        return await self.open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     # -- the protocol -------------------------------------------------------
-
-    def _check_account(self, account: str) -> None:
-        if self._account is not None and account != self._account:
-            raise _Refused(
-                f"it is bound to the account with key id {self._account!r}, "
-                f"not {account!r}"
-            )
 
     async def _renew(self, connection: Any, owner: str) -> None:
         await connection.execute(
@@ -328,24 +303,24 @@ class PostgresJournal:
             self._lease,
         )
 
-    async def reserve(
-        self, account: str, owner: str, wanted: int, room: int | None
-    ) -> list[int]:
-        """Grant up to `wanted` slots within `room`, counting the fleet's purchases.
-
-        See `Journal.reserve`. Renews `owner`'s lease; reserved slots of
-        owners whose lease ran out are given back on the way.
+    async def mark(self) -> datetime:
+        """Return the database's ``now()``, the clock `settled_at` is stamped with.
 
         Raises:
-            JournalError: the database failed, or the counts are negative.
+            JournalError: the database failed or the journal is not open.
         """
+
+        async def work(connection: Any) -> datetime:
+            moment: datetime = await connection.fetchval("SELECT now()")
+            return moment
+
+        return await self._run("mark the time", work)
+
+    async def _reserve(self, request: SlotRequest) -> list[int]:
         s = self._qualified
+        account, owner, since = request.account, request.owner, request.since
 
         async def work(connection: Any) -> list[int]:
-            problem = check_reservation(wanted, room)
-            if problem is not None:
-                raise _Refused(problem)
-            self._check_account(account)
             await self._renew(connection, owner)
             await connection.execute(
                 f"INSERT INTO {s}.accounts (account) VALUES ($1) "
@@ -361,12 +336,16 @@ class PostgresJournal:
                 f"{s}.owners o WHERE o.owner = p.owner AND o.lease_until > now())",
                 account,
             )
-            open_now = await connection.fetchval(
+            # Without a mark no settled entry counts (NULL compares false).
+            taking = await connection.fetchval(
                 f"SELECT count(*) FROM {s}.purchases WHERE account = $1 "
-                "AND state IN ('reserved', 'pending')",
+                f"AND {counted('$2', '$3::timestamptz', '$4::timestamptz')}",
                 account,
+                owner,
+                None if since is None else since.own,
+                None if since is None else since.others,
             )
-            count = granted(wanted, room, int(open_now))
+            count = request.granted(int(taking))
             if count == 0:
                 return []
             rows = await connection.fetch(
@@ -398,91 +377,50 @@ class PostgresJournal:
 
         await self._run("release purchase slots", work)
 
-    async def record_intent(
-        self,
-        slot_id: int,
-        preview_token: str,
-        expires_at: datetime,
-        *,
-        first_sent_at: datetime | None = None,
-    ) -> JournalEntry:
-        """Write the intent to confirm `preview_token` in a reserved slot.
-
-        See `Journal.record_intent`. Renews the slot owner's lease.
-
-        Raises:
-            JournalError: the slot is not reserved, the token is already in
-                the journal, or the database failed.
-        """
+    async def _record_intent(self, intent: Intent) -> JournalEntry:
         s = self._qualified
 
         async def work(connection: Any) -> JournalEntry:
             owner = await connection.fetchval(
                 f"SELECT owner FROM {s}.purchases WHERE id = $1 "
                 "AND state = 'reserved' FOR UPDATE",
-                slot_id,
+                intent.slot_id,
             )
-            if owner is None:
-                raise _Refused(
-                    f"slot {slot_id} is not a reserved slot "
-                    "(never granted, released, or already used)"
+            intent.check_slot(None if owner is None else "reserved")
+            check_token_free(
+                await connection.fetchval(
+                    f"SELECT 1 FROM {s}.purchases WHERE preview_token = $1",
+                    intent.preview_token,
                 )
-            if await connection.fetchval(
-                f"SELECT 1 FROM {s}.purchases WHERE preview_token = $1", preview_token
-            ):
-                raise _Refused("this preview token is already in the journal")
+                is not None
+            )
             await self._renew(connection, owner)
             row = await connection.fetchrow(
                 f"UPDATE {s}.purchases SET state = 'pending', preview_token = $1, "
                 "expires_at = $2, created_at = now(), first_sent_at = $3 "
                 f"WHERE id = $4 RETURNING {COLUMNS}",
-                preview_token,
-                _utc(expires_at),
-                _utc(first_sent_at),
-                slot_id,
+                intent.preview_token,
+                intent.expires_at,
+                intent.first_sent_at,
+                intent.slot_id,
             )
             return entry_from_row(tuple(row))
 
         return await self._run("record the intent to confirm", work)
 
-    async def record_outcome(
-        self,
-        preview_token: str,
-        state: EntryState,
-        *,
-        line: ProvisionedLine | None = None,
-        error_code: str | None = None,
-        message: str | None = None,
-        attempts: int | None = None,
-        first_sent_at: datetime | None = None,
-        evidence: Sequence[Mapping[str, Any]] = (),
+    async def _record_outcome(
+        self, preview_token: str, outcome: Outcome
     ) -> JournalEntry:
-        """Write the outcome of a purchase; return the entry as it now stands.
-
-        See `Journal.record_outcome`.
-
-        Raises:
-            JournalError: no intent for the token, an invalid or final-state
-                change, evidence that is not JSON, or the database failed.
-        """
         s = self._qualified
-        try:
-            evidence_text = dump_evidence(evidence) if evidence else None
-        except (TypeError, ValueError) as exc:
-            raise self._error(
-                "record the outcome", f"the evidence is not JSON: {exc}"
-            ) from None
 
         async def work(connection: Any) -> JournalEntry:
-            current = await connection.fetchval(
-                f"SELECT state FROM {s}.purchases WHERE preview_token = $1 FOR UPDATE",
-                preview_token,
+            outcome.check_over(
+                await connection.fetchval(
+                    f"SELECT state FROM {s}.purchases WHERE preview_token = $1 "
+                    "FOR UPDATE",
+                    preview_token,
+                )
             )
-            if current is None:
-                raise _Refused("no intent was recorded for this token")
-            problem = check_outcome(current, state, line)
-            if problem is not None:
-                raise _Refused(problem)
             row = await connection.fetchrow(
                 f"UPDATE {s}.purchases SET state = $1, phone_number = $2, "
                 "worker_id = $3, subscription_id = $4, error_code = $5, "
@@ -490,15 +428,9 @@ class PostgresJournal:
                 "first_sent_at = COALESCE($8, first_sent_at), settled_at = now(), "
                 "evidence = COALESCE($9, evidence) WHERE preview_token = $10 "
                 f"RETURNING {COLUMNS}",
-                state,
-                None if line is None else line.phone_number,
-                None if line is None else line.worker_id,
-                None if line is None else line.subscription_id,
-                error_code,
-                message,
-                attempts,
-                _utc(first_sent_at),
-                evidence_text,
+                *outcome.columns(),
+                outcome.first_sent_at,
+                outcome.evidence,
                 preview_token,
             )
             return entry_from_row(tuple(row))

@@ -1,11 +1,12 @@
 """The `Journal` protocol: what the Provisioner needs from a durable record.
 
-How the Provisioner is meant to use it (issue 12, once issue 11's `Budget`
-exists; the budget's reservation is where `reserve` plugs in):
+How the Provisioner uses it:
 
-1. Plan from the limits it read, then ``slots = await journal.reserve(key_id,
-   owner, wanted, room)``: one transaction that counts the open purchases of
-   every process on the account, so a fleet never exceeds the room.
+1. ``since = await journal.mark()``, then read ``GET /accounts/limits``,
+   then plan, then ``slots = await journal.reserve(key_id, owner, wanted,
+   room, since=since)``: one transaction that counts the open purchases of
+   every process on the account, and those settled since the mark (which
+   the limits read may have missed), so a fleet never exceeds the room.
 2. For each slot: preview, then ``await journal.record_intent(slot, token,
    expires_at)``; only when that returned is the confirm sent. A
    `JournalError` here stops that purchase before its confirm.
@@ -31,7 +32,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from ..models import ProvisionedLine
 from ._entry import EntryState, JournalEntry
 
-__all__ = ["Journal"]
+__all__ = ["JOURNAL_METHODS", "Journal", "is_journal"]
 
 _J = TypeVar("_J", bound="Journal")
 
@@ -45,8 +46,9 @@ class Journal(Protocol):
     ``synchronous=FULL``; PostgreSQL's commit). Every failure of the store is
     a `JournalError`. The order of use for one purchase:
 
-    1. `reserve` grants purchase slots, counting every open purchase of the
-       account in the whole journal (invariant 8);
+    1. `mark` is read before ``GET /accounts/limits``; `reserve` then grants
+       purchase slots, counting every open purchase of the account in the
+       whole journal and those settled since the mark (invariant 8);
     2. `record_intent` is written before the first byte of the confirm is
        sent (the write-ahead rule of invariant 7);
     3. `record_outcome` is written before the outcome is reported;
@@ -84,15 +86,42 @@ class Journal(Protocol):
         traceback: TracebackType | None,
     ) -> None: ...
 
+    async def mark(self) -> datetime:
+        """Return now, by the journal's clock: the `since` of a reservation.
+
+        Read it *before* ``GET /accounts/limits``, and pass it to `reserve`.
+        The clock is the one that stamps `JournalEntry.settled_at` (the
+        database's ``now()`` for PostgreSQL, the host's for SQLite), so the
+        two stamps are compared on one clock, never two hosts'.
+
+        Raises:
+            JournalError: the store failed or is not open.
+        """
+        ...
+
     async def reserve(
-        self, account: str, owner: str, wanted: int, room: int | None
+        self,
+        account: str,
+        owner: str,
+        wanted: int,
+        room: int | None,
+        *,
+        since: datetime | None = None,
     ) -> list[int]:
-        """Grant up to `wanted` slots, so that open purchases stay within `room`.
+        """Grant up to `wanted` slots, so that what is counted stays within `room`.
 
         In one transaction: count the account's open purchases (slots of
         live owners, and pending intents of every owner, dead ones included,
-        since they may have charged), and add at most ``room - open`` slots
+        since they may have charged) and, with `since`, the entries that may
+        have charged (``"bought"``, ``"provisioning_failed"``, ``"unknown"``)
+        settled at or after `since` (less a margin for other owners' entries,
+        in case the clock stepped back): the limits read after the mark may
+        not count them yet. Then add at most ``room - counted`` slots
         (``room=None``: no limit). Returns the new slot ids, possibly none.
+
+        `since` is a `mark` taken before the limits that gave `room` were
+        read; None counts open purchases only, which is enough only when no
+        purchase of the account can settle between that read and this call.
 
         Raises:
             JournalError: the store failed; nothing was reserved.
@@ -179,3 +208,24 @@ class Journal(Protocol):
             JournalError: the store failed.
         """
         ...
+
+
+#: The methods a journal has: every public one of the `Journal` protocol.
+JOURNAL_METHODS: tuple[str, ...] = tuple(
+    sorted(
+        name
+        for name, value in vars(Journal).items()
+        if not name.startswith("_") and callable(value)
+    )
+)
+
+
+def is_journal(value: object) -> bool:
+    """Tell whether `value` has every method of `Journal` (duck-typed).
+
+    Not ``isinstance(value, Journal)``: on a runtime-checkable protocol that
+    looks the methods up statically from Python 3.12 on, so a wrapper that
+    forwards through ``__getattr__`` passed on 3.11 and failed on 3.13;
+    `getattr` sees both, the same on every Python.
+    """
+    return all(callable(getattr(value, name, None)) for name in JOURNAL_METHODS)

@@ -11,29 +11,27 @@ downgraded; an older one would be migrated here (there is none yet).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 from ..models import ProvisionedLine
-from ._entry import ENTRY_STATES, OUTCOME_STATES, EntryState, JournalEntry
+from ._entry import ENTRY_STATES, EntryState, JournalEntry
+from ._rules import CHARGED_STATES
 
 __all__ = [
     "COLUMNS",
-    "FINAL_STATES",
     "SCHEMA_VERSION",
-    "check_outcome",
-    "check_reservation",
-    "dump_evidence",
+    "SQLITE_DDL",
+    "counted",
     "entry_from_row",
     "newer_schema_message",
+    "postgres_ddl",
+    "schema_problem",
 ]
 
 #: The schema version this code writes and understands.
 SCHEMA_VERSION = 1
-
-#: States that an outcome may not change once written.
-FINAL_STATES = frozenset({"bought", "not_bought", "provisioning_failed"})
 
 #: The columns of ``purchases`` that make a `JournalEntry`, in this order.
 COLUMNS = (
@@ -43,6 +41,13 @@ COLUMNS = (
 )
 
 _STATES_SQL = ", ".join(f"'{state}'" for state in ("reserved", *ENTRY_STATES))
+
+# A reservation counts the purchases settled since its mark (see `_rules`).
+# An index only: a version-1 journal gains it on open, older code ignores it.
+_SETTLED_INDEX = (
+    "CREATE INDEX IF NOT EXISTS purchases_settled ON {schema}purchases "
+    "(account, settled_at)"
+)
 
 SQLITE_DDL = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -65,6 +70,7 @@ SQLITE_DDL = (
         evidence TEXT NOT NULL DEFAULT '[]'
     )""",
     "CREATE INDEX IF NOT EXISTS purchases_open ON purchases (account, state)",
+    _SETTLED_INDEX.format(schema=""),
 )
 
 
@@ -99,6 +105,22 @@ def postgres_ddl(schema: str) -> tuple[str, ...]:
         )""",
         f"CREATE INDEX IF NOT EXISTS purchases_open ON {schema}.purchases "
         "(account, state)",
+        _SETTLED_INDEX.format(schema=f"{schema}."),
+    )
+
+
+def counted(owner: str, own: str, others: str) -> str:
+    """The condition on ``purchases`` of the rows a reservation counts.
+
+    The open ones (reserved or pending), and those that may have charged
+    settled at or after the time `own` (rows of `owner`) or `others` (rows
+    of other owners); see `_rules`. The arguments are the backend's
+    placeholders; a NULL time counts no settled row.
+    """
+    charged = ", ".join(f"'{state}'" for state in CHARGED_STATES)
+    return (
+        f"(state IN ('reserved', 'pending') OR (state IN ({charged}) "
+        f"AND settled_at >= CASE WHEN owner = {owner} THEN {own} ELSE {others} END))"
     )
 
 
@@ -124,52 +146,6 @@ def schema_problem(found: str | None, where: str) -> str | None:
     if version < 1:
         return f"the journal at {where} has an unknown schema version {found!r}"
     return None
-
-
-def check_reservation(wanted: int, room: int | None) -> str | None:
-    """Say what is wrong with a reservation's counts, or None."""
-    if wanted < 0:
-        return f"cannot reserve a negative number of slots ({wanted})"
-    if room is not None and room < 0:
-        return f"the room left cannot be negative ({room})"
-    return None
-
-
-def granted(wanted: int, room: int | None, open_now: int) -> int:
-    """How many of `wanted` slots fit when `open_now` purchases are open."""
-    if room is None:
-        return wanted
-    return max(0, min(wanted, room - open_now))
-
-
-def check_outcome(current: str, state: str, line: ProvisionedLine | None) -> str | None:
-    """Say why an outcome cannot be written over `current`, or None."""
-    if state not in OUTCOME_STATES:
-        return f"{state!r} is not an outcome: use one of {', '.join(OUTCOME_STATES)}"
-    if (state == "bought") != (line is not None):
-        return "a line goes with the state 'bought', and only with it"
-    if current == "reserved":
-        return "no intent was recorded for this token"
-    if current in FINAL_STATES and state != current:
-        return f"the outcome {current!r} is final and cannot become {state!r}"
-    return None
-
-
-def dump_evidence(evidence: Sequence[Mapping[str, Any]]) -> str:
-    """Serialise evidence as JSON text.
-
-    Raises:
-        TypeError, ValueError: an item is not a JSON object, or holds values
-            JSON cannot carry.
-    """
-    items = []
-    given: Sequence[object] = evidence
-    for item in given:
-        if not isinstance(item, Mapping):
-            msg = f"evidence items are JSON objects, not {type(item).__name__}"
-            raise TypeError(msg)
-        items.append(dict(item))
-    return json.dumps(items, sort_keys=True, allow_nan=False)
 
 
 def _moment(value: Any) -> datetime | None:

@@ -16,28 +16,25 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from types import TracebackType
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import TypeVar
 
 import anyio.to_thread
 
 from .. import _clock
 from ..errors import JournalError
-from ..models import ProvisionedLine
-from ._entry import EntryState, JournalEntry
+from ._base import StoreJournal
+from ._entry import JournalEntry
 from ._owner import process_alive
+from ._rules import Intent, Outcome, Refused, SlotRequest, check_token_free, utc
 from ._schema import (
     COLUMNS,
     SCHEMA_VERSION,
     SQLITE_DDL,
-    check_outcome,
-    check_reservation,
-    dump_evidence,
+    counted,
     entry_from_row,
-    granted,
     schema_problem,
 )
 
@@ -50,16 +47,10 @@ _Self = TypeVar("_Self", bound="SQLiteJournal")
 DEFAULT_BUSY_TIMEOUT = 30.0
 
 
-class _Refused(Exception):
-    """A journal rule was broken; becomes a `JournalError` with this message."""
-
-
 def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat()
+    # Always with microseconds, so that stored times compare as text in order.
+    moment = utc(moment)
+    return None if moment is None else moment.isoformat(timespec="microseconds")
 
 
 @contextmanager
@@ -77,7 +68,7 @@ def _immediate(connection: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-class SQLiteJournal:
+class SQLiteJournal(StoreJournal):
     """The embedded purchase journal: one SQLite file for the processes of one host.
 
     ``SQLiteJournal(path)`` creates the file on first use, with mode 0600
@@ -88,7 +79,10 @@ class SQLiteJournal:
 
     Owners are processes of this host (see `default_owner`): a row of a
     process that no longer runs is an orphan; a row of another host is
-    never judged dead here (use `PostgresJournal` for a fleet).
+    never judged dead here (use `PostgresJournal` for a fleet). Its clock
+    (`mark`, `JournalEntry.settled_at`) is the host's, which every process
+    sharing the file reads. A reservation gives back the reserved slots of
+    dead processes on the way; pending intents count whoever wrote them.
 
     Every method raises `JournalError` when the file cannot be opened, read
     or written (corrupt, truncated, read-only, disk full) or when a journal
@@ -133,7 +127,7 @@ class SQLiteJournal:
         with self._lock:
             try:
                 return work()
-            except _Refused as refused:
+            except Refused as refused:
                 raise self._error(operation, str(refused)) from None
             except sqlite3.Error as exc:
                 raise self._error(operation, _describe(exc)) from exc
@@ -177,7 +171,7 @@ class SQLiteJournal:
         except FileExistsError:
             mode = stat.S_IMODE(os.stat(self._path).st_mode)
             if mode & 0o022:
-                raise _Refused(
+                raise Refused(
                     f"group or others may write the file (mode {mode:04o}); "
                     f"make it private with: chmod 600 {self._path}"
                 ) from None
@@ -203,18 +197,18 @@ class SQLiteJournal:
         connection.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
         (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
         if str(mode).lower() != "wal":
-            raise _Refused(f"the file cannot be switched to WAL mode (got {mode!r})")
+            raise Refused(f"the file cannot be switched to WAL mode (got {mode!r})")
         connection.execute("PRAGMA synchronous = FULL")
         problems = [row[0] for row in connection.execute("PRAGMA quick_check")]
         if problems != ["ok"]:
-            raise _Refused("the file is damaged: " + "; ".join(problems[:3]))
+            raise Refused("the file is damaged: " + "; ".join(problems[:3]))
         with _immediate(connection):
             # The version is read before anything is created, so a journal of
             # a newer version is refused untouched.
             meta = _meta(connection)
             problem = schema_problem(meta.get("schema_version"), self._path)
             if problem is not None:
-                raise _Refused(problem)
+                raise Refused(problem)
             for statement in SQLITE_DDL:
                 connection.execute(statement)
             self._check_meta(connection, meta)
@@ -240,7 +234,7 @@ class SQLiteJournal:
                 "INSERT INTO meta (key, value) VALUES ('account', ?)", (self._account,)
             )
         elif bound != self._account:
-            raise _Refused(
+            raise Refused(
                 f"it belongs to the account with key id {bound!r}, "
                 f"not {self._account!r}"
             )
@@ -253,57 +247,45 @@ class SQLiteJournal:
                 self._guarded, "close the journal", connection.close
             )
 
-    async def __aenter__(self: _Self) -> _Self:
-        return await self.open()
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
     # -- the protocol -------------------------------------------------------
 
-    def _check_account(self, account: str) -> None:
-        if self._account is not None and account != self._account:
-            raise _Refused(
-                f"it is bound to the account with key id {self._account!r}, "
-                f"not {account!r}"
-            )
-
-    async def reserve(
-        self, account: str, owner: str, wanted: int, room: int | None
-    ) -> list[int]:
-        """Grant up to `wanted` slots within `room`, counting every open purchase.
-
-        See `Journal.reserve`. Reserved slots of dead processes are given
-        back on the way; pending intents count whoever wrote them.
+    async def mark(self) -> datetime:
+        """Return now by this host's clock, the one `settled_at` is stamped with.
 
         Raises:
-            JournalError: the store failed, or the counts are negative.
+            JournalError: the journal is not open.
         """
+        if self._connection is None:
+            raise self._error(
+                "mark the time", "the journal is not open (use async with)"
+            )
+        return _clock.now()
+
+    async def _reserve(self, request: SlotRequest) -> list[int]:
+        # Settled entries count from `since` on; without a mark none do
+        # (a comparison with NULL is never true).
+        since = request.since
+        own = None if since is None else _iso(since.own)
+        others = None if since is None else _iso(since.others)
+        account, owner = request.account, request.owner
 
         def work(connection: sqlite3.Connection) -> list[int]:
-            problem = check_reservation(wanted, room)
-            if problem is not None:
-                raise _Refused(problem)
-            self._check_account(account)
             with _immediate(connection):
                 rows = connection.execute(
-                    "SELECT id, owner, state FROM purchases "
-                    "WHERE account = ? AND state IN ('reserved', 'pending')",
-                    (account,),
+                    "SELECT id, owner, state FROM purchases WHERE account = ? "
+                    f"AND {counted('?', '?', '?')}",
+                    (account, owner, own, others),
                 ).fetchall()
-                judged = _judge({row[1] for row in rows if row[1] != owner})
+                judged = _judge(
+                    {row[1] for row in rows if row[2] == "reserved" and row[1] != owner}
+                )
                 dead_slots = [
                     row[0] for row in rows if row[2] == "reserved" and row[1] in judged
                 ]
                 connection.executemany(
                     "DELETE FROM purchases WHERE id = ?", [(i,) for i in dead_slots]
                 )
-                open_now = len(rows) - len(dead_slots)
+                taking = len(rows) - len(dead_slots)
                 created = _iso(_clock.now())
                 return [
                     _inserted(
@@ -313,7 +295,7 @@ class SQLiteJournal:
                             (account, owner, created),
                         )
                     )
-                    for _ in range(granted(wanted, room, open_now))
+                    for _ in range(request.granted(taking))
                 ]
 
         return await self._run("reserve purchase slots", work)
@@ -334,90 +316,42 @@ class SQLiteJournal:
 
         await self._run("release purchase slots", work)
 
-    async def record_intent(
-        self,
-        slot_id: int,
-        preview_token: str,
-        expires_at: datetime,
-        *,
-        first_sent_at: datetime | None = None,
-    ) -> JournalEntry:
-        """Write the intent to confirm `preview_token` in a reserved slot.
-
-        See `Journal.record_intent`.
-
-        Raises:
-            JournalError: the slot is not reserved, the token is already in
-                the journal, or the store failed.
-        """
-
+    async def _record_intent(self, intent: Intent) -> JournalEntry:
         def work(connection: sqlite3.Connection) -> JournalEntry:
             with _immediate(connection):
                 row = connection.execute(
-                    "SELECT state FROM purchases WHERE id = ?", (slot_id,)
+                    "SELECT state FROM purchases WHERE id = ?", (intent.slot_id,)
                 ).fetchone()
-                if row is None or row[0] != "reserved":
-                    raise _Refused(
-                        f"slot {slot_id} is not a reserved slot "
-                        "(never granted, released, or already used)"
-                    )
+                intent.check_slot(None if row is None else row[0])
                 try:
                     connection.execute(
                         "UPDATE purchases SET state = 'pending', preview_token = ?, "
                         "expires_at = ?, created_at = ?, first_sent_at = ? "
                         "WHERE id = ?",
                         (
-                            preview_token,
-                            _iso(expires_at),
+                            intent.preview_token,
+                            _iso(intent.expires_at),
                             _iso(_clock.now()),
-                            _iso(first_sent_at),
-                            slot_id,
+                            _iso(intent.first_sent_at),
+                            intent.slot_id,
                         ),
                     )
                 except sqlite3.IntegrityError:
-                    raise _Refused(
-                        "this preview token is already in the journal"
-                    ) from None
-                return _select_entry(connection, preview_token)
+                    check_token_free(taken=True)
+                return _select_entry(connection, intent.preview_token)
 
         return await self._run("record the intent to confirm", work)
 
-    async def record_outcome(
-        self,
-        preview_token: str,
-        state: EntryState,
-        *,
-        line: ProvisionedLine | None = None,
-        error_code: str | None = None,
-        message: str | None = None,
-        attempts: int | None = None,
-        first_sent_at: datetime | None = None,
-        evidence: Sequence[Mapping[str, Any]] = (),
+    async def _record_outcome(
+        self, preview_token: str, outcome: Outcome
     ) -> JournalEntry:
-        """Write the outcome of a purchase; return the entry as it now stands.
-
-        See `Journal.record_outcome`.
-
-        Raises:
-            JournalError: no intent for the token, an invalid or final-state
-                change, evidence that is not JSON, or the store failed.
-        """
-
         def work(connection: sqlite3.Connection) -> JournalEntry:
-            try:
-                evidence_text = dump_evidence(evidence) if evidence else None
-            except (TypeError, ValueError) as exc:
-                raise _Refused(f"the evidence is not JSON: {exc}") from None
             with _immediate(connection):
                 row = connection.execute(
                     "SELECT state FROM purchases WHERE preview_token = ?",
                     (preview_token,),
                 ).fetchone()
-                if row is None:
-                    raise _Refused("no intent was recorded for this token")
-                problem = check_outcome(row[0], state, line)
-                if problem is not None:
-                    raise _Refused(problem)
+                outcome.check_over(None if row is None else row[0])
                 connection.execute(
                     "UPDATE purchases SET state = ?, phone_number = ?, worker_id = ?,"
                     " subscription_id = ?, error_code = ?, message = ?,"
@@ -425,16 +359,10 @@ class SQLiteJournal:
                     " first_sent_at = COALESCE(?, first_sent_at), settled_at = ?,"
                     " evidence = COALESCE(?, evidence) WHERE preview_token = ?",
                     (
-                        state,
-                        None if line is None else line.phone_number,
-                        None if line is None else line.worker_id,
-                        None if line is None else line.subscription_id,
-                        error_code,
-                        message,
-                        attempts,
-                        _iso(first_sent_at),
+                        *outcome.columns(),
+                        _iso(outcome.first_sent_at),
                         _iso(_clock.now()),
-                        evidence_text,
+                        outcome.evidence,
                         preview_token,
                     ),
                 )
@@ -528,7 +456,7 @@ def _judge(owners: set[str]) -> set[str]:
 def _inserted(cursor: sqlite3.Cursor) -> int:
     row_id = cursor.lastrowid
     if row_id is None:  # pragma: no cover - an INSERT always sets it
-        raise _Refused("the new slot got no id")
+        raise Refused("the new slot got no id")
     return row_id
 
 

@@ -461,3 +461,82 @@ async def test_a_confirm_in_flight_keeps_renewing_its_owner(
     assert any(n > 0 for n in counting.in_flight_at_renew)
     [entry] = await journal.entries(client.api_key_id)
     assert entry.state == "bought"
+
+
+class ReserveAfter(FailingOutcome):
+    """The real journal; just before its first `reserve`, `before` runs to its end.
+
+    So another purchase is confirmed and settled after this Provisioner read
+    the limits and before it reserves: the fleet race of invariant 8.
+    """
+
+    def __init__(self, inner: Journal, before: Callable[[], Awaitable[object]]) -> None:
+        super().__init__(inner)
+        self._before: Callable[[], Awaitable[object]] | None = before
+
+    async def record_outcome(self, *args: Any, **kwargs: Any) -> JournalEntry:
+        return await self._inner.record_outcome(*args, **kwargs)
+
+    async def reserve(self, *args: Any, **kwargs: Any) -> list[int]:
+        before, self._before = self._before, None
+        if before is not None:
+            await before()
+        return await self._inner.reserve(*args, **kwargs)
+
+
+@pytest.mark.parametrize("batch", [False, True], ids=["provision", "batch"])
+async def test_a_purchase_settled_between_the_limits_read_and_the_reservation_counts(
+    make_journal: MakeJournal,
+    client: LinesClient,
+    sendblue_sandbox: Sandbox[ManualClock],
+    batch: bool,
+) -> None:
+    """A line bought after our limits read and settled before we reserve counts.
+
+    It is in neither the read nor the open purchases: the journal counts it
+    from the mark, so we send no confirm to meet a 429.
+    """
+    sendblue_sandbox.account.daily_limit = 1
+    async with make_journal() as mine, make_journal() as theirs:
+        other = Provisioner(client, journal=theirs)
+        racing: Any = ReserveAfter(mine, other.provision)
+        me = Provisioner(client, journal=racing)
+        if batch:
+            result = await me.provision_many(1)
+            assert result.lines == []
+            assert result.not_attempted == 1
+            stop = result.stopped_by
+        else:
+            with pytest.raises(DailyLimitReachedError) as raised:
+                await me.provision()
+            stop = raised.value
+        entries = await theirs.entries(client.api_key_id)
+    assert isinstance(stop, DailyLimitReachedError)
+    assert "journal" in str(stop)
+    # Both read the limits before the one line was bought.
+    assert sendblue_sandbox.counters["limits"].requests == 2
+    confirms = sendblue_sandbox.counters["confirm"]
+    assert confirms.requests == 1
+    assert 429 not in confirms.statuses
+    assert sendblue_sandbox.counters["preview"].requests == 1
+    [charge] = sendblue_sandbox.ledger
+    assert [(e.preview_token, e.state) for e in entries] == [
+        (charge.preview_token, "bought")
+    ]
+
+
+async def test_one_process_buying_line_after_line_reaches_the_limit(
+    journal: Journal, client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    """One after another, every line the limit allows is bought.
+
+    Its own purchases settled before each mark are in that limits read and
+    are not counted a second time by the journal.
+    """
+    sendblue_sandbox.account.daily_limit = 3
+    provisioner = Provisioner(client, journal=journal)
+    lines = [await provisioner.provision() for _ in range(3)]
+    assert len({line.worker_id for line in lines}) == 3
+    with pytest.raises(DailyLimitReachedError):
+        await provisioner.provision()
+    assert sendblue_sandbox.counters["confirm"].requests == 3

@@ -27,7 +27,9 @@ async def both_are_journals(when: datetime, line: ProvisionedLine) -> None:
     for journal in journals:
         async with journal as opened:
             owner: str = default_owner()
-            slots: list[int] = await opened.reserve("key", owner, 3, None)
+            mark: datetime = await opened.mark()
+            slots: list[int] = await opened.reserve("key", owner, 3, None, since=mark)
+            await opened.reserve("key", owner, 3, None, mark)  # type: ignore[call-arg]
             entry: JournalEntry = await opened.record_intent(slots[0], "lpv", when)
             await opened.record_outcome(entry.preview_token, "bought", line=line)
             await opened.record_outcome("lpv", "maybe")  # type: ignore[arg-type]

@@ -1,0 +1,262 @@
+"""The journal's rules, decided once for every backend; the backends hold the SQL.
+
+What may be reserved, which entries a reservation counts, what an outcome may
+overwrite and how its values are written: each backend asks here and only
+runs the statements. A broken rule raises `Refused`, which each backend turns
+into its `JournalError`.
+
+The fleet race (design invariant 8). A process reads ``GET /accounts/limits``
+and then reserves. A purchase of another process that charged after the
+server answered that read, and was settled before the reservation, is in
+neither the read's ``used`` nor the journal's open purchases. So a
+reservation also counts the entries that may have charged (`CHARGED_STATES`)
+and were settled at or after a *mark*: the journal's own clock
+(`Journal.mark`), read before the limits were. An outcome is written after
+its confirm's answer came, so one settled before the mark charged before the
+read began and the read counts it; one settled later may not be in it and is
+counted here. Both stamps come from the journal's one clock (the database's
+``now()`` for PostgreSQL, the host's for SQLite), never from two hosts'.
+`CLOCK_MARGIN` widens the window for other owners' entries, in case that
+clock stepped back between the two stamps: counting a purchase twice only
+declines a slot, missing one meets a 429. A process's own entries are judged
+without the margin, so that purchases made one after another by one process
+are not counted twice near the limit.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from typing import Any, overload
+
+import attrs
+
+from ..models import ProvisionedLine
+from ._entry import OUTCOME_STATES, EntryState
+
+__all__ = [
+    "CHARGED_STATES",
+    "CLOCK_MARGIN",
+    "FINAL_STATES",
+    "Intent",
+    "Outcome",
+    "Refused",
+    "Since",
+    "SlotRequest",
+    "check_account",
+    "check_token_free",
+    "utc",
+]
+
+#: States that an outcome may not change once written.
+FINAL_STATES = frozenset({"bought", "not_bought", "provisioning_failed"})
+#: Settled states whose confirm may have charged (and so count on the limits).
+CHARGED_STATES: tuple[EntryState, ...] = ("bought", "provisioning_failed", "unknown")
+#: How far before a mark other owners' settled purchases still count.
+CLOCK_MARGIN = timedelta(seconds=2)
+
+
+class Refused(Exception):
+    """A journal rule was broken; a backend raises it as a `JournalError`."""
+
+
+@overload
+def utc(moment: datetime) -> datetime: ...
+@overload
+def utc(moment: None) -> None: ...
+@overload
+def utc(moment: datetime | None) -> datetime | None: ...
+def utc(moment: datetime | None) -> datetime | None:
+    """`moment` as an aware UTC time (a naive one is taken as UTC)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+@attrs.frozen
+class Since:
+    """From when settled purchases count in a reservation: own and other owners'."""
+
+    own: datetime
+    others: datetime
+
+    @classmethod
+    def of(cls, mark: datetime | None) -> Since | None:
+        """The window of a reservation made after the mark `mark` (None: none)."""
+        moment = utc(mark)
+        if moment is None:
+            return None
+        return cls(own=moment, others=moment - CLOCK_MARGIN)
+
+
+def check_account(bound: str | None, account: str) -> None:
+    """Refuse `account` on a journal bound to another key id."""
+    if bound is not None and account != bound:
+        msg = f"it is bound to the account with key id {bound!r}, not {account!r}"
+        raise Refused(msg)
+
+
+@attrs.frozen(kw_only=True)
+class SlotRequest:
+    """A checked reservation: who wants how many slots within what room."""
+
+    account: str
+    owner: str
+    wanted: int
+    room: int | None
+    since: Since | None
+
+    @classmethod
+    def of(
+        cls,
+        account: str,
+        owner: str,
+        wanted: int,
+        room: int | None,
+        since: datetime | None,
+    ) -> SlotRequest:
+        """Check a reservation's counts.
+
+        Raises:
+            Refused: a negative count.
+        """
+        if wanted < 0:
+            msg = f"cannot reserve a negative number of slots ({wanted})"
+            raise Refused(msg)
+        if room is not None and room < 0:
+            msg = f"the room left cannot be negative ({room})"
+            raise Refused(msg)
+        return cls(
+            account=account, owner=owner, wanted=wanted, room=room,
+            since=Since.of(since),
+        )  # fmt: skip
+
+    def granted(self, counted: int) -> int:
+        """How many slots fit when `counted` purchases take room."""
+        if self.room is None:
+            return self.wanted
+        return max(0, min(self.wanted, self.room - counted))
+
+
+@attrs.frozen(kw_only=True)
+class Intent:
+    """A checked intent: the token about to be confirmed in a reserved slot."""
+
+    slot_id: int
+    preview_token: str
+    expires_at: datetime
+    first_sent_at: datetime | None
+
+    def check_slot(self, state: str | None) -> None:
+        """Refuse a slot whose stored state is not reserved (None: no such slot)."""
+        if state != "reserved":
+            msg = (
+                f"slot {self.slot_id} is not a reserved slot "
+                "(never granted, released, or already used)"
+            )
+            raise Refused(msg)
+
+
+def check_token_free(taken: bool) -> None:
+    """Refuse a preview token that is already in the journal."""
+    if taken:
+        msg = "this preview token is already in the journal"
+        raise Refused(msg)
+
+
+@attrs.frozen(kw_only=True)
+class Outcome:
+    """The checked values an outcome writes, the same for every backend."""
+
+    state: EntryState
+    phone_number: str | None
+    worker_id: str | None
+    subscription_id: str | None
+    error_code: str | None
+    message: str | None
+    attempts: int | None
+    first_sent_at: datetime | None
+    evidence: str | None  # JSON text; None keeps what is stored
+
+    @classmethod
+    def of(
+        cls,
+        state: EntryState,
+        *,
+        line: ProvisionedLine | None,
+        error_code: str | None,
+        message: str | None,
+        attempts: int | None,
+        first_sent_at: datetime | None,
+        evidence: Sequence[Mapping[str, Any]],
+    ) -> Outcome:
+        """Check an outcome on its own (before the stored state is read).
+
+        Raises:
+            Refused: `state` is not an outcome, a line without ``"bought"``
+                (or the reverse), or evidence that is not JSON objects.
+        """
+        if state not in OUTCOME_STATES:
+            msg = f"{state!r} is not an outcome: use one of {', '.join(OUTCOME_STATES)}"
+            raise Refused(msg)
+        if (state == "bought") != (line is not None):
+            msg = "a line goes with the state 'bought', and only with it"
+            raise Refused(msg)
+        return cls(
+            state=state,
+            phone_number=None if line is None else line.phone_number,
+            worker_id=None if line is None else line.worker_id,
+            subscription_id=None if line is None else line.subscription_id,
+            error_code=error_code,
+            message=message,
+            attempts=attempts,
+            first_sent_at=utc(first_sent_at),
+            evidence=_dump_evidence(evidence) if evidence else None,
+        )
+
+    def columns(self) -> tuple[object, ...]:
+        """The values of the columns both backends write as they are.
+
+        ``state, phone_number, worker_id, subscription_id, error_code,
+        message, attempts``, in that order; the times and the evidence each
+        backend writes in its own form.
+        """
+        return (
+            self.state, self.phone_number, self.worker_id, self.subscription_id,
+            self.error_code, self.message, self.attempts,
+        )  # fmt: skip
+
+    def check_over(self, current: str | None) -> None:
+        """Refuse writing this outcome over the stored state `current`.
+
+        None or ``"reserved"``: no intent was recorded for the token. A final
+        state may be written again, never changed.
+        """
+        if current is None or current == "reserved":
+            msg = "no intent was recorded for this token"
+            raise Refused(msg)
+        if current in FINAL_STATES and self.state != current:
+            msg = f"the outcome {current!r} is final and cannot become {self.state!r}"
+            raise Refused(msg)
+
+
+def _dump_evidence(evidence: Sequence[Mapping[str, Any]]) -> str:
+    """Serialise evidence as JSON text, or refuse it."""
+    items = []
+    given: Sequence[object] = evidence
+    for item in given:
+        if not isinstance(item, Mapping):
+            msg = (
+                "the evidence is not JSON: evidence items are JSON objects, "
+                f"not {type(item).__name__}"
+            )
+            raise Refused(msg)
+        items.append(dict(item))
+    try:
+        return json.dumps(items, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        msg = f"the evidence is not JSON: {exc}"
+        raise Refused(msg) from None
