@@ -51,10 +51,6 @@ class StoreJournal(abc.ABC):
     ) -> None:
         await self.aclose()
 
-    def _check_account(self, account: str) -> None:
-        """Refuse an account other than the one this journal is bound to."""
-        check_account(self._account, account)
-
     async def reserve(
         self,
         account: str,
@@ -76,7 +72,7 @@ class StoreJournal(abc.ABC):
         """
         try:
             request = SlotRequest.of(account, owner, wanted, room, since)
-            self._check_account(account)
+            check_account(self._account, account)
         except Refused as refused:
             raise self._error("reserve purchase slots", str(refused)) from None
         return await self._reserve(request)

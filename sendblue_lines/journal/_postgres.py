@@ -30,7 +30,14 @@ import anyio
 from ..errors import ConfigurationError, JournalError
 from ._base import StoreJournal
 from ._entry import JournalEntry
-from ._rules import Intent, Outcome, Refused, SlotRequest, check_token_free
+from ._rules import (
+    Intent,
+    Outcome,
+    Refused,
+    SlotRequest,
+    check_account,
+    check_token_free,
+)
 from ._schema import (
     COLUMNS,
     SCHEMA_VERSION,
@@ -453,7 +460,7 @@ class PostgresJournal(StoreJournal):
         )
 
         async def work(connection: Any) -> list[JournalEntry]:
-            self._check_account(account)
+            check_account(self._account, account)
             await self._renew(connection, owner)
             candidates = await connection.fetch(
                 f"SELECT p.id FROM {s}.purchases p WHERE p.account = $1 "

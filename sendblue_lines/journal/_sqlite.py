@@ -28,7 +28,15 @@ from ..errors import JournalError
 from ._base import StoreJournal
 from ._entry import JournalEntry
 from ._owner import process_alive
-from ._rules import Intent, Outcome, Refused, SlotRequest, check_token_free, utc
+from ._rules import (
+    Intent,
+    Outcome,
+    Refused,
+    SlotRequest,
+    check_account,
+    check_token_free,
+    utc,
+)
 from ._schema import (
     COLUMNS,
     SCHEMA_VERSION,
@@ -381,7 +389,7 @@ class SQLiteJournal(StoreJournal):
         """
 
         def work(connection: sqlite3.Connection) -> list[JournalEntry]:
-            self._check_account(account)
+            check_account(self._account, account)
             with _immediate(connection):
                 rows = connection.execute(
                     "SELECT id, owner, state FROM purchases WHERE account = ? "
