@@ -1,8 +1,10 @@
 """A child process that buys one line, journaled, and dies at a chosen point.
 
-Run by `test_journal_crash.py`: ``python crash_child.py URL SPEC POINT``
-(each argument JSON-encoded; SPEC as `crash_support.open_spec` takes it),
-with the key id and secret in the environment (never on the command line).
+Run by `test_journal_crash.py`: ``python crash_child.py URL SPEC POINT
+COUNT`` (each argument JSON-encoded; SPEC as `crash_support.open_spec` takes
+it), with the key id and secret in the environment (never on the command
+line). COUNT 1 runs ``provision()``, more ``provision_many(COUNT,
+concurrency=COUNT)``.
 
 POINT says where the process dies, by SIGKILL, around its one confirm:
 
@@ -63,7 +65,7 @@ class DyingJournal:
         return await self._inner.record_outcome(*args, **kwargs)
 
 
-async def main(url: str, spec: dict[str, Any], point: str) -> None:
+async def main(url: str, spec: dict[str, Any], point: str, count: int) -> None:
     key_id = os.environ["CRASH_CHILD_KEY_ID"]
     secret = os.environ["CRASH_CHILD_SECRET"]
     async with (
@@ -71,10 +73,14 @@ async def main(url: str, spec: dict[str, Any], point: str) -> None:
         LinesClient(key_id, secret, base_url=url, timeout=30) as client,
     ):
         dying: Any = DyingJournal(journal, point)
-        await Provisioner(client, journal=dying).provision()
+        provisioner = Provisioner(client, journal=dying)
+        if count == 1:
+            await provisioner.provision()
+        else:
+            await provisioner.provision_many(count, concurrency=count)
     # Reaching here means the chosen point was never met.
     sys.exit(3)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*(json.loads(arg) for arg in sys.argv[1:4])))
+    asyncio.run(main(*(json.loads(arg) for arg in sys.argv[1:5])))
