@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import asyncpg
 import pytest
 from crash_support import open_spec, store_spec
@@ -124,9 +125,9 @@ async def test_another_accounts_purchases_are_never_resent_nor_counted(
         # A's open purchases did not take B's room.
         assert (len(result.lines), result.errors, result.not_attempted) == (3, [], 0)
         assert {(e.account, e.state) for e in b_entries} == {(B, "bought")}
-        assert [c.preview_token for c in sandbox.purchases(B)] == [
+        assert sorted(c.preview_token for c in sandbox.purchases(B)) == sorted(
             e.preview_token for e in b_entries
-        ]
+        )
         assert sorted(e.preview_token for e in every) == sorted(
             e.preview_token for e in a_entries + b_entries
         )
@@ -165,37 +166,73 @@ async def test_a_journal_bound_to_another_account_stops_before_any_preview(
 
 
 class DroppingIntent:
-    """The real journal, but the first `record_intent` finds its connections cut."""
+    """The real journal, but the first intent's connection dies mid-transaction.
 
-    def __init__(self, inner: Journal, dsn: str, application: str) -> None:
+    Another connection holds the slot's row, so the intent's transaction
+    waits on it; the database then terminates the intent's backend.
+    """
+
+    def __init__(self, inner: Journal, spec: dict[str, Any], application: str) -> None:
         self._inner = inner
-        self._dsn = dsn
+        self._spec = spec
         self._application = application
         self.dropped = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    async def record_intent(self, *args: Any, **kwargs: Any) -> JournalEntry:
-        if not self.dropped:
-            admin = await asyncpg.connect(self._dsn)
-            try:
-                self.dropped = len(
-                    await admin.fetch(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE application_name = $1",
-                        self._application,
-                    )
+    async def record_intent(self, slot_id: int, *args: Any, **kw: Any) -> JournalEntry:
+        if self.dropped:
+            return await self._inner.record_intent(slot_id, *args, **kw)
+        blocker = await asyncpg.connect(self._spec["dsn"])
+        # Polled on a connection of its own: a transaction sees one snapshot
+        # of pg_stat_activity.
+        admin = await asyncpg.connect(self._spec["dsn"])
+        failure: list[JournalError] = []
+        try:
+            async with blocker.transaction():
+                await blocker.execute(
+                    f'SELECT 1 FROM "{self._spec["schema"]}".purchases '  # noqa: S608
+                    "WHERE id = $1 FOR UPDATE",
+                    slot_id,
                 )
-            finally:
-                await admin.close()
-        return await self._inner.record_intent(*args, **kwargs)
+
+                async def intent() -> None:
+                    try:
+                        await self._inner.record_intent(slot_id, *args, **kw)
+                    except JournalError as error:
+                        failure.append(error)
+
+                async with anyio.create_task_group() as group:
+                    group.start_soon(intent)
+                    with anyio.fail_after(30):
+                        self.dropped = await self._terminate_waiting(admin)
+        finally:
+            await blocker.close()
+            await admin.close()
+        if not failure:
+            pytest.fail("the intent's transaction survived its connection")
+        raise failure[0]
+
+    async def _terminate_waiting(self, admin: Any) -> int:
+        """Terminate the journal's backend once it waits on the row lock."""
+        while True:
+            pids = await admin.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1 "
+                "AND wait_event_type = 'Lock'",
+                self._application,
+            )
+            if pids:
+                for row in pids:
+                    await admin.execute("SELECT pg_terminate_backend($1)", row["pid"])
+                return len(pids)
+            await anyio.sleep(0.02)
 
 
 async def test_a_dropped_postgres_connection_at_the_intent_sends_no_confirm(
     sandbox: Sandbox[Any], tmp_path: Path
 ) -> None:
-    """The database drops the journal's connections as the intent is written.
+    """The database drops the intent's connection in the middle of its transaction.
 
     `provision()` raises a `JournalError` and no confirm leaves; the next
     `provision()` goes on on fresh connections and buys with one confirm,
@@ -207,7 +244,7 @@ async def test_a_dropped_postgres_connection_at_the_intent_sends_no_confirm(
         application = "crash_" + uuid.uuid4().hex[:12]
         named = {**spec, "dsn": f"{spec['dsn']}?application_name={application}"}
         async with open_spec(named) as journal, _client(sandbox, A) as client:
-            dropping = DroppingIntent(journal, spec["dsn"], application)
+            dropping = DroppingIntent(journal, spec, application)
             wrapped: Any = dropping
             provisioner = Provisioner(client, journal=wrapped)
             with pytest.raises(JournalError) as caught:
