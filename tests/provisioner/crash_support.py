@@ -33,7 +33,7 @@ POSTGRES_DSN = os.environ.get(
 )
 HERE = Path(__file__).parent
 #: Every wait on a child process is bounded by this many seconds.
-PATIENCE = 90
+PATIENCE = 60
 
 
 def open_spec(spec: dict[str, Any], **options: Any) -> Journal:
