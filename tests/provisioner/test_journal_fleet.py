@@ -31,8 +31,15 @@ from crash_support import (
     tell,
     wait_lease_gone,
 )
+from provisioner_support import connect
 
-from sendblue_lines.journal import JournalEntry
+from sendblue_lines import (
+    OutcomeUnknownError,
+    Provisioner,
+    SendblueError,
+    TokenExpiredError,
+)
+from sendblue_lines.journal import JournalEntry, default_owner
 from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 
 pytestmark = pytest.mark.skipif(
@@ -170,3 +177,60 @@ async def test_a_fleet_never_oversends_and_one_survivor_settles_a_dead_worker(
     assert [item["worker_id"] for item in entry.evidence] == [charge.worker_id]
     assert entry.settled_at is not None
     assert entry.settled_at <= entry.expires_at  # within the token's ten minutes
+
+
+@pytest.mark.parametrize("resend", ["answered", "answer_lost"])
+async def test_a_purchase_taken_over_while_its_confirm_is_in_flight_never_buys_twice(
+    sendblue_sandbox: Sandbox[ManualClock], spec: dict[str, Any], resend: str
+) -> None:
+    """A lease that runs out mid-confirm: a survivor resends the live token first.
+
+    This process's lease (0.5 s, shorter than its held confirm, and renewed
+    every 15 s at best) runs out while the sandbox holds its confirm; a
+    survivor's reconcile takes the purchase over and resends the same token,
+    which buys. The held confirm then meets 410: a refusal, but not proof
+    that nothing was bought, since another process sent the token. The
+    purchase ends unknown, never in a second preview and a second line,
+    whether the survivor recorded its line first (``answered``) or lost its
+    answer and records later (``answer_lost``).
+    """
+    sandbox = sendblue_sandbox
+    sandbox.inject("confirm", Fault.delay(3.0))  # this process's confirm
+    if resend == "answer_lost":  # the survivor's resend commits, its answer is lost
+        sandbox.inject("confirm", Fault.hang(after_commit=True, seconds=5.0))
+    async with _workers() as start:
+        with anyio.fail_after(PATIENCE):
+            survivor = await start(sandbox, spec, "one")
+            async with (
+                open_spec(spec, lease=0.5) as journal,
+                connect(sandbox, timeout=10.0) as client,
+                anyio.create_task_group() as group,
+            ):
+                outcome: list[Any] = []
+
+                async def buy() -> None:
+                    try:
+                        outcome.append(
+                            await Provisioner(client, journal=journal).provision()
+                        )
+                    except SendblueError as error:
+                        outcome.append(error)
+
+                group.start_soon(buy)
+                await sandbox.wait_for_requests("confirm", within=PATIENCE)
+                await wait_lease_gone(spec, default_owner())
+                [settled] = await survivor.ask("reconcile")
+            await tell(survivor.process, "exit")
+            assert await survivor.process.wait() == 0
+            await sandbox.wait_idle(within=30)
+    [charge] = sandbox.ledger  # one line, bought by the survivor's resend
+    assert sandbox.counters["preview"].requests == 1
+    [error] = outcome
+    assert isinstance(error, OutcomeUnknownError)
+    assert error.preview_token == charge.preview_token
+    assert isinstance(error.__cause__, TokenExpiredError)
+    if resend == "answered":
+        assert settled["worker_id"] == charge.worker_id
+        async with open_spec(spec) as journal:
+            [entry] = await journal.entries()
+        assert (entry.state, entry.owner) == ("bought", survivor.owner)
