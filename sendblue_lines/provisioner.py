@@ -687,7 +687,13 @@ class Provisioner:
         else:
             await self._record_outcome(preview.token, sent_at, line=line)
             return line
-        await self._record_outcome(preview.token, sent_at, error=error)
+        entry = await self._record_outcome(preview.token, sent_at, error=error)
+        if _bought_nothing(error) and (entry is None or entry.owner != self._owner):
+            # A refusal proves nothing was bought only if nobody else sent
+            # this token: a survivor's reconcile may have taken the purchase
+            # over (our lease ran out mid-confirm) and resent it, and then our
+            # 410 is its spent token. Previewing again could buy a second line.
+            error = _taken_over(preview, sent_at, error)
         # Raised outside the except block (see `_confirm`).
         raise error
 
@@ -733,17 +739,18 @@ class Provisioner:
         line: ProvisionedLine | None = None,
         error: SendblueError | None = None,
         evidence: tuple[dict[str, object], ...] = (),
-    ) -> None:
+    ) -> JournalEntry | None:
         """Write the outcome of confirming `token`; a failure is logged, never raised.
 
-        The outcome is reported anyway: the entry stays pending, and a
-        `reconcile()` after this process is gone settles it.
+        Returns the entry as written, or None when the write failed. The
+        outcome is reported anyway: the entry stays as it was (pending, for a
+        `reconcile()` after this process is gone to settle).
         """
         journal = self._journal
         assert journal is not None  # noqa: S101 - only called with a journal
         state = _entry_state(line, error)
         try:
-            await journal.record_outcome(
+            return await journal.record_outcome(
                 token, state, line=line,
                 error_code=None if error is None else getattr(error, "code", None),
                 message=None if error is None else str(error),
@@ -757,6 +764,7 @@ class Provisioner:
                 state, short_token(token), exc,
                 extra=extra("journal_outcome_failed"),
             )  # fmt: skip
+            return None
 
     async def reconcile(self) -> list[ProvisionOutcome]:
         """Settle the purchases that dead processes left open in the journal.
@@ -1027,6 +1035,26 @@ def _unknown(preview: Preview, sent_at: datetime, reason: str) -> OutcomeUnknown
     return OutcomeUnknownError.for_token(
         preview.token, reason, first_sent_at=sent_at, attempts=1
     )
+
+
+def _taken_over(
+    preview: Preview, sent_at: datetime, refusal: SendblueError
+) -> OutcomeUnknownError:
+    """The error for a refused confirm that the journal does not show as ours.
+
+    The journal either would not record that it bought nothing or shows it
+    held by another process: one that took the purchase over may have sent
+    the same token and bought with it.
+    """
+    unknown = _unknown(
+        preview, sent_at,
+        f"the confirm ended in {type(refusal).__name__}, but the journal does "
+        "not show this purchase as this process's any more (a reconcile elsewhere "
+        "may have taken it over and resent its token) or could not record it; "
+        "not previewing again",
+    )  # fmt: skip
+    unknown.__cause__ = refusal
+    return unknown
 
 
 def _settled_error(

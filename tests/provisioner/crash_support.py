@@ -1,0 +1,131 @@
+"""What the crash and fleet tests share: journal stores, child processes, lines.
+
+A journal store is described by a JSON-able *spec* (``{"kind": "sqlite",
+"path": ...}`` or ``{"kind": "postgres", "dsn": ..., "schema": ...}``), so
+that a child process opens the same store as the test. A PostgreSQL store
+gets a schema of its own, dropped afterwards; without a server the test is
+skipped with a reason that says how to get one, unless
+``SENDBLUE_LINES_REQUIRE_POSTGRES=1`` (then it fails).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import asyncpg
+import pytest
+from anyio.abc import Process
+
+from sendblue_lines import PostgresJournal, SQLiteJournal
+from sendblue_lines.journal import Journal
+from sendblue_lines.sandbox import Sandbox
+
+POSTGRES_DSN = os.environ.get(
+    "SENDBLUE_LINES_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+HERE = Path(__file__).parent
+#: Every wait on a child process is bounded by this many seconds.
+PATIENCE = 60
+
+
+def open_spec(spec: dict[str, Any], **options: Any) -> Journal:
+    """A journal on the store `spec` describes; `options` override the spec's."""
+    merged = {**spec.get("options", {}), **options}
+    if spec["kind"] == "sqlite":
+        return SQLiteJournal(spec["path"], **merged)
+    return PostgresJournal(spec["dsn"], schema=spec["schema"], **merged)
+
+
+async def _postgres_problem() -> str | None:
+    try:
+        connection = await asyncpg.connect(POSTGRES_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+        return f"{type(e).__name__}: {e}"
+    await connection.close()
+    return None
+
+
+async def need_postgres() -> str:
+    """The test DSN, or skip (fail where PostgreSQL is required) without a server."""
+    problem = await _postgres_problem()
+    if problem is None:
+        return POSTGRES_DSN
+    message = (
+        f"no PostgreSQL at the test DSN ({problem}); start one on 127.0.0.1:5432 "
+        "(trust auth, database test) or point SENDBLUE_LINES_TEST_POSTGRES at one"
+    )
+    if os.environ.get("SENDBLUE_LINES_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"SENDBLUE_LINES_REQUIRE_POSTGRES=1 but {message}")
+    pytest.skip(message)
+
+
+@contextlib.asynccontextmanager
+async def store_spec(kind: str, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    """A fresh, empty store of `kind` ("sqlite" or "postgres"), as a spec."""
+    if kind == "sqlite":
+        yield {"kind": "sqlite", "path": str(tmp_path / "journal.sqlite3")}
+        return
+    dsn = await need_postgres()
+    schema = "test_" + uuid.uuid4().hex[:16]
+    try:
+        yield {"kind": "postgres", "dsn": dsn, "schema": schema}
+    finally:
+        connection = await asyncpg.connect(dsn)
+        try:
+            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await connection.close()
+
+
+async def wait_lease_gone(spec: dict[str, Any], owner: str) -> None:
+    """Wait until `owner`'s lease ran out by the database's clock (caller bounds it)."""
+    connection = await asyncpg.connect(spec["dsn"])
+    try:
+        statement = (
+            f'SELECT count(*) FROM "{spec["schema"]}".owners '  # noqa: S608
+            "WHERE owner = $1 AND lease_until > now()"
+        )
+        while True:
+            if not await connection.fetchval(statement, owner):
+                return
+            await anyio.sleep(0.05)
+    finally:
+        await connection.close()
+
+
+def child_env(sandbox: Sandbox[Any], **more: str) -> dict[str, str]:
+    """A child's environment: the sandbox's credentials, never on the command line."""
+    return dict(
+        os.environ,
+        CRASH_CHILD_KEY_ID=sandbox.api_key_id,
+        CRASH_CHILD_SECRET=sandbox.api_secret_key,
+        **more,
+    )
+
+
+def child_command(script: str, *args: Any) -> list[str]:
+    """Run `script` (beside this module) with JSON-encoded `args`."""
+    return [sys.executable, str(HERE / script), *(json.dumps(arg) for arg in args)]
+
+
+async def read_line(process: Process) -> str:
+    """One line the child printed (the caller bounds the wait)."""
+    assert process.stdout is not None
+    data = b""
+    while not data.endswith(b"\n"):
+        data += await process.stdout.receive(1)
+    return data.decode().strip()
+
+
+async def tell(process: Process, line: str) -> None:
+    """Send the child one line on its stdin."""
+    assert process.stdin is not None
+    await process.stdin.send(line.encode() + b"\n")
