@@ -24,10 +24,13 @@ import json
 import logging
 import os
 import secrets
+import shutil
+import subprocess
 import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -124,6 +127,29 @@ async def loopback_proxy() -> AsyncIterator[LoopbackProxy]:
     async with LoopbackProxy() as proxy:
         yield proxy
     CANARY.inspect("cleartext seen by a proxy", proxy.cleartext)
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (cert, key), trusted by nobody.
+
+    Made with the openssl command once a test session, for the local https
+    servers of the TLS and proxy tests.
+    """
+    openssl = shutil.which("openssl")
+    assert openssl is not None, "the TLS tests need the openssl command"
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(  # noqa: S603 - fixed arguments
+        [
+            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key),
+            "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
 
 
 @pytest.fixture
