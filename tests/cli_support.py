@@ -42,6 +42,25 @@ class Result:
         return [json.loads(line) for line in self.out.splitlines()]
 
 
+#: Every variable the command takes its base URL or credentials from.
+CREDENTIAL_VARIABLES = (
+    "SENDBLUE_BASE_URL",
+    "SENDBLUE_API_KEY_ID",
+    "SENDBLUE_API_SECRET_KEY",
+    "SENDBLUE_API_API_KEY",
+    "SENDBLUE_API_API_SECRET",
+)
+
+
+def variables(sandbox: Sandbox[Any]) -> dict[str, str]:
+    """The base URL and credentials variables that point the command at `sandbox`."""
+    return {
+        "SENDBLUE_BASE_URL": sandbox.url,
+        "SENDBLUE_API_KEY_ID": sandbox.api_key_id,
+        "SENDBLUE_API_SECRET_KEY": sandbox.api_secret_key,
+    }
+
+
 def environment(sandbox: Sandbox[Any] | None, **extra: str) -> dict[str, str]:
     """This process's environment without SENDBLUE_*, pointed at `sandbox`."""
     env = {
@@ -50,9 +69,7 @@ def environment(sandbox: Sandbox[Any] | None, **extra: str) -> dict[str, str]:
         if not name.startswith("SENDBLUE_") and name != "PYTHONIOENCODING"
     }
     if sandbox is not None:
-        env["SENDBLUE_BASE_URL"] = sandbox.url
-        env["SENDBLUE_API_KEY_ID"] = sandbox.api_key_id
-        env["SENDBLUE_API_SECRET_KEY"] = sandbox.api_secret_key
+        env.update(variables(sandbox))
     env.update(extra)
     return env
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 from _loopback_proxy import LoopbackProxy
+from cli_support import CREDENTIAL_VARIABLES, variables
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
@@ -46,6 +47,7 @@ import sendblue_lines._clock
 import sendblue_lines._config
 from sendblue_lines import LinesClient, RetryPolicy
 from sendblue_lines._logging import JsonFormatter
+from sendblue_lines.sandbox import Sandbox
 
 BASE_URL = "https://api.sendblue.test"
 KEY_ID = "key-id-for-tests"
@@ -150,6 +152,23 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     return cert, key
+
+
+@pytest.fixture
+def no_credentials(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No base URL or credentials variable is set; the monkeypatch, to set some."""
+    for name in CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def sandbox_credentials(
+    sendblue_sandbox: Sandbox[Any], no_credentials: pytest.MonkeyPatch
+) -> None:
+    """The base URL and credentials variables point at `sendblue_sandbox` only."""
+    for name, value in variables(sendblue_sandbox).items():
+        no_credentials.setenv(name, value)
 
 
 @pytest.fixture

@@ -23,13 +23,6 @@ from sendblue_lines import LinesClient, Provisioner
 from sendblue_lines.cli import main
 from sendblue_lines.sandbox import Fault, Sandbox
 
-ALL_VARIABLES = (
-    "SENDBLUE_BASE_URL",
-    "SENDBLUE_API_KEY_ID",
-    "SENDBLUE_API_SECRET_KEY",
-    "SENDBLUE_API_API_KEY",
-    "SENDBLUE_API_API_SECRET",
-)
 LINE = re.compile(r"^\+1\d{10}\tworker_\w+\tsub_\w+$")
 
 
@@ -85,14 +78,10 @@ class Cli:
 @pytest.fixture
 def cli(
     sendblue_sandbox: Sandbox[Any],
+    sandbox_credentials: None,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> Cli:
-    for name in ALL_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SENDBLUE_BASE_URL", sendblue_sandbox.url)
-    monkeypatch.setenv("SENDBLUE_API_KEY_ID", sendblue_sandbox.api_key_id)
-    monkeypatch.setenv("SENDBLUE_API_SECRET_KEY", sendblue_sandbox.api_secret_key)
     return Cli(sendblue_sandbox, capsys, monkeypatch)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 import attrs
 import pytest
-from cli_support import run
+from cli_support import CREDENTIAL_VARIABLES, run
 from secret_graph import secret_paths
 
 from sendblue_lines import LinesClient, PostgresJournal, SQLiteJournal
@@ -42,13 +42,6 @@ from sendblue_lines.errors import ConfigurationError, JournalError
 from sendblue_lines.journal import Journal
 from sendblue_lines.sandbox import Fault, Sandbox
 
-CREDENTIAL_VARIABLES = (
-    "SENDBLUE_BASE_URL",
-    "SENDBLUE_API_KEY_ID",
-    "SENDBLUE_API_SECRET_KEY",
-    "SENDBLUE_API_API_KEY",
-    "SENDBLUE_API_API_SECRET",
-)
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 POSTGRES_DSN = os.environ.get("SENDBLUE_LINES_TEST_POSTGRES", DEFAULT_DSN)
 REQUIRE_POSTGRES = os.environ.get("SENDBLUE_LINES_REQUIRE_POSTGRES") == "1"
@@ -99,14 +92,10 @@ class Cli:
 @pytest.fixture
 def cli(
     sendblue_sandbox: Sandbox[Any],
+    sandbox_credentials: None,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> Cli:
-    for name in CREDENTIAL_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SENDBLUE_BASE_URL", sendblue_sandbox.url)
-    monkeypatch.setenv("SENDBLUE_API_KEY_ID", sendblue_sandbox.api_key_id)
-    monkeypatch.setenv("SENDBLUE_API_SECRET_KEY", sendblue_sandbox.api_secret_key)
     return Cli(sendblue_sandbox, capsys, monkeypatch, [sendblue_sandbox.api_secret_key])
 
 

@@ -20,14 +20,6 @@ import pytest
 from sendblue_lines.cli import main
 from sendblue_lines.sandbox import Fault, Sandbox
 
-VARIABLES = (
-    "SENDBLUE_BASE_URL",
-    "SENDBLUE_API_KEY_ID",
-    "SENDBLUE_API_SECRET_KEY",
-    "SENDBLUE_API_API_KEY",
-    "SENDBLUE_API_API_SECRET",
-)
-
 
 @attrs.frozen
 class Result:
@@ -37,12 +29,7 @@ class Result:
 
 
 @pytest.fixture
-def cli(sendblue_sandbox, capsys, monkeypatch):
-    for name in VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SENDBLUE_BASE_URL", sendblue_sandbox.url)
-    monkeypatch.setenv("SENDBLUE_API_KEY_ID", sendblue_sandbox.api_key_id)
-    monkeypatch.setenv("SENDBLUE_API_SECRET_KEY", sendblue_sandbox.api_secret_key)
+def cli(sendblue_sandbox, sandbox_credentials, capsys, monkeypatch):
 
     async def call(*argv: str) -> Result:
         capsys.readouterr()

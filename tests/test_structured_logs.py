@@ -297,13 +297,10 @@ def test_an_unknown_level_is_a_configuration_error(
 
 async def test_the_cli_writes_json_log_lines(
     sendblue_sandbox: Sandbox[Any],
+    sandbox_credentials: None,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """--log-format json -v: every stderr log line is JSON with the keys."""
-    monkeypatch.setenv("SENDBLUE_BASE_URL", sendblue_sandbox.url)
-    monkeypatch.setenv("SENDBLUE_API_KEY_ID", sendblue_sandbox.api_key_id)
-    monkeypatch.setenv("SENDBLUE_API_SECRET_KEY", sendblue_sandbox.api_secret_key)
     argv = ["--log-format", "json", "provision", "--yes", "-v"]
     code = await asyncio.wait_for(asyncio.to_thread(main, argv), 30)
     err = capsys.readouterr().err
