@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 from _loopback_proxy import LoopbackProxy
-from cli_support import CREDENTIAL_VARIABLES, variables
+from cli_support import CREDENTIAL_VARIABLES, InProcess, variables
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
@@ -169,6 +169,17 @@ def sandbox_credentials(
     """The base URL and credentials variables point at `sendblue_sandbox` only."""
     for name, value in variables(sendblue_sandbox).items():
         no_credentials.setenv(name, value)
+
+
+@pytest.fixture
+def cli(
+    sendblue_sandbox: Sandbox[Any],
+    sandbox_credentials: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> InProcess:
+    """The command run in this process (`main(argv)`) against `sendblue_sandbox`."""
+    return InProcess(sendblue_sandbox, capsys, monkeypatch)
 
 
 @pytest.fixture

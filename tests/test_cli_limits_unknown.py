@@ -10,35 +10,12 @@ worker thread while the test's loop serves the sandbox.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
-import attrs
 import pytest
 
-from sendblue_lines.cli import main
 from sendblue_lines.sandbox import Fault, Sandbox
-
-
-@attrs.frozen
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli(sendblue_sandbox, sandbox_credentials, capsys, monkeypatch):
-
-    async def call(*argv: str) -> Result:
-        capsys.readouterr()
-        code = await asyncio.wait_for(asyncio.to_thread(main, list(argv)), 30)
-        captured = capsys.readouterr()
-        assert "Traceback" not in captured.err
-        return Result(code, captured.out, captured.err)
-
-    return call
 
 
 def _shape(body: Any):
