@@ -47,7 +47,7 @@ import sendblue_lines._clock
 import sendblue_lines._config
 from sendblue_lines import LinesClient, RetryPolicy
 from sendblue_lines._logging import JsonFormatter
-from sendblue_lines.sandbox import Sandbox
+from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 
 BASE_URL = "https://api.sendblue.test"
 KEY_ID = "key-id-for-tests"
@@ -180,6 +180,17 @@ def cli(
 ) -> InProcess:
     """The command run in this process (`main(argv)`) against `sendblue_sandbox`."""
     return InProcess(sendblue_sandbox, capsys, monkeypatch)
+
+
+@pytest.fixture
+def slow_confirms(sendblue_sandbox: Sandbox[ManualClock]) -> Sandbox[ManualClock]:
+    """The sandbox; its confirm answers wait long enough to close the client.
+
+    A test closes the client (or its session) once the confirm arrived
+    (`Sandbox.wait_for_requests`), a second before the answer.
+    """
+    sendblue_sandbox.inject("confirm", Fault.delay(1.0), times=10)
+    return sendblue_sandbox
 
 
 @pytest.fixture

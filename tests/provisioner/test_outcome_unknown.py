@@ -31,20 +31,8 @@ from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 NO_WAIT = RetryPolicy(attempts=3, base_delay=0, max_delay=0)
 
 
-@pytest.fixture
-def server(sendblue_sandbox: Sandbox[ManualClock]) -> Sandbox[ManualClock]:
-    """The sandbox; its confirm answers wait long enough to close the client."""
-    sendblue_sandbox.inject("confirm", Fault.delay(1.0), times=10)
-    return sendblue_sandbox
-
-
 def client_for(server: Sandbox[ManualClock], **options: Any) -> LinesClient:
     return connect(server, retry=NO_WAIT, timeout=5, **options)
-
-
-async def close_when_confirm_arrives(server: Sandbox[ManualClock], close: Any) -> None:
-    await server.wait_for_requests("confirm")
-    await close()
 
 
 def failing_confirm(error: BaseException) -> Any:
@@ -116,17 +104,18 @@ async def test_provisioning_failed_is_raised_without_a_new_preview(
 
 @pytest.mark.parametrize("whose", ["own", "caller"])
 async def test_the_provisioner_keeps_the_unit_spent_when_closed_mid_confirm(
-    server: Sandbox[ManualClock], whose: str
+    slow_confirms: Sandbox[ManualClock], whose: str
 ) -> None:
     """provision() ends unknown, max_lines stays spent, on_outcome hears it."""
     session = aiohttp.ClientSession() if whose == "caller" else None
-    client = client_for(server, session=session)
+    client = client_for(slow_confirms, session=session)
     heard: list[ProvisionOutcome] = []
     provisioner = Provisioner(client, max_lines=1, on_outcome=heard.append)
     try:
         buying = asyncio.ensure_future(provisioner.provision())
         closer = client.aclose if session is None else session.close
-        await close_when_confirm_arrives(server, closer)
+        await slow_confirms.wait_for_requests("confirm")
+        await closer()
         with pytest.raises(OutcomeUnknownError):
             await buying
     finally:
@@ -138,15 +127,16 @@ async def test_the_provisioner_keeps_the_unit_spent_when_closed_mid_confirm(
 
 
 async def test_a_batch_closed_mid_confirm_reports_every_slot_as_charged(
-    server: Sandbox[ManualClock],
+    slow_confirms: Sandbox[ManualClock],
 ) -> None:
     """In a batch, each slot whose confirm was in flight is charged, not failed."""
-    client = client_for(server)
+    client = client_for(slow_confirms)
     provisioner = Provisioner(client, max_lines=2)
     running = asyncio.ensure_future(provisioner.provision_many(2, concurrency=2))
-    await close_when_confirm_arrives(server, client.aclose)
+    await slow_confirms.wait_for_requests("confirm")
+    await client.aclose()
     result = await running
-    confirmed = server.counters["confirm"].requests
+    confirmed = slow_confirms.counters["confirm"].requests
     assert confirmed >= 1
     unknown = [e for e in result.errors if isinstance(e, OutcomeUnknownError)]
     # Every confirm that reached the server is a line or an unknown outcome.
