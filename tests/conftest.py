@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 from _loopback_proxy import LoopbackProxy
 from cli_support import CREDENTIAL_VARIABLES, InProcess, variables
+from foundation_support import OutrunFirst
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
@@ -191,6 +192,12 @@ def slow_confirms(sendblue_sandbox: Sandbox[ManualClock]) -> Sandbox[ManualClock
     """
     sendblue_sandbox.inject("confirm", Fault.delay(1.0), times=10)
     return sendblue_sandbox
+
+
+@pytest.fixture
+def outrun_first(sendblue_sandbox: Sandbox[ManualClock]) -> OutrunFirst:
+    """Approves every preview; the first one's token expires on the server meanwhile."""
+    return OutrunFirst(sendblue_sandbox.clock)
 
 
 @pytest.fixture

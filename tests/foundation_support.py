@@ -92,6 +92,26 @@ KEY_ID = "key-id-for-foundation-tests"
 SECRET = "s3cr3t-foundation-never-to-be-seen"
 
 
+@attrs.define
+class OutrunFirst:
+    """An `approve` callback under which the first token expires on the server.
+
+    It approves every preview, recording its token in `asked`; at the first
+    ask it moves the sandbox's clock past the token's 10 minutes, so that the
+    confirm meets a real 410 and the Provisioner previews again (the
+    `outrun_first` fixture).
+    """
+
+    clock: Any
+    asked: list[str] = attrs.Factory(list)
+
+    def __call__(self, preview: Any) -> bool:
+        self.asked.append(preview.token)
+        if len(self.asked) == 1:
+            self.clock.advance(minutes=11)
+        return True
+
+
 def load(name: str) -> Any:
     """The parsed JSON of `tests/fixtures/<name>.json`."""
     return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
