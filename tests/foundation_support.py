@@ -112,6 +112,19 @@ class OutrunFirst:
         return True
 
 
+#: The token of `fixtures/preview_ok.json`, which `call` confirms.
+TOKEN = "lpv_abc123def456ghi789jkl0"
+
+
+async def call(client: Any, path: str) -> Any:
+    """Call the `LinesClient` method for `path` (a confirm spends `TOKEN`)."""
+    if path == LIMITS:
+        return await client.get_limits()
+    if path == PREVIEW:
+        return await client.preview()
+    return await client.confirm(TOKEN)
+
+
 def load(name: str) -> Any:
     """The parsed JSON of `tests/fixtures/<name>.json`."""
     return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))

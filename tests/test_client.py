@@ -16,6 +16,8 @@ from foundation_support import (
     LIMITS,
     PREVIEW,
     SECRET,
+    TOKEN,
+    call,
     load,
     text,
 )
@@ -46,17 +48,7 @@ from sendblue_lines import (
     __version__,
 )
 
-TOKEN = "lpv_abc123def456ghi789jkl0"
 BASE = "https://api.sendblue.test"
-
-
-async def call(client: LinesClient, path: str) -> Any:
-    """Call the public method for `path`."""
-    if path == LIMITS:
-        return await client.get_limits()
-    if path == PREVIEW:
-        return await client.preview()
-    return await client.confirm(TOKEN)
 
 
 # Every row of the spec's error table, for each endpoint it can come from.

@@ -24,6 +24,8 @@ from foundation_support import (
     LIMITS,
     PREVIEW,
     SECRET,
+    TOKEN,
+    call,
     closed_port,
     load,
     respond,
@@ -42,7 +44,6 @@ from sendblue_lines import (
     __version__,
 )
 
-TOKEN = "lpv_abc123def456ghi789jkl0"
 NO_WAIT = RetryPolicy(attempts=3, base_delay=0, max_delay=0)
 ANSWERS = {
     LIMITS: load("limits_canonical"),
@@ -55,14 +56,6 @@ NAMES = {LIMITS: "limits", PREVIEW: "preview", CONFIRM: "confirm"}
 def client_for(url: str, **options: Any) -> LinesClient:
     options.setdefault("retry", NO_WAIT)
     return LinesClient(KEY_ID, SECRET, base_url=url, **options)
-
-
-async def call(client: LinesClient, path: str) -> Any:
-    if path == LIMITS:
-        return await client.get_limits()
-    if path == PREVIEW:
-        return await client.preview()
-    return await client.confirm(TOKEN)
 
 
 def spec_routes() -> dict[str, Any]:
