@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -35,12 +36,26 @@ def client_for(server: Sandbox[ManualClock], **options: Any) -> LinesClient:
     return connect(server, retry=NO_WAIT, timeout=5, **options)
 
 
-def failing_confirm(error: BaseException) -> Any:
-    async def confirm(preview: Any) -> Any:
-        del preview
-        raise error
+@pytest.fixture
+def confirm_raising(
+    monkeypatch: pytest.MonkeyPatch, client: LinesClient, api: ScriptedApi
+) -> Callable[[BaseException], Provisioner]:
+    """A Provisioner (max_lines=1) whose confirm raises the error given.
 
-    return confirm
+    The limits and the preview are answered; nothing is retried.
+    """
+
+    def make(error: BaseException) -> Provisioner:
+        async def confirm(preview: Any) -> Any:
+            del preview
+            raise error
+
+        api.limits()
+        api.preview()
+        monkeypatch.setattr(client, "confirm", confirm)
+        return Provisioner(client, max_lines=1, max_repreviews=0, no_lines_retry=0)
+
+    return make
 
 
 MAY_HAVE_BOUGHT = [
@@ -147,16 +162,10 @@ async def test_a_batch_closed_mid_confirm_reports_every_slot_as_charged(
 
 @pytest.mark.parametrize("error", MAY_HAVE_BOUGHT)
 async def test_a_confirm_error_that_proves_nothing_is_outcome_unknown(
-    error: BaseException,
-    monkeypatch: pytest.MonkeyPatch,
-    client: LinesClient,
-    api: ScriptedApi,
+    error: BaseException, confirm_raising: Callable[[BaseException], Provisioner]
 ) -> None:
     """An error that does not prove "nothing bought" is unknown; the unit stays."""
-    api.limits()
-    api.preview()
-    monkeypatch.setattr(client, "confirm", failing_confirm(error))
-    provisioner = Provisioner(client, max_lines=1, max_repreviews=0, no_lines_retry=0)
+    provisioner = confirm_raising(error)
     with pytest.raises(OutcomeUnknownError) as caught:
         await provisioner.provision()
     assert provisioner.lines_left == 0
@@ -168,16 +177,10 @@ async def test_a_confirm_error_that_proves_nothing_is_outcome_unknown(
 
 @pytest.mark.parametrize("error", BOUGHT_NOTHING)
 async def test_a_confirm_error_that_proves_nothing_bought_gives_the_unit_back(
-    error: SendblueError,
-    monkeypatch: pytest.MonkeyPatch,
-    client: LinesClient,
-    api: ScriptedApi,
+    error: SendblueError, confirm_raising: Callable[[BaseException], Provisioner]
 ) -> None:
     """Only the client's proofs of "nothing bought" return the max_lines unit."""
-    api.limits()
-    api.preview()
-    monkeypatch.setattr(client, "confirm", failing_confirm(error))
-    provisioner = Provisioner(client, max_lines=1, max_repreviews=0, no_lines_retry=0)
+    provisioner = confirm_raising(error)
     with pytest.raises(type(error)):
         await provisioner.provision()
     assert provisioner.lines_left == 1
