@@ -56,32 +56,20 @@ async def _relay(
     )
 
 
-class LoopbackProxy:
-    """A recording HTTP forward proxy on 127.0.0.1 (CONNECT and plain requests)."""
+class _LoopbackServer:
+    """A stream server on 127.0.0.1 that cancels its connections on exit."""
 
-    def __init__(self, *, refuse: int | None = None) -> None:
-        self.refuse = refuse
-        self.seen: list[bytes] = []
-        self.connects: list[str] = []
-        self.tunnelled = [0]
+    def __init__(self, context: ssl.SSLContext | None = None) -> None:
+        self.context = context
         self.port = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
-    @property
-    def url(self) -> str:
-        """The proxy's URL."""
-        return f"http://{LOOPBACK}:{self.port}"
-
-    @property
-    def cleartext(self) -> str:
-        """Everything the proxy could read, as text."""
-        return b"".join(self.seen).decode("latin-1")
-
-    async def __aenter__(self) -> LoopbackProxy:
-        self._server = await asyncio.start_server(self._serve, LOOPBACK, 0)
+    async def _open(self) -> None:
+        self._server = await asyncio.start_server(
+            self._serve, LOOPBACK, 0, ssl=self.context
+        )
         self.port = self._server.sockets[0].getsockname()[1]
-        return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         assert self._server is not None
@@ -98,19 +86,54 @@ class LoopbackProxy:
         assert task is not None
         self._tasks.add(task)
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_SECONDS)
-            self.seen.append(head)
-            method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
-            if method == "CONNECT":
-                await self._connect(target, reader, writer)
-            else:
-                await self._forward(head, target, reader, writer)
+            await self._handle(reader, writer)
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
             pass
         finally:
             self._tasks.discard(task)
             with contextlib.suppress(OSError):
                 writer.close()
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        raise NotImplementedError
+
+
+class LoopbackProxy(_LoopbackServer):
+    """A recording HTTP forward proxy on 127.0.0.1 (CONNECT and plain requests)."""
+
+    def __init__(self, *, refuse: int | None = None) -> None:
+        super().__init__()
+        self.refuse = refuse
+        self.seen: list[bytes] = []
+        self.connects: list[str] = []
+        self.tunnelled = [0]
+
+    @property
+    def url(self) -> str:
+        """The proxy's URL."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def cleartext(self) -> str:
+        """Everything the proxy could read, as text."""
+        return b"".join(self.seen).decode("latin-1")
+
+    async def __aenter__(self) -> LoopbackProxy:
+        await self._open()
+        return self
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_SECONDS)
+        self.seen.append(head)
+        method, target, _ = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")
+        if method == "CONNECT":
+            await self._connect(target, reader, writer)
+        else:
+            await self._forward(head, target, reader, writer)
 
     async def _connect(
         self, target: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -148,41 +171,19 @@ class LoopbackProxy:
         await _relay((reader, writer), upstream, self.seen)
 
 
-class TlsFront:
+class TlsFront(_LoopbackServer):
     """TLS on 127.0.0.1 in front of a plain port: https for the sandbox."""
 
     def __init__(self, context: ssl.SSLContext, port: int) -> None:
-        self.context = context
+        super().__init__(context)
         self.target = port
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> TlsFront:
-        self._server = await asyncio.start_server(
-            self._serve, LOOPBACK, 0, ssl=self.context
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
+        await self._open()
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._server.wait_closed()
-
-    async def _serve(
+    async def _handle(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            upstream = await asyncio.open_connection(LOOPBACK, self.target)
-            await _relay((reader, writer), upstream, None)
-        except OSError:
-            pass
-        finally:
-            self._tasks.discard(task)
+        upstream = await asyncio.open_connection(LOOPBACK, self.target)
+        await _relay((reader, writer), upstream, None)

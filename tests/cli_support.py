@@ -21,6 +21,8 @@ from typing import Any
 import attrs
 import pytest
 
+from sendblue_lines import LinesClient, Provisioner
+from sendblue_lines.cli import main
 from sendblue_lines.sandbox import Sandbox
 
 PIPE = asyncio.subprocess.PIPE
@@ -42,6 +44,25 @@ class Result:
         return [json.loads(line) for line in self.out.splitlines()]
 
 
+#: Every variable the command takes its base URL or credentials from.
+CREDENTIAL_VARIABLES = (
+    "SENDBLUE_BASE_URL",
+    "SENDBLUE_API_KEY_ID",
+    "SENDBLUE_API_SECRET_KEY",
+    "SENDBLUE_API_API_KEY",
+    "SENDBLUE_API_API_SECRET",
+)
+
+
+def variables(sandbox: Sandbox[Any]) -> dict[str, str]:
+    """The base URL and credentials variables that point the command at `sandbox`."""
+    return {
+        "SENDBLUE_BASE_URL": sandbox.url,
+        "SENDBLUE_API_KEY_ID": sandbox.api_key_id,
+        "SENDBLUE_API_SECRET_KEY": sandbox.api_secret_key,
+    }
+
+
 def environment(sandbox: Sandbox[Any] | None, **extra: str) -> dict[str, str]:
     """This process's environment without SENDBLUE_*, pointed at `sandbox`."""
     env = {
@@ -50,9 +71,7 @@ def environment(sandbox: Sandbox[Any] | None, **extra: str) -> dict[str, str]:
         if not name.startswith("SENDBLUE_") and name != "PYTHONIOENCODING"
     }
     if sandbox is not None:
-        env["SENDBLUE_BASE_URL"] = sandbox.url
-        env["SENDBLUE_API_KEY_ID"] = sandbox.api_key_id
-        env["SENDBLUE_API_SECRET_KEY"] = sandbox.api_secret_key
+        env.update(variables(sandbox))
     env.update(extra)
     return env
 
@@ -126,6 +145,48 @@ async def wait_until(condition: Callable[[], bool], what: str) -> None:
             return
         await asyncio.sleep(0.01)
     pytest.fail(f"timed out waiting for {what}")
+
+
+@attrs.define
+class InProcess:
+    """Runs `main(argv)` in a thread against `sandbox` (the `cli` fixture).
+
+    The variables point at the sandbox (the `sandbox_credentials` fixture);
+    each result is checked like a child's (`check`), and for every text of
+    `secrets` (the sandbox's secret first; a test adds its own).
+    """
+
+    sandbox: Sandbox[Any]
+    capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch
+    #: Texts no output may hold; not in the repr, which a failure report shows.
+    secrets: list[str] = attrs.field(
+        repr=False,
+        default=attrs.Factory(lambda self: [self.sandbox.api_secret_key], True),
+    )
+
+    async def __call__(self, *argv: str) -> Result:
+        self.capsys.readouterr()
+        code = await asyncio.wait_for(asyncio.to_thread(main, list(argv)), 2 * WAIT)
+        captured = self.capsys.readouterr()
+        result = Result(code, captured.out, captured.err)
+        for secret in self.secrets:
+            assert secret not in result.out + result.err
+        return check(result, self.sandbox)
+
+    def client(self) -> LinesClient:
+        """A client of the sandbox, for what a test does outside the command."""
+        return LinesClient(
+            self.sandbox.api_key_id,
+            self.sandbox.api_secret_key,
+            base_url=self.sandbox.url,
+        )
+
+    async def buy(self, count: int) -> None:
+        """Buy `count` lines through the SDK, outside the command."""
+        async with self.client() as client:
+            for _ in range(count):
+                await Provisioner(client).provision()
 
 
 def catches(pid: int, number: int) -> bool:

@@ -24,14 +24,19 @@ import json
 import logging
 import os
 import secrets
+import shutil
+import subprocess
 import sys
 import warnings
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from _loopback_proxy import LoopbackProxy
+from cli_support import CREDENTIAL_VARIABLES, InProcess, variables
+from foundation_support import OutrunFirst
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
@@ -43,6 +48,7 @@ import sendblue_lines._clock
 import sendblue_lines._config
 from sendblue_lines import LinesClient, RetryPolicy
 from sendblue_lines._logging import JsonFormatter
+from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 
 BASE_URL = "https://api.sendblue.test"
 KEY_ID = "key-id-for-tests"
@@ -124,6 +130,74 @@ async def loopback_proxy() -> AsyncIterator[LoopbackProxy]:
     async with LoopbackProxy() as proxy:
         yield proxy
     CANARY.inspect("cleartext seen by a proxy", proxy.cleartext)
+
+
+@pytest.fixture(scope="session")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (cert, key), trusted by nobody.
+
+    Made with the openssl command once a test session, for the local https
+    servers of the TLS and proxy tests.
+    """
+    openssl = shutil.which("openssl")
+    assert openssl is not None, "the TLS tests need the openssl command"
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(  # noqa: S603 - fixed arguments
+        [
+            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key),
+            "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture
+def no_credentials(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No base URL or credentials variable is set; the monkeypatch, to set some."""
+    for name in CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def sandbox_credentials(
+    sendblue_sandbox: Sandbox[Any], no_credentials: pytest.MonkeyPatch
+) -> None:
+    """The base URL and credentials variables point at `sendblue_sandbox` only."""
+    for name, value in variables(sendblue_sandbox).items():
+        no_credentials.setenv(name, value)
+
+
+@pytest.fixture
+def cli(
+    sendblue_sandbox: Sandbox[Any],
+    sandbox_credentials: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> InProcess:
+    """The command run in this process (`main(argv)`) against `sendblue_sandbox`."""
+    return InProcess(sendblue_sandbox, capsys, monkeypatch)
+
+
+@pytest.fixture
+def slow_confirms(sendblue_sandbox: Sandbox[ManualClock]) -> Sandbox[ManualClock]:
+    """The sandbox; its confirm answers wait long enough to close the client.
+
+    A test closes the client (or its session) once the confirm arrived
+    (`Sandbox.wait_for_requests`), a second before the answer.
+    """
+    sendblue_sandbox.inject("confirm", Fault.delay(1.0), times=10)
+    return sendblue_sandbox
+
+
+@pytest.fixture
+def outrun_first(sendblue_sandbox: Sandbox[ManualClock]) -> OutrunFirst:
+    """Approves every preview; the first one's token expires on the server meanwhile."""
+    return OutrunFirst(sendblue_sandbox.clock)
 
 
 @pytest.fixture

@@ -11,10 +11,12 @@ import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import attrs
+import pytest
 from aiohttp import web
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -24,8 +26,103 @@ PREVIEW = "/accounts/lines/provision-preview"
 CONFIRM = "/accounts/lines/provision-confirm"
 METHODS = {LIMITS: "GET", PREVIEW: "POST", CONFIRM: "POST"}
 
+MOMENT = datetime(2026, 5, 18, 14, 30, tzinfo=timezone.utc)
+
+#: Every timestamp form the SDK accepts, and the UTC instant it means: the
+#: one table for the parser and for each structured field that uses it.
+ACCEPTED_TIMESTAMPS = [
+    pytest.param("2026-05-18T14:30:00.000Z", MOMENT, id="spec-form"),
+    pytest.param(
+        "2026-05-18T14:30:00.123Z", MOMENT.replace(microsecond=123000), id="millis"
+    ),
+    pytest.param("2026-05-18T14:30:00Z", MOMENT, id="no-fraction"),
+    pytest.param("2026-05-18T14:30:00z", MOMENT, id="lowercase-z"),
+    pytest.param("2026-05-18t14:30:00Z", MOMENT, id="lowercase-t"),
+    pytest.param("2026-05-18 14:30:00Z", MOMENT, id="space-separator"),
+    pytest.param("2026-05-18T14:30:00", MOMENT, id="no-offset-is-utc"),
+    pytest.param("2026-05-18T14:30Z", MOMENT, id="minutes-only"),
+    pytest.param("2026-05-18T14Z", MOMENT.replace(minute=0), id="hours-only"),
+    pytest.param(
+        "2026-05-18T14:30:00.1Z", MOMENT.replace(microsecond=100000), id="1-digit"
+    ),
+    pytest.param(
+        "2026-05-18T14:30:00.12Z", MOMENT.replace(microsecond=120000), id="2-digit"
+    ),
+    pytest.param(
+        "2026-05-18T14:30:00.1234Z",
+        MOMENT.replace(microsecond=123400),
+        id="4-digit",
+    ),
+    pytest.param(
+        "2026-05-18T14:30:00.123456789Z",
+        MOMENT.replace(microsecond=123456),
+        id="nanoseconds-cut-not-rounded",
+    ),
+    pytest.param(
+        "2026-05-18T14:30:00.9999999Z",
+        MOMENT.replace(microsecond=999999),
+        id="never-rounded-up-to-next-second",
+    ),
+    pytest.param(
+        "2026-05-18T14:30:00,5Z", MOMENT.replace(microsecond=500000), id="comma"
+    ),
+    pytest.param("20260518T143000Z", MOMENT, id="basic"),
+    pytest.param("20260518T143000.250Z", MOMENT.replace(microsecond=250000), id="b"),
+    pytest.param("20260518T1430Z", MOMENT, id="basic-minutes"),
+    pytest.param("20260518T163000+0200", MOMENT, id="basic-offset"),
+    pytest.param("2026-05-18T14:30:00+00:00", MOMENT, id="offset-extended"),
+    pytest.param("2026-05-18T16:30:00.000000+02:00", MOMENT, id="micros-offset"),
+    pytest.param("2026-05-18T14:30:00+0000", MOMENT, id="offset-basic"),
+    pytest.param("2026-05-18T14:30:00+00", MOMENT, id="offset-hours"),
+    pytest.param("2026-05-18T14:30:00-00:00", MOMENT, id="offset-minus-zero"),
+    pytest.param("2026-05-18T16:30:00+02:00", MOMENT, id="offset-east"),
+    pytest.param("2026-05-18T09:00:00-05:30", MOMENT, id="offset-west-half"),
+    pytest.param("2026-05-19T00:00:00+09:30", MOMENT, id="offset-crosses-day"),
+    pytest.param("2026-05-18T14:30:30+00:00:30", MOMENT, id="offset-with-seconds"),
+    pytest.param("  2026-05-18T14:30:00Z\n", MOMENT, id="surrounding-space"),
+    pytest.param("2026-05-18", MOMENT.replace(hour=0, minute=0), id="date-only"),
+    pytest.param("20260518", MOMENT.replace(hour=0, minute=0), id="basic-date"),
+    pytest.param(
+        "2026-W21-1T14:30:00Z", MOMENT, id="week-date"
+    ),  # 2026-05-18 is the Monday of ISO week 21
+    pytest.param("2026W211T143000Z", MOMENT, id="basic-week-date"),
+]
+
 KEY_ID = "key-id-for-foundation-tests"
 SECRET = "s3cr3t-foundation-never-to-be-seen"
+
+
+@attrs.define
+class OutrunFirst:
+    """An `approve` callback under which the first token expires on the server.
+
+    It approves every preview, recording its token in `asked`; at the first
+    ask it moves the sandbox's clock past the token's 10 minutes, so that the
+    confirm meets a real 410 and the Provisioner previews again (the
+    `outrun_first` fixture).
+    """
+
+    clock: Any
+    asked: list[str] = attrs.Factory(list)
+
+    def __call__(self, preview: Any) -> bool:
+        self.asked.append(preview.token)
+        if len(self.asked) == 1:
+            self.clock.advance(minutes=11)
+        return True
+
+
+#: The token of `fixtures/preview_ok.json`, which `call` confirms.
+TOKEN = "lpv_abc123def456ghi789jkl0"
+
+
+async def call(client: Any, path: str) -> Any:
+    """Call the `LinesClient` method for `path` (a confirm spends `TOKEN`)."""
+    if path == LIMITS:
+        return await client.get_limits()
+    if path == PREVIEW:
+        return await client.preview()
+    return await client.confirm(TOKEN)
 
 
 def load(name: str) -> Any:

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from foundation_support import serve
 
 from sendblue_lines import (
     ConfigurationError,
@@ -123,16 +124,9 @@ class Scripted:
 
 @asynccontextmanager
 async def running(server: Scripted) -> AsyncIterator[Scripted]:
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1, handle_signals=False)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    async with serve(server.handle) as served:
+        server.url = served.url
         yield server
-    finally:
-        await runner.cleanup()
 
 
 # -- the caller's sessions ----------------------------------------------------------

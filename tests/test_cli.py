@@ -16,32 +16,12 @@ import sys
 from datetime import datetime, timedelta
 from typing import Any
 
-import attrs
 import pytest
 
-from sendblue_lines import LinesClient, Provisioner
 from sendblue_lines.cli import main
 from sendblue_lines.sandbox import Fault, Sandbox
 
-ALL_VARIABLES = (
-    "SENDBLUE_BASE_URL",
-    "SENDBLUE_API_KEY_ID",
-    "SENDBLUE_API_SECRET_KEY",
-    "SENDBLUE_API_API_KEY",
-    "SENDBLUE_API_API_SECRET",
-)
 LINE = re.compile(r"^\+1\d{10}\tworker_\w+\tsub_\w+$")
-
-
-@attrs.frozen
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json_lines(self) -> list[dict[str, Any]]:
-        """Every stdout line parsed as JSON (fails if any line is not JSON)."""
-        return [json.loads(line) for line in self.out.splitlines()]
 
 
 class Terminal(io.StringIO):
@@ -49,51 +29,6 @@ class Terminal(io.StringIO):
 
     def isatty(self) -> bool:
         return True
-
-
-@attrs.define
-class Cli:
-    """Runs `main(argv)` in a thread, with the environment set for a sandbox."""
-
-    sandbox: Sandbox[Any]
-    capsys: pytest.CaptureFixture[str]
-    monkeypatch: pytest.MonkeyPatch
-
-    async def __call__(self, *argv: str) -> Result:
-        self.capsys.readouterr()
-        code = await asyncio.wait_for(asyncio.to_thread(main, list(argv)), 30)
-        captured = self.capsys.readouterr()
-        result = Result(code, captured.out, captured.err)
-        assert self.sandbox.api_secret_key not in result.out + result.err
-        assert "Traceback" not in result.err
-        return result
-
-    def client(self) -> LinesClient:
-        return LinesClient(
-            self.sandbox.api_key_id,
-            self.sandbox.api_secret_key,
-            base_url=self.sandbox.url,
-        )
-
-    async def buy(self, count: int) -> None:
-        """Buy `count` lines through the SDK, outside the command."""
-        async with self.client() as client:
-            for _ in range(count):
-                await Provisioner(client).provision()
-
-
-@pytest.fixture
-def cli(
-    sendblue_sandbox: Sandbox[Any],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> Cli:
-    for name in ALL_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SENDBLUE_BASE_URL", sendblue_sandbox.url)
-    monkeypatch.setenv("SENDBLUE_API_KEY_ID", sendblue_sandbox.api_key_id)
-    monkeypatch.setenv("SENDBLUE_API_SECRET_KEY", sendblue_sandbox.api_secret_key)
-    return Cli(sendblue_sandbox, capsys, monkeypatch)
 
 
 def same_ms(wire: str, moment: datetime) -> bool:

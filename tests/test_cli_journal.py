@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import attrs
 import pytest
-from cli_support import run
+from cli_support import CREDENTIAL_VARIABLES, InProcess, run
 from secret_graph import secret_paths
 
-from sendblue_lines import LinesClient, PostgresJournal, SQLiteJournal
+from sendblue_lines import PostgresJournal, SQLiteJournal
 from sendblue_lines.cli import main
 from sendblue_lines.cli._journal import (
     JOURNAL_VARIABLE,
@@ -40,74 +39,14 @@ from sendblue_lines.cli._journal import (
 from sendblue_lines.cli._render import entry_json
 from sendblue_lines.errors import ConfigurationError, JournalError
 from sendblue_lines.journal import Journal
-from sendblue_lines.sandbox import Fault, Sandbox
+from sendblue_lines.sandbox import Fault
 
-CREDENTIAL_VARIABLES = (
-    "SENDBLUE_BASE_URL",
-    "SENDBLUE_API_KEY_ID",
-    "SENDBLUE_API_SECRET_KEY",
-    "SENDBLUE_API_API_KEY",
-    "SENDBLUE_API_API_SECRET",
-)
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 POSTGRES_DSN = os.environ.get("SENDBLUE_LINES_TEST_POSTGRES", DEFAULT_DSN)
 REQUIRE_POSTGRES = os.environ.get("SENDBLUE_LINES_REQUIRE_POSTGRES") == "1"
 #: A password no output may show (the test server trusts, so any one works).
 DSN_PASSWORD = "pg-canary-" + uuid.uuid4().hex
 SHORT = re.compile(r"^lpv_\S{4}…$")
-
-
-@attrs.frozen
-class Result:
-    code: int
-    out: str
-    err: str
-
-    def json_lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.out.splitlines()]
-
-
-@attrs.define
-class Cli:
-    """Runs `main(argv)` in a thread, with the environment set for a sandbox."""
-
-    sandbox: Sandbox[Any]
-    capsys: pytest.CaptureFixture[str]
-    monkeypatch: pytest.MonkeyPatch
-    #: Texts no output may hold (the API secret, a DSN's password); not in the
-    #: repr, which a failure report shows.
-    secrets: list[str] = attrs.field(repr=False)
-
-    async def __call__(self, *argv: str) -> Result:
-        self.capsys.readouterr()
-        code = await asyncio.wait_for(asyncio.to_thread(main, list(argv)), 60)
-        captured = self.capsys.readouterr()
-        result = Result(code, captured.out, captured.err)
-        for secret in self.secrets:
-            assert secret not in result.out + result.err
-        assert "Traceback" not in result.err
-        return result
-
-    def client(self) -> LinesClient:
-        return LinesClient(
-            self.sandbox.api_key_id,
-            self.sandbox.api_secret_key,
-            base_url=self.sandbox.url,
-        )
-
-
-@pytest.fixture
-def cli(
-    sendblue_sandbox: Sandbox[Any],
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> Cli:
-    for name in CREDENTIAL_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SENDBLUE_BASE_URL", sendblue_sandbox.url)
-    monkeypatch.setenv("SENDBLUE_API_KEY_ID", sendblue_sandbox.api_key_id)
-    monkeypatch.setenv("SENDBLUE_API_SECRET_KEY", sendblue_sandbox.api_secret_key)
-    return Cli(sendblue_sandbox, capsys, monkeypatch, [sendblue_sandbox.api_secret_key])
 
 
 def state_journal() -> Path:
@@ -123,7 +62,7 @@ def dead_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:not-this-start"
 
 
-async def seed_orphan(journal: Journal, cli: Cli, *, spent: bool = False) -> str:
+async def seed_orphan(journal: Journal, cli: InProcess, *, spent: bool = False) -> str:
     """A pending purchase of a dead owner: a real sandbox token, confirmed or not.
 
     `spent`: the token was confirmed (a line was bought) before the owner
@@ -138,7 +77,7 @@ async def seed_orphan(journal: Journal, cli: Cli, *, spent: bool = False) -> str
     return preview.token
 
 
-async def seed_sqlite(path: Path, cli: Cli, *, spent: bool = False) -> str:
+async def seed_sqlite(path: Path, cli: InProcess, *, spent: bool = False) -> str:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     async with SQLiteJournal(path) as journal:
         return await seed_orphan(journal, cli, spent=spent)

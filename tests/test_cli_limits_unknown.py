@@ -10,48 +10,12 @@ worker thread while the test's loop serves the sandbox.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
-import attrs
 import pytest
 
-from sendblue_lines.cli import main
 from sendblue_lines.sandbox import Fault, Sandbox
-
-VARIABLES = (
-    "SENDBLUE_BASE_URL",
-    "SENDBLUE_API_KEY_ID",
-    "SENDBLUE_API_SECRET_KEY",
-    "SENDBLUE_API_API_KEY",
-    "SENDBLUE_API_API_SECRET",
-)
-
-
-@attrs.frozen
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli(sendblue_sandbox, capsys, monkeypatch):
-    for name in VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("SENDBLUE_BASE_URL", sendblue_sandbox.url)
-    monkeypatch.setenv("SENDBLUE_API_KEY_ID", sendblue_sandbox.api_key_id)
-    monkeypatch.setenv("SENDBLUE_API_SECRET_KEY", sendblue_sandbox.api_secret_key)
-
-    async def call(*argv: str) -> Result:
-        capsys.readouterr()
-        code = await asyncio.wait_for(asyncio.to_thread(main, list(argv)), 30)
-        captured = capsys.readouterr()
-        assert "Traceback" not in captured.err
-        return Result(code, captured.out, captured.err)
-
-    return call
 
 
 def _shape(body: Any):

@@ -11,97 +11,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import pty
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
+from cli_support import PIPE, WAIT, Terminal, finish, run, spawn, wait_until
 
 from sendblue_lines.sandbox import Fault, Sandbox
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "win32", reason="POSIX signals and terminals"
 )
-
-PIPE = asyncio.subprocess.PIPE
-WAIT = 30.0
-"""Seconds any child process or condition is waited for before the test fails."""
-
-
-@attrs.frozen
-class Result:
-    code: int | None
-    out: str
-    err: str
-
-    def json_lines(self) -> list[dict[str, Any]]:
-        """Every stdout line parsed as JSON (fails if any line is not JSON)."""
-        return [json.loads(line) for line in self.out.splitlines()]
-
-
-def environment(sandbox: Sandbox[Any]) -> dict[str, str]:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("SENDBLUE_")
-    }
-    env["SENDBLUE_BASE_URL"] = sandbox.url
-    env["SENDBLUE_API_KEY_ID"] = sandbox.api_key_id
-    env["SENDBLUE_API_SECRET_KEY"] = sandbox.api_secret_key
-    return env
-
-
-@asynccontextmanager
-async def spawn(
-    sandbox: Sandbox[Any], *argv: str, stdin: int = asyncio.subprocess.DEVNULL
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`python -m sendblue_lines.cli ARGV` against `sandbox`, killed if left running."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sendblue_lines.cli",
-        *argv,
-        stdin=stdin,
-        stdout=PIPE,
-        stderr=PIPE,
-        env=environment(sandbox),
-    )
-    try:
-        yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-
-
-async def finish(
-    process: asyncio.subprocess.Process, sandbox: Sandbox[Any], err: bytes = b""
-) -> Result:
-    """Wait for the child; its output, checked for the secret and for tracebacks."""
-    out, rest = await asyncio.wait_for(process.communicate(), WAIT)
-    result = Result(process.returncode, out.decode(), (err + rest).decode())
-    assert sandbox.api_secret_key not in result.out + result.err
-    assert "Traceback" not in result.err
-    return result
-
-
-async def run(sandbox: Sandbox[Any], *argv: str) -> Result:
-    async with spawn(sandbox, *argv) as process:
-        return await finish(process, sandbox)
-
-
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll `condition` every 10 ms for at most WAIT seconds."""
-    for _ in range(int(WAIT / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 # -- pipes ------------------------------------------------------------------------
@@ -170,16 +94,13 @@ async def on_a_terminal(
     sandbox: Sandbox[Any], *argv: str
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
     """The command with a pseudo-terminal as stdin; yields it and the pty's master."""
-    master, slave = pty.openpty()
+    terminal = Terminal()
     try:
-        async with spawn(sandbox, *argv, stdin=slave) as process:
-            os.close(slave)
-            slave = -1
-            yield process, master
+        async with spawn(sandbox, *argv, stdin=terminal.slave) as process:
+            terminal.close_slave()
+            yield process, terminal.master
     finally:
-        os.close(master)
-        if slave != -1:
-            os.close(slave)
+        terminal.close()
 
 
 async def prompt(process: asyncio.subprocess.Process) -> bytes:

@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import aiohttp
+import anyio
 import pytest
 from foundation_support import (
     CONFIRM,
@@ -15,6 +16,8 @@ from foundation_support import (
     LIMITS,
     PREVIEW,
     SECRET,
+    TOKEN,
+    call,
     load,
     text,
 )
@@ -45,17 +48,7 @@ from sendblue_lines import (
     __version__,
 )
 
-TOKEN = "lpv_abc123def456ghi789jkl0"
 BASE = "https://api.sendblue.test"
-
-
-async def call(client: LinesClient, path: str) -> Any:
-    """Call the public method for `path`."""
-    if path == LIMITS:
-        return await client.get_limits()
-    if path == PREVIEW:
-        return await client.preview()
-    return await client.confirm(TOKEN)
 
 
 # Every row of the spec's error table, for each endpoint it can come from.
@@ -403,21 +396,38 @@ def test_backoff_jitter_spans_the_whole_range() -> None:
     assert max(policy.delay(20) for _ in range(50)) <= 10.0
 
 
-async def test_retries_wait_between_tries(api: ScriptedApi) -> None:
-    """With a non-zero backoff, the retries of one call take measurable time."""
+async def test_retries_wait_between_tries(
+    api: ScriptedApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a non-zero backoff, the client sleeps between tries, within the policy."""
     policy = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.05)
-    seen: list[Attempt] = []
+    events: list[tuple[str, float]] = []
+    real_sleep = anyio.sleep
+
+    async def sleep(delay: float) -> None:
+        events.append(("sleep", delay))
+        await real_sleep(delay)
+
+    monkeypatch.setattr(anyio, "sleep", sleep)
     async with LinesClient(
-        KEY_ID, SECRET, base_url=BASE, retry=policy, on_attempt=seen.append
+        KEY_ID,
+        SECRET,
+        base_url=BASE,
+        retry=policy,
+        on_attempt=lambda seen: events.append(("attempt", seen.attempt)),
     ) as client:
         api.reply(LIMITS, status=502, repeat=True)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
         with pytest.raises(ServerError):
             await client.get_limits()
-        elapsed = loop.time() - started
-    assert [a.attempt for a in seen] == [1, 2, 3]
-    assert 0 <= elapsed < 1.0
+    assert [kind for kind, _ in events] == [
+        "attempt",
+        "sleep",
+        "attempt",
+        "sleep",
+        "attempt",
+    ]
+    assert [value for kind, value in events if kind == "attempt"] == [1, 2, 3]
+    assert all(0 <= value <= 0.05 for kind, value in events if kind == "sleep")
 
 
 @pytest.mark.parametrize("path", [LIMITS, PREVIEW, CONFIRM])

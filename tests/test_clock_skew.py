@@ -132,13 +132,6 @@ def test_a_hand_built_preview_is_judged_by_the_wall_clock() -> None:
     assert not Preview(token="lpv_x", expires_at=now + timedelta(minutes=5)).expired()
 
 
-def test_an_explicit_now_is_compared_with_expires_at() -> None:
-    """expired(now) answers for that moment, as it always did."""
-    preview = Preview(token="lpv_x", expires_at=EXPIRES)
-    assert preview.expired(EXPIRES)
-    assert not preview.expired(EXPIRES - timedelta(seconds=10), margin=5)
-
-
 async def test_the_sandbox_dates_its_answers_with_its_own_clock(
     sendblue_sandbox_factory: Callable[..., Any],
 ) -> None:

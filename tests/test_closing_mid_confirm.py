@@ -29,13 +29,6 @@ from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 NO_WAIT = RetryPolicy(attempts=3, base_delay=0, max_delay=0)
 
 
-@pytest.fixture
-def server(sendblue_sandbox: Sandbox[ManualClock]) -> Sandbox[ManualClock]:
-    """The sandbox; its confirm answers wait long enough to close the client."""
-    sendblue_sandbox.inject("confirm", Fault.delay(1.0), times=10)
-    return sendblue_sandbox
-
-
 def client_for(server: Sandbox[ManualClock], **options: Any) -> LinesClient:
     return LinesClient(
         server.api_key_id,
@@ -47,23 +40,19 @@ def client_for(server: Sandbox[ManualClock], **options: Any) -> LinesClient:
     )
 
 
-async def close_when_confirm_arrives(server: Sandbox[ManualClock], close: Any) -> None:
-    await server.wait_for_requests("confirm")
-    await close()
-
-
 @pytest.mark.parametrize("whose", ["own", "caller"])
 async def test_closing_during_a_confirm_is_outcome_unknown(
-    server: Sandbox[ManualClock], whose: str
+    slow_confirms: Sandbox[ManualClock], whose: str
 ) -> None:
     """aclose() or the caller's session.close() mid-confirm: OutcomeUnknownError."""
     session = aiohttp.ClientSession() if whose == "caller" else None
-    client = client_for(server, session=session)
+    client = client_for(slow_confirms, session=session)
     try:
         preview = await client.preview()
         confirm = asyncio.ensure_future(client.confirm(preview))
         closer = client.aclose if session is None else session.close
-        await close_when_confirm_arrives(server, closer)
+        await slow_confirms.wait_for_requests("confirm")
+        await closer()
         with pytest.raises(OutcomeUnknownError) as caught:
             await confirm
     finally:

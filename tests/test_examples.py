@@ -92,11 +92,10 @@ async def test_batch_flags_a_lost_answer_for_a_human(client, sendblue_sandbox, c
     assert isinstance(result.errors[0], OutcomeUnknownError)
 
 
-async def test_batch_main_reads_the_environment(sendblue_sandbox, monkeypatch, capsys):
+async def test_batch_main_reads_the_environment(
+    sendblue_sandbox, sandbox_credentials, capsys
+):
     """main(n) builds its client from SENDBLUE_* variables; 0 when all were bought."""
-    monkeypatch.setenv("SENDBLUE_BASE_URL", sendblue_sandbox.url)
-    monkeypatch.setenv("SENDBLUE_API_KEY_ID", sendblue_sandbox.api_key_id)
-    monkeypatch.setenv("SENDBLUE_API_SECRET_KEY", sendblue_sandbox.api_secret_key)
     assert await batch.main(2) == 0
     assert await batch.main(2) == 1  # one left today
     assert len(sendblue_sandbox.purchases()) == 3
@@ -174,11 +173,10 @@ async def test_bot_caps_what_it_ever_buys(client, sendblue_sandbox):
     assert len(sendblue_sandbox.ledger) == 1
 
 
-async def test_bot_builds_and_closes_its_own_client(sendblue_sandbox, monkeypatch):
+async def test_bot_builds_and_closes_its_own_client(
+    sendblue_sandbox, sandbox_credentials
+):
     """Without a client, make_app() reads the environment and closes what it opened."""
-    monkeypatch.setenv("SENDBLUE_BASE_URL", sendblue_sandbox.url)
-    monkeypatch.setenv("SENDBLUE_API_KEY_ID", sendblue_sandbox.api_key_id)
-    monkeypatch.setenv("SENDBLUE_API_SECRET_KEY", sendblue_sandbox.api_secret_key)
     app = bot.make_app()
     async with TestClient(TestServer(app, host="127.0.0.1")) as http:
         assert (await http.post("/lines")).status == 201

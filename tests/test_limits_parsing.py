@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any
 
 import pytest
@@ -74,32 +74,6 @@ async def test_an_odd_optional_field_keeps_the_counts(
     assert limits.daily == LimitWindow(limit=3, used=1, remaining=2)
     assert limits.monthly == LimitWindow(limit=10, used=4, remaining=6)
     assert limits.remaining == 2
-
-
-@pytest.mark.parametrize(
-    ("stamp", "expected"),
-    [
-        pytest.param(
-            "2026-05-19T09:12:45.120Z",
-            datetime(2026, 5, 19, 9, 12, 45, 120000, tzinfo=UTC),
-            id="spec-form",
-        ),
-        pytest.param(
-            "2026-05-19T09:12:45.1Z",
-            datetime(2026, 5, 19, 9, 12, 45, 100000, tzinfo=UTC),
-            id="one-digit-fraction",
-        ),
-        pytest.param(
-            "20260519T091245Z", datetime(2026, 5, 19, 9, 12, 45, tzinfo=UTC), id="basic"
-        ),
-    ],
-)
-async def test_a_readable_next_available_at_is_kept(
-    client: LinesClient, stamp: str, expected: datetime
-) -> None:
-    """A timestamp in any accepted form is parsed, on every Python."""
-    limits = await read(client, canonical(next_available_at=stamp))
-    assert limits.daily.next_available_at == expected
 
 
 @pytest.mark.parametrize(

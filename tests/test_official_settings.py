@@ -20,20 +20,6 @@ from sendblue_lines._cli_credentials import credentials_path, read_cli_credentia
 from sendblue_lines.cli import main
 from sendblue_lines.sandbox import Sandbox
 
-CREDENTIAL_VARIABLES = (
-    "SENDBLUE_API_KEY_ID",
-    "SENDBLUE_API_SECRET_KEY",
-    "SENDBLUE_API_API_KEY",
-    "SENDBLUE_API_API_SECRET",
-)
-
-
-@pytest.fixture
-def no_credentials(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in (*CREDENTIAL_VARIABLES, "SENDBLUE_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    return monkeypatch
-
 
 def write(folder: Path, data: object, mode: int = 0o600) -> Path:
     folder.mkdir(parents=True, exist_ok=True)

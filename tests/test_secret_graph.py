@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from foundation_support import closed_port
+from foundation_support import closed_port, serve
 from secret_graph import secret_paths
 
 from sendblue_lines import (
@@ -165,16 +165,9 @@ async def echoing(**modes: str) -> AsyncIterator[Echo]:
         {"limits": LIMITS, "preview": PREVIEW, "confirm": CONFIRM}[k]: v
         for k, v in modes.items()
     }
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", server.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1, handle_signals=False)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        server.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    async with serve(server.handle) as served:
+        server.url = served.url
         yield server
-    finally:
-        await runner.cleanup()
 
 
 def client_for(url: str, **options: Any) -> LinesClient:

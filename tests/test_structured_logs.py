@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from foundation_support import OutrunFirst
 
 from sendblue_lines import (
     ConfigurationError,
     LinesClient,
     OutcomeUnknownError,
-    Preview,
     Provisioner,
     ProvisioningFailedError,
     RetryPolicy,
@@ -152,25 +152,19 @@ async def test_money_moved_without_a_line_is_logged_with_every_key(
 
 
 async def test_a_repreview_and_a_batch_are_logged_with_every_key(
-    sendblue_sandbox: Sandbox[Any], caplog: pytest.LogCaptureFixture
+    outrun_first: OutrunFirst,
+    sendblue_sandbox: Sandbox[Any],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A 410 then a new token in a batch of 4 stopped by the daily limit of 3."""
-    asked: list[str] = []
-
-    def approve(preview: Preview) -> bool:
-        asked.append(preview.token)
-        if len(asked) == 1:
-            sendblue_sandbox.clock.advance(minutes=11)
-        return True
-
     with caplog.at_level(logging.DEBUG, logger="sendblue_lines"):
         async with connect(sendblue_sandbox) as client:
-            result = await Provisioner(client, approve=approve).provision_many(
+            result = await Provisioner(client, approve=outrun_first).provision_many(
                 4, concurrency=1
             )
     assert len(result.lines) == 3
     records = ours(caplog)
-    check_records(records, set(asked))
+    check_records(records, set(outrun_first.asked))
     [repreview] = [r for r in records if r.sendblue_event == "repreview"]
     assert (repreview.sendblue_slot, repreview.sendblue_attempt) == (0, 1)
     assert repreview.sendblue_status == 410
@@ -297,13 +291,10 @@ def test_an_unknown_level_is_a_configuration_error(
 
 async def test_the_cli_writes_json_log_lines(
     sendblue_sandbox: Sandbox[Any],
+    sandbox_credentials: None,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """--log-format json -v: every stderr log line is JSON with the keys."""
-    monkeypatch.setenv("SENDBLUE_BASE_URL", sendblue_sandbox.url)
-    monkeypatch.setenv("SENDBLUE_API_KEY_ID", sendblue_sandbox.api_key_id)
-    monkeypatch.setenv("SENDBLUE_API_SECRET_KEY", sendblue_sandbox.api_secret_key)
     argv = ["--log-format", "json", "provision", "--yes", "-v"]
     code = await asyncio.wait_for(asyncio.to_thread(main, argv), 30)
     err = capsys.readouterr().err

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from foundation_support import OutrunFirst
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
@@ -31,7 +32,6 @@ from sendblue_lines import (
     LinesClient,
     NoCardOnFileError,
     OutcomeUnknownError,
-    Preview,
     Provisioner,
     ProvisioningFailedError,
     RetryPolicy,
@@ -200,19 +200,13 @@ async def test_each_outcome_is_on_both_spans(
 
 
 async def test_a_repreview_is_the_next_attempt_of_the_same_purchase(
-    sendblue_sandbox: Sandbox[Any], otel_spans: InMemorySpanExporter
+    outrun_first: OutrunFirst,
+    sendblue_sandbox: Sandbox[Any],
+    otel_spans: InMemorySpanExporter,
 ) -> None:
     """A 410 then a new token: one provision span (attempt 2), two confirm spans."""
-    asked: list[str] = []
-
-    def approve(preview: Preview) -> bool:
-        asked.append(preview.token)
-        if len(asked) == 1:
-            sendblue_sandbox.clock.advance(minutes=11)
-        return True
-
     async with connect(sendblue_sandbox) as client:
-        await Provisioner(client, approve=approve).provision()
+        await Provisioner(client, approve=outrun_first).provision()
     spans = otel_spans.get_finished_spans()
     [provision] = named(spans, "sendblue_lines.provision")
     first, second = sorted(
@@ -221,14 +215,18 @@ async def test_a_repreview_is_the_next_attempt_of_the_same_purchase(
     assert provision.attributes is not None
     assert provision.attributes["sendblue_lines.attempt"] == 2
     assert provision.attributes["sendblue_lines.outcome"] == "bought"
-    assert provision.attributes["sendblue_lines.token_fp"] == fingerprint(asked[1])
+    assert provision.attributes["sendblue_lines.token_fp"] == fingerprint(
+        outrun_first.asked[1]
+    )
     assert first.attributes is not None
     assert second.attributes is not None
     assert (
         first.attributes["sendblue_lines.attempt"],
         first.attributes["sendblue_lines.outcome"],
     ) == (1, "not_bought")
-    assert first.attributes["sendblue_lines.token_fp"] == fingerprint(asked[0])
+    assert first.attributes["sendblue_lines.token_fp"] == fingerprint(
+        outrun_first.asked[0]
+    )
     assert (
         second.attributes["sendblue_lines.attempt"],
         second.attributes["sendblue_lines.outcome"],

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from foundation_support import ACCEPTED_TIMESTAMPS
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from scripted_api import ScriptedApi
@@ -21,67 +22,9 @@ from sendblue_lines import LinesClient
 from sendblue_lines.models import parse_datetime
 
 UTC = timezone.utc
-MOMENT = datetime(2026, 5, 18, 14, 30, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        pytest.param("2026-05-18T14:30:00.000Z", MOMENT, id="spec-form"),
-        pytest.param("2026-05-18T14:30:00Z", MOMENT, id="no-fraction"),
-        pytest.param("2026-05-18T14:30:00z", MOMENT, id="lowercase-z"),
-        pytest.param("2026-05-18t14:30:00Z", MOMENT, id="lowercase-t"),
-        pytest.param("2026-05-18 14:30:00Z", MOMENT, id="space-separator"),
-        pytest.param("2026-05-18T14:30:00", MOMENT, id="no-offset-is-utc"),
-        pytest.param("2026-05-18T14:30Z", MOMENT, id="minutes-only"),
-        pytest.param("2026-05-18T14Z", MOMENT.replace(minute=0), id="hours-only"),
-        pytest.param(
-            "2026-05-18T14:30:00.1Z", MOMENT.replace(microsecond=100000), id="1-digit"
-        ),
-        pytest.param(
-            "2026-05-18T14:30:00.12Z", MOMENT.replace(microsecond=120000), id="2-digit"
-        ),
-        pytest.param(
-            "2026-05-18T14:30:00.1234Z",
-            MOMENT.replace(microsecond=123400),
-            id="4-digit",
-        ),
-        pytest.param(
-            "2026-05-18T14:30:00.123456789Z",
-            MOMENT.replace(microsecond=123456),
-            id="nanoseconds-cut-not-rounded",
-        ),
-        pytest.param(
-            "2026-05-18T14:30:00.9999999Z",
-            MOMENT.replace(microsecond=999999),
-            id="never-rounded-up-to-next-second",
-        ),
-        pytest.param(
-            "2026-05-18T14:30:00,5Z", MOMENT.replace(microsecond=500000), id="comma"
-        ),
-        pytest.param("20260518T143000Z", MOMENT, id="basic"),
-        pytest.param(
-            "20260518T143000.250Z", MOMENT.replace(microsecond=250000), id="b"
-        ),
-        pytest.param("20260518T1430Z", MOMENT, id="basic-minutes"),
-        pytest.param("20260518T163000+0200", MOMENT, id="basic-offset"),
-        pytest.param("2026-05-18T14:30:00+00:00", MOMENT, id="offset-extended"),
-        pytest.param("2026-05-18T14:30:00+0000", MOMENT, id="offset-basic"),
-        pytest.param("2026-05-18T14:30:00+00", MOMENT, id="offset-hours"),
-        pytest.param("2026-05-18T14:30:00-00:00", MOMENT, id="offset-minus-zero"),
-        pytest.param("2026-05-18T16:30:00+02:00", MOMENT, id="offset-east"),
-        pytest.param("2026-05-18T09:00:00-05:30", MOMENT, id="offset-west-half"),
-        pytest.param("2026-05-19T00:00:00+09:30", MOMENT, id="offset-crosses-day"),
-        pytest.param("2026-05-18T14:30:30+00:00:30", MOMENT, id="offset-with-seconds"),
-        pytest.param("  2026-05-18T14:30:00Z\n", MOMENT, id="surrounding-space"),
-        pytest.param("2026-05-18", MOMENT.replace(hour=0, minute=0), id="date-only"),
-        pytest.param("20260518", MOMENT.replace(hour=0, minute=0), id="basic-date"),
-        pytest.param(
-            "2026-W21-1T14:30:00Z", MOMENT, id="week-date"
-        ),  # 2026-05-18 is the Monday of ISO week 21
-        pytest.param("2026W211T143000Z", MOMENT, id="basic-week-date"),
-    ],
-)
+@pytest.mark.parametrize(("text", "expected"), ACCEPTED_TIMESTAMPS)
 def test_accepted_forms(text: str, expected: datetime) -> None:
     """Each accepted form gives the same aware UTC datetime."""
     parsed = parse_datetime(text)
@@ -176,30 +119,26 @@ def test_agrees_with_fromisoformat_where_this_python_accepts_the_text(
     assert parse_datetime(text) == datetime.fromisoformat(text)
 
 
-@pytest.mark.parametrize(
-    "stamp",
-    [
-        "2099-05-18T14:30:00.1Z",
-        "2099-05-18T14:30:00.123456789Z",
-        "20990518T143000Z",
-        "2099-05-18T14:30:00+0000",
-        "2099-05-18 14:30:00z",
-    ],
-)
-async def test_every_structured_timestamp_uses_the_one_parser(stamp: str) -> None:
-    """A preview's expires_at and a window's next_available_at read every form."""
+@pytest.mark.parametrize(("stamp", "expected"), ACCEPTED_TIMESTAMPS)
+async def test_every_structured_timestamp_uses_the_one_parser(
+    stamp: str, expected: datetime
+) -> None:
+    """A preview's expires_at and a window's next_available_at read every form.
+
+    Each becomes the same aware UTC instant that `parse_datetime` gives.
+    """
     base = "https://api.timestamps.test"
     preview = {"status": "OK", "preview_token": "lpv_ts", "expires_at": stamp}
     window = {"limit": 3, "used": 3, "remaining": 0, "next_available_at": stamp}
     limits = {"status": "OK", "limits": {"api_provision_daily": window}}
-    expected = parse_datetime(stamp)
-    assert expected.year == 2099
     with ScriptedApi.started(base) as api:
         api.reply("preview", body=json.dumps(preview))
         api.reply("limits", body=json.dumps(limits))
         async with LinesClient("key-id", "ts-secret", base_url=base) as client:
-            assert (await client.preview()).expires_at == expected
+            expires_at = (await client.preview()).expires_at
             read = await client.get_limits()
+    assert expires_at == expected
+    assert expires_at.utcoffset() == timedelta(0)
     assert read.daily is not None
     assert read.daily.next_available_at == expected
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -31,28 +32,30 @@ from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 NO_WAIT = RetryPolicy(attempts=3, base_delay=0, max_delay=0)
 
 
-@pytest.fixture
-def server(sendblue_sandbox: Sandbox[ManualClock]) -> Sandbox[ManualClock]:
-    """The sandbox; its confirm answers wait long enough to close the client."""
-    sendblue_sandbox.inject("confirm", Fault.delay(1.0), times=10)
-    return sendblue_sandbox
-
-
 def client_for(server: Sandbox[ManualClock], **options: Any) -> LinesClient:
     return connect(server, retry=NO_WAIT, timeout=5, **options)
 
 
-async def close_when_confirm_arrives(server: Sandbox[ManualClock], close: Any) -> None:
-    await server.wait_for_requests("confirm")
-    await close()
+@pytest.fixture
+def confirm_raising(
+    monkeypatch: pytest.MonkeyPatch, client: LinesClient, api: ScriptedApi
+) -> Callable[[BaseException], Provisioner]:
+    """A Provisioner (max_lines=1) whose confirm raises the error given.
 
+    The limits and the preview are answered; nothing is retried.
+    """
 
-def failing_confirm(error: BaseException) -> Any:
-    async def confirm(preview: Any) -> Any:
-        del preview
-        raise error
+    def make(error: BaseException) -> Provisioner:
+        async def confirm(preview: Any) -> Any:
+            del preview
+            raise error
 
-    return confirm
+        api.limits()
+        api.preview()
+        monkeypatch.setattr(client, "confirm", confirm)
+        return Provisioner(client, max_lines=1, max_repreviews=0, no_lines_retry=0)
+
+    return make
 
 
 MAY_HAVE_BOUGHT = [
@@ -116,17 +119,18 @@ async def test_provisioning_failed_is_raised_without_a_new_preview(
 
 @pytest.mark.parametrize("whose", ["own", "caller"])
 async def test_the_provisioner_keeps_the_unit_spent_when_closed_mid_confirm(
-    server: Sandbox[ManualClock], whose: str
+    slow_confirms: Sandbox[ManualClock], whose: str
 ) -> None:
     """provision() ends unknown, max_lines stays spent, on_outcome hears it."""
     session = aiohttp.ClientSession() if whose == "caller" else None
-    client = client_for(server, session=session)
+    client = client_for(slow_confirms, session=session)
     heard: list[ProvisionOutcome] = []
     provisioner = Provisioner(client, max_lines=1, on_outcome=heard.append)
     try:
         buying = asyncio.ensure_future(provisioner.provision())
         closer = client.aclose if session is None else session.close
-        await close_when_confirm_arrives(server, closer)
+        await slow_confirms.wait_for_requests("confirm")
+        await closer()
         with pytest.raises(OutcomeUnknownError):
             await buying
     finally:
@@ -138,15 +142,16 @@ async def test_the_provisioner_keeps_the_unit_spent_when_closed_mid_confirm(
 
 
 async def test_a_batch_closed_mid_confirm_reports_every_slot_as_charged(
-    server: Sandbox[ManualClock],
+    slow_confirms: Sandbox[ManualClock],
 ) -> None:
     """In a batch, each slot whose confirm was in flight is charged, not failed."""
-    client = client_for(server)
+    client = client_for(slow_confirms)
     provisioner = Provisioner(client, max_lines=2)
     running = asyncio.ensure_future(provisioner.provision_many(2, concurrency=2))
-    await close_when_confirm_arrives(server, client.aclose)
+    await slow_confirms.wait_for_requests("confirm")
+    await client.aclose()
     result = await running
-    confirmed = server.counters["confirm"].requests
+    confirmed = slow_confirms.counters["confirm"].requests
     assert confirmed >= 1
     unknown = [e for e in result.errors if isinstance(e, OutcomeUnknownError)]
     # Every confirm that reached the server is a line or an unknown outcome.
@@ -157,16 +162,10 @@ async def test_a_batch_closed_mid_confirm_reports_every_slot_as_charged(
 
 @pytest.mark.parametrize("error", MAY_HAVE_BOUGHT)
 async def test_a_confirm_error_that_proves_nothing_is_outcome_unknown(
-    error: BaseException,
-    monkeypatch: pytest.MonkeyPatch,
-    client: LinesClient,
-    api: ScriptedApi,
+    error: BaseException, confirm_raising: Callable[[BaseException], Provisioner]
 ) -> None:
     """An error that does not prove "nothing bought" is unknown; the unit stays."""
-    api.limits()
-    api.preview()
-    monkeypatch.setattr(client, "confirm", failing_confirm(error))
-    provisioner = Provisioner(client, max_lines=1, max_repreviews=0, no_lines_retry=0)
+    provisioner = confirm_raising(error)
     with pytest.raises(OutcomeUnknownError) as caught:
         await provisioner.provision()
     assert provisioner.lines_left == 0
@@ -178,16 +177,10 @@ async def test_a_confirm_error_that_proves_nothing_is_outcome_unknown(
 
 @pytest.mark.parametrize("error", BOUGHT_NOTHING)
 async def test_a_confirm_error_that_proves_nothing_bought_gives_the_unit_back(
-    error: SendblueError,
-    monkeypatch: pytest.MonkeyPatch,
-    client: LinesClient,
-    api: ScriptedApi,
+    error: SendblueError, confirm_raising: Callable[[BaseException], Provisioner]
 ) -> None:
     """Only the client's proofs of "nothing bought" return the max_lines unit."""
-    api.limits()
-    api.preview()
-    monkeypatch.setattr(client, "confirm", failing_confirm(error))
-    provisioner = Provisioner(client, max_lines=1, max_repreviews=0, no_lines_retry=0)
+    provisioner = confirm_raising(error)
     with pytest.raises(type(error)):
         await provisioner.provision()
     assert provisioner.lines_left == 1

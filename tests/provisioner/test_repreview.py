@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from foundation_support import OutrunFirst
 from provisioner_support import Make, requests
 from scripted_api import ScriptedApi
 
@@ -85,21 +86,15 @@ async def test_tokens_that_always_arrive_expired_end_in_token_expired(
 
 
 async def test_a_token_expired_on_the_server_is_previewed_again(
-    sandbox_client: LinesClient, sendblue_sandbox: Sandbox[Any]
+    sandbox_client: LinesClient,
+    outrun_first: OutrunFirst,
+    sendblue_sandbox: Sandbox[Any],
 ) -> None:
     """The sandbox clock outruns ours during approval: a 410, then a new token buys."""
-    asked: list[str] = []
-
-    def approve(preview: Preview) -> bool:
-        asked.append(preview.token)
-        if len(asked) == 1:
-            sendblue_sandbox.clock.advance(minutes=11)
-        return True
-
-    await Provisioner(sandbox_client, approve=approve).provision()
-    assert len(asked) == 2
+    await Provisioner(sandbox_client, approve=outrun_first).provision()
+    assert len(outrun_first.asked) == 2
     [charge] = sendblue_sandbox.ledger
-    assert charge.preview_token == asked[1]
+    assert charge.preview_token == outrun_first.asked[1]
     assert sendblue_sandbox.counters["confirm"].statuses[410] == 1
 
 

@@ -12,13 +12,13 @@ from collections.abc import Callable
 from email.utils import formatdate
 
 import pytest
+from foundation_support import OutrunFirst
 from provisioner_support import requests
 from scripted_api import ScriptedApi
 
 from sendblue_lines import (
     LinesClient,
     OutcomeUnknownError,
-    Preview,
     Provisioner,
     ProvisionOutcome,
 )
@@ -75,22 +75,16 @@ async def test_provision_resends_after_an_unclear_confirm(
 
 
 async def test_a_real_410_re_previews_once(
-    skew: float, sandbox_client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+    skew: float,
+    sandbox_client: LinesClient,
+    outrun_first: OutrunFirst,
+    sendblue_sandbox: Sandbox[ManualClock],
 ) -> None:
     """Only a token the server found expired is replaced: one more preview, one line."""
     del skew
-    seen: list[str] = []
-
-    def approve(preview: Preview) -> bool:
-        seen.append(preview.token)
-        if len(seen) == 1:
-            # The server's clock passes the first token's expiry.
-            sendblue_sandbox.clock.advance(minutes=11)
-        return True
-
-    line = await Provisioner(sandbox_client, approve=approve).provision()
-    assert len(seen) == 2
-    assert bought(sendblue_sandbox) == [seen[1]]
+    line = await Provisioner(sandbox_client, approve=outrun_first).provision()
+    assert len(outrun_first.asked) == 2
+    assert bought(sendblue_sandbox) == [outrun_first.asked[1]]
     assert [c.phone_number for c in sendblue_sandbox.ledger] == [line.phone_number]
     assert sendblue_sandbox.counters["confirm"].statuses[410] == 1
     assert requests(sendblue_sandbox, "preview") == 2

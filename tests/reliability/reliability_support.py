@@ -20,12 +20,14 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+import anyio
 import attrs
 
 from sendblue_lines import (
     LinesClient,
     OutcomeUnknownError,
     Preview,
+    Provisioner,
     ProvisioningFailedError,
     ProvisionOutcome,
     RetryPolicy,
@@ -229,6 +231,25 @@ def check_error(error: BaseException, secrets: Iterable[str]) -> None:
         assert secret not in text, "a secret in an error's text"
     clone = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
     assert type(clone) is type(error)
+
+
+async def provision_once(
+    client: LinesClient, recorder: Recorder, secrets: Iterable[str]
+) -> str:
+    """One provision(): ``"line"``, or the class name of its error (`check_error`).
+
+    Bounded at 15 s, a guard against hanging, not a measure.
+    """
+    provisioner = Provisioner(
+        client, no_lines_retry=NO_LINES_RETRY, **recorder.callbacks()
+    )
+    with anyio.fail_after(15):
+        try:
+            await provisioner.provision()
+        except SendblueError as error:
+            check_error(error, secrets)
+            return type(error).__name__
+    return "line"
 
 
 class ThreadedSandbox:

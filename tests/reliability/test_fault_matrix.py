@@ -24,6 +24,7 @@ from reliability_support import (
     check_ledger,
     connect,
     kind,
+    provision_once,
 )
 
 from sendblue_lines import (
@@ -34,7 +35,6 @@ from sendblue_lines import (
     Provisioner,
     ProvisionOutcome,
     RateLimitError,
-    SendblueError,
 )
 from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 
@@ -189,17 +189,7 @@ async def test_provision(
     recorder = Recorder()
     inject(sandbox, fault, step)
     async with connect(sandbox) as client:
-        provisioner = Provisioner(
-            client, no_lines_retry=NO_LINES_RETRY, **recorder.callbacks()
-        )
-        got: str
-        with anyio.fail_after(15):  # a guard against hanging, not a measure
-            try:
-                await provisioner.provision()
-                got = "line"
-            except SendblueError as error:
-                check_error(error, secret_canary.secrets)
-                got = type(error).__name__
+        got = await provision_once(client, recorder, secret_canary.secrets)
     await sandbox.aclose()  # anything still delayed or hanging is dropped
     assert got == expected
     assert [kind(o) for o in recorder.outcomes] == [got]

@@ -19,19 +19,18 @@ import anyio
 import pytest
 from aiohttp import web
 from reliability_support import (
-    NO_LINES_RETRY,
     Recorder,
     check_error,
     check_ledger,
     connect,
     kind,
+    provision_once,
 )
 
 from sendblue_lines import (
     ConfigurationError,
     LinesClient,
     Provisioner,
-    SendblueError,
 )
 from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 
@@ -84,16 +83,7 @@ async def provision_then_again(
 ) -> tuple[str, Recorder]:
     """provision() under the queued faults, then once more with none: still usable."""
     recorder = Recorder()
-    provisioner = Provisioner(
-        client, no_lines_retry=NO_LINES_RETRY, **recorder.callbacks()
-    )
-    with anyio.fail_after(15):  # a guard against hanging, not a measure
-        try:
-            await provisioner.provision()
-            got = "line"
-        except SendblueError as error:
-            check_error(error, secret_canary.secrets)
-            got = type(error).__name__
+    got = await provision_once(client, recorder, secret_canary.secrets)
     sandbox.faults.clear()
     again = Recorder()
     with anyio.fail_after(15):

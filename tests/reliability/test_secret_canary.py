@@ -18,9 +18,15 @@ from typing import Any
 
 import pytest
 
-CONFTEST = Path(__file__).parent.parent / "conftest.py"
-PROXY = Path(__file__).parent.parent / "_loopback_proxy.py"
-SCRIPTED = Path(__file__).parent.parent / "scripted_api.py"
+TESTS = Path(__file__).parent.parent
+CONFTEST = TESTS / "conftest.py"
+#: The support modules the conftest imports, copied beside it for the child.
+SUPPORT = (
+    "_loopback_proxy.py",
+    "scripted_api.py",
+    "cli_support.py",
+    "foundation_support.py",
+)
 
 LEAKS = textwrap.dedent(
     """
@@ -193,8 +199,8 @@ LEAKING = [
 def run_child(tmp_path: Path) -> dict[str, tuple[str, str]]:
     """Run the leaking tests under a copy of the conftest; name -> (outcome, text)."""
     (tmp_path / "conftest.py").write_text(CONFTEST.read_text())
-    (tmp_path / "_loopback_proxy.py").write_text(PROXY.read_text())
-    (tmp_path / "scripted_api.py").write_text(SCRIPTED.read_text())
+    for name in SUPPORT:
+        (tmp_path / name).write_text((TESTS / name).read_text())
     (tmp_path / "test_leaks.py").write_text(LEAKS)
     (tmp_path / "pytest.ini").write_text(
         "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"

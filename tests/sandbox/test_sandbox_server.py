@@ -6,10 +6,10 @@ import asyncio
 import subprocess
 import sys
 import textwrap
-import time
 from datetime import timedelta
 
 import aiohttp
+import anyio
 import pytest
 
 from sendblue_lines.sandbox import (
@@ -98,12 +98,23 @@ async def test_real_clock_sandbox(session):
 
 
 async def test_fixed_latency_is_added_to_every_request(api, sandbox):
-    """A fixed latency delays each answer, unrouted requests included."""
-    sandbox.latency = 0.15
-    started = time.monotonic()
-    await api.limits()
-    await api.call("GET", "/nowhere")
-    assert time.monotonic() - started >= 0.3
+    """A fixed latency holds each answer, unrouted requests included.
+
+    Proven by order: both held requests are still in progress after a request
+    that arrived later, without latency, was answered.
+    """
+    sandbox.latency = 60
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(api.limits)
+        tasks.start_soon(api.call, "GET", "/nowhere")
+        await sandbox.wait_for_requests("limits")
+        await sandbox.wait_for_requests("other")  # the counters' unrouted key
+        sandbox.latency = None  # drawn on arrival: the held two keep theirs
+        assert (await api.preview())[0] == 200
+        assert sandbox.in_flight("limits") == 1
+        assert sandbox.in_flight() == 2
+        assert [record.endpoint for record in sandbox.requests] == ["preview"]
+        tasks.cancel_scope.cancel()
 
 
 async def test_latency_distribution_is_drawn_per_request(api, sandbox):
@@ -123,12 +134,19 @@ async def test_latency_distribution_is_drawn_per_request(api, sandbox):
 
 
 async def test_latency_given_to_the_constructor(session):
-    """latency= at construction applies from the first request."""
-    async with Sandbox(latency=0.1) as sandbox:
-        started = time.monotonic()
-        async with session.get(sandbox.url + "/accounts/limits"):
-            pass
-        assert time.monotonic() - started >= 0.1
+    """latency= at construction holds the first request, while a later one is not."""
+    async with Sandbox(latency=60) as sandbox, anyio.create_task_group() as tasks:
+        assert sandbox.latency == 60
+        tasks.start_soon(session.get, sandbox.url + "/accounts/limits")
+        await sandbox.wait_for_requests("limits")
+        sandbox.latency = None
+        async with session.get(
+            sandbox.url + "/accounts/limits", headers=sandbox.auth_headers()
+        ) as response:
+            assert response.status == 200
+        assert sandbox.in_flight("limits") == 1
+        assert [record.status for record in sandbox.requests] == [200]
+        tasks.cancel_scope.cancel()
 
 
 async def test_request_log_records_what_happened(api, sandbox, clock):
