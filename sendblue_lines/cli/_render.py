@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -128,6 +129,17 @@ def _cell(value: int | None) -> str:
     return "?" if value is None else str(value)
 
 
+def _columns(rows: Sequence[Sequence[str]]) -> str:
+    """`rows` as left-aligned columns two spaces apart, without trailing blanks."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(
+            cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+        ).rstrip()
+        for row in rows
+    )
+
+
 def limits_table(limits: ProvisioningLimits, why: str | None = None) -> str:
     """Render the limits as a small text table (or say they are unknown, and why)."""
     if not limits.known:
@@ -153,13 +165,7 @@ def limits_table(limits: ProvisioningLimits, why: str | None = None) -> str:
                     at_utc(window.next_available_at),
                 )
             )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(
-            cell.ljust(width) for cell, width in zip(row, widths, strict=True)
-        ).rstrip()
-        for row in rows
-    )
+    return _columns(rows)
 
 
 def window_json(window: LimitWindow | None) -> dict[str, Any] | None:
@@ -319,13 +325,7 @@ def history_table(entries: list[JournalEntry]) -> str:
             entry.error_code or "-",
         ]
         rows.append([*row, entry.account] if accounts else row)
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(
-            cell.ljust(width) for cell, width in zip(row, widths, strict=True)
-        ).rstrip()
-        for row in rows
-    )
+    return _columns(rows)
 
 
 def settled_brief(entry: JournalEntry) -> str:
