@@ -86,7 +86,9 @@ class PostgresJournal(StoreJournal):
     journal; ``PostgresJournal(pool)`` uses a caller's asyncpg pool and
     leaves it open. `schema` names the PostgreSQL schema that holds the
     tables (created on first use). `lease` is how many seconds an owner
-    stays alive without `renew`: run a heartbeat more often than that. A
+    stays alive without `renew`: a Provisioner's confirm in flight renews
+    every third of it (`heartbeat_seconds`, between 0.1 s and 15 s), so a
+    lease under 0.3 s cannot be kept alive and suits only tests. A
     purchase of an owner whose lease ran out, by the database's clock, is an
     orphan that exactly one survivor claims. `account`, when given, binds
     the journal to one API key id, as for `SQLiteJournal`.
