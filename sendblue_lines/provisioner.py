@@ -59,7 +59,15 @@ from .errors import (
     TransportError,
     short_token,
 )
-from .journal import EntryState, Journal, JournalEntry, default_owner, is_journal
+from .journal import (
+    HEARTBEAT_SECONDS,
+    EntryState,
+    Journal,
+    JournalEntry,
+    default_owner,
+    heartbeat_seconds,
+    is_journal,
+)
 from .models import Preview, ProvisionedLine, ProvisioningLimits
 
 __all__ = [
@@ -80,9 +88,10 @@ DEFAULT_CONCURRENCY = 5
 CALLBACK_GRACE_SECONDS = 10.0
 #: How long a journal write after a cancelled caller may take before it is dropped.
 JOURNAL_GRACE_SECONDS = 10.0
-#: How often a confirm in flight tells the journal its owner lives (a lease
-#: of `PostgresJournal` is 60 s by default; a confirm may take longer).
-JOURNAL_HEARTBEAT_SECONDS = 15.0
+#: The longest wait between two renewals of this owner while a confirm is in
+#: flight; the heartbeat follows the journal's lease (`heartbeat_seconds`: a
+#: third of it, 0.1 s at least), so a live owner is never judged dead.
+JOURNAL_HEARTBEAT_SECONDS = HEARTBEAT_SECONDS
 #: The most re-previews one purchase may make after expired tokens.
 _MAX_REPREVIEWS_LIMIT = 10
 #: Bounds past which an option is a mistake, not a plan (a day's limit is 3).
@@ -672,7 +681,7 @@ class Provisioner:
                 await journal.record_outcome(
                     preview.token, "not_bought",
                     message="the intent could not be recorded; the confirm was "
-                    "never sent",
+                    "never sent", owner=self._owner,
                 )  # fmt: skip
             raise
 
@@ -702,16 +711,19 @@ class Provisioner:
     ) -> ProvisionedLine:
         """Await `confirm`, renewing this owner in the journal meanwhile.
 
-        So that no survivor takes a purchase still in flight for a dead one's.
+        So that no survivor takes a purchase still in flight for a dead one's:
+        every third of the journal's lease (`heartbeat_seconds`), at most
+        every `JOURNAL_HEARTBEAT_SECONDS`.
         """
         journal = self._journal
         assert journal is not None  # noqa: S101 - only called with a journal
         outcome: list[ProvisionedLine] = []
         failure: list[Exception] = []
+        interval = min(heartbeat_seconds(journal), JOURNAL_HEARTBEAT_SECONDS)
 
         async def beat() -> None:
             while True:
-                await anyio.sleep(JOURNAL_HEARTBEAT_SECONDS)
+                await anyio.sleep(interval)
                 try:
                     await journal.renew(self._owner)
                 except JournalError as error:
@@ -742,20 +754,23 @@ class Provisioner:
     ) -> JournalEntry | None:
         """Write the outcome of confirming `token`; a failure is logged, never raised.
 
-        Returns the entry as written, or None when the write failed. The
-        outcome is reported anyway: the entry stays as it was (pending, for a
-        `reconcile()` after this process is gone to settle).
+        Returns the entry as it now stands, or None when the write failed.
+        The outcome is reported anyway: the entry stays as it was (pending,
+        for a `reconcile()` after this process is gone to settle). Written
+        as this owner's: an entry another process took over keeps its state
+        unless the outcome proves a charge (the journal's rule), and comes
+        back with that process as its owner.
         """
         journal = self._journal
         assert journal is not None  # noqa: S101 - only called with a journal
         state = _entry_state(line, error)
         try:
-            return await journal.record_outcome(
+            entry = await journal.record_outcome(
                 token, state, line=line,
                 error_code=None if error is None else getattr(error, "code", None),
                 message=None if error is None else str(error),
                 attempts=getattr(error, "attempts", None) or 1,
-                first_sent_at=sent_at, evidence=evidence,
+                first_sent_at=sent_at, evidence=evidence, owner=self._owner,
             )  # fmt: skip
         except JournalError as exc:
             logger.error(
@@ -765,6 +780,15 @@ class Provisioner:
                 extra=extra("journal_outcome_failed"),
             )  # fmt: skip
             return None
+        if entry.owner != self._owner and entry.state != state:
+            logger.warning(
+                "the journal shows token %s as another process's (a reconcile "
+                "took it over): its outcome %s there is that process's to record, "
+                "not this one's %s",
+                short_token(token), entry.state, state,
+                extra=extra("journal_taken_over"),
+            )  # fmt: skip
+        return entry
 
     async def reconcile(self) -> list[ProvisionOutcome]:
         """Settle the purchases that dead processes left open in the journal.

@@ -8,7 +8,8 @@ the secret is never stored.
 - `Journal`: the protocol the Provisioner uses (mark, reserve,
   record_intent, record_outcome, release, claim_orphans, renew, entries);
   `JOURNAL_METHODS` names its methods and `is_journal` checks a value has
-  them all (duck-typed, so a forwarding wrapper is a journal too).
+  them all (duck-typed, so a forwarding wrapper is a journal too);
+  `heartbeat_seconds` says how often to renew an owner on it.
 - `SQLiteJournal`: the embedded default, one file shared by the processes
   of one host; stdlib `sqlite3`, no extra dependency.
 - `PostgresJournal`: one journal for a fleet of machines (extra
@@ -23,12 +24,21 @@ from __future__ import annotations
 from ._entry import ENTRY_STATES, OUTCOME_STATES, EntryState, JournalEntry
 from ._owner import default_owner, process_alive
 from ._postgres import PostgresJournal, redact_dsn
-from ._protocol import JOURNAL_METHODS, Journal, is_journal
+from ._protocol import (
+    HEARTBEAT_FLOOR_SECONDS,
+    HEARTBEAT_SECONDS,
+    JOURNAL_METHODS,
+    Journal,
+    heartbeat_seconds,
+    is_journal,
+)
 from ._schema import SCHEMA_VERSION
 from ._sqlite import SQLiteJournal
 
 __all__ = [
     "ENTRY_STATES",
+    "HEARTBEAT_FLOOR_SECONDS",
+    "HEARTBEAT_SECONDS",
     "JOURNAL_METHODS",
     "OUTCOME_STATES",
     "SCHEMA_VERSION",
@@ -38,6 +48,7 @@ __all__ = [
     "PostgresJournal",
     "SQLiteJournal",
     "default_owner",
+    "heartbeat_seconds",
     "is_journal",
     "process_alive",
     "redact_dsn",

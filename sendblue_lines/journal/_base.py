@@ -118,10 +118,12 @@ class StoreJournal(abc.ABC):
         attempts: int | None = None,
         first_sent_at: datetime | None = None,
         evidence: Sequence[Mapping[str, Any]] = (),
+        owner: str | None = None,
     ) -> JournalEntry:
         """Write the outcome of a purchase; return the entry as it now stands.
 
-        See `Journal.record_outcome`.
+        See `Journal.record_outcome`: with `owner`, an outcome that only the
+        entry's owner may write is not applied when another owner holds it.
 
         Raises:
             JournalError: no intent for the token, an invalid or final-state
@@ -134,10 +136,14 @@ class StoreJournal(abc.ABC):
             )  # fmt: skip
         except Refused as refused:
             raise self._error("record the outcome", str(refused)) from None
-        return await self._record_outcome(preview_token, outcome)
+        return await self._record_outcome(preview_token, outcome, owner)
 
     @abc.abstractmethod
     async def _record_outcome(
-        self, preview_token: str, outcome: Outcome
+        self, preview_token: str, outcome: Outcome, owner: str | None
     ) -> JournalEntry:
-        """Check `outcome` over the stored state and write it, in one transaction."""
+        """Check `outcome` over the stored state and owner, write it if it applies.
+
+        In one transaction (`Outcome.applies_over`); return the entry as it
+        now stands.
+        """

@@ -86,7 +86,9 @@ class PostgresJournal(StoreJournal):
     journal; ``PostgresJournal(pool)`` uses a caller's asyncpg pool and
     leaves it open. `schema` names the PostgreSQL schema that holds the
     tables (created on first use). `lease` is how many seconds an owner
-    stays alive without `renew`: run a heartbeat more often than that. A
+    stays alive without `renew`: a Provisioner's confirm in flight renews
+    every third of it (`heartbeat_seconds`, between 0.1 s and 15 s), so a
+    lease under 0.3 s cannot be kept alive and suits only tests. A
     purchase of an owner whose lease ran out, by the database's clock, is an
     orphan that exactly one survivor claims. `account`, when given, binds
     the journal to one API key id, as for `SQLiteJournal`.
@@ -146,6 +148,16 @@ class PostgresJournal(StoreJournal):
     def schema(self) -> str:
         """The PostgreSQL schema that holds the journal's tables."""
         return self._schema
+
+    @property
+    def lease(self) -> float:
+        """How many seconds an owner stays alive without `renew`.
+
+        A Provisioner's confirm in flight renews its owner every third of it
+        (see `heartbeat_seconds`), at most every 15 s and at least every
+        0.1 s: a lease under 0.3 s cannot be kept alive that way.
+        """
+        return self._lease
 
     @property
     def location(self) -> str:
@@ -416,30 +428,38 @@ class PostgresJournal(StoreJournal):
         return await self._run("record the intent to confirm", work)
 
     async def _record_outcome(
-        self, preview_token: str, outcome: Outcome
+        self, preview_token: str, outcome: Outcome, owner: str | None
     ) -> JournalEntry:
         s = self._qualified
 
         async def work(connection: Any) -> JournalEntry:
-            outcome.check_over(
-                await connection.fetchval(
-                    f"SELECT state FROM {s}.purchases WHERE preview_token = $1 "
-                    "FOR UPDATE",
-                    preview_token,
-                )
-            )
-            row = await connection.fetchrow(
-                f"UPDATE {s}.purchases SET state = $1, phone_number = $2, "
-                "worker_id = $3, subscription_id = $4, error_code = $5, "
-                "message = $6, attempts = COALESCE($7, attempts), "
-                "first_sent_at = COALESCE($8, first_sent_at), settled_at = now(), "
-                "evidence = COALESCE($9, evidence) WHERE preview_token = $10 "
-                f"RETURNING {COLUMNS}",
-                *outcome.columns(),
-                outcome.first_sent_at,
-                outcome.evidence,
+            # The row lock keeps a claim from changing the owner until commit.
+            found = await connection.fetchrow(
+                f"SELECT state, owner FROM {s}.purchases WHERE preview_token = $1 "
+                "FOR UPDATE",
                 preview_token,
             )
+            state, holder = (None, None) if found is None else tuple(found)
+            row = None
+            if outcome.applies_over(state, holder, owner):
+                row = await connection.fetchrow(
+                    f"UPDATE {s}.purchases SET state = $1, phone_number = $2, "
+                    "worker_id = $3, subscription_id = $4, error_code = $5, "
+                    "message = $6, attempts = COALESCE($7, attempts), "
+                    "first_sent_at = COALESCE($8, first_sent_at), "
+                    "settled_at = now(), evidence = COALESCE($9, evidence) "
+                    f"WHERE preview_token = $10 AND owner = $11 RETURNING {COLUMNS}",
+                    *outcome.columns(),
+                    outcome.first_sent_at,
+                    outcome.evidence,
+                    preview_token,
+                    holder,
+                )
+            if row is None:  # not applied: the entry as it stands
+                row = await connection.fetchrow(
+                    f"SELECT {COLUMNS} FROM {s}.purchases WHERE preview_token = $1",
+                    preview_token,
+                )
             return entry_from_row(tuple(row))
 
         return await self._run("record the outcome", work)

@@ -10,16 +10,20 @@ How the Provisioner uses it:
 2. For each slot: preview, then ``await journal.record_intent(slot, token,
    expires_at)``; only when that returned is the confirm sent. A
    `JournalError` here stops that purchase before its confirm.
-3. ``await journal.record_outcome(token, state, ...)`` before the outcome
-   reaches the caller or ``on_outcome``; ``"not_bought"`` when the confirm
-   certainly never left or was refused on its first send.
+3. ``await journal.record_outcome(token, state, ..., owner=owner)`` before
+   the outcome reaches the caller or ``on_outcome``; ``"not_bought"`` when
+   the confirm certainly never left or was refused on its first send. An
+   entry that another process took over meanwhile comes back unchanged (its
+   owner is not ours): the refusal proves nothing then.
 4. ``await journal.release(unused_slots)`` when the batch ends.
 5. ``reconcile()``: ``await journal.claim_orphans(key_id, owner)``, resend
    each claimed token, and record what came of it (``"unknown"`` with
    evidence from ``GET /api/v2/lines/state`` when nothing is proved).
 
 A fleet on PostgreSQL also runs a heartbeat, ``await journal.renew(owner)``,
-more often than the lease.
+more often than the lease: every `heartbeat_seconds` of the journal, a
+third of its ``lease`` attribute (seconds; a journal without one, or with
+None, as `SQLiteJournal`, is not judged by a lease).
 """
 
 from __future__ import annotations
@@ -32,7 +36,21 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from ..models import ProvisionedLine
 from ._entry import EntryState, JournalEntry
 
-__all__ = ["JOURNAL_METHODS", "Journal", "is_journal"]
+__all__ = [
+    "HEARTBEAT_FLOOR_SECONDS",
+    "HEARTBEAT_SECONDS",
+    "JOURNAL_METHODS",
+    "Journal",
+    "heartbeat_seconds",
+    "is_journal",
+]
+
+#: The longest wait between two heartbeats (and the one of a journal without
+#: a lease): a quarter of `PostgresJournal`'s default lease of 60 s.
+HEARTBEAT_SECONDS = 15.0
+#: The shortest wait between two heartbeats: a lease under three of these
+#: cannot be kept alive by them (such leases suit tests of dead owners only).
+HEARTBEAT_FLOOR_SECONDS = 0.1
 
 _J = TypeVar("_J", bound="Journal")
 
@@ -167,11 +185,22 @@ class Journal(Protocol):
         attempts: int | None = None,
         first_sent_at: datetime | None = None,
         evidence: Sequence[Mapping[str, Any]] = (),
+        owner: str | None = None,
     ) -> JournalEntry:
         """Write the outcome of a pending (or unknown) purchase; return the entry.
 
         Recording the same final state again is allowed (a retry after a
         lost answer); changing a final state is not.
+
+        `owner` is the process writing. When given, and another owner holds
+        the entry (a survivor's `claim_orphans` took it over), only a proof
+        of a charge (``"bought"`` with its line, ``"provisioning_failed"``)
+        is written, keeping the entry's owner; ``"not_bought"`` and
+        ``"unknown"`` are not applied, and the entry comes back unchanged,
+        its `JournalEntry.owner` not `owner`: the purchase was taken over,
+        and its outcome is the new owner's to record. The check and the
+        write are one transaction. Without `owner` nothing is checked
+        against the owner (as before owners were checked).
 
         Raises:
             JournalError: no intent for that token, a state that is not an
@@ -229,3 +258,21 @@ def is_journal(value: object) -> bool:
     `getattr` sees both, the same on every Python.
     """
     return all(callable(getattr(value, name, None)) for name in JOURNAL_METHODS)
+
+
+def heartbeat_seconds(journal: object) -> float:
+    """How long a confirm in flight waits between two `Journal.renew` calls.
+
+    A third of the journal's lease, so that two heartbeats may be late
+    before a live owner is judged dead; never more than `HEARTBEAT_SECONDS`
+    nor less than `HEARTBEAT_FLOOR_SECONDS`. The lease is the journal's
+    ``lease`` attribute in seconds (`PostgresJournal.lease`); a journal
+    without one, or whose ``lease`` is None (`SQLiteJournal`: its owners
+    live as long as their process), gets `HEARTBEAT_SECONDS`. Never raises.
+    """
+    lease = getattr(journal, "lease", None)
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)):
+        return HEARTBEAT_SECONDS
+    if not lease > 0:  # NaN and non-positive: not a lease we can follow
+        return HEARTBEAT_SECONDS
+    return max(HEARTBEAT_FLOOR_SECONDS, min(HEARTBEAT_SECONDS, float(lease) / 3))

@@ -21,6 +21,27 @@ clock stepped back between the two stamps: counting a purchase twice only
 declines a slot, missing one meets a 429. A process's own entries are judged
 without the margin, so that purchases made one after another by one process
 are not counted twice near the limit.
+
+Who may write an outcome. An entry has one owner at a time: the process that
+wrote its intent, until a survivor's `Journal.claim_orphans` takes it over
+(its lease ran out, perhaps while its confirm was still in flight). An
+outcome written with ``owner=`` is checked against the entry's owner, in the
+transaction that writes it:
+
+- the owner writes any outcome (within the rules for final states);
+- another process may write only a *proof of a charge* (`PROOF_STATES`:
+  ``"bought"`` with its line, ``"provisioning_failed"``): a line was bought
+  whoever learnt it, and that fact is worth more than the ``"unknown"`` the
+  new owner may hold; it never changes the owner;
+- another process's ``"not_bought"`` or ``"unknown"`` is not applied: the
+  entry is returned as it stands, still the other owner's. A refusal the
+  first owner meets after a takeover proves nothing (the new owner may have
+  resent the same token and bought with it), so ``"not_bought"`` never
+  overwrites a claim; and ``"unknown"`` adds nothing the owner will not
+  record itself.
+
+An outcome written without ``owner=`` is not checked against the owner (the
+behaviour before owners were checked); the Provisioner always passes its own.
 """
 
 from __future__ import annotations
@@ -39,6 +60,7 @@ __all__ = [
     "CHARGED_STATES",
     "CLOCK_MARGIN",
     "FINAL_STATES",
+    "PROOF_STATES",
     "Intent",
     "Outcome",
     "Refused",
@@ -51,6 +73,8 @@ __all__ = [
 
 #: States that an outcome may not change once written.
 FINAL_STATES = frozenset({"bought", "not_bought", "provisioning_failed"})
+#: Outcomes that prove a charge: recorded whoever learnt them (see above).
+PROOF_STATES = frozenset({"bought", "provisioning_failed"})
 #: Settled states whose confirm may have charged (and so count on the limits).
 CHARGED_STATES: tuple[EntryState, ...] = ("bought", "provisioning_failed", "unknown")
 #: How far before a mark other owners' settled purchases still count.
@@ -228,6 +252,28 @@ class Outcome:
             self.state, self.phone_number, self.worker_id, self.subscription_id,
             self.error_code, self.message, self.attempts,
         )  # fmt: skip
+
+    def applies_over(
+        self, current: str | None, holder: str | None, writer: str | None
+    ) -> bool:
+        """Tell whether to write this outcome over the stored state `current`.
+
+        `holder` is the entry's owner, `writer` the process writing (None:
+        not checked). False: the entry is another owner's and this outcome
+        is not a proof of a charge, so it is not applied (see the module's
+        rules on who may write an outcome).
+
+        Raises:
+            Refused: no intent was recorded for the token (`current` None or
+                ``"reserved"``), or a final state would change.
+        """
+        if current is None or current == "reserved":
+            msg = "no intent was recorded for this token"
+            raise Refused(msg)
+        if writer is not None and writer != holder and self.state not in PROOF_STATES:
+            return False
+        self.check_over(current)
+        return True
 
     def check_over(self, current: str | None) -> None:
         """Refuse writing this outcome over the stored state `current`.

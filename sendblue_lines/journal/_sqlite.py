@@ -113,6 +113,11 @@ class SQLiteJournal(StoreJournal):
         self._lock = threading.Lock()
 
     @property
+    def lease(self) -> None:
+        """None: an owner here lives as long as its process, with no lease."""
+        return None
+
+    @property
     def path(self) -> str:
         """Where the journal's file is."""
         return self._path
@@ -351,27 +356,32 @@ class SQLiteJournal(StoreJournal):
         return await self._run("record the intent to confirm", work)
 
     async def _record_outcome(
-        self, preview_token: str, outcome: Outcome
+        self, preview_token: str, outcome: Outcome, owner: str | None
     ) -> JournalEntry:
         def work(connection: sqlite3.Connection) -> JournalEntry:
             with _immediate(connection):
                 row = connection.execute(
-                    "SELECT state FROM purchases WHERE preview_token = ?",
+                    "SELECT state, owner FROM purchases WHERE preview_token = ?",
                     (preview_token,),
                 ).fetchone()
-                outcome.check_over(None if row is None else row[0])
+                state, holder = (None, None) if row is None else row
+                if not outcome.applies_over(state, holder, owner):
+                    return _select_entry(connection, preview_token)
+                # On the owner just checked: the write lock is held since.
                 connection.execute(
                     "UPDATE purchases SET state = ?, phone_number = ?, worker_id = ?,"
                     " subscription_id = ?, error_code = ?, message = ?,"
                     " attempts = COALESCE(?, attempts),"
                     " first_sent_at = COALESCE(?, first_sent_at), settled_at = ?,"
-                    " evidence = COALESCE(?, evidence) WHERE preview_token = ?",
+                    " evidence = COALESCE(?, evidence)"
+                    " WHERE preview_token = ? AND owner = ?",
                     (
                         *outcome.columns(),
                         _iso(outcome.first_sent_at),
                         _iso(_clock.now()),
                         outcome.evidence,
                         preview_token,
+                        holder,
                     ),
                 )
                 return _select_entry(connection, preview_token)

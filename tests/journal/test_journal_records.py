@@ -7,8 +7,19 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from journal_support import Store
 
-from sendblue_lines import JournalEntry, JournalError, ProvisionedLine
-from sendblue_lines.journal import Journal, default_owner
+from sendblue_lines import (
+    JournalEntry,
+    JournalError,
+    PostgresJournal,
+    ProvisionedLine,
+    SQLiteJournal,
+)
+from sendblue_lines.journal import (
+    HEARTBEAT_SECONDS,
+    Journal,
+    default_owner,
+    heartbeat_seconds,
+)
 
 ACCOUNT = "key-id-a"
 EXPIRES = datetime(2026, 5, 18, 14, 30, tzinfo=timezone.utc)
@@ -278,3 +289,74 @@ def _dead_owner(store: Store) -> str:
     if store.kind == "sqlite":
         return default_owner().rsplit(":", 2)[0] + ":1:999999999999"
     return "worker-that-died"
+
+
+async def _held_by(journal: Journal, token: str, owner: str) -> JournalEntry:
+    """A pending entry whose owner is `owner` (as after a claim by `owner`)."""
+    (slot,) = await journal.reserve(ACCOUNT, owner, 1, None)
+    return await journal.record_intent(slot, token, EXPIRES)
+
+
+async def test_only_the_owner_settles_an_entry_another_process_took_over(
+    journal: Journal,
+) -> None:
+    """A first owner's refusal after a takeover proves nothing: it is not applied.
+
+    The entry is the survivor's; the first owner's ``not_bought`` and
+    ``unknown`` leave it as it stands (and say whose it is), the survivor's
+    ``unknown`` is written, and a line the first owner learnt is still a fact.
+    """
+    await _held_by(journal, "lpv_taken", "survivor")
+    for state in ("not_bought", "unknown"):
+        kept = await journal.record_outcome("lpv_taken", state, owner="first")  # type: ignore[arg-type]
+        assert (kept.state, kept.owner, kept.settled_at) == (
+            "pending",
+            "survivor",
+            None,
+        )
+    settled = await journal.record_outcome("lpv_taken", "unknown", owner="survivor")
+    assert (settled.state, settled.owner) == ("unknown", "survivor")
+    assert (await journal.record_outcome("lpv_taken", "not_bought", owner="first")) == (
+        settled
+    )
+    bought = await journal.record_outcome(
+        "lpv_taken", "bought", line=LINE, owner="first"
+    )
+    assert (bought.state, bought.owner, bought.line) == ("bought", "survivor", LINE)
+    assert await journal.entries() == [bought]
+
+
+async def test_a_charge_proved_by_another_process_is_recorded_over_a_claim(
+    journal: Journal,
+) -> None:
+    """``provisioning_failed`` proves a charge too; a final state never changes."""
+    await _held_by(journal, "lpv_failed", "survivor")
+    failed = await journal.record_outcome(
+        "lpv_failed", "provisioning_failed", error_code="x", owner="first"
+    )
+    assert (failed.state, failed.owner) == ("provisioning_failed", "survivor")
+    with pytest.raises(JournalError, match="final"):
+        await journal.record_outcome("lpv_failed", "bought", line=LINE, owner="first")
+    with pytest.raises(JournalError, match="no intent was recorded"):
+        await journal.record_outcome("lpv_none", "not_bought", owner="first")
+
+
+async def test_an_outcome_without_an_owner_is_not_checked_against_the_owner(
+    journal: Journal,
+) -> None:
+    """Callers that pass no owner write as before."""
+    await _held_by(journal, "lpv_any", "survivor")
+    entry = await journal.record_outcome("lpv_any", "not_bought")
+    assert (entry.state, entry.owner) == ("not_bought", "survivor")
+
+
+@pytest.mark.parametrize(
+    ("lease", "every"), [(60.0, 15.0), (120.0, 15.0), (3.0, 1.0), (0.001, 0.1)]
+)
+def test_the_heartbeat_follows_the_lease(lease: float, every: float) -> None:
+    """A third of the lease, between 0.1 s and 15 s; no lease: every 15 s."""
+    journal = PostgresJournal("postgresql://u@127.0.0.1/db", lease=lease)
+    assert journal.lease == lease
+    assert heartbeat_seconds(journal) == pytest.approx(every)
+    assert heartbeat_seconds(SQLiteJournal("unused.sqlite3")) == HEARTBEAT_SECONDS
+    assert heartbeat_seconds(object()) == HEARTBEAT_SECONDS

@@ -15,11 +15,14 @@ import json
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
+import asyncpg
 import pytest
+from aiohttp import web
 from anyio.abc import Process
 from crash_support import (
     PATIENCE,
@@ -34,12 +37,13 @@ from crash_support import (
 from provisioner_support import connect
 
 from sendblue_lines import (
+    JournalError,
     OutcomeUnknownError,
     Provisioner,
     SendblueError,
     TokenExpiredError,
 )
-from sendblue_lines.journal import JournalEntry, default_owner
+from sendblue_lines.journal import Journal, JournalEntry, default_owner
 from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 
 pytestmark = pytest.mark.skipif(
@@ -179,20 +183,43 @@ async def test_a_fleet_never_oversends_and_one_survivor_settles_a_dead_worker(
     assert entry.settled_at <= entry.expires_at  # within the token's ten minutes
 
 
+class StalledHeartbeat:
+    """A journal whose renewals never arrive: a partition from the database, a pause.
+
+    Everything else is the real journal's, so this owner's lease runs out
+    while its confirm is in flight, as a stalled worker's does.
+    """
+
+    def __init__(self, inner: Journal) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def renew(self, owner: str) -> None:
+        del owner
+        raise JournalError(
+            "simulated: the heartbeat cannot reach the database",
+            backend="postgresql", location="test", operation="renew an owner",
+        )  # fmt: skip
+
+
 @pytest.mark.parametrize("resend", ["answered", "answer_lost"])
 async def test_a_purchase_taken_over_while_its_confirm_is_in_flight_never_buys_twice(
     sendblue_sandbox: Sandbox[ManualClock], spec: dict[str, Any], resend: str
 ) -> None:
     """A lease that runs out mid-confirm: a survivor resends the live token first.
 
-    This process's lease (0.5 s, shorter than its held confirm, and renewed
-    every 15 s at best) runs out while the sandbox holds its confirm; a
+    This process's lease (0.5 s, shorter than its held confirm; its
+    heartbeat stalls) runs out while the sandbox holds its confirm; a
     survivor's reconcile takes the purchase over and resends the same token,
     which buys. The held confirm then meets 410: a refusal, but not proof
     that nothing was bought, since another process sent the token. The
     purchase ends unknown, never in a second preview and a second line,
     whether the survivor recorded its line first (``answered``) or lost its
-    answer and records later (``answer_lost``).
+    answer and records later (``answer_lost``). The journal says what the
+    survivor learnt: ``bought`` with its line, or ``unknown``; never this
+    process's ``not_bought``, which came first but is not the owner's.
     """
     sandbox = sendblue_sandbox
     sandbox.inject("confirm", Fault.delay(3.0))  # this process's confirm
@@ -210,8 +237,9 @@ async def test_a_purchase_taken_over_while_its_confirm_is_in_flight_never_buys_t
 
                 async def buy() -> None:
                     try:
+                        stalled: Any = StalledHeartbeat(journal)
                         outcome.append(
-                            await Provisioner(client, journal=journal).provision()
+                            await Provisioner(client, journal=stalled).provision()
                         )
                     except SendblueError as error:
                         outcome.append(error)
@@ -229,8 +257,92 @@ async def test_a_purchase_taken_over_while_its_confirm_is_in_flight_never_buys_t
     assert isinstance(error, OutcomeUnknownError)
     assert error.preview_token == charge.preview_token
     assert isinstance(error.__cause__, TokenExpiredError)
+    async with open_spec(spec) as journal:
+        [entry] = await journal.entries()
     if resend == "answered":
         assert settled["worker_id"] == charge.worker_id
-        async with open_spec(spec) as journal:
-            [entry] = await journal.entries()
         assert (entry.state, entry.owner) == ("bought", survivor.owner)
+    else:
+        assert settled == {
+            "worker_id": None,
+            "error": "OutcomeUnknownError",
+            "token": charge.preview_token,
+        }
+        assert (entry.state, entry.owner) == ("unknown", survivor.owner)
+        assert [item["worker_id"] for item in entry.evidence] == [charge.worker_id]
+
+
+def _held_until(released: anyio.Event) -> Fault:
+    """A confirm that buys, then holds its answer until `released` (bounded)."""
+
+    async def reply(context: Any) -> web.StreamResponse:
+        with anyio.move_on_after(PATIENCE):
+            await released.wait()
+        return web.json_response(context.body)
+
+    return Fault(kind="held", after_commit=True, reply=reply)
+
+
+async def _wait_database_past(spec: dict[str, Any], moment: datetime) -> None:
+    """Wait until the database's clock is past `moment` (the caller bounds it)."""
+    connection = await asyncpg.connect(spec["dsn"])
+    try:
+        while True:
+            if await connection.fetchval("SELECT now() > $1", moment):
+                return
+            await anyio.sleep(0.05)
+    finally:
+        await connection.close()
+
+
+async def test_a_live_worker_with_a_short_lease_keeps_its_slow_confirm(
+    sendblue_sandbox: Sandbox[ManualClock], spec: dict[str, Any]
+) -> None:
+    """The heartbeat follows the lease: a confirm held past three leases stays ours.
+
+    This process's lease is 1 s; the sandbox holds its confirm's answer
+    until three leases have passed by the database's clock since the intent,
+    then a survivor reconciles: it claims nothing, resends nothing, and the
+    line is recorded ``bought``, this process's. (A heartbeat of a fixed
+    15 s let the lease run out, and the survivor claimed a live purchase.)
+    """
+    sandbox = sendblue_sandbox
+    lease = 1.0
+    released = anyio.Event()
+    sandbox.inject("confirm", _held_until(released))
+    async with _workers() as start:
+        with anyio.fail_after(PATIENCE):
+            survivor = await start(sandbox, spec, "one")
+            try:
+                async with (
+                    open_spec(spec, lease=lease) as journal,
+                    connect(sandbox, timeout=PATIENCE) as client,
+                    anyio.create_task_group() as group,
+                ):
+                    bought: list[Any] = []
+
+                    async def buy() -> None:
+                        provisioner = Provisioner(client, journal=journal)
+                        bought.append(await provisioner.provision())
+
+                    group.start_soon(buy)
+                    await sandbox.wait_for_requests("confirm", within=PATIENCE)
+                    [held] = await journal.entries()
+                    await _wait_database_past(
+                        spec, held.created_at + timedelta(seconds=3 * lease)
+                    )
+                    settled = await survivor.ask("reconcile")
+                    released.set()
+            finally:
+                released.set()
+            await tell(survivor.process, "exit")
+            assert await survivor.process.wait() == 0
+            await sandbox.wait_idle(within=30)
+    assert settled == []
+    [charge] = sandbox.ledger
+    assert sandbox.counters["confirm"].requests == 1  # no resend
+    [line] = bought
+    assert line.worker_id == charge.worker_id
+    async with open_spec(spec) as journal:
+        [entry] = await journal.entries()
+    assert (entry.state, entry.owner) == ("bought", default_owner())

@@ -15,7 +15,7 @@ from sendblue_lines import (
     ProvisionedLine,
     SQLiteJournal,
 )
-from sendblue_lines.journal import default_owner
+from sendblue_lines.journal import default_owner, heartbeat_seconds
 from sendblue_lines.sandbox import HeldLine, Sandbox
 
 
@@ -33,11 +33,21 @@ async def both_are_journals(when: datetime, line: ProvisionedLine) -> None:
             entry: JournalEntry = await opened.record_intent(slots[0], "lpv", when)
             await opened.record_outcome(entry.preview_token, "bought", line=line)
             await opened.record_outcome("lpv", "maybe")  # type: ignore[arg-type]
+            await opened.record_outcome("lpv", "not_bought", owner=owner)
+            await opened.record_outcome("lpv", "unknown", owner=1)  # type: ignore[arg-type]
+            every: float = heartbeat_seconds(opened)
+            del every
             await opened.release(slots[1:])
             orphans: list[JournalEntry] = await opened.claim_orphans("key", owner)
             await opened.renew(owner)
             entries: list[JournalEntry] = await opened.entries()
             del orphans, entries
+
+
+def leases(postgres: PostgresJournal, sqlite: SQLiteJournal) -> float:
+    none: None = sqlite.lease
+    del none
+    return postgres.lease
 
 
 def journal_errors_carry_where(error: JournalError) -> tuple[str, str, str]:
