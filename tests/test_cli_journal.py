@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 import pytest
 from cli_support import CREDENTIAL_VARIABLES, InProcess, run
+from postgres_support import POSTGRES_DSN, need_postgres
 from secret_graph import secret_paths
 
 from sendblue_lines import PostgresJournal, SQLiteJournal
@@ -41,9 +42,6 @@ from sendblue_lines.errors import ConfigurationError, JournalError
 from sendblue_lines.journal import Journal
 from sendblue_lines.sandbox import Fault
 
-DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-POSTGRES_DSN = os.environ.get("SENDBLUE_LINES_TEST_POSTGRES", DEFAULT_DSN)
-REQUIRE_POSTGRES = os.environ.get("SENDBLUE_LINES_REQUIRE_POSTGRES") == "1"
 #: A password no output may show (the test server trusts, so any one works).
 DSN_PASSWORD = "pg-canary-" + uuid.uuid4().hex
 SHORT = re.compile(r"^lpv_\S{4}…$")
@@ -418,17 +416,7 @@ async def postgres_dsn() -> AsyncIterator[str]:
     Skipped, with how to get a server, where none answers, unless
     SENDBLUE_LINES_REQUIRE_POSTGRES=1 (as in CI): then it fails.
     """
-    try:
-        admin = await asyncpg.connect(POSTGRES_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
-        message = (
-            f"no PostgreSQL answers at the test DSN ({type(e).__name__}: {e}); start "
-            "one (see tests/journal/conftest.py) or point "
-            "SENDBLUE_LINES_TEST_POSTGRES at one"
-        )
-        if REQUIRE_POSTGRES:
-            pytest.fail(f"SENDBLUE_LINES_REQUIRE_POSTGRES=1 but {message}")
-        pytest.skip(message)
+    admin = await asyncpg.connect(await need_postgres(), timeout=5)
     name = "cli_" + uuid.uuid4().hex[:16]
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')

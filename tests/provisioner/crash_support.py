@@ -14,23 +14,19 @@ import contextlib
 import json
 import os
 import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import asyncpg
-import pytest
 from anyio.abc import Process
+from postgres_support import fresh_schema, need_postgres
 
 from sendblue_lines import PostgresJournal, SQLiteJournal
 from sendblue_lines.journal import Journal
 from sendblue_lines.sandbox import Sandbox
 
-POSTGRES_DSN = os.environ.get(
-    "SENDBLUE_LINES_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
-)
 HERE = Path(__file__).parent
 #: Every wait on a child process is bounded by this many seconds.
 PATIENCE = 60
@@ -44,29 +40,6 @@ def open_spec(spec: dict[str, Any], **options: Any) -> Journal:
     return PostgresJournal(spec["dsn"], schema=spec["schema"], **merged)
 
 
-async def _postgres_problem() -> str | None:
-    try:
-        connection = await asyncpg.connect(POSTGRES_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
-        return f"{type(e).__name__}: {e}"
-    await connection.close()
-    return None
-
-
-async def need_postgres() -> str:
-    """The test DSN, or skip (fail where PostgreSQL is required) without a server."""
-    problem = await _postgres_problem()
-    if problem is None:
-        return POSTGRES_DSN
-    message = (
-        f"no PostgreSQL at the test DSN ({problem}); start one on 127.0.0.1:5432 "
-        "(trust auth, database test) or point SENDBLUE_LINES_TEST_POSTGRES at one"
-    )
-    if os.environ.get("SENDBLUE_LINES_REQUIRE_POSTGRES") == "1":
-        pytest.fail(f"SENDBLUE_LINES_REQUIRE_POSTGRES=1 but {message}")
-    pytest.skip(message)
-
-
 @contextlib.asynccontextmanager
 async def store_spec(kind: str, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     """A fresh, empty store of `kind` ("sqlite" or "postgres"), as a spec."""
@@ -74,15 +47,8 @@ async def store_spec(kind: str, tmp_path: Path) -> AsyncIterator[dict[str, Any]]
         yield {"kind": "sqlite", "path": str(tmp_path / "journal.sqlite3")}
         return
     dsn = await need_postgres()
-    schema = "test_" + uuid.uuid4().hex[:16]
-    try:
+    async with fresh_schema(dsn) as schema:
         yield {"kind": "postgres", "dsn": dsn, "schema": schema}
-    finally:
-        connection = await asyncpg.connect(dsn)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await connection.close()
 
 
 async def wait_lease_gone(spec: dict[str, Any], owner: str) -> None:
@@ -103,8 +69,12 @@ async def wait_lease_gone(spec: dict[str, Any], owner: str) -> None:
 
 def child_env(sandbox: Sandbox[Any], **more: str) -> dict[str, str]:
     """A child's environment: the sandbox's credentials, never on the command line."""
+    # The child imports this module, which imports tests/postgres_support.py.
+    tests = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
     return dict(
         os.environ,
+        PYTHONPATH=path,
         CRASH_CHILD_KEY_ID=sandbox.api_key_id,
         CRASH_CHILD_SECRET=sandbox.api_secret_key,
         **more,

@@ -7,17 +7,16 @@ where a PostgreSQL server answers, a `PostgresJournal` in a schema of its own.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from postgres_support import POSTGRES_DSN, fresh_schema, need_postgres
 from provisioner_support import connect
 
 from sendblue_lines import (
@@ -37,21 +36,9 @@ from sendblue_lines import provisioner as provisioner_module
 from sendblue_lines.journal import Journal, JournalEntry
 from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 
-POSTGRES_DSN = os.environ.get(
-    "SENDBLUE_LINES_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
-)
 MakeJournal = Callable[[], Journal]
 #: Makes an owner's lease run out (PostgreSQL); SQLite judges by the pid alone.
 Expire = Callable[[str], Awaitable[None]]
-
-
-async def _postgres_problem() -> str | None:
-    try:
-        connection = await asyncpg.connect(POSTGRES_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
-        return f"{type(e).__name__}: {e}"
-    await connection.close()
-    return None
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -67,35 +54,21 @@ async def backend(
 
         yield (lambda: SQLiteJournal(path)), nothing
         return
-    problem = await _postgres_problem()
-    if problem is not None:
-        if os.environ.get("SENDBLUE_LINES_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"no PostgreSQL at the test DSN: {problem}")
-        pytest.skip(
-            f"no PostgreSQL at the test DSN ({problem}); start one on 127.0.0.1 "
-            "or point SENDBLUE_LINES_TEST_POSTGRES at one"
-        )
-    schema = "test_" + uuid.uuid4().hex[:16]
 
-    async def expire(owner: str) -> None:
-        connection = await asyncpg.connect(POSTGRES_DSN)
-        try:
-            statement = (
-                f'UPDATE "{schema}".owners SET '  # noqa: S608 - our own schema name
-                "lease_until = now() - interval '1 hour' WHERE owner = $1"
-            )
-            await connection.execute(statement, owner)
-        finally:
-            await connection.close()
+    async with fresh_schema(await need_postgres()) as schema:
 
-    try:
+        async def expire(owner: str) -> None:
+            connection = await asyncpg.connect(POSTGRES_DSN)
+            try:
+                statement = (
+                    f'UPDATE "{schema}".owners SET '  # noqa: S608 - our own schema name
+                    "lease_until = now() - interval '1 hour' WHERE owner = $1"
+                )
+                await connection.execute(statement, owner)
+            finally:
+                await connection.close()
+
         yield (lambda: PostgresJournal(POSTGRES_DSN, schema=schema)), expire
-    finally:
-        connection = await asyncpg.connect(POSTGRES_DSN)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await connection.close()
 
 
 @pytest.fixture
