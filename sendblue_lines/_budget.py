@@ -29,8 +29,7 @@ The journal owns the I/O, the Budget the counts.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 from ._results import Binding, Plan
 from .errors import (
@@ -170,6 +169,24 @@ class Budget:
         return Reservation(self, size)
 
 
+class _Started:
+    """A started slot: entering gives it, leaving settles its units."""
+
+    __slots__ = ("_budget", "_slot")
+
+    def __init__(self, budget: Budget, slot: Slot) -> None:
+        self._budget = budget
+        self._slot = slot
+
+    def __enter__(self) -> Slot:
+        return self._slot
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._budget.in_flight -= 1
+        if not self._slot.charged:
+            self._budget.held -= 1
+
+
 class Reservation:
     """The units of `size` slots, taken from a `Budget` by `reserve()`.
 
@@ -188,8 +205,7 @@ class Reservation:
         """Slots that may still start (0 once closed)."""
         return 0 if self.closed else self.size - self.started
 
-    @contextmanager
-    def slot(self) -> Iterator[Slot]:
+    def slot(self) -> AbstractContextManager[Slot]:
         """Start the next slot; its exit settles its units.
 
         Raises:
@@ -199,12 +215,7 @@ class Reservation:
             raise RuntimeError("every slot of this reservation has started")
         slot = Slot(self.started)
         self.started += 1
-        try:
-            yield slot
-        finally:
-            self._budget.in_flight -= 1
-            if not slot.charged:
-                self._budget.held -= 1
+        return _Started(self._budget, slot)
 
     def shrink(self, size: int) -> None:
         """Give back the units of unstarted slots beyond `size` (a smaller grant).

@@ -32,6 +32,7 @@ from typing import Any, Final
 
 import aiohttp
 import attrs
+import yarl
 
 from ._config import Credentials
 from ._logging import HTTP, extra, get_logger
@@ -52,6 +53,10 @@ _MIN_SECRET_PIECE = 4
 #: The phases of an attempt after connecting, as a timeout names them.
 _WAITING: Final = "waiting for the answer"
 _READING: Final = "reading the answer"
+#: The content type of the bodies we send.
+_JSON: Final = "application/json"
+#: Paths whose parsed URL is kept (the contract has four).
+_MAX_URLS: Final = 64
 #: Content encodings aiohttp decodes without optional packages.
 _ACCEPT_ENCODING: Final = "gzip, deflate"
 
@@ -247,6 +252,9 @@ class Transport:
             "User-Agent": USER_AGENT,
         }
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        # Full URLs of the paths sent so far, parsed once (yarl parses each
+        # string again; a URL object is taken as it is).
+        self._urls: dict[str, yarl.URL] = {}
 
     @property
     def closed(self) -> bool:
@@ -308,14 +316,28 @@ class Transport:
             # warns, which fails apps and test suites that treat warnings
             # as errors.
             cleanup = bool(getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False))
+            # Our own session carries our headers and timeouts itself, set
+            # once here instead of merged into every request (see `send`);
+            # every other option it has is aiohttp's default, which is what
+            # `_PINNED` pins a caller's session to.
             session = self._session = aiohttp.ClientSession(
                 **self._session_options,
+                headers=self._headers,
+                timeout=self._timeout,
                 raise_for_status=False,
                 connector=aiohttp.TCPConnector(
                     limit=100, enable_cleanup_closed=cleanup
                 ),
             )
         return session
+
+    def _url(self, path: str) -> yarl.URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = yarl.URL(self.base_url + path)
+            if len(self._urls) < _MAX_URLS:
+                self._urls[path] = url
+        return url
 
     async def _watch(self, session: aiohttp.ClientSession) -> None:
         """Close `session` when the loop it belongs to shuts down.
@@ -361,23 +383,35 @@ class Transport:
             await self._watch(session)
         loop = asyncio.get_running_loop()
         started = loop.time()
-        if json_body is None:
-            body, headers = None, self._headers
-        else:
+        own = self._owns_session
+        body: bytes | aiohttp.BytesPayload | None = None
+        if json_body is not None:
             # Serialized by us: a session's json_serialize cannot change it.
-            body, headers = json.dumps(json_body).encode(), self._json_headers
+            body = json.dumps(json_body).encode()
+            if own:
+                body = aiohttp.BytesPayload(body, content_type=_JSON)
         failure: TransportError | None = None
         cause: BaseException | None = None
         phase = _WAITING
         try:
-            async with session.request(
-                method,
-                self.base_url + path,
-                data=body,
-                headers=headers,
-                timeout=self._timeout,
-                **_PINNED,
-            ) as response:
+            # Our own session has our headers and timeouts, and aiohttp's
+            # defaults for everything `_PINNED` pins; a caller's session gets
+            # them with every request, which overrides what it set.
+            request = (
+                session.request(
+                    method, self._url(path), data=body, allow_redirects=False
+                )
+                if own
+                else session.request(
+                    method,
+                    self._url(path),
+                    data=body,
+                    headers=self._headers if body is None else self._json_headers,
+                    timeout=self._timeout,
+                    **_PINNED,
+                )
+            )
+            async with request as response:
                 phase = _READING
                 reply = await self._read(response)
         except (

@@ -38,7 +38,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from contextlib import closing, suppress
+from contextlib import suppress
 from datetime import datetime
 from typing import Any, Literal
 
@@ -373,7 +373,8 @@ class Provisioner:
             )
         limits = await self._read_limits()
         plan = self._budget.plan(1, limits)
-        with closing(self._budget.reserve(plan)) as reservation:  # no await between
+        reservation = self._budget.reserve(plan)  # no await since the plan
+        try:
             refusal = limit_error(plan, self._max_lines)
             if refusal is None and self._journal is not None:
                 try:
@@ -390,12 +391,15 @@ class Provisioner:
                 )  # fmt: skip
                 raise refusal
             try:
+                grant = None if self._journal is None else self._grants.get(reservation)
                 with reservation.slot() as slot:
-                    return await self._buy(slot, self._grants.get(reservation))
+                    return await self._buy(slot, grant)
             finally:
                 if self._journal is not None:
                     with anyio.CancelScope(shield=True):
                         await self._release(reservation)
+        finally:
+            reservation.close()
 
     @_telemetry.purchase_method
     async def _settle(self, reservation: Reservation) -> ProvisionOutcome:
@@ -517,14 +521,16 @@ class Provisioner:
         # From here until we learn otherwise, money may move for this slot.
         slot.charged = True
         sent_at = _clock.now()
-        task = _shield.start(
+        task, outcome = _shield.start_shielded(
             self._confirm_recorded(preview, sent_at)
             if recording
             else self._client.confirm(preview)
         )
         try:
-            return await asyncio.shield(task)
+            return await outcome
         except asyncio.CancelledError:
+            if outcome.done() and not outcome.cancelled():
+                outcome.exception()  # the task's outcome is judged below
             await self._confirm_cancelled(slot, preview, task, sent_at, recording)
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is judged below
@@ -856,28 +862,38 @@ class Provisioner:
         """Log `outcome` and hand it to `on_outcome`; never lose it, never raise."""
         callback = self._on_outcome
         _telemetry.settle(outcome.error)
-        keys = extra(
-            "outcome" if listening else "outcome_after_cancel",
-            slot=outcome.index, outcome=_telemetry.outcome_of(outcome.error),
-            status=getattr(outcome.error, "status", None),
-        )  # fmt: skip
         if not listening:
-            logger.log(
-                logging.INFO if callback is not None else logging.WARNING,
-                "slot %d settled after its caller was cancelled: %s",
-                outcome.index, describe(outcome), extra=keys,
-            )  # fmt: skip
-        elif outcome.line is not None:
-            logger.info(
-                "slot %d: bought %s", outcome.index, outcome.line.phone_number,
-                extra=keys,
-            )  # fmt: skip
-        elif outcome.charged:
-            logger.warning("slot %d: %s", outcome.index, describe(outcome), extra=keys)
+            level = logging.INFO if callback is not None else logging.WARNING
+        elif outcome.line is None and outcome.charged:
+            level = logging.WARNING
         else:
-            logger.info(
-                "slot %d: failed: %s", outcome.index, describe(outcome), extra=keys
-            )
+            level = logging.INFO
+        # The record's keys are built only for a record that will be made.
+        keys: dict[str, object] | None = None
+        if logger.isEnabledFor(level):
+            keys = extra(
+                "outcome" if listening else "outcome_after_cancel",
+                slot=outcome.index, outcome=_telemetry.outcome_of(outcome.error),
+                status=getattr(outcome.error, "status", None),
+            )  # fmt: skip
+            if not listening:
+                logger.log(
+                    level, "slot %d settled after its caller was cancelled: %s",
+                    outcome.index, describe(outcome), extra=keys,
+                )  # fmt: skip
+            elif outcome.line is not None:
+                logger.info(
+                    "slot %d: bought %s", outcome.index, outcome.line.phone_number,
+                    extra=keys,
+                )  # fmt: skip
+            elif outcome.charged:
+                logger.warning(
+                    "slot %d: %s", outcome.index, describe(outcome), extra=keys
+                )
+            else:
+                logger.info(
+                    "slot %d: failed: %s", outcome.index, describe(outcome), extra=keys
+                )
         if callback is None:
             return
         try:
@@ -888,7 +904,13 @@ class Provisioner:
             logger.exception(
                 "slot %d: the on_outcome callback raised; the outcome stands",
                 outcome.index,
-                extra=keys,
+                extra=keys
+                or extra(
+                    "outcome" if listening else "outcome_after_cancel",
+                    slot=outcome.index,
+                    outcome=_telemetry.outcome_of(outcome.error),
+                    status=getattr(outcome.error, "status", None),
+                ),
             )
 
 
