@@ -60,7 +60,9 @@ def plan_for(
     count them yet, so they come off the room it shows.
     """
     room: dict[str, int] = {}
-    for name, window in limits.windows().items():
+    for name, window in (("daily", limits.daily), ("monthly", limits.monthly)):
+        if window is None:
+            continue
         if window.remaining is not None:
             room[name] = max(window.remaining - held, 0)
         elif window.limit is not None:
@@ -69,7 +71,11 @@ def plan_for(
     binding: Binding | None = None
     if room:
         # On a tie the monthly window binds: it is the one that frees up later.
-        name = min(room, key=lambda n: (room[n], n != "monthly"))
+        daily, monthly = room.get("daily"), room.get("monthly")
+        if daily is None or (monthly is not None and monthly <= daily):
+            name = "monthly"
+        else:
+            name = "daily"
         if room[name] < allowed:
             allowed = room[name]
             binding = "daily" if name == "daily" else "monthly"

@@ -547,7 +547,7 @@ def _quick_preview(body: dict[str, Any]) -> Preview | None:
 
 
 def _quick_line(body: dict[str, Any]) -> ProvisionedLine | None:
-    """A `ProvisionedLine` from a body the converter would accept as it is, else None."""
+    """A `ProvisionedLine` from a body the converter would accept as is, or None."""
     number = body.get("phone_number")
     worker = body.get("worker_id")
     subscription = body.get("subscription_id")
