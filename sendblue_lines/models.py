@@ -589,7 +589,7 @@ def structure(body: object, model: type[_M], *, status: int, path: str, raw: str
         if quick is not None:
             built = quick(body)
             if built is not None:
-                return built  # type: ignore[no-any-return]
+                return built  # type: ignore[return-value]
     # The limits body is not documented: any well-formed JSON is "limits
     # unknown" (its hook copes with every shape), never an error.
     if model is not ProvisioningLimits and not isinstance(body, Mapping):
