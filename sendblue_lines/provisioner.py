@@ -271,6 +271,10 @@ class Provisioner:
         except SendblueError as error:
             await self._report(ProvisionOutcome(index=0, error=error), listening=True)
             raise
+        if self._on_outcome is None and not logger.isEnabledFor(logging.INFO):
+            # Nobody to tell: only the purchase's own scope learns the outcome.
+            _telemetry.settle(None)
+            return line
         await self._report(ProvisionOutcome(index=0, line=line), listening=True)
         return line
 
