@@ -651,7 +651,7 @@ def chart(results: Results, path: Path) -> str | None:
         " (quick: not judged)" if results.quick else ""
     )
     figure.suptitle(title, fontsize=14)
-    _bars(axes[0][0], results.tables.get("overhead"), per=True)
+    _overhead_bars(axes[0][0], results.tables.get("overhead"))
     _batch_lines(axes[0][1], results)
     _batch_ratios(axes[0][2], results)
     _bars(axes[0][3], results.tables.get("cpu"))
@@ -690,6 +690,45 @@ def _bars(axis: Any, table: Table | None, per: bool = False) -> None:
     for index, value in enumerate(medians):
         label = f" {value:,.0f}" if value >= 100 else f" {value:.3g}"
         axis.text(value, index, label, va="center", fontsize=8)
+
+
+def _overhead_bars(axis: Any, table: Table | None) -> None:
+    """Per sequential flow: wall time and the client's CPU time, side by side."""
+    if table is None:
+        axis.set_axis_off()
+        return
+    rows = [row for row in table.rows if row.summary is not None]
+    flows = table.params["flows"]
+    names = [row.name for row in rows]
+    walls = [row.summary.median * 1e6 / flows for row in rows if row.summary]
+    cpus = [
+        spent.median if (spent := row.extra_summary("cpu_per_flow_us")) else 0.0
+        for row in rows
+    ]
+    positions = list(range(len(rows)))
+    height = 0.4
+    axis.barh(
+        [p - height / 2 for p in positions],
+        walls,
+        height=height,
+        color=["tab:blue" if n == OURS else "tab:gray" for n in names],
+        label="wall per flow",
+    )
+    axis.barh(
+        [p + height / 2 for p in positions],
+        cpus,
+        height=height,
+        color=["tab:cyan" if n == OURS else "silver" for n in names],
+        label="client CPU per flow",
+    )
+    axis.set_yticks(positions, names)
+    axis.invert_yaxis()
+    axis.set_xlabel("µs per flow")
+    axis.set_title(f"{table.title}: wall and client CPU", fontsize=10)
+    for position, wall, cpu in zip(positions, walls, cpus, strict=True):
+        axis.text(wall, position - height / 2, f" {wall:,.0f}", va="center", size=8)
+        axis.text(cpu, position + height / 2, f" {cpu:,.0f} CPU", va="center", size=8)
+    axis.legend(fontsize=8, loc="lower right")
 
 
 def _batch_lines(axis: Any, results: Results) -> None:
