@@ -197,6 +197,9 @@ class Batch:
                     self._halt(outcome.index, outcome.error)
                 # Never blocks: the buffer holds every planned slot.
                 send.send_nowait(outcome)
+                # Not kept while the next slot runs: once consumed, an
+                # outcome belongs to the consumer alone.
+                del outcome
         finally:
             self._workers -= 1
             if self._workers == 0:
