@@ -21,16 +21,13 @@ first 16 hex digits of its SHA-256, which anyone holding the token (an
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, Final, Literal, ParamSpec, TypeVar
+from typing import Any, Final, Literal
 
-from ._budget import Reservation
 from .errors import OutcomeUnknownError, ProvisioningFailedError, SendblueError
 
 __all__ = [
@@ -46,7 +43,6 @@ __all__ = [
     "note_token",
     "outcome_of",
     "purchase",
-    "purchase_method",
     "settle",
 ]
 
@@ -250,31 +246,6 @@ def _finish(scope: Scope, exc: BaseException | None) -> None:
 def purchase(slot: int) -> AbstractContextManager[Scope]:
     """Run one purchase (slot `slot`) in a scope and, with OpenTelemetry, a span."""
     return _Scoped(PROVISION_SPAN, Scope(slot=slot, attempt=None, token=None))
-
-
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def purchase_method(
-    method: Callable[_P, Awaitable[_R]],
-) -> Callable[_P, Coroutine[Any, Any, _R]]:
-    """Run a Provisioner method as one purchase: `purchase(slot)` around it.
-
-    The slot is the index of the next slot of the method's first argument
-    after `self` (a batch's `Reservation`, which the method starts at once),
-    or 0 for `provision()`, which has none.
-    """
-
-    @functools.wraps(method)
-    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        slot = (
-            args[1].started if len(args) > 1 and isinstance(args[1], Reservation) else 0
-        )
-        with purchase(slot):
-            return await method(*args, **kwargs)
-
-    return run
 
 
 def confirming(token: str) -> AbstractContextManager[Scope]:
