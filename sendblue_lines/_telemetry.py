@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Final, Literal
@@ -254,6 +254,10 @@ def confirming(token: str) -> AbstractContextManager[Scope]:
     if outer is not None:
         outer.confirms += 1
         outer.hold(token)
+        if _tracer() is None:
+            # No span to open: a scope of the confirm's own would say what
+            # the purchase's says (its slot, attempt and token) to the log.
+            return nullcontext(outer)
     scope = Scope(
         slot=outer.slot if outer is not None else None,
         attempt=outer.attempt if outer is not None else None,
