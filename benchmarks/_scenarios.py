@@ -54,7 +54,11 @@ class Settings:
     import_runs: int = 20
     cpu_count: int = 1000
     cpu_concurrency: int = 20
-    cpu_rounds: int = 5
+    cpu_rounds: int = 9
+    journal_flows: int = 200
+    journal_blocks: int = 10
+    journal_rounds: int = 3
+    journal_batch_rounds: int = 5
 
 
 FULL = Settings()
@@ -73,6 +77,10 @@ QUICK = Settings(
     import_runs=3,
     cpu_count=100,
     cpu_rounds=1,
+    journal_flows=20,
+    journal_blocks=2,
+    journal_rounds=1,
+    journal_batch_rounds=1,
 )
 
 Log = Callable[[str], None]
@@ -169,6 +177,9 @@ async def _overhead_round(
     classes = {c.name: c for c in ALL_PEERS}
     peers: dict[str, Peer] = {}
     totals: dict[str, dict[str, float]] = {}
+    # Each block's wall and CPU time, by client: a block of ours and the
+    # aiohttp block next to it ran under the same conditions.
+    blocks: dict[str, list[tuple[float, float]]] = {}
     per_block = max(settings.overhead_flows // settings.overhead_blocks, 1)
     try:
         for row in table.rows:
@@ -199,14 +210,35 @@ async def _overhead_round(
                 except Exception as exc:  # noqa: BLE001 - reported as the row's note
                     _fail(results, table, current, exc, log)
                     continue
-                total["wall"] += time.perf_counter() - wall
-                total["cpu"] += time.process_time() - cpu
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+                total["wall"] += wall
+                total["cpu"] += cpu
                 total["server_cpu"] += server.cpu_seconds() - server_cpu
+                blocks.setdefault(name, []).append((wall, cpu))
     finally:
         for name, peer in peers.items():
             await _close(name, peer, log)
     skipped = {row.name for row in table.rows if row.skipped}
+    _pair_blocks(table, blocks, skipped)
     return {name: total for name, total in totals.items() if name not in skipped}
+
+
+def _pair_blocks(
+    table: Table, blocks: dict[str, list[tuple[float, float]]], skipped: set[str]
+) -> None:
+    """Keep ours ÷ aiohttp of each pair of adjacent blocks (wall and CPU).
+
+    The pairs alternate order (ours first, then aiohttp first), so a drift
+    of the machine weighs on both sides alike; the target is judged on the
+    median of these ratios, which a burst of other work on a shared
+    machine moves by one pair at most.
+    """
+    ours, theirs = blocks.get(OursPeer.name), blocks.get(AiohttpPeer.name)
+    if not ours or not theirs or skipped & {OursPeer.name, AiohttpPeer.name}:
+        return
+    for (wall, cpu), (their_wall, their_cpu) in zip(ours, theirs, strict=False):
+        table.params.setdefault("block_wall_ratios", []).append(wall / their_wall)
+        table.params.setdefault("block_cpu_ratios", []).append(cpu / their_cpu)
 
 
 def overhead(results: Results, settings: Settings, log: Log) -> None:

@@ -168,6 +168,15 @@ class Batch:
         if self._receive is None:
             raise ConfigurationError("iterate over a batch inside its `async with`")
         try:
+            # An outcome already settled is handed over at once; waiting for
+            # one (a checkpoint, so a cancellation is seen) only when none is.
+            return self._receive.receive_nowait()
+        except anyio.WouldBlock:
+            pass
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            await checkpoint_if_cancelled()
+            raise StopAsyncIteration from None
+        try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             # The stream also ends when a cancellation of our scope reached the
@@ -188,6 +197,9 @@ class Batch:
                     self._halt(outcome.index, outcome.error)
                 # Never blocks: the buffer holds every planned slot.
                 send.send_nowait(outcome)
+                # Not kept while the next slot runs: once consumed, an
+                # outcome belongs to the consumer alone.
+                del outcome
         finally:
             self._workers -= 1
             if self._workers == 0:

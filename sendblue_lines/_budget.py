@@ -14,8 +14,7 @@ reservation comes after `reserve` (no await between the two), and
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 from ._results import Binding, Plan
 from .errors import (
@@ -46,7 +45,9 @@ def plan_for(
     count them yet, so they come off the room it shows.
     """
     room: dict[str, int] = {}
-    for name, window in limits.windows().items():
+    for name, window in (("daily", limits.daily), ("monthly", limits.monthly)):
+        if window is None:
+            continue
         if window.remaining is not None:
             room[name] = max(window.remaining - held, 0)
         elif window.limit is not None:
@@ -55,7 +56,11 @@ def plan_for(
     binding: Binding | None = None
     if room:
         # On a tie the monthly window binds: it is the one that frees up later.
-        name = min(room, key=lambda n: (room[n], n != "monthly"))
+        daily, monthly = room.get("daily"), room.get("monthly")
+        if daily is None or (monthly is not None and monthly <= daily):
+            name = "monthly"
+        else:
+            name = "daily"
         if room[name] < allowed:
             allowed = room[name]
             binding = "daily" if name == "daily" else "monthly"
@@ -155,6 +160,24 @@ class Budget:
         return Reservation(self, size)
 
 
+class _Started:
+    """A started slot: entering gives it, leaving settles its units."""
+
+    __slots__ = ("_budget", "_slot")
+
+    def __init__(self, budget: Budget, slot: Slot) -> None:
+        self._budget = budget
+        self._slot = slot
+
+    def __enter__(self) -> Slot:
+        return self._slot
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._budget.in_flight -= 1
+        if not self._slot.charged:
+            self._budget.held -= 1
+
+
 class Reservation:
     """The units of `size` slots, taken from a `Budget` by `reserve()`.
 
@@ -173,8 +196,7 @@ class Reservation:
         """Slots that may still start (0 once closed)."""
         return 0 if self.closed else self.size - self.started
 
-    @contextmanager
-    def slot(self) -> Iterator[Slot]:
+    def slot(self) -> AbstractContextManager[Slot]:
         """Start the next slot; its exit settles its units.
 
         Raises:
@@ -184,12 +206,7 @@ class Reservation:
             raise RuntimeError("every slot of this reservation has started")
         slot = Slot(self.started)
         self.started += 1
-        try:
-            yield slot
-        finally:
-            self._budget.in_flight -= 1
-            if not slot.charged:
-                self._budget.held -= 1
+        return _Started(self._budget, slot)
 
     def shrink(self, size: int) -> None:
         """Give back the units of unstarted slots beyond `size` (a smaller grant).

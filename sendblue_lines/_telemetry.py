@@ -21,15 +21,13 @@ first 16 hex digits of its SHA-256, which anyone holding the token (an
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
-from typing import Any, Final, Literal, ParamSpec, TypeVar
+from types import TracebackType
+from typing import Any, Final, Literal
 
-from ._budget import Reservation
 from .errors import OutcomeUnknownError, ProvisioningFailedError, SendblueError
 
 __all__ = [
@@ -45,7 +43,6 @@ __all__ = [
     "note_token",
     "outcome_of",
     "purchase",
-    "purchase_method",
     "settle",
 ]
 
@@ -162,33 +159,63 @@ def _tracer() -> Any:
     return tracer
 
 
-@contextmanager
-def _scoped(name: str, scope: Scope) -> Iterator[Scope]:
-    tracer = _tracer()
-    reset = _current.set(scope)
-    try:
+class _Scoped:
+    """Run `scope` as the current one (and, with OpenTelemetry, in a span).
+
+    A class, not a generator-based context manager: a purchase enters two
+    of these, and a plain `__enter__`/`__exit__` costs a fraction of one.
+    """
+
+    __slots__ = ("_name", "_reset", "_scope", "_span_cm")
+
+    def __init__(self, name: str, scope: Scope) -> None:
+        self._name = name
+        self._scope = scope
+        self._span_cm: Any = None
+        self._reset: Any = None
+
+    def __enter__(self) -> Scope:
+        scope = self._scope
+        tracer = _tracer()
+        self._reset = _current.set(scope)
         if tracer is None:
-            yield scope
-            _finish(scope, None)
-            return
-        # We record exceptions ourselves: a cancellation is not an error, and
-        # what a SendblueError means for money is our outcome attribute.
-        with tracer.start_as_current_span(
-            name, record_exception=False, set_status_on_exception=False
-        ) as span:
-            scope.span = span
-            scope.set(ATTR_SLOT, scope.slot)
-            scope.set(ATTR_ATTEMPT, scope.attempt)
-            scope.set(ATTR_TOKEN_FP, scope.token_fp)
+            return scope
+        try:
+            # We record exceptions ourselves: a cancellation is not an error,
+            # and what a SendblueError means for money is our outcome attribute.
+            span_cm = tracer.start_as_current_span(
+                self._name, record_exception=False, set_status_on_exception=False
+            )
+            scope.span = span_cm.__enter__()
+        except BaseException:
+            _current.reset(self._reset)
+            raise
+        self._span_cm = span_cm
+        scope.set(ATTR_SLOT, scope.slot)
+        scope.set(ATTR_ATTEMPT, scope.attempt)
+        scope.set(ATTR_TOKEN_FP, scope.token_fp)
+        return scope
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        scope = self._scope
+        span_cm, self._span_cm = self._span_cm, None
+        try:
+            if span_cm is None:
+                if exc is None:
+                    _finish(scope, None)
+                return
             try:
-                yield scope
-            except BaseException as exc:
                 _finish(scope, exc)
-                raise
-            _finish(scope, None)
-    finally:
-        scope.span = None
-        _current.reset(reset)
+            finally:
+                span_cm.__exit__(kind, exc, traceback)
+        finally:
+            scope.span = None
+            _current.reset(self._reset)
 
 
 def _finish(scope: Scope, exc: BaseException | None) -> None:
@@ -216,53 +243,28 @@ def _finish(scope: Scope, exc: BaseException | None) -> None:
         span.add_event("cancelled", {"exception.type": type(exc).__name__})
 
 
-@contextmanager
-def purchase(slot: int) -> Iterator[Scope]:
+def purchase(slot: int) -> AbstractContextManager[Scope]:
     """Run one purchase (slot `slot`) in a scope and, with OpenTelemetry, a span."""
-    with _scoped(PROVISION_SPAN, Scope(slot=slot, attempt=None, token=None)) as scope:
-        yield scope
+    return _Scoped(PROVISION_SPAN, Scope(slot=slot, attempt=None, token=None))
 
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def purchase_method(
-    method: Callable[_P, Awaitable[_R]],
-) -> Callable[_P, Coroutine[Any, Any, _R]]:
-    """Run a Provisioner method as one purchase: `purchase(slot)` around it.
-
-    The slot is the index of the next slot of the method's first argument
-    after `self` (a batch's `Reservation`, which the method starts at once),
-    or 0 for `provision()`, which has none.
-    """
-
-    @functools.wraps(method)
-    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        slot = (
-            args[1].started if len(args) > 1 and isinstance(args[1], Reservation) else 0
-        )
-        with purchase(slot):
-            return await method(*args, **kwargs)
-
-    return run
-
-
-@contextmanager
-def confirming(token: str) -> Iterator[Scope]:
+def confirming(token: str) -> AbstractContextManager[Scope]:
     """Run one confirm of `token` in a scope (and a span) inside its purchase's."""
     outer = _current.get()
     if outer is not None:
         outer.confirms += 1
         outer.hold(token)
+        if _tracer() is None:
+            # No span to open: a scope of the confirm's own would say what
+            # the purchase's says (its slot, attempt and token) to the log.
+            return nullcontext(outer)
     scope = Scope(
         slot=outer.slot if outer is not None else None,
         attempt=outer.attempt if outer is not None else None,
         token=token,
     )
     scope.confirms = 1
-    with _scoped(CONFIRM_SPAN, scope) as inner:
-        yield inner
+    return _Scoped(CONFIRM_SPAN, scope)
 
 
 def note_attempt() -> None:

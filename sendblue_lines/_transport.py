@@ -32,6 +32,7 @@ from typing import Any, Final
 
 import aiohttp
 import attrs
+import yarl
 
 from ._config import Credentials
 from ._logging import HTTP, extra, get_logger
@@ -52,6 +53,10 @@ _MIN_SECRET_PIECE = 4
 #: The phases of an attempt after connecting, as a timeout names them.
 _WAITING: Final = "waiting for the answer"
 _READING: Final = "reading the answer"
+#: The content type of the bodies we send.
+_JSON: Final = "application/json"
+#: Paths whose parsed URL is kept (the contract has four).
+_MAX_URLS: Final = 64
 #: Content encodings aiohttp decodes without optional packages.
 _ACCEPT_ENCODING: Final = "gzip, deflate"
 
@@ -169,13 +174,15 @@ class Attempt:
     sent: bool = True
 
 
-@attrs.frozen(kw_only=True)
+@attrs.define(kw_only=True, eq=False)
 class Reply:
     """An HTTP answer: status, body text, and its JSON or why it is unreadable.
 
     `data` is the parsed JSON, None when `problem` says why the body could
     not be read. `date` is the server's `Date` header as sent (for expiry
     against the server's own clock), `location` its `Location` header.
+    Made only by `Transport` and never changed after (not frozen: three are
+    made per purchase, and a frozen class sets each field the slow way).
     """
 
     status: int
@@ -220,10 +227,19 @@ class Transport:
         # Closes our own session when its event loop shuts down (see _guard).
         self._guard: AsyncGenerator[None, None] | None = None
         self._guarded: aiohttp.ClientSession | None = None
+        # Our own session once checked in the loop it belongs to (see `send`).
+        self._ready: aiohttp.ClientSession | None = None
+        self._ready_loop: asyncio.AbstractEventLoop | None = None
         self._on_attempt = on_attempt
         self._max_bytes = max_response_bytes
         # proxy=, trust_env=, trace_configs=: for the session we create only.
         self._session_options = dict(session_options or {})
+        # Our own session carries our headers itself, unless it may go through
+        # a proxy: aiohttp adds a session's default headers to the CONNECT it
+        # sends a proxy, which would hand the proxy the secret.
+        self._lean = self._owns_session and not (
+            self._session_options.get("proxy") or self._session_options.get("trust_env")
+        )
         # `connect` covers waiting for a pooled connection and connecting: a
         # failure there certainly sent nothing. `total` is one deadline over
         # the rest of the attempt: sending, waiting for the answer and
@@ -247,6 +263,9 @@ class Transport:
             "User-Agent": USER_AGENT,
         }
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        # Full URLs of the paths sent so far, parsed once (yarl parses each
+        # string again; a URL object is taken as it is).
+        self._urls: dict[str, yarl.URL] = {}
 
     @property
     def closed(self) -> bool:
@@ -308,14 +327,32 @@ class Transport:
             # warns, which fails apps and test suites that treat warnings
             # as errors.
             cleanup = bool(getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False))
+            # Our own session carries our headers and timeouts itself where
+            # it can (`_lean`), set once here instead of merged into every
+            # request (see `send`); every other option it has is aiohttp's
+            # default, which is what `_PINNED` pins a caller's session to.
+            lean: dict[str, Any] = (
+                {"headers": self._headers, "timeout": self._timeout}
+                if self._lean
+                else {}
+            )
             session = self._session = aiohttp.ClientSession(
                 **self._session_options,
+                **lean,
                 raise_for_status=False,
                 connector=aiohttp.TCPConnector(
                     limit=100, enable_cleanup_closed=cleanup
                 ),
             )
         return session
+
+    def _url(self, path: str) -> yarl.URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = yarl.URL(self.base_url + path)
+            if len(self._urls) < _MAX_URLS:
+                self._urls[path] = url
+        return url
 
     async def _watch(self, session: aiohttp.ClientSession) -> None:
         """Close `session` when the loop it belongs to shuts down.
@@ -332,6 +369,7 @@ class Transport:
     async def aclose(self) -> None:
         """Close the session if we opened it; idempotent."""
         self._closed = True
+        self._ready = self._ready_loop = None
         session, self._session = self._session, None
         guard, self._guard, self._guarded = self._guard, None, None
         if session is None or not self._owns_session:
@@ -356,28 +394,48 @@ class Transport:
             ConfigurationError: the client or the caller's session is closed,
                 or bound to another event loop; this request was not sent.
         """
-        session = self._session_now()
-        if self._owns_session and self._guarded is not session:
-            await self._watch(session)
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        if json_body is None:
-            body, headers = None, self._headers
-        else:
+        session = self._ready if self._ready_loop is loop else None
+        if session is None or session.closed:
+            session = self._session_now()
+            if self._owns_session and self._guarded is not session:
+                await self._watch(session)
+            if self._owns_session and self._session is session:
+                # Checked once for this loop: until `aclose`, or a later loop
+                # (see `_session_now`), nothing can change the answer.
+                self._ready, self._ready_loop = session, loop
+        # The elapsed time is for the debug log and `on_attempt` only.
+        timed = self._on_attempt is not None or logger.isEnabledFor(logging.DEBUG)
+        started = loop.time() if timed else 0.0
+        own = self._lean
+        body: bytes | aiohttp.BytesPayload | None = None
+        if json_body is not None:
             # Serialized by us: a session's json_serialize cannot change it.
-            body, headers = json.dumps(json_body).encode(), self._json_headers
+            body = json.dumps(json_body).encode()
+            if own:
+                body = aiohttp.BytesPayload(body, content_type=_JSON)
         failure: TransportError | None = None
         cause: BaseException | None = None
         phase = _WAITING
         try:
-            async with session.request(
-                method,
-                self.base_url + path,
-                data=body,
-                headers=headers,
-                timeout=self._timeout,
-                **_PINNED,
-            ) as response:
+            # Our own session (without a proxy) has our headers and timeouts,
+            # and aiohttp's defaults for everything `_PINNED` pins; any other
+            # gets them with every request, which overrides what it set.
+            request = (
+                session.request(
+                    method, self._url(path), data=body, allow_redirects=False
+                )
+                if own
+                else session.request(
+                    method,
+                    self._url(path),
+                    data=body,
+                    headers=self._headers if body is None else self._json_headers,
+                    timeout=self._timeout,
+                    **_PINNED,
+                )
+            )
+            async with request as response:
                 phase = _READING
                 reply = await self._read(response)
         except (
@@ -405,6 +463,8 @@ class Transport:
             # that reaches the secret (an aiohttp error's request_info holds
             # our headers) is neither the __cause__ nor the __context__.
             raise failure from cause
+        if not timed:
+            return reply
         elapsed = loop.time() - started
         if logger.isEnabledFor(logging.DEBUG):  # no record's keys to build for nobody
             logger.debug(
@@ -432,7 +492,8 @@ class Transport:
         sent: bool,
         phase: str = _WAITING,
     ) -> TransportError:
-        elapsed = asyncio.get_running_loop().time() - started
+        # `started` is 0 when nobody was to see the time (see `send`).
+        elapsed = asyncio.get_running_loop().time() - started if started else 0.0
         reason = redact(describe_failure(exc, phase), self._secret)
         logger.debug(
             "%s %s failed after %.3fs (attempt %d, %s): %s",

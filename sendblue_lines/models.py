@@ -22,10 +22,10 @@ error (see `_window` for the rules).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 import attrs
 
@@ -287,12 +287,22 @@ def _imf_fixdate(value: str) -> datetime | None:
         return None
 
 
+#: The last `Date` header read and what it read as: answers that come in
+#: the same second (every answer of a batch, most of a sequence) share it.
+_last_date: tuple[str, datetime] | None = None
+
+
 def _http_date(value: str | None) -> datetime | None:
     """An HTTP `Date` header as an aware UTC datetime, or None if unusable."""
+    global _last_date
+    last = _last_date
+    if last is not None and last[0] == value:
+        return last[1]
     if not isinstance(value, str) or not value.strip():
         return None
     quick = _imf_fixdate(value)
     if quick is not None:
+        _last_date = (value, quick)
         return quick
     try:
         parsed = parsedate_to_datetime(value)
@@ -400,6 +410,8 @@ def _count(value: object, *, floor_at_zero: bool = False) -> int | None:
     "unlimited"; "unknown" is the reading that never blocks), except that a
     negative `remaining` (`floor_at_zero`) means that nothing is left: 0.
     """
+    if type(value) is int:  # the usual case, read at once
+        return value if value >= 0 else (0 if floor_at_zero else None)
     if isinstance(value, bool):
         return None
     if isinstance(value, float) and value.is_integer():
@@ -430,11 +442,13 @@ def _window(value: object, usage: object) -> LimitWindow | None:
     `next_available_at` is None unless it is a timestamp; `window` and any
     unknown field are ignored, whatever they hold.
     """
-    if isinstance(value, Mapping):
-        limit = _count(value.get("limit"))
-        used = _count(value.get("used"))
-        remaining = _count(value.get("remaining"), floor_at_zero=True)
-        next_available_at = _moment(value.get("next_available_at"))
+    if _is_mapping(value):
+        get = value.get
+        limit = _count(get("limit"))
+        used = _count(get("used"))
+        remaining = _count(get("remaining"), floor_at_zero=True)
+        moment = get("next_available_at")
+        next_available_at = None if moment is None else _moment(moment)
     else:
         # The flat shape: the window is its limit, `usage` its used count.
         limit = _count(value)
@@ -453,12 +467,17 @@ def _window(value: object, usage: object) -> LimitWindow | None:
     )
 
 
+def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
+    # A JSON object is a dict: checked first, without the ABC's machinery.
+    return type(value) is dict or isinstance(value, Mapping)
+
+
 def _structure_limits(body: object, _: object) -> ProvisioningLimits:
-    limits = body.get("limits") if isinstance(body, Mapping) else None
-    if not isinstance(limits, Mapping):
+    limits = body.get("limits") if _is_mapping(body) else None
+    if not _is_mapping(limits):
         return ProvisioningLimits(raw=body)
-    usage = body.get("usage") if isinstance(body, Mapping) else None
-    usage = usage if isinstance(usage, Mapping) else {}
+    usage = body.get("usage") if _is_mapping(body) else None
+    usage = usage if _is_mapping(usage) else {}
     return ProvisioningLimits(
         daily=_window(limits.get(_DAILY), usage.get(_DAILY)),
         monthly=_window(limits.get(_MONTHLY), usage.get(_MONTHLY)),
@@ -508,6 +527,50 @@ def _structure_lines_state(body: object, _: object) -> LinesState:
     )
 
 
+def _quick_preview(body: dict[str, Any]) -> Preview | None:
+    """A `Preview` from a body that the converter would accept as it is, else None."""
+    token = body.get("preview_token")
+    expires = body.get("expires_at")
+    message = body.get("message", "")
+    if (
+        type(token) is not str
+        or not token.strip()
+        or type(expires) is not str
+        or type(message) is not str
+    ):
+        return None
+    try:
+        expires_at = parse_timestamp(expires)
+    except ValueError:
+        return None
+    return Preview(token=token, expires_at=expires_at, message=message)
+
+
+def _quick_line(body: dict[str, Any]) -> ProvisionedLine | None:
+    """A `ProvisionedLine` from a body the converter would accept as is, or None."""
+    number = body.get("phone_number")
+    worker = body.get("worker_id")
+    subscription = body.get("subscription_id")
+    if (
+        type(number) is not str
+        or type(worker) is not str
+        or type(subscription) is not str
+        or not number.strip()
+        or not worker.strip()
+        or not subscription.strip()
+    ):
+        return None
+    return ProvisionedLine(
+        phone_number=number, worker_id=worker, subscription_id=subscription
+    )
+
+
+_QUICK: dict[type, Callable[[dict[str, Any]], object]] = {
+    Preview: _quick_preview,
+    ProvisionedLine: _quick_line,
+    ProvisioningLimits: lambda body: _structure_limits(body, None),
+}
+
 _M = TypeVar("_M")
 
 
@@ -518,6 +581,15 @@ def structure(body: object, model: type[_M], *, status: int, path: str, raw: str
         MalformedResponseError: the body is not an object of that shape, with
             the cattrs error as its `__cause__` and the raw text attached.
     """
+    if type(body) is dict:
+        # The answers of the contract, read without cattrs' machinery; an
+        # answer the quick reading does not accept as it is goes to cattrs,
+        # which builds the same model or says what is wrong.
+        quick = _QUICK.get(model)
+        if quick is not None:
+            built = quick(body)
+            if built is not None:
+                return built  # type: ignore[return-value]
     # The limits body is not documented: any well-formed JSON is "limits
     # unknown" (its hook copes with every shape), never an error.
     if model is not ProvisioningLimits and not isinstance(body, Mapping):

@@ -82,6 +82,9 @@ def sent_json(kwargs: dict[str, Any]) -> Any:
     change them) and sends them as `data=` bytes.
     """
     data = kwargs.get("data")
+    if isinstance(data, aiohttp.BytesPayload):
+        # The client's own session gets the bytes with their content type.
+        data = data._value
     return None if data is None else json.loads(data)
 
 

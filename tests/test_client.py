@@ -448,7 +448,8 @@ async def test_every_request_carries_auth_accept_and_user_agent(
     assert headers["Accept"] == "application/json"
     assert headers["User-Agent"] == f"sendblue-lines/{__version__}"
     assert request.kwargs["allow_redirects"] is False
-    timeout = request.kwargs["timeout"]
+    # Per request on a caller's session; our own session carries it itself.
+    timeout = request.kwargs.get("timeout") or client._transport._timeout
     assert timeout.total is not None
     assert timeout.connect is not None
     assert timeout.connect < timeout.total

@@ -22,6 +22,7 @@ from sendblue_lines import (
     ProvisionedLine,
     ProvisioningLimits,
     RetryPolicy,
+    models,
 )
 
 UTC = timezone.utc
@@ -321,3 +322,63 @@ def test_no_well_formed_json_makes_get_limits_raise(body: Any) -> None:
     assert limits.raw == body
     for window in limits.windows().values():
         assert isinstance(window.limit, int)
+
+
+@pytest.mark.parametrize(
+    ("model", "body"),
+    [
+        (
+            models.Preview,
+            {"preview_token": "lpv_abc", "expires_at": "2026-05-18T14:30:00.000Z"},
+        ),
+        (
+            models.Preview,
+            {
+                "status": "OK",
+                "preview_token": "lpv_abc",
+                "expires_at": "2026-05-18t14:30:00.000z",
+                "message": "hello",
+                "extra": [1, 2],
+            },
+        ),
+        (
+            models.Preview,
+            {"preview_token": "lpv_abc", "expires_at": "2026-05-18T14:30:00+02:00"},
+        ),
+        (
+            models.ProvisionedLine,
+            {
+                "phone_number": "+14155551000",
+                "worker_id": "worker_1",
+                "subscription_id": "sub_1",
+                "status": "OK",
+            },
+        ),
+    ],
+)
+def test_the_quick_reading_builds_what_cattrs_builds(
+    model: type[Any], body: dict[str, Any]
+) -> None:
+    """The answers read without cattrs are the models cattrs would build."""
+    quick = models.structure(body, model, status=200, path="/x", raw="")
+    assert quick == models._converter().structure(body, model)
+    assert models._QUICK[model](body) is not None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"preview_token": " ", "expires_at": "2026-05-18T14:30:00.000Z"},
+        {"preview_token": "lpv_abc", "expires_at": "2026-05-18T24:00:00.000Z"},
+        {"preview_token": "lpv_abc", "expires_at": 3},
+        {"preview_token": "lpv_abc", "expires_at": "2026-05-18T14:30:00.000Z",
+         "message": None},
+    ],
+)  # fmt: skip
+def test_what_the_quick_reading_refuses_cattrs_refuses_too(
+    body: dict[str, Any],
+) -> None:
+    """An answer the quick reading does not take is cattrs' to judge: an error."""
+    assert models._quick_preview(body) is None
+    with pytest.raises(MalformedResponseError):
+        models.structure(body, models.Preview, status=200, path="/x", raw="")
