@@ -335,49 +335,88 @@ class PostgresJournal(StoreJournal):
 
         return await self._run("mark the time", work)
 
-    async def _reserve(self, request: SlotRequest) -> list[int]:
+    async def _taking(self, connection: Any, request: SlotRequest) -> int:
+        """Lock the account and count what takes room on it (see `_reserve`).
+
+        Renews the owner's lease and gives back the reserved slots of owners
+        whose lease ran out, on the way.
+        """
         s = self._qualified
         account, owner, since = request.account, request.owner, request.since
+        await self._renew(connection, owner)
+        await connection.execute(
+            f"INSERT INTO {s}.accounts (account) VALUES ($1) "
+            "ON CONFLICT (account) DO NOTHING",
+            account,
+        )
+        await connection.execute(
+            f"SELECT 1 FROM {s}.accounts WHERE account = $1 FOR UPDATE", account
+        )
+        await connection.execute(
+            f"DELETE FROM {s}.purchases p WHERE p.account = $1 "
+            "AND p.state = 'reserved' AND NOT EXISTS (SELECT 1 FROM "
+            f"{s}.owners o WHERE o.owner = p.owner AND o.lease_until > now())",
+            account,
+        )
+        # Without a mark no settled entry counts (NULL compares false).
+        taking = await connection.fetchval(
+            f"SELECT count(*) FROM {s}.purchases WHERE account = $1 "
+            f"AND {counted('$2', '$3::timestamptz', '$4::timestamptz')}",
+            account,
+            owner,
+            None if since is None else since.own,
+            None if since is None else since.others,
+        )
+        return int(taking)
+
+    async def _reserve(self, request: SlotRequest) -> list[int]:
+        s = self._qualified
 
         async def work(connection: Any) -> list[int]:
-            await self._renew(connection, owner)
-            await connection.execute(
-                f"INSERT INTO {s}.accounts (account) VALUES ($1) "
-                "ON CONFLICT (account) DO NOTHING",
-                account,
-            )
-            await connection.execute(
-                f"SELECT 1 FROM {s}.accounts WHERE account = $1 FOR UPDATE", account
-            )
-            await connection.execute(
-                f"DELETE FROM {s}.purchases p WHERE p.account = $1 "
-                "AND p.state = 'reserved' AND NOT EXISTS (SELECT 1 FROM "
-                f"{s}.owners o WHERE o.owner = p.owner AND o.lease_until > now())",
-                account,
-            )
-            # Without a mark no settled entry counts (NULL compares false).
-            taking = await connection.fetchval(
-                f"SELECT count(*) FROM {s}.purchases WHERE account = $1 "
-                f"AND {counted('$2', '$3::timestamptz', '$4::timestamptz')}",
-                account,
-                owner,
-                None if since is None else since.own,
-                None if since is None else since.others,
-            )
-            count = request.granted(int(taking))
+            count = request.granted(await self._taking(connection, request))
             if count == 0:
                 return []
             rows = await connection.fetch(
                 f"INSERT INTO {s}.purchases (account, owner, state, created_at) "
                 "SELECT $1, $2, 'reserved', now() FROM generate_series(1, $3) "
                 "RETURNING id",
-                account,
-                owner,
+                request.account,
+                request.owner,
                 count,
             )
             return sorted(int(row["id"]) for row in rows)
 
         return await self._run("reserve purchase slots", work)
+
+    async def _reserve_intent(
+        self, request: SlotRequest, intent: Intent
+    ) -> JournalEntry | None:
+        s = self._qualified
+
+        async def work(connection: Any) -> JournalEntry | None:
+            if request.granted(await self._taking(connection, request)) == 0:
+                return None
+            check_token_free(
+                await connection.fetchval(
+                    f"SELECT 1 FROM {s}.purchases WHERE preview_token = $1",
+                    intent.preview_token,
+                )
+                is not None
+            )
+            row = await connection.fetchrow(
+                f"INSERT INTO {s}.purchases (account, owner, state, preview_token, "
+                "expires_at, created_at, first_sent_at) "
+                "VALUES ($1, $2, 'pending', $3, $4, now(), $5) "
+                f"RETURNING {COLUMNS}",
+                request.account,
+                request.owner,
+                intent.preview_token,
+                intent.expires_at,
+                intent.first_sent_at,
+            )
+            return entry_from_row(tuple(row))
+
+        return await self._run("record the intent to confirm", work)
 
     async def release(self, slot_ids: Iterable[int]) -> None:
         """Give back slots that never got an intent; others are left alone.

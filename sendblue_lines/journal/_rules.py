@@ -167,9 +167,12 @@ class SlotRequest:
 
 @attrs.frozen(kw_only=True)
 class Intent:
-    """A checked intent: the token about to be confirmed in a reserved slot."""
+    """A checked intent: the token about to be confirmed in a reserved slot.
 
-    slot_id: int
+    `slot_id` is None when the slot is reserved in the intent's transaction.
+    """
+
+    slot_id: int | None
     preview_token: str
     expires_at: datetime
     first_sent_at: datetime | None

@@ -275,30 +275,11 @@ class SQLiteJournal(StoreJournal):
         return _clock.now()
 
     async def _reserve(self, request: SlotRequest) -> list[int]:
-        # Settled entries count from `since` on; without a mark none do
-        # (a comparison with NULL is never true).
-        since = request.since
-        own = None if since is None else _iso(since.own)
-        others = None if since is None else _iso(since.others)
         account, owner = request.account, request.owner
 
         def work(connection: sqlite3.Connection) -> list[int]:
             with _immediate(connection):
-                rows = connection.execute(
-                    "SELECT id, owner, state FROM purchases WHERE account = ? "
-                    f"AND {counted('?', '?', '?')}",
-                    (account, owner, own, others),
-                ).fetchall()
-                judged = _judge(
-                    {row[1] for row in rows if row[2] == "reserved" and row[1] != owner}
-                )
-                dead_slots = [
-                    row[0] for row in rows if row[2] == "reserved" and row[1] in judged
-                ]
-                connection.executemany(
-                    "DELETE FROM purchases WHERE id = ?", [(i,) for i in dead_slots]
-                )
-                taking = len(rows) - len(dead_slots)
+                taking = _taking(connection, request)
                 created = _iso(_clock.now())
                 return [
                     _inserted(
@@ -312,6 +293,33 @@ class SQLiteJournal(StoreJournal):
                 ]
 
         return await self._run("reserve purchase slots", work)
+
+    async def _reserve_intent(
+        self, request: SlotRequest, intent: Intent
+    ) -> JournalEntry | None:
+        def work(connection: sqlite3.Connection) -> JournalEntry | None:
+            with _immediate(connection):
+                if request.granted(_taking(connection, request)) == 0:
+                    return None
+                try:
+                    connection.execute(
+                        "INSERT INTO purchases (account, owner, state, preview_token,"
+                        " expires_at, created_at, first_sent_at)"
+                        " VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+                        (
+                            request.account,
+                            request.owner,
+                            intent.preview_token,
+                            _iso(intent.expires_at),
+                            _iso(_clock.now()),
+                            _iso(intent.first_sent_at),
+                        ),
+                    )
+                except sqlite3.IntegrityError:
+                    check_token_free(taken=True)
+                return _select_entry(connection, intent.preview_token)
+
+        return await self._run("record the intent to confirm", work)
 
     async def release(self, slot_ids: Iterable[int]) -> None:
         """Give back slots that never got an intent; others are left alone.
@@ -464,6 +472,33 @@ def _meta(connection: sqlite3.Connection) -> dict[str, str]:
         str(key): str(value)
         for key, value in connection.execute("SELECT key, value FROM meta")
     }
+
+
+def _taking(connection: sqlite3.Connection, request: SlotRequest) -> int:
+    """Count what takes room on the account, giving back dead owners' slots.
+
+    Inside a ``BEGIN IMMEDIATE`` transaction: the open purchases (slots of
+    live owners, pending intents of any owner) and, with a mark, those that
+    may have charged settled since it.
+    """
+    # Settled entries count from `since` on; without a mark none do
+    # (a comparison with NULL is never true).
+    since = request.since
+    own = None if since is None else _iso(since.own)
+    others = None if since is None else _iso(since.others)
+    rows = connection.execute(
+        f"SELECT id, owner, state FROM purchases WHERE account = ? AND "
+        f"{counted('?', '?', '?')}",
+        (request.account, request.owner, own, others),
+    ).fetchall()
+    judged = _judge(
+        {row[1] for row in rows if row[2] == "reserved" and row[1] != request.owner}
+    )
+    dead_slots = [row[0] for row in rows if row[2] == "reserved" and row[1] in judged]
+    connection.executemany(
+        "DELETE FROM purchases WHERE id = ?", [(i,) for i in dead_slots]
+    )
+    return len(rows) - len(dead_slots)
 
 
 def _judge(owners: set[str]) -> set[str]:
