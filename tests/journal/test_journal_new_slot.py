@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -85,3 +86,23 @@ async def test_a_new_slot_with_a_negative_room_is_refused(journal: Journal) -> N
     with pytest.raises(JournalError, match="negative"):
         await journal.record_intent(wanted(-1), "lpv_x", EXPIRES + timedelta(0))
     assert await journal.entries() == []
+
+
+async def test_concurrent_writes_fail_alone(store: Store) -> None:
+    """Writes committed together (SQLite's group commit) succeed or fail each alone.
+
+    One of twelve concurrent intents repeats a token: it alone is refused;
+    the others are on disk for another reader when their calls return.
+    """
+    tokens = [f"lpv_{i:02d}" for i in range(11)] + ["lpv_03"]
+    async with store.make() as writer, store.make() as reader:
+        results = await asyncio.gather(
+            *(writer.record_intent(wanted(None), t, EXPIRES) for t in tokens),
+            return_exceptions=True,
+        )
+        seen = {e.preview_token for e in await reader.entries()}
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 1
+    assert isinstance(errors[0], JournalError)
+    assert "already in the journal" in str(errors[0])
+    assert seen == set(tokens)
