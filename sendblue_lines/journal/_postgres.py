@@ -80,6 +80,17 @@ def redact_dsn(dsn: str) -> str:
     return text
 
 
+async def _keep_session(connection: Any) -> None:
+    """Give a connection back to the journal's own pool as it is: no reset query.
+
+    asyncpg's default reset (``RESET ALL``, ``UNLISTEN *``, ``CLOSE ALL``,
+    advisory unlock) costs a round trip per operation. The journal's own
+    connections change no session state (no ``SET``, ``LISTEN``, cursor or
+    session advisory lock), and asyncpg still rolls back a transaction left
+    open before this runs, so there is nothing to reset.
+    """
+
+
 class PostgresJournal(StoreJournal):
     """The purchase journal of a fleet: one PostgreSQL schema shared by every worker.
 
@@ -282,6 +293,7 @@ class PostgresJournal(StoreJournal):
                 min_size=1,
                 max_size=self._pool_size,
                 command_timeout=COMMAND_TIMEOUT,
+                reset=_keep_session,
             )
 
         pool = await self._guard("connect", connect)
