@@ -257,19 +257,24 @@ def _journal_targets(results: Results) -> list[Target]:
         if table is None:
             continue
         extra = "commits_per_purchase"
+        # A batch adds its one reservation (the fleet's slots for all of its
+        # purchases, taken before any preview), shared by `count` purchases.
+        count = table.params.get("count") if key == "journal_batch" else None
+        limit = JOURNAL_MAX_COMMITS + (1 / count if count else 0)
+        goal = f"≤ {JOURNAL_MAX_COMMITS:g}" + (
+            f" + 1 reservation per batch ({limit:.3f})" if count else ""
+        )
         for kind in (SQLITE, POSTGRES):
             row = table.row(kind)
             commits = row.extra_summary(extra) if row else None
             targets.append(
                 Target(
                     name=f"Journal: durable commits per purchase, {what}, {kind}",
-                    goal=f"≤ {JOURNAL_MAX_COMMITS:g}",
+                    goal=goal,
                     measured=f"{commits.high:.3f} (worst run)"
                     if commits
                     else (_skipped(row) if row and row.skipped else "not measured"),
-                    met=None
-                    if commits is None
-                    else commits.high <= JOURNAL_MAX_COMMITS,
+                    met=None if commits is None else commits.high <= limit + 1e-9,
                 )
             )
     return targets

@@ -64,6 +64,7 @@ from .journal import (
     EntryState,
     Journal,
     JournalEntry,
+    NewSlot,
     default_owner,
     heartbeat_seconds,
     is_journal,
@@ -129,9 +130,11 @@ class Provisioner:
     began (which that read may have missed), so slots the fleet holds are
     not started (they end as a `DailyLimitReachedError` or
     `MonthlyLimitReachedError` naming the journal: not_attempted in a
-    batch). The intent to confirm a token is
-    written before the confirm is sent; a `JournalError` there stops that
-    purchase with nothing sent. The outcome (``"bought"``, ``"not_bought"``,
+    batch). `provision()` reserves its journal slot with the intent, after
+    the preview, in one commit: when the fleet holds the room it ends there
+    with the same error, its token never sent. The intent to confirm a
+    token is written before the confirm is sent; a `JournalError` there
+    stops that purchase with nothing sent. The outcome (``"bought"``, ``"not_bought"``,
     ``"provisioning_failed"`` or ``"unknown"``) is written before it is
     reported, also after the caller was cancelled; if that write fails, the
     outcome is still reported, logged at ERROR, and the entry stays pending
@@ -247,7 +250,9 @@ class Provisioner:
         Raises:
             DailyLimitReachedError, MonthlyLimitReachedError: a window is
                 full, either by the limits read (no preview was sent; the
-                error has `limits` and `next_available_at`) or by the server.
+                error has `limits` and `next_available_at`), by the journal
+                (the fleet's open purchases hold the room: the preview's
+                token was never sent) or by the server.
             MaxLinesReachedError: `max_lines` is used up; nothing was sent.
             TokenExpiredError: the tokens kept expiring after
                 `max_repreviews` new previews; nothing was bought.
@@ -394,11 +399,11 @@ class Provisioner:
         try:
             refusal = limit_error(plan, self._max_lines)
             if refusal is None and self._journal is not None:
-                try:
-                    refusal = await self._grant(reservation, limits, since)
-                except BaseException:
-                    reservation.shrink(0)
-                    raise
+                # No journal slot yet: it is reserved with the intent, after
+                # the preview, in one commit (`_record_intent`).
+                self._grants[reservation] = _Grant(
+                    [], _fleet_room(limits), limits, since
+                )
             if refusal is not None:  # a plan of one falls short only to 0
                 logger.info(
                     "slot 0: not previewing: %s", refusal,
@@ -664,23 +669,27 @@ class Provisioner:
 
         Raises:
             JournalError: the intent could not be written; nothing was sent.
-            DailyLimitReachedError, MonthlyLimitReachedError: a re-preview
-                needed one more journal slot and the fleet's open purchases
-                hold all the room the limits left; nothing was sent.
+            DailyLimitReachedError, MonthlyLimitReachedError: the purchase
+                had no journal slot yet (`provision()`, or a re-preview) and
+                the fleet's open purchases hold all the room the limits left;
+                the token was never sent, nothing was bought.
         """
         journal = self._journal
         assert journal is not None  # noqa: S101 - only called with a journal
-        if grant.ids:
-            slot_id = grant.ids.pop(0)
-        else:  # a re-preview after a token that bought nothing
-            more = await journal.reserve(
-                self._client.api_key_id, self._owner, 1, grant.room, since=grant.since
-            )
-            if not more:
-                raise _fleet_error(grant.limits, 0, 1)
-            slot_id = more[0]
+        slot_id: int | None = grant.ids.pop(0) if grant.ids else None
         try:
-            await journal.record_intent(slot_id, preview.token, preview.expires_at)
+            if slot_id is not None:
+                await journal.record_intent(slot_id, preview.token, preview.expires_at)
+                return
+            # No slot reserved yet (provision(), or a re-preview after a token
+            # that bought nothing): the slot and the intent, one commit.
+            wanted = NewSlot(
+                account=self._client.api_key_id, owner=self._owner,
+                room=grant.room, since=grant.since,
+            )  # fmt: skip
+            entry = await journal.record_intent(
+                wanted, preview.token, preview.expires_at
+            )
         except JournalError as error:
             logger.error(
                 "slot %d: the journal could not record the intent to confirm token "
@@ -688,7 +697,8 @@ class Provisioner:
                 slot.index, short_token(preview.token), error,
                 extra=extra("journal_intent_failed"),
             )  # fmt: skip
-            grant.ids.append(slot_id)  # released with the rest if still reserved
+            if slot_id is not None:
+                grant.ids.append(slot_id)  # released with the rest if still reserved
             # If the write did land after all, say that this confirm never left,
             # or a reconcile would send it.
             with suppress(JournalError):
@@ -698,6 +708,14 @@ class Provisioner:
                     "never sent", owner=self._owner,
                 )  # fmt: skip
             raise
+        if entry is None:
+            refusal = _fleet_error(grant.limits, 0, 1)
+            logger.info(
+                "slot %d: not sending token %s: %s", slot.index,
+                short_token(preview.token), refusal,
+                extra=extra("fleet_full"),
+            )  # fmt: skip
+            raise refusal
 
     async def _confirm_recorded(
         self, preview: Preview, sent_at: datetime
@@ -1005,8 +1023,8 @@ def _fleet_error(
     message = (
         f"the {name} provisioning limit leaves room for {granted} of {wanted} "
         "line(s) once the purchases that other processes sharing the journal "
-        "hold open are counted (GET /accounts/limits and the journal); nothing "
-        "was sent for the rest"
+        "hold open are counted (GET /accounts/limits and the journal); no "
+        "confirm was sent for the rest"
     )
     if name == "monthly":
         return MonthlyLimitReachedError(

@@ -14,14 +14,15 @@ the secret is never stored.
   of one host; stdlib `sqlite3`, no extra dependency.
 - `PostgresJournal`: one journal for a fleet of machines (extra
   ``postgres``: asyncpg); the fleet reservation is a transaction there.
-- `JournalEntry`: one purchase as recorded.
+- `JournalEntry`: one purchase as recorded; `NewSlot`: a slot reserved in
+  the same transaction as an intent (`Journal.record_intent`).
 
 Every failure of a journal is a `sendblue_lines.JournalError`.
 """
 
 from __future__ import annotations
 
-from ._entry import ENTRY_STATES, OUTCOME_STATES, EntryState, JournalEntry
+from ._entry import ENTRY_STATES, OUTCOME_STATES, EntryState, JournalEntry, NewSlot
 from ._owner import default_owner, process_alive
 from ._postgres import PostgresJournal, redact_dsn
 from ._protocol import (
@@ -45,6 +46,7 @@ __all__ = [
     "EntryState",
     "Journal",
     "JournalEntry",
+    "NewSlot",
     "PostgresJournal",
     "SQLiteJournal",
     "default_owner",

@@ -2,7 +2,8 @@
 
 The public methods whose checks are the same on every backend live here,
 once: they ask `_rules` and hand the checked values to one hook per
-backend (`_reserve`, `_record_outcome`), which runs the statements.
+backend (`_reserve`, `_record_intent`, `_reserve_intent`,
+`_record_outcome`), which runs the statements.
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ import abc
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from ..errors import JournalError
 from ..models import ProvisionedLine
-from ._entry import EntryState, JournalEntry
+from ._entry import EntryState, JournalEntry, NewSlot
 from ._rules import Intent, Outcome, Refused, SlotRequest, check_account, utc
 
 __all__ = ["StoreJournal"]
@@ -81,6 +82,7 @@ class StoreJournal(abc.ABC):
     async def _reserve(self, request: SlotRequest) -> list[int]:
         """Count and grant in one transaction."""
 
+    @overload
     async def record_intent(
         self,
         slot_id: int,
@@ -88,15 +90,52 @@ class StoreJournal(abc.ABC):
         expires_at: datetime,
         *,
         first_sent_at: datetime | None = None,
-    ) -> JournalEntry:
+    ) -> JournalEntry: ...
+
+    @overload
+    async def record_intent(
+        self,
+        slot_id: NewSlot,
+        preview_token: str,
+        expires_at: datetime,
+        *,
+        first_sent_at: datetime | None = None,
+    ) -> JournalEntry | None: ...
+
+    async def record_intent(
+        self,
+        slot_id: int | NewSlot,
+        preview_token: str,
+        expires_at: datetime,
+        *,
+        first_sent_at: datetime | None = None,
+    ) -> JournalEntry | None:
         """Write the intent to confirm `preview_token` in a reserved slot.
 
-        See `Journal.record_intent`.
+        See `Journal.record_intent`: with a `NewSlot`, the slot is reserved
+        in the same transaction, or nothing is written and None returned
+        when the room is taken.
 
         Raises:
             JournalError: the slot is not reserved, the token is already in
-                the journal, or the store failed.
+                the journal, the account is not the journal's, or the store
+                failed.
         """
+        if isinstance(slot_id, NewSlot):
+            try:
+                request = SlotRequest.of(
+                    slot_id.account, slot_id.owner, 1, slot_id.room, slot_id.since
+                )
+                check_account(self._account, slot_id.account)
+            except Refused as refused:
+                raise self._error(
+                    "record the intent to confirm", str(refused)
+                ) from None
+            intent = Intent(
+                slot_id=None, preview_token=preview_token,
+                expires_at=utc(expires_at), first_sent_at=utc(first_sent_at),
+            )  # fmt: skip
+            return await self._reserve_intent(request, intent)
         intent = Intent(
             slot_id=slot_id, preview_token=preview_token, expires_at=utc(expires_at),
             first_sent_at=utc(first_sent_at),
@@ -106,6 +145,15 @@ class StoreJournal(abc.ABC):
     @abc.abstractmethod
     async def _record_intent(self, intent: Intent) -> JournalEntry:
         """Check the slot and the token, and write `intent`, in one transaction."""
+
+    @abc.abstractmethod
+    async def _reserve_intent(
+        self, request: SlotRequest, intent: Intent
+    ) -> JournalEntry | None:
+        """Count as `_reserve` does and, if one slot fits, write `intent` in it.
+
+        One transaction; None when the room is taken (nothing written).
+        """
 
     async def record_outcome(
         self,

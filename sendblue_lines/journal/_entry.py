@@ -10,7 +10,7 @@ import attrs
 
 from ..models import ProvisionedLine
 
-__all__ = ["ENTRY_STATES", "OUTCOME_STATES", "EntryState", "JournalEntry"]
+__all__ = ["ENTRY_STATES", "OUTCOME_STATES", "EntryState", "JournalEntry", "NewSlot"]
 
 EntryState = Literal[
     "pending", "bought", "not_bought", "provisioning_failed", "unknown"
@@ -79,3 +79,20 @@ class JournalEntry:
             f"JournalEntry(preview_token={_shorten(self.preview_token)!r}, "
             f"state={self.state!r}, account={self.account!r}, line={self.line!r})"
         )
+
+
+@attrs.frozen(kw_only=True)
+class NewSlot:
+    """A slot to reserve in the same transaction as an intent (`Journal.record_intent`).
+
+    Passed instead of a slot id, it asks `record_intent` to count what takes
+    room on `account` (as `Journal.reserve` does, with `since` the `mark`
+    read before the limits that gave `room`) and, if one more purchase fits
+    within `room` (None: no limit), to write the intent in a new slot of
+    `owner`; otherwise to write nothing. One durable commit instead of two.
+    """
+
+    account: str
+    owner: str
+    room: int | None
+    since: datetime | None = None

@@ -31,6 +31,7 @@ from ..errors import ConfigurationError, JournalError
 from ._base import StoreJournal
 from ._entry import JournalEntry
 from ._rules import (
+    OPEN_OUTCOME_STATES,
     Intent,
     Outcome,
     Refused,
@@ -77,6 +78,17 @@ def redact_dsn(dsn: str) -> str:
     except ValueError:
         return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", text)
     return text
+
+
+async def _keep_session(connection: Any) -> None:
+    """Give a connection back to the journal's own pool as it is: no reset query.
+
+    asyncpg's default reset (``RESET ALL``, ``UNLISTEN *``, ``CLOSE ALL``,
+    advisory unlock) costs a round trip per operation. The journal's own
+    connections change no session state (no ``SET``, ``LISTEN``, cursor or
+    session advisory lock), and asyncpg still rolls back a transaction left
+    open before this runs, so there is nothing to reset.
+    """
 
 
 class PostgresJournal(StoreJournal):
@@ -143,6 +155,8 @@ class PostgresJournal(StoreJournal):
         self._pool_size = pool_size
         self._pool: Any = None
         self._errors: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+        # asyncpg's error for a unique index broken (set on open).
+        self._unique: type[BaseException] = LookupError
 
     @property
     def schema(self) -> str:
@@ -224,6 +238,25 @@ class PostgresJournal(StoreJournal):
 
         return await self._guard(operation, transaction)
 
+    async def _run_one(
+        self, operation: str, work: Callable[[Any], Awaitable[_T]]
+    ) -> _T:
+        """Run `work`, one statement, outside an explicit transaction.
+
+        A single statement is its own transaction in PostgreSQL, committed
+        as durably as any other: one round trip instead of BEGIN, the
+        statement and COMMIT.
+        """
+        pool = self._pool
+        if pool is None:
+            raise self._error(operation, "the journal is not open (use async with)")
+
+        async def statement() -> _T:
+            async with pool.acquire() as connection:
+                return await work(connection)
+
+        return await self._guard(operation, statement)
+
     # -- lifecycle ----------------------------------------------------------
 
     async def open(self: _Self) -> _Self:
@@ -250,6 +283,7 @@ class PostgresJournal(StoreJournal):
             OSError,
             TimeoutError,
         )
+        self._unique = asyncpg.UniqueViolationError
 
         async def connect() -> Any:
             if self._given_pool is not None:
@@ -259,6 +293,7 @@ class PostgresJournal(StoreJournal):
                 min_size=1,
                 max_size=self._pool_size,
                 command_timeout=COMMAND_TIMEOUT,
+                reset=_keep_session,
             )
 
         pool = await self._guard("connect", connect)
@@ -333,51 +368,91 @@ class PostgresJournal(StoreJournal):
             moment: datetime = await connection.fetchval("SELECT now()")
             return moment
 
-        return await self._run("mark the time", work)
+        return await self._run_one("mark the time", work)
+
+    async def _taking(self, connection: Any, request: SlotRequest) -> int:
+        """Lock the account and count what takes room on it (see `_reserve`).
+
+        Renews the owner's lease and gives back the reserved slots of owners
+        whose lease ran out, on the way.
+        """
+        s = self._qualified
+        account, owner, since = request.account, request.owner, request.since
+        # Renew the owner and lock the account's row in one statement: an
+        # upsert that updates locks the row it finds, or the one it inserts.
+        await connection.execute(
+            f"WITH renewed AS (INSERT INTO {s}.owners (owner, lease_until) "
+            "VALUES ($2, now() + make_interval(secs => $3)) ON CONFLICT (owner) "
+            "DO UPDATE SET lease_until = EXCLUDED.lease_until) "
+            f"INSERT INTO {s}.accounts (account) VALUES ($1) "
+            "ON CONFLICT (account) DO UPDATE SET account = EXCLUDED.account",
+            account,
+            owner,
+            self._lease,
+        )
+        # On a snapshot taken after the lock (read committed): give back the
+        # slots of owners whose lease ran out, and count the rest, in one
+        # statement (which sees the rows it deletes, so they are left out).
+        # Without a mark no settled entry counts (NULL compares false).
+        taking = await connection.fetchval(
+            f"WITH dead AS (DELETE FROM {s}.purchases p WHERE p.account = $1 "
+            "AND p.state = 'reserved' AND NOT EXISTS (SELECT 1 FROM "
+            f"{s}.owners o WHERE o.owner = p.owner AND o.lease_until > now()) "
+            f"RETURNING p.id) SELECT count(*) FROM {s}.purchases WHERE account = $1 "
+            f"AND {counted('$2', '$3::timestamptz', '$4::timestamptz')} "
+            "AND id NOT IN (SELECT id FROM dead)",
+            account,
+            owner,
+            None if since is None else since.own,
+            None if since is None else since.others,
+        )
+        return int(taking)
 
     async def _reserve(self, request: SlotRequest) -> list[int]:
         s = self._qualified
-        account, owner, since = request.account, request.owner, request.since
 
         async def work(connection: Any) -> list[int]:
-            await self._renew(connection, owner)
-            await connection.execute(
-                f"INSERT INTO {s}.accounts (account) VALUES ($1) "
-                "ON CONFLICT (account) DO NOTHING",
-                account,
-            )
-            await connection.execute(
-                f"SELECT 1 FROM {s}.accounts WHERE account = $1 FOR UPDATE", account
-            )
-            await connection.execute(
-                f"DELETE FROM {s}.purchases p WHERE p.account = $1 "
-                "AND p.state = 'reserved' AND NOT EXISTS (SELECT 1 FROM "
-                f"{s}.owners o WHERE o.owner = p.owner AND o.lease_until > now())",
-                account,
-            )
-            # Without a mark no settled entry counts (NULL compares false).
-            taking = await connection.fetchval(
-                f"SELECT count(*) FROM {s}.purchases WHERE account = $1 "
-                f"AND {counted('$2', '$3::timestamptz', '$4::timestamptz')}",
-                account,
-                owner,
-                None if since is None else since.own,
-                None if since is None else since.others,
-            )
-            count = request.granted(int(taking))
+            count = request.granted(await self._taking(connection, request))
             if count == 0:
                 return []
             rows = await connection.fetch(
                 f"INSERT INTO {s}.purchases (account, owner, state, created_at) "
                 "SELECT $1, $2, 'reserved', now() FROM generate_series(1, $3) "
                 "RETURNING id",
-                account,
-                owner,
+                request.account,
+                request.owner,
                 count,
             )
             return sorted(int(row["id"]) for row in rows)
 
         return await self._run("reserve purchase slots", work)
+
+    async def _reserve_intent(
+        self, request: SlotRequest, intent: Intent
+    ) -> JournalEntry | None:
+        s = self._qualified
+
+        async def work(connection: Any) -> JournalEntry | None:
+            if request.granted(await self._taking(connection, request)) == 0:
+                return None
+            try:
+                row = await connection.fetchrow(
+                    f"INSERT INTO {s}.purchases (account, owner, state, preview_token, "
+                    "expires_at, created_at, first_sent_at) "
+                    "VALUES ($1, $2, 'pending', $3, $4, now(), $5) "
+                    f"RETURNING {COLUMNS}",
+                    request.account,
+                    request.owner,
+                    intent.preview_token,
+                    intent.expires_at,
+                    intent.first_sent_at,
+                )
+            except self._unique:  # the transaction is rolled back
+                check_token_free(taken=True)
+                raise  # pragma: no cover - check_token_free raised
+            return entry_from_row(tuple(row))
+
+        return await self._run("record the intent to confirm", work)
 
     async def release(self, slot_ids: Iterable[int]) -> None:
         """Give back slots that never got an intent; others are left alone.
@@ -398,39 +473,65 @@ class PostgresJournal(StoreJournal):
 
     async def _record_intent(self, intent: Intent) -> JournalEntry:
         s = self._qualified
+        # One statement, so one round trip: lock the slot if it is still
+        # reserved, renew its owner's lease, write the intent. A token
+        # already in the journal breaks the unique index on preview_token.
+        statement = (
+            f"WITH slot AS (SELECT id AS slot_id, owner AS slot_owner "
+            f"FROM {s}.purchases WHERE id = $4 AND state = 'reserved' FOR UPDATE), "
+            f"renewed AS (INSERT INTO {s}.owners (owner, lease_until) "
+            "SELECT slot_owner, now() + make_interval(secs => $5) FROM slot "
+            "ON CONFLICT (owner) DO UPDATE SET lease_until = EXCLUDED.lease_until) "
+            f"UPDATE {s}.purchases SET state = 'pending', preview_token = $1, "
+            "expires_at = $2, created_at = now(), first_sent_at = $3 "
+            f"FROM slot WHERE id = slot.slot_id RETURNING {COLUMNS}"
+        )
 
         async def work(connection: Any) -> JournalEntry:
-            owner = await connection.fetchval(
-                f"SELECT owner FROM {s}.purchases WHERE id = $1 "
-                "AND state = 'reserved' FOR UPDATE",
-                intent.slot_id,
-            )
-            intent.check_slot(None if owner is None else "reserved")
-            check_token_free(
-                await connection.fetchval(
-                    f"SELECT 1 FROM {s}.purchases WHERE preview_token = $1",
+            try:
+                row = await connection.fetchrow(
+                    statement,
                     intent.preview_token,
+                    intent.expires_at,
+                    intent.first_sent_at,
+                    intent.slot_id,
+                    self._lease,
                 )
-                is not None
-            )
-            await self._renew(connection, owner)
-            row = await connection.fetchrow(
-                f"UPDATE {s}.purchases SET state = 'pending', preview_token = $1, "
-                "expires_at = $2, created_at = now(), first_sent_at = $3 "
-                f"WHERE id = $4 RETURNING {COLUMNS}",
-                intent.preview_token,
-                intent.expires_at,
-                intent.first_sent_at,
-                intent.slot_id,
-            )
+            except self._unique:
+                check_token_free(taken=True)
+                raise  # pragma: no cover - check_token_free raised
+            intent.check_slot(None if row is None else "reserved")
             return entry_from_row(tuple(row))
 
-        return await self._run("record the intent to confirm", work)
+        return await self._run_one("record the intent to confirm", work)
 
     async def _record_outcome(
         self, preview_token: str, outcome: Outcome, owner: str | None
     ) -> JournalEntry:
         s = self._qualified
+        values = (*outcome.columns(), outcome.first_sent_at, outcome.evidence)
+        setting = (
+            f"UPDATE {s}.purchases SET state = $1, phone_number = $2, "
+            "worker_id = $3, subscription_id = $4, error_code = $5, "
+            "message = $6, attempts = COALESCE($7, attempts), "
+            "first_sent_at = COALESCE($8, first_sent_at), "
+            "settled_at = now(), evidence = COALESCE($9, evidence) "
+        )
+        opened = ", ".join(f"'{state}'" for state in OPEN_OUTCOME_STATES)
+
+        async def mine(connection: Any) -> Any:
+            # The common case in one statement: an open entry of the writer's.
+            return await connection.fetchrow(
+                f"{setting} WHERE preview_token = $10 AND state IN ({opened}) "
+                f"AND ($11::text IS NULL OR owner = $11) RETURNING {COLUMNS}",
+                *values,
+                preview_token,
+                owner,
+            )
+
+        fast = await self._run_one("record the outcome", mine)
+        if fast is not None:
+            return entry_from_row(tuple(fast))
 
         async def work(connection: Any) -> JournalEntry:
             # The row lock keeps a claim from changing the owner until commit.
@@ -443,15 +544,9 @@ class PostgresJournal(StoreJournal):
             row = None
             if outcome.applies_over(state, holder, owner):
                 row = await connection.fetchrow(
-                    f"UPDATE {s}.purchases SET state = $1, phone_number = $2, "
-                    "worker_id = $3, subscription_id = $4, error_code = $5, "
-                    "message = $6, attempts = COALESCE($7, attempts), "
-                    "first_sent_at = COALESCE($8, first_sent_at), "
-                    "settled_at = now(), evidence = COALESCE($9, evidence) "
-                    f"WHERE preview_token = $10 AND owner = $11 RETURNING {COLUMNS}",
-                    *outcome.columns(),
-                    outcome.first_sent_at,
-                    outcome.evidence,
+                    f"{setting} WHERE preview_token = $10 AND owner = $11 "
+                    f"RETURNING {COLUMNS}",
+                    *values,
                     preview_token,
                     holder,
                 )

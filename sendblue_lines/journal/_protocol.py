@@ -9,7 +9,11 @@ How the Provisioner uses it:
    the limits read may have missed), so a fleet never exceeds the room.
 2. For each slot: preview, then ``await journal.record_intent(slot, token,
    expires_at)``; only when that returned is the confirm sent. A
-   `JournalError` here stops that purchase before its confirm.
+   `JournalError` here stops that purchase before its confirm. A purchase
+   with no slot reserved yet (`provision()`, a re-preview) passes a
+   `NewSlot` instead of a slot id: the reservation and the intent are then
+   one transaction, after the preview (which charges nothing); None back
+   means the fleet holds the room, and the token is never sent.
 3. ``await journal.record_outcome(token, state, ..., owner=owner)`` before
    the outcome reaches the caller or ``on_outcome``; ``"not_bought"`` when
    the confirm certainly never left or was refused on its first send. An
@@ -31,10 +35,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, overload, runtime_checkable
 
 from ..models import ProvisionedLine
-from ._entry import EntryState, JournalEntry
+from ._entry import EntryState, JournalEntry, NewSlot
 
 __all__ = [
     "HEARTBEAT_FLOOR_SECONDS",
@@ -68,7 +72,9 @@ class Journal(Protocol):
        purchase slots, counting every open purchase of the account in the
        whole journal and those settled since the mark (invariant 8);
     2. `record_intent` is written before the first byte of the confirm is
-       sent (the write-ahead rule of invariant 7);
+       sent (the write-ahead rule of invariant 7); given a `NewSlot` instead
+       of a slot id, it reserves (as `reserve` does) and writes the intent
+       in one transaction, so a purchase costs two durable commits;
     3. `record_outcome` is written before the outcome is reported;
     4. `release` gives back the slots that never got an intent.
 
@@ -154,6 +160,7 @@ class Journal(Protocol):
         """
         ...
 
+    @overload
     async def record_intent(
         self,
         slot_id: int,
@@ -161,16 +168,42 @@ class Journal(Protocol):
         expires_at: datetime,
         *,
         first_sent_at: datetime | None = None,
-    ) -> JournalEntry:
+    ) -> JournalEntry: ...
+
+    @overload
+    async def record_intent(
+        self,
+        slot_id: NewSlot,
+        preview_token: str,
+        expires_at: datetime,
+        *,
+        first_sent_at: datetime | None = None,
+    ) -> JournalEntry | None: ...
+
+    async def record_intent(
+        self,
+        slot_id: int | NewSlot,
+        preview_token: str,
+        expires_at: datetime,
+        *,
+        first_sent_at: datetime | None = None,
+    ) -> JournalEntry | None:
         """Write that `preview_token` is about to be confirmed in slot `slot_id`.
 
         Must return before the first byte of the confirm is sent. The entry
         is ``"pending"``.
 
+        `slot_id` is a slot `reserve` granted, or a `NewSlot`: then, in the
+        same transaction, count what takes room as `reserve` does and write
+        the intent in a new slot only if one more purchase fits; None back
+        means it did not (the fleet holds the room): nothing was written,
+        and the confirm must not be sent.
+
         Raises:
             JournalError: the slot is not a reserved one, the token is
-                already in the journal, or the store failed. Then the
-                confirm must not be sent.
+                already in the journal, a `NewSlot`'s account is not the
+                journal's, or the store failed. Then the confirm must not be
+                sent.
         """
         ...
 

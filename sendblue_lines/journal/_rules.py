@@ -60,6 +60,7 @@ __all__ = [
     "CHARGED_STATES",
     "CLOCK_MARGIN",
     "FINAL_STATES",
+    "OPEN_OUTCOME_STATES",
     "PROOF_STATES",
     "Intent",
     "Outcome",
@@ -73,6 +74,11 @@ __all__ = [
 
 #: States that an outcome may not change once written.
 FINAL_STATES = frozenset({"bought", "not_bought", "provisioning_failed"})
+#: States any outcome may overwrite when written by the entry's owner (or
+#: without `owner=`): `Outcome.applies_over` is True for them, so a backend
+#: may write such an outcome in one statement that checks the state and the
+#: owner itself, and fall back to reading them first when it matched nothing.
+OPEN_OUTCOME_STATES: tuple[EntryState, ...] = ("pending", "unknown")
 #: Outcomes that prove a charge: recorded whoever learnt them (see above).
 PROOF_STATES = frozenset({"bought", "provisioning_failed"})
 #: Settled states whose confirm may have charged (and so count on the limits).
@@ -167,9 +173,12 @@ class SlotRequest:
 
 @attrs.frozen(kw_only=True)
 class Intent:
-    """A checked intent: the token about to be confirmed in a reserved slot."""
+    """A checked intent: the token about to be confirmed in a reserved slot.
 
-    slot_id: int
+    `slot_id` is None when the slot is reserved in the intent's transaction.
+    """
+
+    slot_id: int | None
     preview_token: str
     expires_at: datetime
     first_sent_at: datetime | None

@@ -3,7 +3,14 @@
 One connection per journal, used by one worker thread at a time (a lock)
 through `anyio.to_thread`, so the event loop never waits on the disk. The
 file is in WAL mode with ``synchronous=FULL``: a commit is on disk when it
-returns, and readers never block the writer. Every write that counts or
+returns, and readers never block the writer.
+
+Group commit: the writes of one journal that arrive while another is being
+committed wait, then go to disk together, each in a savepoint of one
+``BEGIN IMMEDIATE`` transaction, so a batch's concurrent intents and
+outcomes share one thread hop and one fsync. Each write still succeeds or
+fails on its own (its savepoint), and none returns before the commit that
+holds it is on disk. Every write that counts or
 claims runs in ``BEGIN IMMEDIATE``, which takes the file's write lock at
 once, so the processes of one host that share the file reserve and claim one
 after the other, never on a stale count.
@@ -19,7 +26,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import anyio.to_thread
 
@@ -63,7 +70,23 @@ def _iso(moment: datetime | None) -> str | None:
 
 @contextmanager
 def _immediate(connection: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction that holds the file's write lock from its start."""
+    """One write transaction that holds the file's write lock from its start.
+
+    Inside a group commit's transaction, a savepoint of it: the write is
+    undone on its own if it fails, and committed with the group.
+    """
+    nested = connection.in_transaction
+    if nested:
+        connection.execute("SAVEPOINT journal_write")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK TO journal_write")
+                connection.execute("RELEASE journal_write")
+            raise
+        connection.execute("RELEASE journal_write")
+        return
     connection.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -111,6 +134,12 @@ class SQLiteJournal(StoreJournal):
         self._busy_timeout = busy_timeout
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        # Group commit: writes waiting for the next commit, whether one is
+        # being made, and the event set when it is done (made on first use:
+        # an anyio Event needs a running loop).
+        self._queue: list[_Write] = []
+        self._writing = False
+        self._idle: anyio.Event | None = None
 
     @property
     def lease(self) -> None:
@@ -158,6 +187,86 @@ class SQLiteJournal(StoreJournal):
         return await anyio.to_thread.run_sync(
             self._guarded, operation, lambda: work(connection)
         )
+
+    async def _write(
+        self, operation: str, work: Callable[[sqlite3.Connection], _T]
+    ) -> _T:
+        """Run the write `work` in the next group commit; return once it is on disk.
+
+        Whoever finds no commit under way makes the next one, for every
+        write queued by then; the others wait for theirs. Not abandoned on
+        cancellation, like `_run`: a write that was queued is committed (or
+        failed) before its caller hears of it.
+        """
+        connection = self._connection
+        if connection is None:
+            raise self._error(operation, "the journal is not open (use async with)")
+        job: _Write = _Write(operation, work)
+        self._queue.append(job)
+        with anyio.CancelScope(shield=True):
+            while not job.done:
+                if self._writing:
+                    if self._idle is None:
+                        self._idle = anyio.Event()
+                    await self._idle.wait()
+                else:
+                    await self._commit_queued(connection)
+        if job.error is not None:
+            raise job.error
+        return cast("_T", job.value)
+
+    async def _commit_queued(self, connection: sqlite3.Connection) -> None:
+        self._writing = True
+        jobs, self._queue = self._queue, []
+        try:
+            await anyio.to_thread.run_sync(self._commit_group, connection, jobs)
+        finally:
+            for job in jobs:
+                job.done = True
+            self._writing = False
+            idle, self._idle = self._idle, None
+            if idle is not None:
+                idle.set()
+
+    def _commit_group(self, connection: sqlite3.Connection, jobs: list[_Write]) -> None:
+        """In a worker thread: every job in one transaction, each in a savepoint."""
+        with self._lock:
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+            except (sqlite3.Error, OSError) as exc:
+                for job in jobs:
+                    job.fail(self._failure(job.operation, exc))
+                return
+            for job in jobs:
+                self._run_job(connection, job)
+            try:
+                connection.execute("COMMIT")
+            except (sqlite3.Error, OSError) as exc:
+                if connection.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.execute("ROLLBACK")
+                for job in jobs:
+                    if job.error is None:
+                        job.fail(self._failure(job.operation, exc))
+
+    def _run_job(self, connection: sqlite3.Connection, job: _Write) -> None:
+        """Run one job of a group; what it raises becomes its caller's error."""
+        try:
+            job.value = job.work(connection)
+        except Refused as refused:
+            job.fail(self._error(job.operation, str(refused)))
+        except (sqlite3.Error, OSError) as exc:
+            job.fail(self._failure(job.operation, exc))
+        except Exception as exc:  # noqa: BLE001 - handed to its caller
+            job.fail(exc)
+
+    def _failure(self, operation: str, exc: BaseException) -> JournalError:
+        if isinstance(exc, sqlite3.Error):
+            error = self._error(operation, _describe(exc))
+        else:
+            error = self._error(operation, f"{getattr(exc, 'strerror', None) or exc}")
+        error.__cause__ = exc
+        return error
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -275,30 +384,11 @@ class SQLiteJournal(StoreJournal):
         return _clock.now()
 
     async def _reserve(self, request: SlotRequest) -> list[int]:
-        # Settled entries count from `since` on; without a mark none do
-        # (a comparison with NULL is never true).
-        since = request.since
-        own = None if since is None else _iso(since.own)
-        others = None if since is None else _iso(since.others)
         account, owner = request.account, request.owner
 
         def work(connection: sqlite3.Connection) -> list[int]:
             with _immediate(connection):
-                rows = connection.execute(
-                    "SELECT id, owner, state FROM purchases WHERE account = ? "
-                    f"AND {counted('?', '?', '?')}",
-                    (account, owner, own, others),
-                ).fetchall()
-                judged = _judge(
-                    {row[1] for row in rows if row[2] == "reserved" and row[1] != owner}
-                )
-                dead_slots = [
-                    row[0] for row in rows if row[2] == "reserved" and row[1] in judged
-                ]
-                connection.executemany(
-                    "DELETE FROM purchases WHERE id = ?", [(i,) for i in dead_slots]
-                )
-                taking = len(rows) - len(dead_slots)
+                taking = _taking(connection, request)
                 created = _iso(_clock.now())
                 return [
                     _inserted(
@@ -311,7 +401,34 @@ class SQLiteJournal(StoreJournal):
                     for _ in range(request.granted(taking))
                 ]
 
-        return await self._run("reserve purchase slots", work)
+        return await self._write("reserve purchase slots", work)
+
+    async def _reserve_intent(
+        self, request: SlotRequest, intent: Intent
+    ) -> JournalEntry | None:
+        def work(connection: sqlite3.Connection) -> JournalEntry | None:
+            with _immediate(connection):
+                if request.granted(_taking(connection, request)) == 0:
+                    return None
+                try:
+                    connection.execute(
+                        "INSERT INTO purchases (account, owner, state, preview_token,"
+                        " expires_at, created_at, first_sent_at)"
+                        " VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+                        (
+                            request.account,
+                            request.owner,
+                            intent.preview_token,
+                            _iso(intent.expires_at),
+                            _iso(_clock.now()),
+                            _iso(intent.first_sent_at),
+                        ),
+                    )
+                except sqlite3.IntegrityError:
+                    check_token_free(taken=True)
+                return _select_entry(connection, intent.preview_token)
+
+        return await self._write("record the intent to confirm", work)
 
     async def release(self, slot_ids: Iterable[int]) -> None:
         """Give back slots that never got an intent; others are left alone.
@@ -327,7 +444,7 @@ class SQLiteJournal(StoreJournal):
                     "DELETE FROM purchases WHERE id = ? AND state = 'reserved'", ids
                 )
 
-        await self._run("release purchase slots", work)
+        await self._write("release purchase slots", work)
 
     async def _record_intent(self, intent: Intent) -> JournalEntry:
         def work(connection: sqlite3.Connection) -> JournalEntry:
@@ -353,7 +470,7 @@ class SQLiteJournal(StoreJournal):
                     check_token_free(taken=True)
                 return _select_entry(connection, intent.preview_token)
 
-        return await self._run("record the intent to confirm", work)
+        return await self._write("record the intent to confirm", work)
 
     async def _record_outcome(
         self, preview_token: str, outcome: Outcome, owner: str | None
@@ -386,7 +503,7 @@ class SQLiteJournal(StoreJournal):
                 )
                 return _select_entry(connection, preview_token)
 
-        return await self._run("record the outcome", work)
+        return await self._write("record the outcome", work)
 
     async def claim_orphans(self, account: str, owner: str) -> list[JournalEntry]:
         """Take over the pending purchases of this host's dead processes.
@@ -454,6 +571,24 @@ class SQLiteJournal(StoreJournal):
         return await self._run("read the entries", work)
 
 
+class _Write:
+    """One write waiting for a group commit, and what came of it."""
+
+    __slots__ = ("done", "error", "operation", "value", "work")
+
+    def __init__(
+        self, operation: str, work: Callable[[sqlite3.Connection], object]
+    ) -> None:
+        self.operation = operation
+        self.work = work
+        self.done = False
+        self.value: object = None
+        self.error: BaseException | None = None
+
+    def fail(self, error: BaseException) -> None:
+        self.value, self.error = None, error
+
+
 def _meta(connection: sqlite3.Connection) -> dict[str, str]:
     exists = connection.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
@@ -464,6 +599,33 @@ def _meta(connection: sqlite3.Connection) -> dict[str, str]:
         str(key): str(value)
         for key, value in connection.execute("SELECT key, value FROM meta")
     }
+
+
+def _taking(connection: sqlite3.Connection, request: SlotRequest) -> int:
+    """Count what takes room on the account, giving back dead owners' slots.
+
+    Inside a ``BEGIN IMMEDIATE`` transaction: the open purchases (slots of
+    live owners, pending intents of any owner) and, with a mark, those that
+    may have charged settled since it.
+    """
+    # Settled entries count from `since` on; without a mark none do
+    # (a comparison with NULL is never true).
+    since = request.since
+    own = None if since is None else _iso(since.own)
+    others = None if since is None else _iso(since.others)
+    rows = connection.execute(
+        f"SELECT id, owner, state FROM purchases WHERE account = ? AND "
+        f"{counted('?', '?', '?')}",
+        (request.account, request.owner, own, others),
+    ).fetchall()
+    judged = _judge(
+        {row[1] for row in rows if row[2] == "reserved" and row[1] != request.owner}
+    )
+    dead_slots = [row[0] for row in rows if row[2] == "reserved" and row[1] in judged]
+    connection.executemany(
+        "DELETE FROM purchases WHERE id = ?", [(i,) for i in dead_slots]
+    )
+    return len(rows) - len(dead_slots)
 
 
 def _judge(owners: set[str]) -> set[str]:

@@ -7,6 +7,7 @@ where a PostgreSQL server answers, a `PostgresJournal` in a schema of its own.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from sendblue_lines import (
     TokenExpiredError,
 )
 from sendblue_lines import provisioner as provisioner_module
-from sendblue_lines.journal import Journal, JournalEntry
+from sendblue_lines.journal import Journal, JournalEntry, NewSlot
 from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 
 MakeJournal = Callable[[], Journal]
@@ -386,17 +387,26 @@ async def test_an_outcome_the_journal_cannot_write_is_still_reported(
     )
 
 
-async def test_provision_meets_the_fleets_open_purchases_before_any_preview(
-    journal: Journal, client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+async def test_provision_meets_the_fleets_open_purchases_before_any_confirm(
+    journal: Journal,
+    client: LinesClient,
+    sendblue_sandbox: Sandbox[ManualClock],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    # provision() reserves its journal slot with the intent, after the
+    # preview (one commit): the fleet's refusal comes there, the token unsent.
     sendblue_sandbox.account.daily_limit = 2
     await journal.renew("elsewhere:1:1")
     held = await journal.reserve(client.api_key_id, "elsewhere:1:1", 2, None)
     assert len(held) == 2
     provisioner = Provisioner(client, journal=journal, max_lines=5)
+    caplog.set_level(logging.INFO, logger="sendblue_lines")
     with pytest.raises(DailyLimitReachedError, match="journal"):
         await provisioner.provision()
-    assert sendblue_sandbox.counters["preview"].requests == 0
+    assert sendblue_sandbox.counters["preview"].requests == 1
+    assert sendblue_sandbox.counters["confirm"].requests == 0
+    assert await journal.entries(client.api_key_id) == []  # nothing written
+    assert any("not sending token" in r.getMessage() for r in caplog.records)
     assert provisioner.lines_left == 5  # the Budget's unit came back at once
     # Once the other process gives its slots back, the purchase goes ahead.
     await journal.release(held)
@@ -450,11 +460,19 @@ class ReserveAfter(FailingOutcome):
     async def record_outcome(self, *args: Any, **kwargs: Any) -> JournalEntry:
         return await self._inner.record_outcome(*args, **kwargs)
 
-    async def reserve(self, *args: Any, **kwargs: Any) -> list[int]:
+    async def _race(self) -> None:
         before, self._before = self._before, None
         if before is not None:
             await before()
+
+    async def reserve(self, *args: Any, **kwargs: Any) -> list[int]:
+        await self._race()
         return await self._inner.reserve(*args, **kwargs)
+
+    async def record_intent(self, slot: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(slot, NewSlot):  # provision(): the slot comes with the intent
+            await self._race()
+        return await self._inner.record_intent(slot, *args, **kwargs)
 
 
 @pytest.mark.parametrize("batch", [False, True], ids=["provision", "batch"])
@@ -491,7 +509,9 @@ async def test_a_purchase_settled_between_the_limits_read_and_the_reservation_co
     confirms = sendblue_sandbox.counters["confirm"]
     assert confirms.requests == 1
     assert 429 not in confirms.statuses
-    assert sendblue_sandbox.counters["preview"].requests == 1
+    # provision() reserves after its preview (its token is never sent).
+    previews = 1 if batch else 2
+    assert sendblue_sandbox.counters["preview"].requests == previews
     [charge] = sendblue_sandbox.ledger
     assert [(e.preview_token, e.state) for e in entries] == [
         (charge.preview_token, "bought")

@@ -31,7 +31,7 @@ from sendblue_lines import (
     Provisioner,
     SQLiteJournal,
 )
-from sendblue_lines.journal import Journal, JournalEntry, default_owner
+from sendblue_lines.journal import Journal, JournalEntry, NewSlot, default_owner
 from sendblue_lines.sandbox import Sandbox, SandboxAccount
 
 A = "key-id-account-a"
@@ -141,10 +141,14 @@ async def test_another_accounts_purchases_are_never_resent_nor_counted(
         assert sandbox.counters["preview"].requests == 4 + 3
 
 
-async def test_a_journal_bound_to_another_account_stops_before_any_preview(
+async def test_a_journal_bound_to_another_account_stops_before_any_confirm(
     sandbox: Sandbox[Any], tmp_path: Path
 ) -> None:
-    """A journal bound to A refuses B's reservation: a JournalError, nothing sent."""
+    """A journal bound to A refuses B's reservation: a JournalError, nothing sent.
+
+    `provision()` reserves its slot with the intent, after its preview (which
+    charges nothing): that one preview is all it sends; a batch sends none.
+    """
     async with (
         SQLiteJournal(tmp_path / "a.sqlite3", account=A) as journal,
         _client(sandbox, B) as b_client,
@@ -158,7 +162,7 @@ async def test_a_journal_bound_to_another_account_stops_before_any_preview(
         assert await journal.entries() == []
     assert isinstance(result.stopped_by, JournalError)
     assert (result.lines, result.errors, result.not_attempted) == ([], [], 2)
-    assert sandbox.counters["preview"].requests == 0
+    assert sandbox.counters["preview"].requests == 1  # provision()'s, never sent
     assert sandbox.counters["confirm"].requests == 0
 
 
@@ -181,7 +185,7 @@ class DroppingIntent:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    async def record_intent(self, slot_id: int, *args: Any, **kw: Any) -> JournalEntry:
+    async def record_intent(self, slot_id: Any, *args: Any, **kw: Any) -> Any:
         if self.dropped:
             return await self._inner.record_intent(slot_id, *args, **kw)
         blocker = await asyncpg.connect(self._spec["dsn"])
@@ -191,11 +195,7 @@ class DroppingIntent:
         failure: list[JournalError] = []
         try:
             async with blocker.transaction():
-                await blocker.execute(
-                    f'SELECT 1 FROM "{self._spec["schema"]}".purchases '  # noqa: S608
-                    "WHERE id = $1 FOR UPDATE",
-                    slot_id,
-                )
+                await self._hold(blocker, slot_id)
 
                 async def intent() -> None:
                     try:
@@ -213,6 +213,30 @@ class DroppingIntent:
         if not failure:
             pytest.fail("the intent's transaction survived its connection")
         raise failure[0]
+
+    async def _hold(self, blocker: Any, slot: Any) -> None:
+        """Lock the row the intent's transaction needs: its slot, or its account.
+
+        A `NewSlot` (`provision()`) reserves in the intent's transaction,
+        which first locks the account's row.
+        """
+        schema = self._spec["schema"]
+        if isinstance(slot, NewSlot):
+            await blocker.execute(
+                f'INSERT INTO "{schema}".accounts (account) VALUES ($1) '  # noqa: S608
+                "ON CONFLICT (account) DO NOTHING",
+                slot.account,
+            )
+            await blocker.execute(
+                f'SELECT 1 FROM "{schema}".accounts '  # noqa: S608
+                "WHERE account = $1 FOR UPDATE",
+                slot.account,
+            )
+            return
+        await blocker.execute(
+            f'SELECT 1 FROM "{schema}".purchases WHERE id = $1 FOR UPDATE',  # noqa: S608
+            slot,
+        )
 
     async def _terminate_waiting(self, admin: Any) -> int:
         """Terminate the journal's backend once it waits on the row lock."""
