@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 from collections import Counter
@@ -21,11 +22,19 @@ PATIENCE = 120
 
 
 async def _line(process: Process) -> str:
+    """The child's next line; if it died first, fail with what it wrote to stderr."""
     assert process.stdout is not None
     data = b""
-    while not data.endswith(b"\n"):
-        chunk = await process.stdout.receive(1)
-        data += chunk
+    try:
+        while not data.endswith(b"\n"):
+            data += await process.stdout.receive(1)
+    except anyio.EndOfStream:
+        assert process.stderr is not None
+        why = b""
+        with contextlib.suppress(anyio.EndOfStream, anyio.ClosedResourceError):
+            while len(why) < 65536:
+                why += await process.stderr.receive()
+        pytest.fail(f"the worker ended after {data!r}; its stderr:\n{why.decode()}")
     return data.decode().strip()
 
 
