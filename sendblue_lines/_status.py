@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from ._transport import Reply
 from .errors import (
@@ -60,11 +60,11 @@ def error_code(reply: Reply) -> str | None:
     return None
 
 
-def json_object(reply: Reply, path: str) -> Mapping[str, Any]:
-    """The body of a 2xx answer as a JSON object.
+def read(reply: Reply, path: str, cls: type[T]) -> T:
+    """The body of a 2xx answer as a `cls`.
 
     Raises:
-        MalformedResponseError: the body was unreadable or not an object.
+        MalformedResponseError: the body was unreadable or not a valid `cls`.
     """
     if reply.problem is not None:
         raise MalformedResponseError(
@@ -73,17 +73,7 @@ def json_object(reply: Reply, path: str) -> Mapping[str, Any]:
             raw=reply.text,
             path=path,
         )
-    return reply.data  # type: ignore[no-any-return]
-
-
-def read(reply: Reply, path: str, cls: type[T]) -> T:
-    """The body of a 2xx answer as a `cls`.
-
-    Raises:
-        MalformedResponseError: the body was unreadable or not a valid `cls`.
-    """
-    body = json_object(reply, path)
-    return structure(body, cls, status=reply.status, path=path, raw=reply.text)
+    return structure(reply.data, cls, status=reply.status, path=path, raw=reply.text)
 
 
 def error_for(reply: Reply, path: str) -> APIError:

@@ -68,6 +68,13 @@ def _micros(digits: str | None) -> int:
     return int(digits[:6].ljust(6, "0"))
 
 
+#: Timestamps of the contract's form read lately, and what they read as: a
+#: limits window's `next_available_at` stays the same from one read to the
+#: next until its oldest purchase leaves the window. Bounded: emptied when full.
+_recent: dict[str, datetime] = {}
+_RECENT_MAX = 64
+
+
 def _canonical(text: str) -> datetime | None:
     """The contract's own form, `2026-05-18T14:30:00.000Z`, read quickly; or None.
 
@@ -104,8 +111,14 @@ def parse_timestamp(value: object) -> datetime:
     """
     if not isinstance(value, str):
         raise ValueError(f"expected an ISO 8601 string, got {type(value).__name__}")
+    quick = _recent.get(value)
+    if quick is not None:
+        return quick
     quick = _canonical(value)
     if quick is not None:
+        if len(_recent) >= _RECENT_MAX:
+            _recent.clear()
+        _recent[value] = quick
         return quick
     text = value.strip()
     found = _TIMESTAMP.fullmatch(text)

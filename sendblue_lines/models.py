@@ -444,9 +444,16 @@ def _window(value: object, usage: object) -> LimitWindow | None:
     """
     if _is_mapping(value):
         get = value.get
-        limit = _count(get("limit"))
-        used = _count(get("used"))
-        remaining = _count(get("remaining"), floor_at_zero=True)
+        limit = get("limit")
+        used = get("used")
+        remaining = get("remaining")
+        # A non-negative JSON integer (the usual case) is read at once.
+        if type(limit) is not int or limit < 0:
+            limit = _count(limit)
+        if type(used) is not int or used < 0:
+            used = _count(used)
+        if type(remaining) is not int or remaining < 0:
+            remaining = _count(remaining, floor_at_zero=True)
         moment = get("next_available_at")
         next_available_at = None if moment is None else _moment(moment)
     else:
@@ -468,19 +475,27 @@ def _window(value: object, usage: object) -> LimitWindow | None:
 
 
 def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
-    # A JSON object is a dict: checked first, without the ABC's machinery.
-    return type(value) is dict or isinstance(value, Mapping)
+    # A JSON object is a dict, and an absent field None: both checked first,
+    # without the ABC's machinery.
+    if type(value) is dict:
+        return True
+    return value is not None and isinstance(value, Mapping)
 
 
-def _structure_limits(body: object, _: object) -> ProvisioningLimits:
-    limits = body.get("limits") if _is_mapping(body) else None
+def _structure_limits(body: object, _: object = None) -> ProvisioningLimits:
+    if not _is_mapping(body):
+        return ProvisioningLimits(raw=body)
+    limits = body.get("limits")
     if not _is_mapping(limits):
         return ProvisioningLimits(raw=body)
-    usage = body.get("usage") if _is_mapping(body) else None
-    usage = usage if _is_mapping(usage) else {}
+    usage = body.get("usage")
+    if usage is not None and not _is_mapping(usage):
+        usage = None
     return ProvisioningLimits(
-        daily=_window(limits.get(_DAILY), usage.get(_DAILY)),
-        monthly=_window(limits.get(_MONTHLY), usage.get(_MONTHLY)),
+        daily=_window(limits.get(_DAILY), None if usage is None else usage.get(_DAILY)),
+        monthly=_window(
+            limits.get(_MONTHLY), None if usage is None else usage.get(_MONTHLY)
+        ),
         raw=body,
     )
 
@@ -568,7 +583,7 @@ def _quick_line(body: dict[str, Any]) -> ProvisionedLine | None:
 _QUICK: dict[type, Callable[[dict[str, Any]], object]] = {
     Preview: _quick_preview,
     ProvisionedLine: _quick_line,
-    ProvisioningLimits: lambda body: _structure_limits(body, None),
+    ProvisioningLimits: _structure_limits,
 }
 
 _M = TypeVar("_M")
