@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from contextlib import AbstractContextManager, nullcontext
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, Final, Literal
@@ -95,14 +94,33 @@ def outcome_of(error: BaseException | None) -> Outcome:
 class Scope:
     """One purchase or one confirm in progress: what its records and span say.
 
+    Used as a context manager, it is the current scope while its block runs
+    (and, with OpenTelemetry, its span the current span). A class with plain
+    `__enter__`/`__exit__`, not a generator: a purchase enters one or two.
     The token is kept and its fingerprint worked out only when a span or a
     log record asks for it: a purchase nobody observes pays no hash.
     """
 
-    __slots__ = ("_fp", "attempt", "confirms", "outcome", "slot", "span", "token")
+    __slots__ = (
+        "_fp",
+        "_name",
+        "_reset",
+        "_span_cm",
+        "attempt",
+        "confirms",
+        "outcome",
+        "slot",
+        "span",
+        "token",
+    )
 
     def __init__(
-        self, *, slot: int | None, attempt: int | None, token: str | None
+        self,
+        *,
+        slot: int | None,
+        attempt: int | None,
+        token: str | None,
+        name: str = PROVISION_SPAN,
     ) -> None:
         self.slot = slot
         self.attempt = attempt
@@ -111,6 +129,9 @@ class Scope:
         self.outcome: Outcome | None = None
         self.confirms = 0  # confirms started in this scope: may money have moved?
         self.span: Any = None
+        self._name = name
+        self._span_cm: Any = None
+        self._reset: Any = None
 
     @property
     def token_fp(self) -> str | None:
@@ -133,6 +154,47 @@ class Scope:
         if self.span is not None and value is not None:
             self.span.set_attribute(attribute, value)
 
+    def __enter__(self) -> Scope:
+        self._reset = _current.set(self)
+        if _TRACE not in sys.modules:  # no OpenTelemetry: no span to open
+            return self
+        tracer = _tracer()
+        try:
+            # We record exceptions ourselves: a cancellation is not an error,
+            # and what a SendblueError means for money is our outcome attribute.
+            span_cm = tracer.start_as_current_span(
+                self._name, record_exception=False, set_status_on_exception=False
+            )
+            self.span = span_cm.__enter__()
+        except BaseException:
+            _current.reset(self._reset)
+            raise
+        self._span_cm = span_cm
+        self.set(ATTR_SLOT, self.slot)
+        self.set(ATTR_ATTEMPT, self.attempt)
+        self.set(ATTR_TOKEN_FP, self.token_fp)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        span_cm, self._span_cm = self._span_cm, None
+        try:
+            if span_cm is None:
+                if exc is None and self.outcome is None:
+                    _finish(self, None)
+                return
+            try:
+                _finish(self, exc)
+            finally:
+                span_cm.__exit__(kind, exc, traceback)
+        finally:
+            self.span = None
+            _current.reset(self._reset)
+
 
 _current: ContextVar[Scope | None] = ContextVar("sendblue_lines_scope", default=None)
 
@@ -142,13 +204,15 @@ def current() -> Scope | None:
     return _current.get()
 
 
+#: The module whose presence means the application uses OpenTelemetry.
+_TRACE: Final = "opentelemetry.trace"
 _tracers: dict[int, Any] = {}
 
 
 def _tracer() -> Any:
     # Only a module already imported counts: we never import OpenTelemetry,
     # so an application that does not use it pays nothing for it.
-    trace = sys.modules.get("opentelemetry.trace")
+    trace = sys.modules.get(_TRACE)
     if trace is None:
         return None
     # One tracer per module object: OpenTelemetry sets the global provider at
@@ -157,65 +221,6 @@ def _tracer() -> Any:
     if tracer is None:
         tracer = _tracers[id(trace)] = trace.get_tracer(TRACER_NAME)
     return tracer
-
-
-class _Scoped:
-    """Run `scope` as the current one (and, with OpenTelemetry, in a span).
-
-    A class, not a generator-based context manager: a purchase enters two
-    of these, and a plain `__enter__`/`__exit__` costs a fraction of one.
-    """
-
-    __slots__ = ("_name", "_reset", "_scope", "_span_cm")
-
-    def __init__(self, name: str, scope: Scope) -> None:
-        self._name = name
-        self._scope = scope
-        self._span_cm: Any = None
-        self._reset: Any = None
-
-    def __enter__(self) -> Scope:
-        scope = self._scope
-        tracer = _tracer()
-        self._reset = _current.set(scope)
-        if tracer is None:
-            return scope
-        try:
-            # We record exceptions ourselves: a cancellation is not an error,
-            # and what a SendblueError means for money is our outcome attribute.
-            span_cm = tracer.start_as_current_span(
-                self._name, record_exception=False, set_status_on_exception=False
-            )
-            scope.span = span_cm.__enter__()
-        except BaseException:
-            _current.reset(self._reset)
-            raise
-        self._span_cm = span_cm
-        scope.set(ATTR_SLOT, scope.slot)
-        scope.set(ATTR_ATTEMPT, scope.attempt)
-        scope.set(ATTR_TOKEN_FP, scope.token_fp)
-        return scope
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        scope = self._scope
-        span_cm, self._span_cm = self._span_cm, None
-        try:
-            if span_cm is None:
-                if exc is None:
-                    _finish(scope, None)
-                return
-            try:
-                _finish(scope, exc)
-            finally:
-                span_cm.__exit__(kind, exc, traceback)
-        finally:
-            scope.span = None
-            _current.reset(self._reset)
 
 
 def _finish(scope: Scope, exc: BaseException | None) -> None:
@@ -243,28 +248,37 @@ def _finish(scope: Scope, exc: BaseException | None) -> None:
         span.add_event("cancelled", {"exception.type": type(exc).__name__})
 
 
-def purchase(slot: int) -> AbstractContextManager[Scope]:
-    """Run one purchase (slot `slot`) in a scope and, with OpenTelemetry, a span."""
-    return _Scoped(PROVISION_SPAN, Scope(slot=slot, attempt=None, token=None))
+def purchase(slot: int) -> Scope:
+    """Run one purchase (slot `slot`) in a scope and, with OpenTelemetry, a span.
+
+    Use the scope as a context manager (`with purchase(slot):`).
+    """
+    return Scope(slot=slot, attempt=None, token=None)
 
 
-def confirming(token: str) -> AbstractContextManager[Scope]:
-    """Run one confirm of `token` in a scope (and a span) inside its purchase's."""
+def confirming(token: str) -> Scope | None:
+    """The scope (and span) to run one confirm of `token` in, inside its purchase's.
+
+    None when the purchase's own scope already says everything and there is
+    no span to open: the confirm then runs in the purchase's scope, which
+    now holds `token`.
+    """
     outer = _current.get()
     if outer is not None:
         outer.confirms += 1
         outer.hold(token)
-        if _tracer() is None:
+        if _TRACE not in sys.modules:
             # No span to open: a scope of the confirm's own would say what
             # the purchase's says (its slot, attempt and token) to the log.
-            return nullcontext(outer)
+            return None
     scope = Scope(
         slot=outer.slot if outer is not None else None,
         attempt=outer.attempt if outer is not None else None,
         token=token,
+        name=CONFIRM_SPAN,
     )
     scope.confirms = 1
-    return _Scoped(CONFIRM_SPAN, scope)
+    return scope
 
 
 def note_attempt() -> None:

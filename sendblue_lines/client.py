@@ -312,9 +312,14 @@ class LinesClient:
         token: object = preview.token if isinstance(preview, Preview) else preview
         if not isinstance(token, str) or not token.strip():
             raise ConfigurationError("confirm() needs a Preview or a non-empty token")
-        known = preview if isinstance(preview, Preview) else None
-        with _telemetry.confirming(token):
-            return await _ConfirmRun(self, token, known).run()
+        run = _ConfirmRun(
+            self, token, preview if isinstance(preview, Preview) else None
+        )
+        scope = _telemetry.confirming(token)
+        if scope is None:  # the purchase's scope covers it, and no span to open
+            return await run.run()
+        with scope:
+            return await run.run()
 
 
 class _ConfirmRun:
