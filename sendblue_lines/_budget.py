@@ -14,8 +14,6 @@ reservation comes after `reserve` (no await between the two), and
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-
 from ._results import Binding, Plan
 from .errors import (
     DailyLimitReachedError,
@@ -122,13 +120,26 @@ def limit_error(
 
 
 class Slot:
-    """One started purchase: its number, and whether its confirm may have charged."""
+    """One started purchase: its number, and whether its confirm may have charged.
 
-    __slots__ = ("charged", "index")
+    Entering gives the slot; leaving settles its units in the `Budget` (a
+    unit of `max_lines` comes back unless the slot may have charged).
+    """
 
-    def __init__(self, index: int) -> None:
+    __slots__ = ("_budget", "charged", "index")
+
+    def __init__(self, index: int, budget: Budget) -> None:
         self.index = index
         self.charged = False
+        self._budget = budget
+
+    def __enter__(self) -> Slot:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._budget.in_flight -= 1
+        if not self.charged:
+            self._budget.held -= 1
 
 
 class Budget:
@@ -149,33 +160,16 @@ class Budget:
 
     def plan(self, count: int, limits: ProvisioningLimits) -> Plan:
         """How many of `count` lines `limits`, the cap and the flights leave."""
-        return plan_for(count, limits, self.lines_left, self.in_flight)
+        left = None if self.max_lines is None else self.max_lines - self.held
+        return plan_for(count, limits, left, self.in_flight)
 
     def reserve(self, plan: Plan) -> Reservation:
         """Take the units of `plan.allowed` slots (fewer if the cap shrank)."""
-        left = self.lines_left
+        left = None if self.max_lines is None else self.max_lines - self.held
         size = plan.allowed if left is None else max(min(plan.allowed, left), 0)
         self.held += size
         self.in_flight += size
         return Reservation(self, size)
-
-
-class _Started:
-    """A started slot: entering gives it, leaving settles its units."""
-
-    __slots__ = ("_budget", "_slot")
-
-    def __init__(self, budget: Budget, slot: Slot) -> None:
-        self._budget = budget
-        self._slot = slot
-
-    def __enter__(self) -> Slot:
-        return self._slot
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._budget.in_flight -= 1
-        if not self._slot.charged:
-            self._budget.held -= 1
 
 
 class Reservation:
@@ -196,17 +190,17 @@ class Reservation:
         """Slots that may still start (0 once closed)."""
         return 0 if self.closed else self.size - self.started
 
-    def slot(self) -> AbstractContextManager[Slot]:
-        """Start the next slot; its exit settles its units.
+    def slot(self) -> Slot:
+        """Start the next slot; leaving it (`with`) settles its units.
 
         Raises:
             RuntimeError: no slot of this reservation is left to start.
         """
-        if self.unstarted <= 0:
+        if self.closed or self.started >= self.size:
             raise RuntimeError("every slot of this reservation has started")
-        slot = Slot(self.started)
+        slot = Slot(self.started, self._budget)
         self.started += 1
-        return _Started(self._budget, slot)
+        return slot
 
     def shrink(self, size: int) -> None:
         """Give back the units of unstarted slots beyond `size` (a smaller grant).
@@ -222,7 +216,7 @@ class Reservation:
     def close(self) -> None:
         """Give back the units of the slots that never started; idempotent."""
         if not self.closed:
-            unstarted = self.unstarted
+            unstarted = self.size - self.started
             self.closed = True
             self._budget.in_flight -= unstarted
             self._budget.held -= unstarted
