@@ -395,8 +395,10 @@ class Transport:
                 or bound to another event loop; this request was not sent.
         """
         loop = asyncio.get_running_loop()
+        # `_ready`: our own session, checked once for this loop (below); only
+        # `aclose` (which clears it) or the loop's end can close it.
         session = self._ready if self._ready_loop is loop else None
-        if session is None or session.closed:
+        if session is None:
             session = self._session_now()
             if self._owns_session and self._guarded is not session:
                 await self._watch(session)
@@ -597,8 +599,19 @@ class Transport:
             return self._reply(
                 status, text, f"body is not JSON ({type(exc).__name__})", location
             )
-        return self._reply(
-            status, text, None, location, data=data, date=headers.get("Date")
+        secret = self._secret
+        if secret and (secret in text or "\\" in text):
+            # It may spell the secret: `_reply` redacts the text and the data.
+            return self._reply(
+                status, text, None, location, data=data, date=headers.get("Date")
+            )
+        # Nothing in it can be the secret: nothing to redact (see `_reply`).
+        return Reply(
+            status=status,
+            text=text,
+            data=data,
+            location=None if location is None else redact(location, secret),
+            date=headers.get("Date"),
         )
 
     def _reply(
