@@ -32,6 +32,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import anyio
+from anyio.lowlevel import checkpoint_if_cancelled
 
 from . import _clock, _logging, _shield, _telemetry
 from ._batch import Batch
@@ -430,18 +431,23 @@ class Provisioner:
         with _telemetry.purchase(reservation.started):
             with reservation.slot() as slot:
                 try:
-                    line = await self._buy(slot, self._grants.get(reservation))
+                    line = await self._buy(
+                        slot, self._grants.get(reservation), worker=True
+                    )
                     outcome = ProvisionOutcome(index=slot.index, line=line)
                 except SendblueError as error:
                     outcome = ProvisionOutcome(index=slot.index, error=error)
             await self._report(outcome, listening=True)
             return outcome
 
-    async def _buy(self, slot: Slot, grant: _Grant | None = None) -> ProvisionedLine:
+    async def _buy(
+        self, slot: Slot, grant: _Grant | None = None, *, worker: bool = False
+    ) -> ProvisionedLine:
         """Preview, approve and confirm until a line or an error that ends it.
 
         Each pass previews once and either ends or uses up one of the bounded
-        re-previews or no-lines retries, so the loop is bounded.
+        re-previews or no-lines retries, so the loop is bounded. `worker`:
+        this runs in a batch's worker task (see `_confirm`).
         """
         repreviews = 0
         no_lines = 0
@@ -476,7 +482,9 @@ class Provisioner:
             if grant is not None:
                 await self._record_intent(slot, grant, preview)
             try:
-                return await self._confirm(slot, preview, recording=grant is not None)
+                return await self._confirm(
+                    slot, preview, recording=grant is not None, worker=worker
+                )
             except TokenExpiredError as expired:
                 repreviews += 1
                 if repreviews > self._max_repreviews:
@@ -535,21 +543,34 @@ class Provisioner:
             )
 
     async def _confirm(
-        self, slot: Slot, preview: Preview, *, recording: bool = False
+        self,
+        slot: Slot,
+        preview: Preview,
+        *,
+        recording: bool = False,
+        worker: bool = False,
     ) -> ProvisionedLine:
         """Confirm `preview` so that cancelling the caller cannot lose the answer.
 
         `recording`: the outcome is written to the journal inside the
-        shielded task, before anyone hears of it.
+        shielded confirm, before anyone hears of it. `worker`: the caller is
+        a batch's worker task, which only its task group's cancel scope
+        cancels (see `_confirm_in_worker`); any other caller may be cancelled
+        natively, so the confirm runs as a task of its own.
         """
         # From here until we learn otherwise, money may move for this slot.
         slot.charged = True
         sent_at = _clock.now()
-        task, outcome = _shield.start_shielded(
+        confirm = (
             self._confirm_recorded(preview, sent_at)
             if recording
             else self._client.confirm(preview)
         )
+        if worker:
+            return await self._confirm_in_worker(
+                slot, preview, confirm, sent_at, recording
+            )
+        task, outcome = _shield.start_shielded(confirm)
         try:
             return await outcome
         except asyncio.CancelledError:
@@ -564,6 +585,60 @@ class Provisioner:
         if _bought_nothing(error):
             slot.charged = False
         raise error
+
+    async def _confirm_in_worker(
+        self,
+        slot: Slot,
+        preview: Preview,
+        confirm: Coroutine[Any, Any, ProvisionedLine],
+        sent_at: datetime,
+        recording: bool,
+    ) -> ProvisionedLine:
+        """Confirm inside a shielded cancel scope of a batch's worker task.
+
+        Nobody else holds a worker task: the batch cancels it through its
+        task group's cancel scope, which a shielded scope holds off, so the
+        confirm runs to its answer (bounded by the client's own timeouts,
+        `LinesClient.confirm_deadline`) in the worker itself, without a task
+        of its own. A cancellation that arrived meanwhile is taken at once
+        after, once the outcome is reported as settled after its caller was
+        cancelled. Only a native cancel of the worker (an event loop
+        cancelling every task as it shuts down, which would cancel a
+        confirm's own task as well) breaks through: that outcome is unknown.
+        """
+        line: ProvisionedLine | None = None
+        error: SendblueError | None = None
+        try:
+            with anyio.CancelScope(shield=True):
+                line = await confirm
+        except asyncio.CancelledError:
+            reason = "the batch's worker task was cancelled while confirming"
+            await self._given_up(slot, preview, sent_at, reason, recording)
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure is judged below
+            error = _settled_error(exc, preview, sent_at)
+        try:
+            await checkpoint_if_cancelled()
+        except anyio.get_cancelled_exc_class():
+            await self._settled_late(slot, line, error)
+            raise
+        if line is not None:
+            return line
+        assert error is not None  # noqa: S101 - one of the two is set
+        if _bought_nothing(error):
+            slot.charged = False
+        raise error
+
+    async def _settled_late(
+        self, slot: Slot, line: ProvisionedLine | None, error: SendblueError | None
+    ) -> None:
+        """Report a confirm that settled after its caller was cancelled."""
+        outcome = ProvisionOutcome(index=slot.index, line=line, error=error)
+        # A unit of max_lines comes back only when the error proves that
+        # nothing was bought.
+        slot.charged = error is None or not _bought_nothing(error)
+        with anyio.CancelScope(shield=True):
+            await self._report(outcome, listening=False)
 
     async def _confirm_cancelled(
         self,
@@ -582,29 +657,35 @@ class Provisioner:
             extra=extra("cancelled_while_confirming"),
         )  # fmt: skip
         finished = await _shield.wait_through(task, deadline)
-        outcome: ProvisionOutcome
-        if finished and task.exception() is None:
-            outcome = ProvisionOutcome(index=slot.index, line=task.result())
-        elif finished:
-            failure = task.exception()
-            assert failure is not None  # noqa: S101 - narrowed above
-            error = _settled_error(failure, preview, sent_at)
-            outcome = ProvisionOutcome(index=slot.index, error=error)
-        else:
+        if not finished:
             reason = (
                 "the caller was cancelled and the confirm had no answer within "
                 f"{deadline:.1f}s"
             )
-            unknown = _unknown(preview, sent_at, reason)
-            outcome = ProvisionOutcome(index=slot.index, error=unknown)
-            if recording:  # the task that would have written it was cancelled
-                with anyio.CancelScope(shield=True):
-                    await self._record_outcome(preview.token, sent_at, error=unknown)
-        # A unit of max_lines comes back only when the error proves that
-        # nothing was bought.
-        slot.charged = outcome.error is None or not _bought_nothing(outcome.error)
-        with anyio.CancelScope(shield=True):
-            await self._report(outcome, listening=False)
+            await self._given_up(slot, preview, sent_at, reason, recording)
+        elif task.exception() is None:
+            await self._settled_late(slot, task.result(), None)
+        else:
+            failure = task.exception()
+            assert failure is not None  # noqa: S101 - narrowed above
+            await self._settled_late(
+                slot, None, _settled_error(failure, preview, sent_at)
+            )
+
+    async def _given_up(
+        self,
+        slot: Slot,
+        preview: Preview,
+        sent_at: datetime,
+        reason: str,
+        recording: bool,
+    ) -> None:
+        """Report (and record) a confirm cut off before its answer: unknown."""
+        unknown = _unknown(preview, sent_at, reason)
+        if recording:  # what would have written its outcome was cancelled
+            with anyio.CancelScope(shield=True):
+                await self._record_outcome(preview.token, sent_at, error=unknown)
+        await self._settled_late(slot, None, unknown)
 
     # -- the journal (design invariants 7 and 8) ----------------------------------
 

@@ -330,6 +330,31 @@ async def test_a_cancelled_batch_still_reports_its_sent_confirms(
     assert our_tasks() == []
 
 
+async def test_a_native_cancel_of_a_batch_worker_reports_the_confirm_unknown(
+    client: LinesClient, server: Sandbox[ManualClock]
+) -> None:
+    """A native cancel of a batch's worker mid-confirm: reported unknown, not lost.
+
+    A worker's confirm runs in the worker under an anyio shield (no task of
+    its own); a native `task.cancel()` of the worker itself, as an event
+    loop's shutdown does to every task, breaks through that shield.
+    """
+    seen: list[ProvisionOutcome] = []
+    provisioner = Provisioner(client, on_outcome=seen.append)
+    consumer = asyncio.create_task(consume(provisioner, 1))
+    await server.wait_for_requests("confirm")
+    # anyio names a task group's task after the function it runs.
+    workers = [t for t in asyncio.all_tasks() if t.get_name().endswith("Batch._work")]
+    assert len(workers) == 1
+    workers[0].cancel()
+    await consumer  # anyio's task group ends quietly on its worker's cancellation
+    [outcome] = seen
+    assert isinstance(outcome.error, OutcomeUnknownError)
+    assert "worker task was cancelled while confirming" in outcome.error.reason
+    assert not outcome.ok
+    await settled(server)
+
+
 async def test_a_cancelled_batch_sends_no_confirm_for_slots_still_previewing(
     client: LinesClient, server: Sandbox[ManualClock]
 ) -> None:
