@@ -385,9 +385,17 @@ class Transport:
             await guard.aclose()
 
     async def send(
-        self, method: str, path: str, *, json_body: Any = None, attempt: int = 1
+        self,
+        method: str,
+        path: str,
+        *,
+        json_text: bytes | None = None,
+        attempt: int = 1,
     ) -> Reply:
         """Make one request and read its answer, up to the size cap.
+
+        `json_text` is the body, JSON already serialized by the client: a
+        session's `json_serialize` cannot change it.
 
         Raises:
             TransportError: no answer; `sent` says whether it may have arrived.
@@ -410,12 +418,9 @@ class Transport:
         timed = self._on_attempt is not None or logger.isEnabledFor(logging.DEBUG)
         started = loop.time() if timed else 0.0
         own = self._lean
-        body: bytes | aiohttp.BytesPayload | None = None
-        if json_body is not None:
-            # Serialized by us: a session's json_serialize cannot change it.
-            body = json.dumps(json_body).encode()
-            if own:
-                body = aiohttp.BytesPayload(body, content_type=_JSON)
+        body: bytes | aiohttp.BytesPayload | None = json_text
+        if json_text is not None and own:
+            body = aiohttp.BytesPayload(json_text, content_type=_JSON)
         failure: TransportError | None = None
         cause: BaseException | None = None
         phase = _WAITING

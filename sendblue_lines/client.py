@@ -8,6 +8,7 @@ only it knows whether a send was unclear.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
@@ -330,6 +331,10 @@ class _ConfirmRun:
     ) -> None:
         self.client = client
         self.token = token
+        # `{"preview_token": ...}`, written once for every send of the token:
+        # `json.dumps` of a string takes the encoder's quick path, which
+        # `json.dumps` of the whole object does not.
+        self.body = f'{{"preview_token": {json.dumps(token)}}}'.encode()
         self.preview = preview  # None for a bare token: no expiry known
         self.sends = 0  # sends that may have reached the server
         self.first_sent_at: datetime | None = None
@@ -343,7 +348,7 @@ class _ConfirmRun:
             now = _clock.now()
             try:
                 reply = await self.client._transport.send(
-                    "POST", CONFIRM_PATH, json_body={"preview_token": self.token},
+                    "POST", CONFIRM_PATH, json_text=self.body,
                     attempt=attempt,
                 )  # fmt: skip
             except ConfigurationError as exc:

@@ -25,6 +25,8 @@ from foundation_support import (
     serve,
     text,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 from scripted_api import CallbackResult, ScriptedApi
 
 from sendblue_lines import (
@@ -552,3 +554,13 @@ async def test_a_closed_port_is_resent_as_is_and_ends_not_sent() -> None:
         (2, False, None),
         (3, False, None),
     ]
+
+
+@given(token=st.text(min_size=1))
+def test_the_confirm_body_is_the_token_as_json(token: str) -> None:
+    """The body written once per confirm reads back as `{"preview_token": token}`."""
+    from sendblue_lines.client import _ConfirmRun
+
+    run = _ConfirmRun(SimpleNamespace(), token, None)  # type: ignore[arg-type]
+    assert json.loads(run.body) == {"preview_token": token}
+    assert run.body == json.dumps({"preview_token": token}).encode()
