@@ -32,7 +32,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 import anyio
-from anyio.lowlevel import checkpoint_if_cancelled
 
 from . import _clock, _logging, _shield, _telemetry
 from ._batch import Batch
@@ -600,31 +599,23 @@ class Provisioner:
         task group's cancel scope, which a shielded scope holds off, so the
         confirm runs to its answer (bounded by the client's own timeouts,
         `LinesClient.confirm_deadline`) in the worker itself, without a task
-        of its own. A cancellation that arrived meanwhile is taken at once
-        after, once the outcome is reported as settled after its caller was
-        cancelled. Only a native cancel of the worker (an event loop
-        cancelling every task as it shuts down, which would cancel a
-        confirm's own task as well) breaks through: that outcome is unknown.
+        of its own. Its outcome then goes the usual way (`on_outcome`, the
+        log, the batch's stream), and a cancellation that arrived meanwhile
+        is taken at the worker's next wait; the batch logs at WARNING every
+        outcome its consumer did not take. Only a native cancel of the worker
+        (an event loop cancelling every task as it shuts down, which would
+        cancel a confirm's own task as well) breaks through: that outcome is
+        reported unknown.
         """
-        line: ProvisionedLine | None = None
-        error: SendblueError | None = None
         try:
             with anyio.CancelScope(shield=True):
-                line = await confirm
+                return await confirm
         except asyncio.CancelledError:
             reason = "the batch's worker task was cancelled while confirming"
             await self._given_up(slot, preview, sent_at, reason, recording)
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is judged below
             error = _settled_error(exc, preview, sent_at)
-        try:
-            await checkpoint_if_cancelled()
-        except anyio.get_cancelled_exc_class():
-            await self._settled_late(slot, line, error)
-            raise
-        if line is not None:
-            return line
-        assert error is not None  # noqa: S101 - one of the two is set
         if _bought_nothing(error):
             slot.charged = False
         raise error
