@@ -37,8 +37,9 @@ logger = get_logger(PROVISIONER)
 Opener = Callable[
     [int], Awaitable["tuple[Plan | None, Reservation | None, SendblueError | None]"]
 ]
-#: Runs the next slot of a reservation to its reported outcome.
-Settler = Callable[[Reservation], Awaitable[ProvisionOutcome]]
+#: Runs the next slot of a reservation in a worker; the scope is the worker's
+#: own, which the settler shields while a confirm is in flight.
+Settler = Callable[[Reservation, anyio.CancelScope], Awaitable[ProvisionOutcome]]
 #: Runs once the batch has ended, with its reservation (a journal's release).
 Closer = Callable[[Reservation], Awaitable[None]]
 
@@ -191,15 +192,20 @@ class Batch:
         reservation = self._reservation
         assert reservation is not None  # noqa: S101 - set before the workers start
         try:
-            while not self._halted and reservation.unstarted > 0:
-                outcome = await self._settle(reservation)
-                if outcome.error is not None and outcome.error.account_level:
-                    self._halt(outcome.index, outcome.error)
-                # Never blocks: the buffer holds every planned slot.
-                send.send_nowait(outcome)
-                # Not kept while the next slot runs: once consumed, an
-                # outcome belongs to the consumer alone.
-                del outcome
+            # One scope per worker, not one per confirm: the settler shields
+            # it while a confirm is in flight (`CancelScope.shield` can be set
+            # on an entered scope), so that the batch's cancellation reaches
+            # the worker only outside a confirm.
+            with anyio.CancelScope() as guard:
+                while not self._halted and reservation.unstarted > 0:
+                    outcome = await self._settle(reservation, guard)
+                    if outcome.error is not None and outcome.error.account_level:
+                        self._halt(outcome.index, outcome.error)
+                    # Never blocks: the buffer holds every planned slot.
+                    send.send_nowait(outcome)
+                    # Not kept while the next slot runs: once consumed, an
+                    # outcome belongs to the consumer alone.
+                    del outcome
         finally:
             self._workers -= 1
             if self._workers == 0:

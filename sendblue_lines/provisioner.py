@@ -425,13 +425,18 @@ class Provisioner:
         finally:
             reservation.close()
 
-    async def _settle(self, reservation: Reservation) -> ProvisionOutcome:
-        """Run the next slot of a batch's `reservation` and report it."""
+    async def _settle(
+        self, reservation: Reservation, guard: anyio.CancelScope
+    ) -> ProvisionOutcome:
+        """Run the next slot of a batch's `reservation` and report it.
+
+        `guard` is the calling worker's own cancel scope (see `_confirm`).
+        """
         with _telemetry.purchase(reservation.started):
             with reservation.slot() as slot:
                 try:
                     line = await self._buy(
-                        slot, self._grants.get(reservation), worker=True
+                        slot, self._grants.get(reservation), guard=guard
                     )
                     outcome = ProvisionOutcome(index=slot.index, line=line)
                 except SendblueError as error:
@@ -440,13 +445,17 @@ class Provisioner:
             return outcome
 
     async def _buy(
-        self, slot: Slot, grant: _Grant | None = None, *, worker: bool = False
+        self,
+        slot: Slot,
+        grant: _Grant | None = None,
+        *,
+        guard: anyio.CancelScope | None = None,
     ) -> ProvisionedLine:
         """Preview, approve and confirm until a line or an error that ends it.
 
         Each pass previews once and either ends or uses up one of the bounded
-        re-previews or no-lines retries, so the loop is bounded. `worker`:
-        this runs in a batch's worker task (see `_confirm`).
+        re-previews or no-lines retries, so the loop is bounded. `guard`: the
+        cancel scope of the batch worker this runs in (see `_confirm`).
         """
         repreviews = 0
         no_lines = 0
@@ -482,7 +491,7 @@ class Provisioner:
                 await self._record_intent(slot, grant, preview)
             try:
                 return await self._confirm(
-                    slot, preview, recording=grant is not None, worker=worker
+                    slot, preview, recording=grant is not None, guard=guard
                 )
             except TokenExpiredError as expired:
                 repreviews += 1
@@ -547,15 +556,16 @@ class Provisioner:
         preview: Preview,
         *,
         recording: bool = False,
-        worker: bool = False,
+        guard: anyio.CancelScope | None = None,
     ) -> ProvisionedLine:
         """Confirm `preview` so that cancelling the caller cannot lose the answer.
 
         `recording`: the outcome is written to the journal inside the
-        shielded confirm, before anyone hears of it. `worker`: the caller is
+        shielded confirm, before anyone hears of it. `guard`: the caller is
         a batch's worker task, which only its task group's cancel scope
-        cancels (see `_confirm_in_worker`); any other caller may be cancelled
-        natively, so the confirm runs as a task of its own.
+        cancels, and this its own scope (see `_confirm_in_worker`); any
+        other caller may be cancelled natively, so the confirm runs as a
+        task of its own.
         """
         # From here until we learn otherwise, money may move for this slot.
         slot.charged = True
@@ -565,9 +575,9 @@ class Provisioner:
             if recording
             else self._client.confirm(preview)
         )
-        if worker:
+        if guard is not None:
             return await self._confirm_in_worker(
-                slot, preview, confirm, sent_at, recording
+                slot, preview, confirm, sent_at, recording, guard
             )
         task, outcome = _shield.start_shielded(confirm)
         try:
@@ -592,8 +602,9 @@ class Provisioner:
         confirm: Coroutine[Any, Any, ProvisionedLine],
         sent_at: datetime,
         recording: bool,
+        guard: anyio.CancelScope,
     ) -> ProvisionedLine:
-        """Confirm inside a shielded cancel scope of a batch's worker task.
+        """Confirm with the batch worker's own cancel scope, `guard`, shielded.
 
         Nobody else holds a worker task: the batch cancels it through its
         task group's cancel scope, which a shielded scope holds off, so the
@@ -607,15 +618,20 @@ class Provisioner:
         cancel a confirm's own task as well) breaks through: that outcome is
         reported unknown.
         """
+        # The worker's one scope, shielded only meanwhile: cheaper than a
+        # scope of its own per confirm. Unshielded again, a cancellation that
+        # arrived meanwhile is delivered at the worker's next wait.
+        guard.shield = True
         try:
-            with anyio.CancelScope(shield=True):
-                return await confirm
+            return await confirm
         except asyncio.CancelledError:
             reason = "the batch's worker task was cancelled while confirming"
             await self._given_up(slot, preview, sent_at, reason, recording)
             raise
         except Exception as exc:  # noqa: BLE001 - every failure is judged below
             error = _settled_error(exc, preview, sent_at)
+        finally:
+            guard.shield = False
         if _bought_nothing(error):
             slot.charged = False
         raise error

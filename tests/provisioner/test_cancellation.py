@@ -372,6 +372,31 @@ async def test_a_cancelled_batch_sends_no_confirm_for_slots_still_previewing(
     assert our_tasks() == []
 
 
+async def test_a_worker_is_cancellable_again_after_its_confirm(
+    client: LinesClient, server: Sandbox[ManualClock]
+) -> None:
+    """A worker's shield lasts its confirm only: its next preview is cancelled."""
+    server.inject("preview", Fault("none"))
+    server.inject("preview", Fault.delay(SLOW_SECONDS))
+    seen: list[ProvisionOutcome] = []
+    provisioner = Provisioner(client, on_outcome=seen.append)
+
+    async def one_worker() -> None:
+        async with provisioner.batch(3, concurrency=1) as outcomes:
+            async for _ in outcomes:
+                pass
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(one_worker)
+        # The second preview arrives once the first slot's confirm settled.
+        await server.wait_for_requests("preview", count=2)
+        group.cancel_scope.cancel()
+    await server.wait_idle()
+    assert server.counters["confirm"].requests == 1
+    assert [o.ok for o in seen] == [True]
+    await settled(server)
+
+
 async def test_leaving_a_batch_block_early_logs_late_outcomes(
     client: LinesClient, server: Sandbox[ManualClock], caplog: pytest.LogCaptureFixture
 ) -> None:
