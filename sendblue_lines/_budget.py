@@ -21,7 +21,7 @@ from .errors import (
     MonthlyLimitReachedError,
     RateLimitError,
 )
-from .models import ProvisioningLimits
+from .models import LimitWindow, ProvisioningLimits
 
 __all__ = ["Budget", "Reservation", "Slot", "limit_error", "plan_for"]
 
@@ -29,6 +29,17 @@ __all__ = ["Budget", "Reservation", "Slot", "limit_error", "plan_for"]
 #: The spec's error codes, which the pre-check's errors carry as the server would.
 _CODES = {"daily": "daily_limit_reached", "monthly": "monthly_limit_reached"}
 _SPANS = {"daily": "rolling 24-hour", "monthly": "rolling 30-day"}
+
+
+def _room(window: LimitWindow | None, held: int) -> int | None:
+    """Lines `window` leaves with `held` purchases in flight; None: not known."""
+    if window is None:
+        return None
+    if window.remaining is not None:
+        return max(window.remaining - held, 0)
+    if window.limit is not None:
+        return max(window.limit - held, 0)
+    return None
 
 
 def plan_for(
@@ -42,41 +53,34 @@ def plan_for(
     `held` purchases of other flows are in flight: the limits read does not
     count them yet, so they come off the room it shows.
     """
-    room: dict[str, int] = {}
-    for name, window in (("daily", limits.daily), ("monthly", limits.monthly)):
-        if window is None:
-            continue
-        if window.remaining is not None:
-            room[name] = max(window.remaining - held, 0)
-        elif window.limit is not None:
-            room[name] = max(window.limit - held, 0)
+    daily = _room(limits.daily, held)
+    monthly = _room(limits.monthly, held)
     allowed = requested
     binding: Binding | None = None
-    if room:
-        # On a tie the monthly window binds: it is the one that frees up later.
-        daily, monthly = room.get("daily"), room.get("monthly")
-        if daily is None or (monthly is not None and monthly <= daily):
-            name = "monthly"
-        else:
-            name = "daily"
-        if room[name] < allowed:
-            allowed = room[name]
-            binding = "daily" if name == "daily" else "monthly"
+    # On a tie the monthly window binds: it is the one that frees up later.
+    if monthly is not None and (daily is None or monthly <= daily):
+        if monthly < allowed:
+            allowed, binding = monthly, "monthly"
+    elif daily is not None and daily < allowed:
+        allowed, binding = daily, "daily"
     if cap_left is not None and cap_left < allowed:
         allowed = max(cap_left, 0)
         binding = "max_lines"
     next_available_at = None
-    if binding in ("daily", "monthly"):
-        windows = limits.windows()
+    if binding == "daily" or binding == "monthly":
         if allowed == 0:
             # Nothing fits until every full window has freed a slot.
             times = [
-                windows[n].next_available_at for n, left in room.items() if left == 0
+                window.next_available_at
+                for window, left in ((limits.daily, daily), (limits.monthly, monthly))
+                if window is not None and left == 0
             ]
             if all(t is not None for t in times):
                 next_available_at = max(t for t in times if t is not None)
         else:
-            next_available_at = windows[binding].next_available_at
+            window = limits.daily if binding == "daily" else limits.monthly
+            assert window is not None  # noqa: S101 - the binding window is known
+            next_available_at = window.next_available_at
     return Plan(
         requested=requested,
         allowed=allowed,
