@@ -192,6 +192,24 @@ def test_the_quick_path_for_the_contracts_form_agrees_with_the_general_parser(
     assert _quick_or_general(text) == _general(text)
 
 
+@given(
+    fields=_DIGIT_FIELDS,
+    at=st.integers(0, 23),
+    char=st.characters(codec="utf-8"),
+)
+def test_the_quick_path_agrees_with_one_character_changed_anywhere(
+    fields: tuple[int, ...], at: int, char: str
+) -> None:
+    """The contract's form with any one character replaced: the general answer."""
+    year, month, day, hour, minute, second, milli = fields
+    text = (
+        f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:"
+        f"{second:02d}.{milli:03d}Z"
+    )
+    text = text[:at] + char + text[at + 1 :]
+    assert _quick_or_general(text) == _general(text)
+
+
 @pytest.mark.parametrize(
     "text",
     [
