@@ -198,6 +198,10 @@ class Batch:
             # the worker only outside a confirm.
             with anyio.CancelScope() as guard:
                 while not self._halted and reservation.unstarted > 0:
+                    # A cancellation that came while the last confirm was
+                    # shielded (or before this worker first ran) is taken
+                    # here: a slot's preview is written before its first wait.
+                    await checkpoint_if_cancelled()
                     outcome = await self._settle(reservation, guard)
                     if outcome.error is not None and outcome.error.account_level:
                         self._halt(outcome.index, outcome.error)

@@ -56,14 +56,16 @@ def start_shielded(
     until done, and its exception counts as retrieved (the future has it).
     """
     loop = asyncio.get_running_loop()
-    outcome: asyncio.Future[_T] = loop.create_future()
+    outcome: asyncio.Future[_T] = asyncio.Future(loop=loop)
     wrapped = _settle_into(coro, outcome)
-    if _EAGER and loop.get_task_factory() is None:
-        # A loop's own task factory (instrumentation) is respected: eager
-        # start only where the loop would make a plain Task anyway.
-        task: asyncio.Task[_T] = asyncio.Task(wrapped, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
+    if loop.get_task_factory() is not None:
+        # A loop's own task factory (instrumentation) is respected.
+        task: asyncio.Task[_T] = loop.create_task(wrapped)
+    elif _EAGER:
+        task = asyncio.Task(wrapped, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
     else:
-        task = loop.create_task(wrapped)
+        # What `loop.create_task` makes without a task factory, made directly.
+        task = asyncio.Task(wrapped, loop=loop)
     if task.done():
         _forget(task)
     else:

@@ -397,6 +397,29 @@ async def test_a_worker_is_cancellable_again_after_its_confirm(
     await settled(server)
 
 
+async def test_a_cancel_during_a_shielded_confirm_starts_no_next_slot(
+    client: LinesClient, server: Sandbox[ManualClock]
+) -> None:
+    """Cancelled while slot 0 confirms (shielded): slot 1 never previews."""
+    seen: list[ProvisionOutcome] = []
+    provisioner = Provisioner(client, on_outcome=seen.append)
+
+    async def one_worker() -> None:
+        async with provisioner.batch(3, concurrency=1) as outcomes:
+            async for _ in outcomes:
+                pass
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(one_worker)
+        await server.wait_for_requests("confirm")
+        group.cancel_scope.cancel()
+    await server.wait_idle()
+    assert server.counters["preview"].requests == 1
+    assert server.counters["confirm"].requests == 1
+    assert [o.ok for o in seen] == [True]
+    await settled(server)
+
+
 async def test_leaving_a_batch_block_early_logs_late_outcomes(
     client: LinesClient, server: Sandbox[ManualClock], caplog: pytest.LogCaptureFixture
 ) -> None:
