@@ -36,7 +36,7 @@ from .errors import (
     TokenExpiredError,
     TransportError,
 )
-from .journal import Journal, JournalEntry
+from .journal import Journal
 from .models import (
     AccountLine,
     LimitWindow,
@@ -47,13 +47,18 @@ from .models import (
 )
 from .provisioner import BatchResult, Plan, Provisioner, ProvisionOutcome
 
-# The journal's stores load on first use (PEP 562), with sqlite3 and their
-# SQL: most programs never open one. Type checkers see plain imports.
+# The journal's stores and entries load on first use (PEP 562), with sqlite3
+# and their SQL: most programs never open a journal. Type checkers see plain
+# imports.
 if typing.TYPE_CHECKING:
-    from .journal import PostgresJournal, SQLiteJournal
+    from .journal import JournalEntry, PostgresJournal, SQLiteJournal
 else:
     #: Each name loaded on first use, and the module it comes from.
-    _LAZY = {"PostgresJournal": ".journal", "SQLiteJournal": ".journal"}
+    _LAZY = {
+        "JournalEntry": ".journal",
+        "PostgresJournal": ".journal",
+        "SQLiteJournal": ".journal",
+    }
 
     def __getattr__(name: str) -> object:
         if name not in _LAZY:

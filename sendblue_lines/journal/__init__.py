@@ -25,7 +25,6 @@ from __future__ import annotations
 import importlib
 import typing
 
-from ._entry import ENTRY_STATES, OUTCOME_STATES, EntryState, JournalEntry, NewSlot
 from ._owner import default_owner, process_alive
 from ._protocol import (
     HEARTBEAT_FLOOR_SECONDS,
@@ -36,16 +35,23 @@ from ._protocol import (
     is_journal,
 )
 
-# The stores load on first use (PEP 562): `import sendblue_lines` and the
-# Provisioner need only the protocol, and the stores bring sqlite3, the SQL
-# and its rules. Type checkers see plain imports.
+# The stores and the entries load on first use (PEP 562): `import
+# sendblue_lines` and a Provisioner without a journal need only the protocol,
+# and the stores bring sqlite3, the SQL, its rules and their attrs classes.
+# Type checkers see plain imports.
 if typing.TYPE_CHECKING:
+    from ._entry import ENTRY_STATES, OUTCOME_STATES, EntryState, JournalEntry, NewSlot
     from ._postgres import PostgresJournal, redact_dsn
     from ._schema import SCHEMA_VERSION
     from ._sqlite import SQLiteJournal
 else:
     #: Each name loaded on first use, and the submodule it comes from.
     _LAZY = {
+        "ENTRY_STATES": "._entry",
+        "EntryState": "._entry",
+        "JournalEntry": "._entry",
+        "NewSlot": "._entry",
+        "OUTCOME_STATES": "._entry",
         "PostgresJournal": "._postgres",
         "SCHEMA_VERSION": "._schema",
         "SQLiteJournal": "._sqlite",
