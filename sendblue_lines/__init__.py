@@ -6,6 +6,9 @@ name starts with an underscore may change without notice.
 
 from __future__ import annotations
 
+import importlib
+import typing
+
 from ._batch import Batch
 from ._retry import RetryPolicy
 from ._transport import Attempt
@@ -33,7 +36,7 @@ from .errors import (
     TokenExpiredError,
     TransportError,
 )
-from .journal import Journal, JournalEntry, PostgresJournal, SQLiteJournal
+from .journal import Journal
 from .models import (
     AccountLine,
     LimitWindow,
@@ -43,6 +46,30 @@ from .models import (
     ProvisioningLimits,
 )
 from .provisioner import BatchResult, Plan, Provisioner, ProvisionOutcome
+
+# The journal's stores and entries load on first use (PEP 562), with sqlite3
+# and their SQL: most programs never open a journal. Type checkers see plain
+# imports.
+if typing.TYPE_CHECKING:
+    from .journal import JournalEntry, PostgresJournal, SQLiteJournal
+else:
+    #: Each name loaded on first use, and the module it comes from.
+    _LAZY = {
+        "JournalEntry": ".journal",
+        "PostgresJournal": ".journal",
+        "SQLiteJournal": ".journal",
+    }
+
+    def __getattr__(name: str) -> object:
+        if name not in _LAZY:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # the next access is a plain lookup
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "APIError",

@@ -18,7 +18,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 import anyio
-from anyio.lowlevel import checkpoint_if_cancelled
 
 from ._budget import Reservation
 from ._logging import PROVISIONER, extra, get_logger
@@ -175,6 +174,10 @@ class Batch:
         except anyio.WouldBlock:
             pass
         except (anyio.EndOfStream, anyio.ClosedResourceError):
+            # Once per batch: anyio.lowlevel (dataclasses, sniffio) loads here,
+            # not with `import sendblue_lines`.
+            from anyio.lowlevel import checkpoint_if_cancelled
+
             await checkpoint_if_cancelled()
             raise StopAsyncIteration from None
         try:
@@ -185,6 +188,8 @@ class Batch:
             # iteration, not a quiet StopAsyncIteration, or `provision_many`
             # would return as if every started slot had settled (a line bought
             # meanwhile missing from its result).
+            from anyio.lowlevel import checkpoint_if_cancelled
+
             await checkpoint_if_cancelled()
             raise StopAsyncIteration from None
 

@@ -49,10 +49,11 @@ _OFFSET = r"""
       (?::?(?P<osecond>[0-9]{2})(?:[.,](?P<ofraction>[0-9]{1,6}))?)?
     )?
 """
-_TIMESTAMP = re.compile(
-    rf"(?:{_DATE})(?:[T ](?:{_TIME})(?:{_OFFSET})?)?",
-    re.ASCII | re.IGNORECASE | re.VERBOSE,
-)
+#: The general form, compiled on first use (`re` caches it): only timestamps
+#: outside the contract's form need it, and compiling it was most of the
+#: cost of importing this module.
+_TIMESTAMP = rf"(?:{_DATE})(?:[T ](?:{_TIME})(?:{_OFFSET})?)?"
+_TIMESTAMP_FLAGS = re.ASCII | re.IGNORECASE | re.VERBOSE
 
 
 def _micros(digits: str | None) -> int:
@@ -128,7 +129,7 @@ def parse_timestamp(value: object) -> datetime:
     if quick is not None:
         return quick
     text = value.strip()
-    found = _TIMESTAMP.fullmatch(text)
+    found = re.fullmatch(_TIMESTAMP, text, _TIMESTAMP_FLAGS)
     if found is None:
         shown = text if len(text) <= 64 else text[:64] + "…"
         raise ValueError(f"not an ISO 8601 timestamp: {shown!r}")

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
@@ -61,15 +61,15 @@ from .errors import (
 )
 from .journal import (
     HEARTBEAT_SECONDS,
-    EntryState,
     Journal,
-    JournalEntry,
-    NewSlot,
     default_owner,
     heartbeat_seconds,
     is_journal,
 )
 from .models import Preview, ProvisionedLine, ProvisioningLimits
+
+if TYPE_CHECKING:  # the entries load with a journal (see _record_intent)
+    from .journal import EntryState, JournalEntry
 
 __all__ = [
     "DEFAULT_NO_LINES_RETRY",
@@ -773,6 +773,8 @@ class Provisioner:
                 return
             # No slot reserved yet (provision(), or a re-preview after a token
             # that bought nothing): the slot and the intent, one commit.
+            from .journal import NewSlot  # loaded with the journal's stores
+
             wanted = NewSlot(
                 account=self._client.api_key_id, owner=self._owner,
                 room=grant.room, since=grant.since,

@@ -40,12 +40,16 @@ FOUNDATION = {
 
 
 def public_attributes() -> set[str]:
-    """What `import sendblue_lines` actually offers, submodules and imports aside."""
+    """What `import sendblue_lines` actually offers, submodules and imports aside.
+
+    `dir()`, not `vars()`: the journal's stores load on first use, and are
+    listed before they are loaded.
+    """
     return {
         name
-        for name, value in vars(sendblue_lines).items()
+        for name in dir(sendblue_lines)
         if not name.startswith("_")
-        and not isinstance(value, types.ModuleType)
+        and not isinstance(value := getattr(sendblue_lines, name), types.ModuleType)
         and value is not __future__.annotations
     }
 

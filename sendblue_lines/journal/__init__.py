@@ -22,9 +22,10 @@ Every failure of a journal is a `sendblue_lines.JournalError`.
 
 from __future__ import annotations
 
-from ._entry import ENTRY_STATES, OUTCOME_STATES, EntryState, JournalEntry, NewSlot
+import importlib
+import typing
+
 from ._owner import default_owner, process_alive
-from ._postgres import PostgresJournal, redact_dsn
 from ._protocol import (
     HEARTBEAT_FLOOR_SECONDS,
     HEARTBEAT_SECONDS,
@@ -33,8 +34,40 @@ from ._protocol import (
     heartbeat_seconds,
     is_journal,
 )
-from ._schema import SCHEMA_VERSION
-from ._sqlite import SQLiteJournal
+
+# The stores and the entries load on first use (PEP 562): `import
+# sendblue_lines` and a Provisioner without a journal need only the protocol,
+# and the stores bring sqlite3, the SQL, its rules and their attrs classes.
+# Type checkers see plain imports.
+if typing.TYPE_CHECKING:
+    from ._entry import ENTRY_STATES, OUTCOME_STATES, EntryState, JournalEntry, NewSlot
+    from ._postgres import PostgresJournal, redact_dsn
+    from ._schema import SCHEMA_VERSION
+    from ._sqlite import SQLiteJournal
+else:
+    #: Each name loaded on first use, and the submodule it comes from.
+    _LAZY = {
+        "ENTRY_STATES": "._entry",
+        "EntryState": "._entry",
+        "JournalEntry": "._entry",
+        "NewSlot": "._entry",
+        "OUTCOME_STATES": "._entry",
+        "PostgresJournal": "._postgres",
+        "SCHEMA_VERSION": "._schema",
+        "SQLiteJournal": "._sqlite",
+        "redact_dsn": "._postgres",
+    }
+
+    def __getattr__(name: str) -> object:
+        if name not in _LAZY:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # the next access is a plain lookup
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "ENTRY_STATES",

@@ -35,10 +35,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Protocol, TypeVar, overload, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload, runtime_checkable
 
 from ..models import ProvisionedLine
-from ._entry import EntryState, JournalEntry, NewSlot
+
+if TYPE_CHECKING:  # for annotations: the entries' attrs classes load with a store
+    from ._entry import EntryState, JournalEntry, NewSlot
 
 __all__ = [
     "HEARTBEAT_FLOOR_SECONDS",
