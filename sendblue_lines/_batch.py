@@ -194,6 +194,8 @@ class Batch:
             raise StopAsyncIteration from None
 
     async def _work(self, send: MemoryObjectSendStream[ProvisionOutcome]) -> None:
+        from anyio.lowlevel import checkpoint_if_cancelled  # see __anext__
+
         reservation = self._reservation
         assert reservation is not None  # noqa: S101 - set before the workers start
         try:
