@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 import typing
 
-from ._batch import Batch
 from ._retry import RetryPolicy
 from ._transport import Attempt
 from ._version import __version__
@@ -45,18 +44,25 @@ from .models import (
     ProvisionedLine,
     ProvisioningLimits,
 )
-from .provisioner import BatchResult, Plan, Provisioner, ProvisionOutcome
 
-# The journal's stores and entries load on first use (PEP 562), with sqlite3
-# and their SQL: most programs never open a journal. Type checkers see plain
+# The Provisioner with its batch machinery, and the journal's stores and
+# entries (with sqlite3 and their SQL) load on first use (PEP 562): a program
+# that only calls the endpoints needs none of them. Type checkers see plain
 # imports.
 if typing.TYPE_CHECKING:
+    from ._batch import Batch
     from .journal import JournalEntry, PostgresJournal, SQLiteJournal
+    from .provisioner import BatchResult, Plan, Provisioner, ProvisionOutcome
 else:
     #: Each name loaded on first use, and the module it comes from.
     _LAZY = {
+        "Batch": "._batch",
+        "BatchResult": ".provisioner",
         "JournalEntry": ".journal",
+        "Plan": ".provisioner",
         "PostgresJournal": ".journal",
+        "ProvisionOutcome": ".provisioner",
+        "Provisioner": ".provisioner",
         "SQLiteJournal": ".journal",
     }
 

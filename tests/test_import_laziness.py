@@ -1,9 +1,10 @@
 """`import sendblue_lines` leaves what it does not need unloaded (issue 13).
 
-The journal's stores (with sqlite3, asyncpg, the SQL and its rules) and its
-entries load on the first use of their names (PEP 562), and anyio.lowlevel
-when a batch ends. Each check runs in a fresh interpreter, since this one
-has loaded everything already. Nothing here is timed: the benchmark
+The Provisioner and its batch machinery, the journal's stores (with
+sqlite3, asyncpg, the SQL and its rules) and its entries load on the first
+use of their names (PEP 562), and anyio.lowlevel when a batch ends. Each
+check runs in a fresh interpreter, since this one has loaded everything
+already. Nothing here is timed: the benchmark
 (`python -m benchmarks --only import`) measures the cost.
 """
 
@@ -24,6 +25,11 @@ LAZY_MODULES = (
     "anyio.lowlevel",
     "asyncpg",
     "sqlite3",
+    "sendblue_lines._batch",
+    "sendblue_lines._budget",
+    "sendblue_lines._results",
+    "sendblue_lines._shield",
+    "sendblue_lines.provisioner",
     "sendblue_lines.journal._base",
     "sendblue_lines.journal._entry",
     "sendblue_lines.journal._postgres",
@@ -70,7 +76,7 @@ def test_a_plain_import_loads_no_store_and_no_entry() -> None:
         "import sendblue_lines, sendblue_lines.journal\n"
         "names = dir(sendblue_lines) + dir(sendblue_lines.journal)\n"
         "assert 'SQLiteJournal' in names and 'PostgresJournal' in names, names\n"
-        "sendblue_lines.Provisioner, sendblue_lines.LinesClient, sendblue_lines.Journal"
+        "sendblue_lines.LinesClient, sendblue_lines.Journal"
     )
     assert loaded_after(code) == set()
 
@@ -123,6 +129,18 @@ def test_a_lazy_name_is_listed_and_resolves_to_the_one_object(
     assert name in dir(module)
     assert name in module.__all__
     assert getattr(module, name) is getattr(sendblue_lines.journal, name)
+
+
+@pytest.mark.parametrize(
+    "name", ["Batch", "BatchResult", "Plan", "ProvisionOutcome", "Provisioner"]
+)
+def test_the_provisioner_loads_on_first_use(name: str) -> None:
+    """The batch machinery loads with the first of its names, not the journal."""
+    loaded = loaded_after(f"from sendblue_lines import {name}")
+    assert "sendblue_lines._batch" in loaded
+    assert "sqlite3" not in loaded
+    assert name in dir(sendblue_lines)
+    assert name in sendblue_lines.__all__
 
 
 def test_an_unknown_name_is_still_an_error() -> None:
