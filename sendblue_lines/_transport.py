@@ -180,9 +180,10 @@ class Reply:
 
     `data` is the parsed JSON, None when `problem` says why the body could
     not be read. `date` is the server's `Date` header as sent (for expiry
-    against the server's own clock), `location` its `Location` header.
-    Made only by `Transport` and never changed after (not frozen: three are
-    made per purchase, and a frozen class sets each field the slow way).
+    against the server's own clock), `location` its `Location` header (read
+    for a 3xx only). Made only by `Transport` and never changed after (not
+    frozen: three are made per purchase, and a frozen class sets each field
+    the slow way).
     """
 
     status: int
@@ -549,7 +550,8 @@ class Transport:
     async def _read(self, response: aiohttp.ClientResponse) -> Reply:
         status = response.status
         headers = response.headers
-        location = headers.get("Location")
+        # Only a redirect's Location is ever shown (see `_status`).
+        location = headers.get("Location") if 300 <= status < 400 else None
         declared = response.content_length
         if declared is not None and declared > self._max_bytes:
             return self._reply(
@@ -595,7 +597,7 @@ class Transport:
             return self._reply(
                 status, raw.decode("utf-8", "replace"), "body is not UTF-8", location
             )
-        if not text.strip():
+        if not text or text.isspace():
             return self._reply(status, text, "body is empty", location)
         try:
             data = json.loads(text)
