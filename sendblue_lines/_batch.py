@@ -92,6 +92,7 @@ class Batch:
         self._entered = False
         self._stack: AsyncExitStack | None = None
         self._receive: MemoryObjectReceiveStream[ProvisionOutcome] | None = None
+        self._settled: anyio.Event | None = None
 
     def __repr__(self) -> str:
         return (
@@ -138,6 +139,7 @@ class Batch:
                 self.planned
             )
             self._receive = receive
+            self._settled = anyio.Event()
             stack.callback(self._finish, send, receive)
             if self.planned > 0:
                 group = await stack.enter_async_context(anyio.create_task_group())
@@ -147,6 +149,7 @@ class Batch:
                     group.start_soon(self._work, send)
             else:
                 send.close()
+                self._settled.set()
             self._stack = stack.pop_all()
         return self
 
@@ -160,6 +163,20 @@ class Batch:
         if stack is None:
             return None
         return await stack.__aexit__(exc_type, exc, tb)
+
+    async def settled(self) -> None:
+        """Wait until every started slot has settled and no other will start.
+
+        Every outcome is then waiting to be iterated over, at once. A
+        consumer that needs them all (as `provision_many` does) wakes up
+        once for the batch rather than once per outcome.
+
+        Raises:
+            ConfigurationError: called outside the batch's `async with` block.
+        """
+        if self._settled is None or self._receive is None:
+            raise ConfigurationError("wait for a batch inside its `async with`")
+        await self._settled.wait()
 
     def __aiter__(self) -> Batch:
         return self
@@ -222,6 +239,8 @@ class Batch:
             if self._workers == 0:
                 reservation.close()
                 send.close()
+                assert self._settled is not None  # noqa: S101 - set with the stream
+                self._settled.set()
 
     async def _close_journal(self, reservation: Reservation) -> None:
         """Run the closer once every slot settled, even when the batch is cancelled."""

@@ -323,6 +323,9 @@ class Provisioner:
         """
         found: dict[int, ProvisionOutcome] = {}
         async with self.batch(count, concurrency=concurrency) as outcomes:
+            # All of them are needed: read once every slot has settled, with
+            # one wake-up for the batch instead of one per outcome.
+            await outcomes.settled()
             async for outcome in outcomes:
                 found[outcome.index] = outcome
         ordered = [found[index] for index in sorted(found)]
