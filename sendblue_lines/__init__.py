@@ -6,9 +6,9 @@ name starts with an underscore may change without notice.
 
 from __future__ import annotations
 
-import importlib
 import typing
 
+from . import _lazy
 from ._retry import RetryPolicy
 from ._transport import Attempt
 from ._version import __version__
@@ -65,16 +65,7 @@ else:
         "Provisioner": ".provisioner",
         "SQLiteJournal": ".journal",
     }
-
-    def __getattr__(name: str) -> object:
-        if name not in _LAZY:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value  # the next access is a plain lookup
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *_LAZY})
+    __getattr__, __dir__ = _lazy.lazy_names(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -22,9 +22,9 @@ Every failure of a journal is a `sendblue_lines.JournalError`.
 
 from __future__ import annotations
 
-import importlib
 import typing
 
+from .. import _lazy
 from ._owner import default_owner, process_alive
 from ._protocol import (
     HEARTBEAT_FLOOR_SECONDS,
@@ -57,16 +57,7 @@ else:
         "SQLiteJournal": "._sqlite",
         "redact_dsn": "._postgres",
     }
-
-    def __getattr__(name: str) -> object:
-        if name not in _LAZY:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value  # the next access is a plain lookup
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *_LAZY})
+    __getattr__, __dir__ = _lazy.lazy_names(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -73,8 +73,10 @@ class StuckClient(LinesClient):
         raise AssertionError("unreachable")
 
 
-async def consume(provisioner: Provisioner, count: int) -> None:
-    async with provisioner.batch(count, concurrency=count) as outcomes:
+async def consume(
+    provisioner: Provisioner, count: int, concurrency: int | None = None
+) -> None:
+    async with provisioner.batch(count, concurrency=concurrency or count) as outcomes:
         async for _ in outcomes:
             pass
 
@@ -372,49 +374,35 @@ async def test_a_cancelled_batch_sends_no_confirm_for_slots_still_previewing(
     assert our_tasks() == []
 
 
-async def test_a_worker_is_cancellable_again_after_its_confirm(
-    client: LinesClient, server: Sandbox[ManualClock]
+@pytest.mark.parametrize(
+    ("cancel_when", "previews"),
+    [
+        # Mid-confirm, shielded: the worker takes the cancellation before slot 1.
+        ("confirm", 1),
+        # Slot 1's slow preview is in flight: the shield lasted the confirm only.
+        ("second preview", 2),
+    ],
+)
+async def test_a_worker_is_cancellable_outside_its_confirm_only(
+    client: LinesClient, server: Sandbox[ManualClock], cancel_when: str, previews: int
 ) -> None:
-    """A worker's shield lasts its confirm only: its next preview is cancelled."""
+    """One worker, three slots, cancelled during slot 0's confirm or slot 1's preview.
+
+    Either way, one confirm: slot 1 never previews, or its preview is cut.
+    """
     server.inject("preview", Fault("none"))
     server.inject("preview", Fault.delay(SLOW_SECONDS))
     seen: list[ProvisionOutcome] = []
     provisioner = Provisioner(client, on_outcome=seen.append)
-
-    async def one_worker() -> None:
-        async with provisioner.batch(3, concurrency=1) as outcomes:
-            async for _ in outcomes:
-                pass
-
     async with anyio.create_task_group() as group:
-        group.start_soon(one_worker)
-        # The second preview arrives once the first slot's confirm settled.
-        await server.wait_for_requests("preview", count=2)
+        group.start_soon(consume, provisioner, 3, 1)
+        if cancel_when == "confirm":
+            await server.wait_for_requests("confirm")
+        else:
+            await server.wait_for_requests("preview", count=2)
         group.cancel_scope.cancel()
     await server.wait_idle()
-    assert server.counters["confirm"].requests == 1
-    assert [o.ok for o in seen] == [True]
-    await settled(server)
-
-
-async def test_a_cancel_during_a_shielded_confirm_starts_no_next_slot(
-    client: LinesClient, server: Sandbox[ManualClock]
-) -> None:
-    """Cancelled while slot 0 confirms (shielded): slot 1 never previews."""
-    seen: list[ProvisionOutcome] = []
-    provisioner = Provisioner(client, on_outcome=seen.append)
-
-    async def one_worker() -> None:
-        async with provisioner.batch(3, concurrency=1) as outcomes:
-            async for _ in outcomes:
-                pass
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(one_worker)
-        await server.wait_for_requests("confirm")
-        group.cancel_scope.cancel()
-    await server.wait_idle()
-    assert server.counters["preview"].requests == 1
+    assert server.counters["preview"].requests == previews
     assert server.counters["confirm"].requests == 1
     assert [o.ok for o in seen] == [True]
     await settled(server)
