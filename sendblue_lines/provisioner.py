@@ -395,9 +395,7 @@ class Provisioner:
                 "nothing was sent",
                 max_lines=self._max_lines or 0,
             )
-        journal = self._journal
-        # The journal's clock, read before the limits are (design invariant 8).
-        since = None if journal is None else await journal.mark()
+        since = await self._mark()
         limits = await self._read_limits()
         plan = self._budget.plan(1, limits)
         reservation = self._budget.reserve(plan)  # no await since the plan
