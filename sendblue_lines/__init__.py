@@ -35,7 +35,6 @@ from .errors import (
     TokenExpiredError,
     TransportError,
 )
-from .journal import Journal
 from .models import (
     AccountLine,
     LimitWindow,
@@ -45,19 +44,20 @@ from .models import (
     ProvisioningLimits,
 )
 
-# The Provisioner with its batch machinery, and the journal's stores and
-# entries (with sqlite3 and their SQL) load on first use (PEP 562): a program
-# that only calls the endpoints needs none of them. Type checkers see plain
-# imports.
+# The Provisioner with its batch machinery, and the journal (its protocol,
+# its stores and entries, with sqlite3 and their SQL) load on first use
+# (PEP 562): a program that only calls the endpoints needs none of them.
+# Type checkers see plain imports.
 if typing.TYPE_CHECKING:
     from ._batch import Batch
-    from .journal import JournalEntry, PostgresJournal, SQLiteJournal
+    from .journal import Journal, JournalEntry, PostgresJournal, SQLiteJournal
     from .provisioner import BatchResult, Plan, Provisioner, ProvisionOutcome
 else:
     #: Each name loaded on first use, and the module it comes from.
     _LAZY = {
         "Batch": "._batch",
         "BatchResult": ".provisioner",
+        "Journal": ".journal",
         "JournalEntry": ".journal",
         "Plan": ".provisioner",
         "PostgresJournal": ".journal",

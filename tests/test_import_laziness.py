@@ -39,7 +39,7 @@ LAZY_MODULES = (
 )
 #: The names that load on first use, and where they are offered.
 LAZY_NAMES = {
-    sendblue_lines: ("JournalEntry", "PostgresJournal", "SQLiteJournal"),
+    sendblue_lines: ("Journal", "JournalEntry", "PostgresJournal", "SQLiteJournal"),
     sendblue_lines.journal: (
         "ENTRY_STATES",
         "OUTCOME_STATES",
@@ -79,6 +79,28 @@ def test_a_plain_import_loads_no_store_and_no_entry() -> None:
         "sendblue_lines.LinesClient, sendblue_lines.Journal"
     )
     assert loaded_after(code) == set()
+
+
+def test_a_program_that_only_calls_the_endpoints_loads_no_journal() -> None:
+    """`import sendblue_lines` and a LinesClient leave the journal package unloaded.
+
+    Its protocol loads with the first use of `Journal` (or the Provisioner).
+    """
+    journal = "sendblue_lines.journal"
+    script = (
+        "import sys\nimport sendblue_lines\nsendblue_lines.LinesClient\n"
+        f"print({journal!r} in sys.modules)\n"
+        "sendblue_lines.Journal\n"
+        f"print({journal!r} in sys.modules)"
+    )
+    done = subprocess.run(  # noqa: S603 - our own interpreter, our script
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == ["False", "True"]
 
 
 @pytest.mark.parametrize(
