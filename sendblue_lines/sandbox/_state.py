@@ -262,12 +262,15 @@ class SandboxState:
     ) -> WindowUsage:
         # A purchase made at t counts while now < t + span: at exactly t + span
         # it has left the window, as a token expires at exactly its expiry.
+        # Found by bisection, not copied out: a long-running sandbox (a soak,
+        # a benchmark) holds every purchase, and each limits read and preview
+        # looks at both windows.
         times = self._bought.get(account.api_key_id, [])
-        counted = times[bisect.bisect_right(times, now - span) :]
+        oldest = bisect.bisect_right(times, now - span)
         return WindowUsage(
             limit=limit,
-            used=len(counted),
-            next_available_at=counted[0] + span if counted else None,
+            used=len(times) - oldest,
+            next_available_at=times[oldest] + span if oldest < len(times) else None,
         )
 
     def limits(self, account: SandboxAccount) -> LimitsSnapshot:
