@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import operator
 import os
 import statistics
 import tempfile
@@ -315,14 +316,8 @@ async def _bounded(work: Coroutine[Any, Any, dict[str, float]]) -> dict[str, flo
 
 def paired_ratio(table: Table, name: str, base: str = NONE) -> float | None:
     """The median over rounds of `name` ÷ `base` (both ran in each round)."""
-    mine, theirs = table.row(name), table.row(base)
-    if not mine or not theirs or mine.skipped or theirs.skipped or not mine.values:
-        return None
-    if len(mine.values) != len(theirs.values):
-        return None
-    return statistics.median(
-        a / b for a, b in zip(mine.values, theirs.values, strict=True)
-    )
+    ratios = table.pairs(name, base, operator.truediv)
+    return None if ratios is None else statistics.median(ratios)
 
 
 def journal(results: Results, settings: Any, log: Log) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 import statistics
 import textwrap
 from pathlib import Path
@@ -51,12 +52,9 @@ def _ratio(value: float | None) -> str:
 
 def _paired(table: Table, name: str, other: str) -> str:
     """The quartiles and range of the pair-by-pair ratios, when both ran in step."""
-    mine, theirs = table.row(name), table.row(other)
-    if not mine or not theirs or mine.skipped or theirs.skipped:
+    ratios = table.pairs(name, other, operator.truediv)
+    if ratios is None or len(ratios) < 2:
         return ""
-    if len(mine.values) != len(theirs.values) or len(mine.values) < 2:
-        return ""
-    ratios = [a / b for a, b in zip(mine.values, theirs.values, strict=True)]
     return (
         f" (pair by pair: quartiles {_quartiles(ratios)}, "
         f"range {min(ratios):.3f}-{max(ratios):.3f})"
@@ -191,8 +189,11 @@ def evaluate(results: Results) -> list[Target]:
 
     table = results.tables.get("import")
     if table is not None:
-        extra = _paired_extra(table, "import sendblue_lines", "import aiohttp")
-        if extra is not None:
+        # Each run times every command once: the two times of one run saw the
+        # same machine, and their difference cancels what moved both.
+        extras = table.pairs("import sendblue_lines", "import aiohttp", operator.sub)
+        if extras is not None:
+            extra = statistics.median(extras)
             targets.append(
                 Target(
                     name="Import: python -c 'import sendblue_lines'",
@@ -202,10 +203,11 @@ def evaluate(results: Results) -> list[Target]:
                     met=extra <= IMPORT_MAX_EXTRA_MS,
                 )
             )
-        extra = _paired_extra(
-            table, "from sendblue_lines import Provisioner", "import aiohttp"
+        extras = table.pairs(
+            "from sendblue_lines import Provisioner", "import aiohttp", operator.sub
         )
-        if extra is not None:
+        if extras is not None:
+            extra = statistics.median(extras)
             targets.append(
                 Target(
                     name="Import: python -c 'from sendblue_lines import Provisioner'",
@@ -222,12 +224,11 @@ def evaluate(results: Results) -> list[Target]:
             extra = ours.summary.median - theirs.summary.median
             ratio = ours.summary.median / theirs.summary.median
             pairs = "medians"
-            if len(ours.values) == len(theirs.values):
+            ratios = table.pairs(OURS, AIOHTTP, operator.truediv)
+            if ratios is not None:
                 # Pair by pair: the two ran one after the other, side by side.
-                ratio = statistics.median(
-                    a / b for a, b in zip(ours.values, theirs.values, strict=True)
-                )
-                pairs = f"median of {len(ours.values)} paired runs"
+                ratio = statistics.median(ratios)
+                pairs = f"median of {len(ratios)} paired runs"
             targets.append(
                 Target(
                     name=f"CPU per line: batch of {table.params['count']:,} at "
@@ -469,24 +470,6 @@ def _scale(table: Table) -> list[str]:
             "server busy (%)",
         ],
         rows,
-    )
-
-
-def _paired_extra(table: Table, ours: str, theirs: str) -> float | None:
-    """Median over runs of `ours` minus `theirs` in the same run (ms).
-
-    Each run times every command once, interleaved, so the two times of one
-    run saw the same machine: their difference cancels the drift and the
-    bursts of load that move both, which a difference of the two medians
-    keeps. None when either row is missing or they differ in length.
-    """
-    mine, other = table.row(ours), table.row(theirs)
-    if not mine or not other or not mine.values:
-        return None
-    if len(mine.values) != len(other.values):
-        return None
-    return statistics.median(
-        a - b for a, b in zip(mine.values, other.values, strict=True)
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,22 @@ class Table:
             return summary.median if self.lower_is_better else -summary.median
 
         return min(measured, key=key)
+
+    def pairs(
+        self, name: str, base: str, combine: Callable[[float, float], float]
+    ) -> list[float] | None:
+        """`combine(mine, theirs)` for each run of `name` and `base` made side by side.
+
+        The i-th values of two rows were measured together (same round, or
+        the same run of commands) when both rows ran every time. None when
+        either row is missing, skipped, empty, or they differ in length.
+        """
+        mine, theirs = self.row(name), self.row(base)
+        if not mine or not theirs or mine.skipped or theirs.skipped or not mine.values:
+            return None
+        if len(mine.values) != len(theirs.values):
+            return None
+        return [combine(a, b) for a, b in zip(mine.values, theirs.values, strict=True)]
 
     def ratio(self, name: str, to: Row | None) -> float | None:
         """`name`'s median over `to`'s median, or None if either is missing."""
