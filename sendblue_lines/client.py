@@ -8,14 +8,15 @@ only it knows whether a send was unclear.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Final
 
 import aiohttp
-import anyio
 
 from . import _clock, _logging, _status, _telemetry
 from ._config import (
@@ -191,6 +192,14 @@ class LinesClient:
     async def aclose(self) -> None:
         """Close the HTTP session if the client opened it. Safe to call twice."""
         # Shielded so that a cancelled caller still releases its connections.
+        # A shield holds off anyio's cancellation only (a native cancel breaks
+        # through any), and only a program that has loaded anyio can have an
+        # anyio scope to cancel it: the client never imports anyio itself, so
+        # a program that uses the client alone never loads it.
+        anyio = sys.modules.get("anyio")
+        if anyio is None:
+            await self._transport.aclose()
+            return
         with anyio.CancelScope(shield=True):
             await self._transport.aclose()
 
@@ -275,7 +284,7 @@ class LinesClient:
                 method, path, error, delay, attempt + 1, self.retry.attempts,
                 extra=extra("retry", status=getattr(error, "status", None)),
             )  # fmt: skip
-            await anyio.sleep(delay)
+            await asyncio.sleep(delay)
             attempt += 1
 
     async def confirm(self, preview: Preview | str) -> ProvisionedLine:
@@ -344,7 +353,7 @@ class _ConfirmRun:
         limit = self.client.confirm_attempts
         for attempt in range(1, limit + 1):
             if attempt > 1:
-                await anyio.sleep(self.client.retry.delay(attempt - 1))
+                await asyncio.sleep(self.client.retry.delay(attempt - 1))
             now = _clock.now()
             try:
                 reply = await self.client._transport.send(

@@ -8,7 +8,6 @@ import logging
 from typing import Any
 
 import aiohttp
-import anyio
 import pytest
 from foundation_support import (
     CONFIRM,
@@ -402,13 +401,14 @@ async def test_retries_wait_between_tries(
     """With a non-zero backoff, the client sleeps between tries, within the policy."""
     policy = RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.05)
     events: list[tuple[str, float]] = []
-    real_sleep = anyio.sleep
+    real_sleep = asyncio.sleep
 
     async def sleep(delay: float) -> None:
         events.append(("sleep", delay))
         await real_sleep(delay)
 
-    monkeypatch.setattr(anyio, "sleep", sleep)
+    # The client waits with asyncio's own sleep (it never imports anyio).
+    monkeypatch.setattr(asyncio, "sleep", sleep)
     async with LinesClient(
         KEY_ID,
         SECRET,

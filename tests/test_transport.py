@@ -474,6 +474,24 @@ async def test_the_session_is_closed_when_the_caller_is_cancelled() -> None:
         assert await wait_closed(transports)
 
 
+async def test_closing_inside_a_cancelled_anyio_scope_runs_to_its_end() -> None:
+    """`aclose` in an already cancelled anyio scope runs to its end.
+
+    aiohttp waits for its connections to close: unshielded, anyio would cut
+    that wait (and the rest of the close) short.
+    """
+    transports: list[asyncio.BaseTransport] = []
+    async with serve(tracking(transports)) as server:
+        client = client_for(server.url)
+        await client.get_limits()
+        with anyio.CancelScope() as scope:
+            scope.cancel()
+            await client.aclose()
+        assert not scope.cancelled_caught
+        assert client.closed
+        assert await wait_closed(transports)
+
+
 async def test_anyio_cancellation_is_not_wrapped() -> None:
     """An anyio deadline around a call cancels it cleanly, without a SendblueError."""
     transports: list[asyncio.BaseTransport] = []
