@@ -36,6 +36,7 @@ import yarl
 
 from ._config import Credentials
 from ._logging import HTTP, extra, get_logger
+from ._repr import fields_repr
 from ._version import __version__
 from .errors import ConfigurationError, TransportError
 
@@ -156,7 +157,7 @@ def _loop_of(session: aiohttp.ClientSession) -> asyncio.AbstractEventLoop | None
     return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class Attempt:
     """What one HTTP attempt did, as handed to an `on_attempt` callback.
 
@@ -164,6 +165,8 @@ class Attempt:
     came, and then `error` says why and `sent` whether the request may have
     reached the server. `elapsed` is in seconds. Never holds a header value.
     """
+
+    __repr__ = fields_repr
 
     method: str
     path: str
@@ -174,7 +177,7 @@ class Attempt:
     sent: bool = True
 
 
-@attrs.define(kw_only=True, eq=False)
+@attrs.define(kw_only=True, eq=False, repr=False)
 class Reply:
     """An HTTP answer: status, body text, and its JSON or why it is unreadable.
 
@@ -185,6 +188,8 @@ class Reply:
     frozen: three are made per purchase, and a frozen class sets each field
     the slow way).
     """
+
+    __repr__ = fields_repr
 
     status: int
     text: str

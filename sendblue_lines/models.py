@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 import attrs
 
 from . import _clock
+from ._repr import fields_repr
 from ._timestamps import parse_timestamp
 from .errors import MalformedResponseError, short_token
 
@@ -111,16 +112,18 @@ class Preview:
         )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class ProvisionedLine:
     """A line that was bought: its E.164 number and Sendblue's ids for it."""
+
+    __repr__ = fields_repr
 
     phone_number: str
     worker_id: str
     subscription_id: str
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class LimitWindow:
     """One rolling provisioning window (24 hours or 30 days).
 
@@ -128,6 +131,8 @@ class LimitWindow:
     in it, `remaining` how many are left, `next_available_at` when the oldest
     purchase leaves the window. Each is None when the server did not say.
     """
+
+    __repr__ = fields_repr
 
     limit: int | None = None
     used: int | None = None
@@ -140,7 +145,7 @@ class LimitWindow:
         return self.remaining is not None and self.remaining <= 0
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class ProvisioningLimits:
     """The account's daily and monthly provisioning windows.
 
@@ -149,6 +154,8 @@ class ProvisioningLimits:
     which case the server still enforces its limits at preview and confirm.
     `raw` keeps the parsed body as it came.
     """
+
+    __repr__ = fields_repr
 
     daily: LimitWindow | None = None
     monthly: LimitWindow | None = None
@@ -173,7 +180,7 @@ class ProvisioningLimits:
         return {name: window for name, window in found.items() if window is not None}
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class AccountLine:
     """One line the account holds now, as `GET /api/v2/lines/state` lists it.
 
@@ -181,6 +188,8 @@ class AccountLine:
     is kept as the server said it, unknown values of `assignment` and
     `status` included, and None where absent or unreadable.
     """
+
+    __repr__ = fields_repr
 
     worker_id: str
     sendblue_number: str | None = None
@@ -191,7 +200,7 @@ class AccountLine:
     effective_until: datetime | None = None
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen(kw_only=True, repr=False)
 class LinesState:
     """The account's lines at one moment: evidence for a purchase whose answer was lost.
 
@@ -201,6 +210,8 @@ class LinesState:
     without a line). `unreadable` counts the entries that had no usable
     `worker_id` and were left out. `raw` keeps the parsed body as it came.
     """
+
+    __repr__ = fields_repr
 
     snapshot_at: datetime | None
     lines: tuple[AccountLine, ...]
