@@ -24,6 +24,7 @@ Two promises hold whoever built the session:
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import logging
@@ -87,12 +88,16 @@ _FORBIDDEN_DEFAULT_HEADERS: Final = frozenset(
 )
 
 
+@functools.cache
 def _pinned_options() -> dict[str, Any]:
     """Per-request arguments that override every session setting they can.
 
     The values are aiohttp's own defaults, so that a caller's session gives
     the answers the SDK's own session gives. Only the arguments the installed
     aiohttp accepts are passed (`middlewares` came in 3.12, for example).
+    Worked out on the first request through a caller's session (reading
+    aiohttp's signature is most of a millisecond, and the SDK's own session
+    never needs it), then kept.
     """
     wanted: dict[str, Any] = {
         "allow_redirects": False,
@@ -108,9 +113,6 @@ def _pinned_options() -> dict[str, Any]:
     }
     accepted = inspect.signature(aiohttp.ClientSession._request).parameters
     return {name: value for name, value in wanted.items() if name in accepted}
-
-
-_PINNED: Final = _pinned_options()
 
 
 def check_session(session: object) -> aiohttp.ClientSession | None:
@@ -336,7 +338,8 @@ class Transport:
             # Our own session carries our headers and timeouts itself where
             # it can (`_lean`), set once here instead of merged into every
             # request (see `send`); every other option it has is aiohttp's
-            # default, which is what `_PINNED` pins a caller's session to.
+            # default, which is what `_pinned_options` pins a caller's
+            # session to.
             lean: dict[str, Any] = (
                 {"headers": self._headers, "timeout": self._timeout}
                 if self._lean
@@ -432,8 +435,9 @@ class Transport:
         phase = _WAITING
         try:
             # Our own session (without a proxy) has our headers and timeouts,
-            # and aiohttp's defaults for everything `_PINNED` pins; any other
-            # gets them with every request, which overrides what it set.
+            # and aiohttp's defaults for everything `_pinned_options` pins;
+            # any other gets them with every request, which overrides what it
+            # set.
             request = (
                 session.request(
                     method, self._url(path), data=body, allow_redirects=False
@@ -445,7 +449,7 @@ class Transport:
                     data=body,
                     headers=self._headers if body is None else self._json_headers,
                     timeout=self._timeout,
-                    **_PINNED,
+                    **_pinned_options(),
                 )
             )
             async with request as response:
