@@ -287,5 +287,27 @@ class OursPeer(Peer):
         return len(result.lines)
 
 
+class AiohttpControlPeer(AiohttpPeer):
+    """Plain aiohttp again, on a session of its own: the A/A control.
+
+    The sequential scenario runs it beside `AiohttpPeer`, block pair by block
+    pair, exactly as ours is run beside it: the two are the same code, so
+    their ratio shows how far the machine alone moves a verdict in that run.
+    """
+
+    name = "aiohttp (A/A control)"
+    description = "the same hand-written aiohttp, a second session"
+
+
 #: Every peer, ours first; the order of a round before alternation.
 ALL_PEERS: tuple[type[Peer], ...] = (OursPeer, AiohttpPeer, HttpxPeer, OfficialPeer)
+#: The sequential scenario's peers: every peer, and the control beside aiohttp
+#: (ours and the control are each adjacent to aiohttp whichever way a round
+#: runs).
+OVERHEAD_PEERS: tuple[type[Peer], ...] = (
+    OursPeer,
+    AiohttpPeer,
+    AiohttpControlPeer,
+    HttpxPeer,
+    OfficialPeer,
+)

@@ -107,6 +107,21 @@ def evaluate(results: Results) -> list[Target]:
                     met=None,
                 )
             )
+        controls = table.params.get("control_wall_ratios") or []
+        if controls:
+            # The same code on both sides: how far this run's machine alone
+            # moved a median of paired blocks away from 1.
+            targets.append(
+                Target(
+                    name="Overhead: plain aiohttp against itself (A/A control)",
+                    goal="reported (a second aiohttp session, paired as ours is)",
+                    measured=f"{_ratio(statistics.median(controls))} wall "
+                    f"(quartiles {_quartiles(controls)}), "
+                    f"{_ratio(statistics.median(table.params['control_cpu_ratios']))}"
+                    " client CPU",
+                    met=None,
+                )
+            )
 
     for concurrency, table in results.batches.items():
         best = table.best(exclude=OURS)

@@ -24,7 +24,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._measure import order_for_round
-from ._peers import ALL_PEERS, AiohttpPeer, OursPeer, Peer
+from ._peers import (
+    ALL_PEERS,
+    OVERHEAD_PEERS,
+    AiohttpControlPeer,
+    AiohttpPeer,
+    OursPeer,
+    Peer,
+)
 from ._results import Results, Row, Table
 from ._server import Server, client_cpu, running_sandbox
 
@@ -191,7 +198,7 @@ async def _overhead_round(
     of other work on the machine lands on every peer alike instead of on the
     one that happened to be running.
     """
-    classes = {c.name: c for c in ALL_PEERS}
+    classes = {c.name: c for c in OVERHEAD_PEERS}
     peers: dict[str, Peer] = {}
     totals: dict[str, dict[str, float]] = {}
     # Each block's wall and CPU time, by client: a block of ours and the
@@ -248,14 +255,24 @@ def _pair_blocks(
     The pairs alternate order (ours first, then aiohttp first), so a drift
     of the machine weighs on both sides alike; the target is judged on the
     median of these ratios, which a burst of other work on a shared
-    machine moves by one pair at most.
+    machine moves by one pair at most. The control's blocks are paired with
+    aiohttp's the same way (`control_wall_ratios`, `control_cpu_ratios`).
     """
-    ours, theirs = blocks.get(OursPeer.name), blocks.get(AiohttpPeer.name)
-    if not ours or not theirs or skipped & {OursPeer.name, AiohttpPeer.name}:
+    theirs = blocks.get(AiohttpPeer.name)
+    if not theirs or AiohttpPeer.name in skipped:
         return
-    for (wall, cpu), (their_wall, their_cpu) in zip(ours, theirs, strict=False):
-        table.params.setdefault("block_wall_ratios", []).append(wall / their_wall)
-        table.params.setdefault("block_cpu_ratios", []).append(cpu / their_cpu)
+    for name, prefix in (
+        (OursPeer.name, "block"),
+        (AiohttpControlPeer.name, "control"),
+    ):
+        side = blocks.get(name)
+        if not side or name in skipped:
+            continue
+        walls = table.params.setdefault(f"{prefix}_wall_ratios", [])
+        cpus = table.params.setdefault(f"{prefix}_cpu_ratios", [])
+        for (wall, cpu), (their_wall, their_cpu) in zip(side, theirs, strict=False):
+            walls.append(wall / their_wall)
+            cpus.append(cpu / their_cpu)
 
 
 def overhead(results: Results, settings: Settings, log: Log) -> None:
@@ -264,7 +281,7 @@ def overhead(results: Results, settings: Settings, log: Log) -> None:
     table = Table(
         title=f"Overhead: {flows:,} sequential flows, zero latency",
         unit="s",
-        rows=_peers_for(results, ALL_PEERS),
+        rows=_peers_for(results, OVERHEAD_PEERS),
         params={"flows": flows, "latency_ms": 0, "blocks": settings.overhead_blocks},
     )
     results.tables["overhead"] = table
