@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from . import _journal, _report, _scenarios
+from . import _instructions, _journal, _report, _scenarios
 from ._peers import AiohttpPeer, OursPeer
 from ._results import Results
 from ._server import client_cpu, pin_self, pinning, server_cpu
@@ -33,6 +33,7 @@ SCENARIOS: dict[str, Scenario] = {
     "import": _scenarios.import_time,
     "cpu": _scenarios.cpu_per_flow,
     "journal": _journal.journal,
+    "instructions": _instructions.instructions,
 }
 #: Clients whose failure means the harness itself is broken.
 REQUIRED = (OursPeer.name, AiohttpPeer.name)

@@ -68,6 +68,11 @@ def _quartiles(values: list[float]) -> str:
     return f"{low:.3f}-{high:.3f}"
 
 
+def _summary(table: Table, name: str) -> Summary | None:
+    row = table.row(name)
+    return None if row is None else row.summary
+
+
 def _skipped(row: Row) -> str:
     return f"not measured: {row.skipped}"
 
@@ -265,6 +270,19 @@ def evaluate(results: Results) -> list[Target]:
                 )
             )
     targets += _journal_targets(results)
+    table = results.tables.get("instructions")
+    if table is not None:
+        counted, base = _summary(table, OURS), _summary(table, AIOHTTP)
+        if counted is not None and base is not None:
+            targets.append(
+                Target(
+                    name="Instructions per sequential provision() (callgrind)",
+                    goal="reported (vs plain aiohttp; the same on a loaded machine)",
+                    measured=f"{counted.median / base.median:.3f}x "
+                    f"({counted.median / 1e3:,.0f}k against {base.median / 1e3:,.0f}k)",
+                    met=None,
+                )
+            )
     return targets
 
 
@@ -664,6 +682,28 @@ def markdown(results: Results, top: list[tuple[str, float]] | None = None) -> st
         ]
         out += _cpu(table)
     out += _journal_sections(results)
+    table = results.tables.get("instructions")
+    if table is not None:
+        few, many = table.params["flows"]
+        out += ["", f"## 8. {table.title}", ""]
+        out += [
+            "What the whole client process executes, counted by `valgrind "
+            "--tool=callgrind` (user space only), for "
+            f"{many} sequential purchases minus {few}, divided by {many - few}: "
+            "a count, not a time, so it is the same on a loaded machine.",
+            "",
+        ]
+        rows = [
+            [row.name, _skipped(row), ""]
+            if row.summary is None
+            else [
+                row.name,
+                f"{row.summary.median:,.0f}",
+                _ratio(table.ratio(row.name, table.row(AIOHTTP))),
+            ]
+            for row in table.rows
+        ]
+        out += _table(["client", "instructions per purchase", "÷ aiohttp"], rows)
     if results.notes or results.failures:
         out += ["", "## Notes", ""]
         out += [f"- {note}" for note in results.notes]

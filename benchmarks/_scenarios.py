@@ -70,6 +70,8 @@ class Settings:
     journal_blocks: int = 10
     journal_rounds: int = 3
     journal_batch_rounds: int = 5
+    #: The two flow counts whose callgrind totals are subtracted.
+    count_flows: tuple[int, int] = (20, 120)
 
 
 FULL = Settings()
@@ -93,6 +95,7 @@ QUICK = Settings(
     journal_blocks=2,
     journal_rounds=1,
     journal_batch_rounds=1,
+    count_flows=(3, 13),
 )
 
 Log = Callable[[str], None]
