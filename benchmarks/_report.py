@@ -758,7 +758,9 @@ def chart(results: Results, path: Path) -> str | None:
     _bars(axes[1][2], results.tables.get("import"))
     _targets(axes[1][3], results)
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    # "tight": the right-hand column (the CPU panel's title, the verdicts) is
+    # wider than its cell, and would otherwise be cut off at the edge.
+    figure.savefig(path, dpi=90, bbox_inches="tight")
     plt.close(figure)
     return None
 
