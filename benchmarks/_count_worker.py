@@ -16,12 +16,10 @@ import sys
 
 from ._peers import AiohttpPeer, OursPeer
 from ._server import Server
+from ._workers import worker_parser, worker_server
 
 
-async def _run(args: argparse.Namespace) -> None:
-    server = Server(
-        url=args.url, key_id=args.key_id, secret=args.secret, latency_ms=0, pid=-1
-    )
+async def _run(args: argparse.Namespace, server: Server) -> None:
     peer_class = OursPeer if args.impl == "ours" else AiohttpPeer
     async with peer_class(server) as peer:
         for _ in range(args.flows):
@@ -30,15 +28,10 @@ async def _run(args: argparse.Namespace) -> None:
 
 def main() -> int:
     """Parse the options, buy the lines, exit 0 (or fail with a traceback)."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks._count_worker")
-    parser.add_argument("--impl", choices=("ours", "aiohttp"), required=True)
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--key-id", required=True)
+    parser = worker_parser("python -m benchmarks._count_worker")
     parser.add_argument("--flows", type=int, required=True)
     args = parser.parse_args()
-    # The secret comes on stdin, never on a command line others can read.
-    args.secret = sys.stdin.readline().strip()
-    asyncio.run(_run(args))
+    asyncio.run(_run(args, worker_server(args)))
     return 0
 
 

@@ -28,13 +28,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from typing import Any
 
 from ._peers import AiohttpPeer, OursPeer
 from ._results import Results, Row, Table
 from ._server import Server, running_sandbox
+from ._workers import run_worker
 
 Log = Callable[[str], None]
 
@@ -57,34 +57,15 @@ def _count(binary: str, server: Server, impl: str, flows: int) -> int:
     Raises:
         RuntimeError: the worker failed, overran, or callgrind printed no total.
     """
-    command = [
-        binary,
-        "--tool=callgrind",
-        "--callgrind-out-file=/dev/null",
-        sys.executable,
-        "-m",
-        "benchmarks._count_worker",
-        "--impl",
-        impl,
-        "--url",
-        server.url,
-        "--key-id",
-        server.key_id,
-        "--flows",
-        str(flows),
-    ]
     # One string hash for every run: with random ones, dicts and sets probe
     # differently from one process to the next, and so does the count.
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    # subprocess.run kills the worker if we are interrupted or it overruns.
-    done = subprocess.run(
-        command,
-        input=server.secret + "\n",
-        capture_output=True,
-        text=True,
+    done = run_worker(
+        server,
+        "benchmarks._count_worker",
+        ["--impl", impl, "--flows", str(flows)],
         timeout=COUNT_TIMEOUT,
-        check=False,
-        env=env,
+        wrapper=[binary, "--tool=callgrind", "--callgrind-out-file=/dev/null"],
+        env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     found = _COLLECTED.search(done.stderr)
     if done.returncode != 0 or found is None:

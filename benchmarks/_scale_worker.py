@@ -22,6 +22,7 @@ from typing import Any
 from ._measure import reset_peak_rss, status_kib
 from ._peers import AiohttpPeer, OursPeer, Peer, PeerError
 from ._server import Server, process_cpu_seconds
+from ._workers import worker_parser, worker_server
 
 
 async def _ours(server: Server, count: int, concurrency: int) -> list[list[float]]:
@@ -52,10 +53,7 @@ async def _peer_batch(peer: Peer, count: int, concurrency: int) -> None:
         raise PeerError(f"bought {bought} of {count}")
 
 
-async def _run(args: argparse.Namespace) -> dict[str, Any]:
-    server = Server(
-        url=args.url, key_id=args.key_id, secret=args.secret, latency_ms=0, pid=-1
-    )
+async def _run(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     peer_class = OursPeer if args.impl == "ours" else AiohttpPeer
     # The warm-up loads every module and fills the allocator's arenas as a
     # long-lived process would have; the baseline is taken after it.
@@ -89,10 +87,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks._scale_worker")
-    parser.add_argument("--impl", choices=("ours", "aiohttp"), required=True)
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--key-id", required=True)
+    parser = worker_parser("python -m benchmarks._scale_worker")
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--warmup", type=int, required=True)
@@ -105,9 +100,8 @@ def main() -> int:
         # then measures the scheduler, not the client (we saw 1,500 against
         # 3,700 lines/s from one run to the next).
         os.sched_setaffinity(0, {args.cpu})
-    # The secret comes on stdin, never on a command line others can read.
-    args.secret = sys.stdin.readline().strip()
-    print(json.dumps(asyncio.run(_run(args))), flush=True)
+    server = worker_server(args)
+    print(json.dumps(asyncio.run(_run(args, server))), flush=True)
     return 0
 
 

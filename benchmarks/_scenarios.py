@@ -34,6 +34,7 @@ from ._peers import (
 )
 from ._results import Results, Row, Table
 from ._server import Server, client_cpu, running_sandbox
+from ._workers import run_worker
 
 #: Per-run budget of a scale worker before it is killed.
 WORKER_TIMEOUT = 300.0
@@ -351,16 +352,9 @@ def batches(results: Results, settings: Settings, log: Log) -> None:
 
 
 def _scale_run(server: Server, impl: str, settings: Settings) -> dict[str, Any]:
-    command = [
-        sys.executable,
-        "-m",
-        "benchmarks._scale_worker",
+    arguments = [
         "--impl",
         impl,
-        "--url",
-        server.url,
-        "--key-id",
-        server.key_id,
         "--count",
         str(settings.scale_count),
         "--concurrency",
@@ -371,15 +365,9 @@ def _scale_run(server: Server, impl: str, settings: Settings) -> dict[str, Any]:
         str(server.pid),
     ]
     if client_cpu() is not None:
-        command += ["--cpu", str(client_cpu())]
-    # subprocess.run kills the worker if we are interrupted or it overruns.
-    done = subprocess.run(
-        command,
-        input=server.secret + "\n",
-        capture_output=True,
-        text=True,
-        timeout=WORKER_TIMEOUT,
-        check=False,
+        arguments += ["--cpu", str(client_cpu())]
+    done = run_worker(
+        server, "benchmarks._scale_worker", arguments, timeout=WORKER_TIMEOUT
     )
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
