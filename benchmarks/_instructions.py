@@ -55,7 +55,9 @@ def _count(binary: str, server: Server, impl: str, flows: int) -> int:
     """Instructions the whole worker process ran, buying `flows` lines.
 
     Raises:
-        RuntimeError: the worker failed, overran, or callgrind printed no total.
+        RuntimeError: the worker failed, or callgrind printed no total.
+        subprocess.TimeoutExpired: it ran longer than `COUNT_TIMEOUT`.
+        OSError: valgrind could not be started.
     """
     # One string hash for every run: with random ones, dicts and sets probe
     # differently from one process to the next, and so does the count.
