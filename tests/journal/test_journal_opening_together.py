@@ -10,6 +10,7 @@ the busy timeout has passed.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from pathlib import Path
@@ -57,7 +58,7 @@ def test_openers_of_one_new_file_all_get_it_open(tmp_path: Path) -> None:
         path = tmp_path / f"journal-{trial}.sqlite3"
         failures = _open_together(path)
         assert failures == [], f"trial {trial}: {failures[0]!r}"
-        with sqlite3.connect(path) as connection:
+        with contextlib.closing(sqlite3.connect(path)) as connection:
             assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
