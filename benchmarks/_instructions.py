@@ -34,7 +34,7 @@ from typing import Any
 from ._peers import AiohttpPeer, OursPeer
 from ._results import Results, Row, Table
 from ._server import Server, running_sandbox
-from ._workers import run_worker
+from ._workers import last_words, run_worker
 
 Log = Callable[[str], None]
 
@@ -71,9 +71,9 @@ def _count(binary: str, server: Server, impl: str, flows: int) -> int:
     )
     found = _COLLECTED.search(done.stderr)
     if done.returncode != 0 or found is None:
-        lines = [line for line in done.stderr.splitlines() if "==" not in line[:12]]
-        tail = lines[-1:] or ["no output"]
-        raise RuntimeError(f"callgrind run exited with {done.returncode}: {tail[0]}")
+        raise RuntimeError(
+            f"callgrind run exited with {done.returncode}: {last_words(done)}"
+        )
     return int(found.group(1))
 
 

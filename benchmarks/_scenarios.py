@@ -34,7 +34,7 @@ from ._peers import (
 )
 from ._results import Results, Row, Table
 from ._server import Server, client_cpu, running_sandbox
-from ._workers import run_worker
+from ._workers import last_words, run_worker
 
 #: Per-run budget of a scale worker before it is killed.
 WORKER_TIMEOUT = 300.0
@@ -370,8 +370,7 @@ def _scale_run(server: Server, impl: str, settings: Settings) -> dict[str, Any]:
         server, "benchmarks._scale_worker", arguments, timeout=WORKER_TIMEOUT
     )
     if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"worker exited with {done.returncode}: {tail[0]}")
+        raise RuntimeError(f"worker exited with {done.returncode}: {last_words(done)}")
     data: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return data
 

@@ -10,11 +10,15 @@ command line, the secret on stdin: never on a command line others can read.
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 
 from ._server import Server
+
+#: A line valgrind writes on a process's stderr (``==1234== ...``).
+_VALGRIND_LINE = re.compile(r"^==\d+==")
 
 
 def run_worker(
@@ -56,6 +60,20 @@ def run_worker(
         check=False,
         env=env,
     )
+
+
+def last_words(done: subprocess.CompletedProcess[str]) -> str:
+    """The last line a failed worker wrote: why it failed, for the report.
+
+    From stderr (stdout when stderr is empty), leaving out valgrind's own
+    lines; "no output" when there is none.
+    """
+    lines = [
+        line
+        for line in (done.stderr or done.stdout).strip().splitlines()
+        if not _VALGRIND_LINE.match(line)
+    ]
+    return lines[-1] if lines else "no output"
 
 
 def worker_parser(prog: str) -> argparse.ArgumentParser:
