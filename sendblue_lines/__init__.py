@@ -6,9 +6,8 @@ name starts with an underscore may change without notice.
 
 from __future__ import annotations
 
-import typing
-
-from . import _lazy
+from ._batch import Batch
+from ._results import BatchResult, Plan, ProvisionOutcome
 from ._retry import RetryPolicy
 from ._transport import Attempt
 from ._version import __version__
@@ -35,6 +34,7 @@ from .errors import (
     TokenExpiredError,
     TransportError,
 )
+from .journal import Journal, JournalEntry, PostgresJournal, SQLiteJournal
 from .models import (
     AccountLine,
     LimitWindow,
@@ -43,30 +43,7 @@ from .models import (
     ProvisionedLine,
     ProvisioningLimits,
 )
-
-# The Provisioner with its batch machinery, and the journal (its protocol,
-# its stores and entries, with sqlite3 and their SQL) load on first use
-# (PEP 562): a program that only calls the endpoints needs none of them.
-# Type checkers see plain imports.
-if typing.TYPE_CHECKING:
-    from ._batch import Batch
-    from .journal import Journal, JournalEntry, PostgresJournal, SQLiteJournal
-    from .provisioner import BatchResult, Plan, Provisioner, ProvisionOutcome
-else:
-    #: Each name loaded on first use, and the module it comes from.
-    _LAZY = {
-        "Batch": "._batch",
-        "BatchResult": ".provisioner",
-        "Journal": ".journal",
-        "JournalEntry": ".journal",
-        "Plan": ".provisioner",
-        "PostgresJournal": ".journal",
-        "ProvisionOutcome": ".provisioner",
-        "Provisioner": ".provisioner",
-        "SQLiteJournal": ".journal",
-    }
-    __getattr__, __dir__ = _lazy.lazy_names(__name__, _LAZY, globals())
-
+from .provisioner import Provisioner
 
 __all__ = [
     "APIError",

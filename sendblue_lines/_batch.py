@@ -18,12 +18,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 import anyio
+from anyio.lowlevel import checkpoint_if_cancelled
 
 from ._budget import Reservation
 from ._logging import PROVISIONER, extra, get_logger
 from ._results import Plan, ProvisionOutcome, describe
-from ._telemetry import outcome_of
-from .errors import ConfigurationError, SendblueError
+from .errors import ConfigurationError, SendblueError, outcome_of
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -36,9 +36,8 @@ logger = get_logger(PROVISIONER)
 Opener = Callable[
     [int], Awaitable["tuple[Plan | None, Reservation | None, SendblueError | None]"]
 ]
-#: Runs the next slot of a reservation in a worker; the scope is the worker's
-#: own, which the settler shields while a confirm is in flight.
-Settler = Callable[[Reservation, anyio.CancelScope], Awaitable[ProvisionOutcome]]
+#: Runs the next slot of a reservation, and reports it.
+Settler = Callable[[Reservation], Awaitable[ProvisionOutcome]]
 #: Runs once the batch has ended, with its reservation (a journal's release).
 Closer = Callable[[Reservation], Awaitable[None]]
 
@@ -92,7 +91,6 @@ class Batch:
         self._entered = False
         self._stack: AsyncExitStack | None = None
         self._receive: MemoryObjectReceiveStream[ProvisionOutcome] | None = None
-        self._settled: anyio.Event | None = None
 
     def __repr__(self) -> str:
         return (
@@ -139,7 +137,6 @@ class Batch:
                 self.planned
             )
             self._receive = receive
-            self._settled = anyio.Event()
             stack.callback(self._finish, send, receive)
             if self.planned > 0:
                 group = await stack.enter_async_context(anyio.create_task_group())
@@ -149,7 +146,6 @@ class Batch:
                     group.start_soon(self._work, send)
             else:
                 send.close()
-                self._settled.set()
             self._stack = stack.pop_all()
         return self
 
@@ -164,20 +160,6 @@ class Batch:
             return None
         return await stack.__aexit__(exc_type, exc, tb)
 
-    async def settled(self) -> None:
-        """Wait until every started slot has settled and no other will start.
-
-        Every outcome is then waiting to be iterated over, at once. A
-        consumer that needs them all (as `provision_many` does) wakes up
-        once for the batch rather than once per outcome.
-
-        Raises:
-            ConfigurationError: called outside the batch's `async with` block.
-        """
-        if self._settled is None or self._receive is None:
-            raise ConfigurationError("wait for a batch inside its `async with`")
-        await self._settled.wait()
-
     def __aiter__(self) -> Batch:
         return self
 
@@ -191,10 +173,6 @@ class Batch:
         except anyio.WouldBlock:
             pass
         except (anyio.EndOfStream, anyio.ClosedResourceError):
-            # Once per batch: anyio.lowlevel (dataclasses, sniffio) loads here,
-            # not with `import sendblue_lines`.
-            from anyio.lowlevel import checkpoint_if_cancelled
-
             await checkpoint_if_cancelled()
             raise StopAsyncIteration from None
         try:
@@ -205,42 +183,27 @@ class Batch:
             # iteration, not a quiet StopAsyncIteration, or `provision_many`
             # would return as if every started slot had settled (a line bought
             # meanwhile missing from its result).
-            from anyio.lowlevel import checkpoint_if_cancelled
-
             await checkpoint_if_cancelled()
             raise StopAsyncIteration from None
 
     async def _work(self, send: MemoryObjectSendStream[ProvisionOutcome]) -> None:
-        from anyio.lowlevel import checkpoint_if_cancelled  # see __anext__
-
         reservation = self._reservation
         assert reservation is not None  # noqa: S101 - set before the workers start
         try:
-            # One scope per worker, not one per confirm: the settler shields
-            # it while a confirm is in flight (`CancelScope.shield` can be set
-            # on an entered scope), so that the batch's cancellation reaches
-            # the worker only outside a confirm.
-            with anyio.CancelScope() as guard:
-                while not self._halted and reservation.unstarted > 0:
-                    # A cancellation that came while the last confirm was
-                    # shielded (or before this worker first ran) is taken
-                    # here: a slot's preview is written before its first wait.
-                    await checkpoint_if_cancelled()
-                    outcome = await self._settle(reservation, guard)
-                    if outcome.error is not None and outcome.error.account_level:
-                        self._halt(outcome.index, outcome.error)
-                    # Never blocks: the buffer holds every planned slot.
-                    send.send_nowait(outcome)
-                    # Not kept while the next slot runs: once consumed, an
-                    # outcome belongs to the consumer alone.
-                    del outcome
+            while not self._halted and reservation.unstarted > 0:
+                # A cancellation that came before this worker first ran is
+                # taken here, before a slot starts.
+                await checkpoint_if_cancelled()
+                outcome = await self._settle(reservation)
+                if outcome.error is not None and outcome.error.account_level:
+                    self._halt(outcome.index, outcome.error)
+                # Never blocks: the buffer holds every planned slot.
+                send.send_nowait(outcome)
         finally:
             self._workers -= 1
             if self._workers == 0:
                 reservation.close()
                 send.close()
-                assert self._settled is not None  # noqa: S101 - set with the stream
-                self._settled.set()
 
     async def _close_journal(self, reservation: Reservation) -> None:
         """Run the closer once every slot settled, even when the batch is cancelled."""

@@ -2,7 +2,9 @@
 
 `plan_for` reads `ProvisioningLimits` the way the spec asks (the tighter
 window's `remaining`, or its `limit` when only that is known; unknown limits
-never block) and `limit_error` says why a plan falls short.
+never block), and `refusal` says why a plan falls short, naming the count
+that took the room: the server's, this Provisioner's purchases in flight,
+or (`journal_refusal`) the journal's, counted over every process sharing it.
 
 Pure bookkeeping, no I/O, no awaits inside, so every method is atomic: the
 one place where `max_lines` units and purchases in flight change, and the
@@ -14,21 +16,35 @@ reservation comes after `reserve` (no await between the two), and
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from ._results import Binding, Plan
 from .errors import (
     DailyLimitReachedError,
     MaxLinesReachedError,
     MonthlyLimitReachedError,
     RateLimitError,
+    RefusedBy,
 )
 from .models import LimitWindow, ProvisioningLimits
 
-__all__ = ["Budget", "Reservation", "Slot", "limit_error", "plan_for"]
+__all__ = [
+    "Budget",
+    "Reservation",
+    "Slot",
+    "journal_refusal",
+    "plan_for",
+    "refusal",
+    "room",
+]
 
 
-#: The spec's error codes, which the pre-check's errors carry as the server would.
+#: The spec's error codes, which the Provisioner's refusals carry as the server would.
 _CODES = {"daily": "daily_limit_reached", "monthly": "monthly_limit_reached"}
 _SPANS = {"daily": "rolling 24-hour", "monthly": "rolling 30-day"}
+_CLASSES = {"daily": DailyLimitReachedError, "monthly": MonthlyLimitReachedError}
+#: When the room is held by purchases whose outcome is not known yet.
+_WHEN_SETTLED = "retry when the purchases in flight settle"
 
 
 def _room(window: LimitWindow | None, held: int) -> int | None:
@@ -40,6 +56,14 @@ def _room(window: LimitWindow | None, held: int) -> int | None:
     if window.limit is not None:
         return max(window.limit - held, 0)
     return None
+
+
+def room(limits: ProvisioningLimits) -> int | None:
+    """Lines the tighter window of `limits` leaves; None when neither is known."""
+    known = [
+        r for r in (_room(limits.daily, 0), _room(limits.monthly, 0)) if r is not None
+    ]
+    return min(known) if known else None
 
 
 def plan_for(
@@ -87,40 +111,87 @@ def plan_for(
         binding=binding,
         next_available_at=next_available_at,
         limits=limits,
+        in_flight=held,
     )
 
 
-def limit_error(
+def refusal(
     plan: Plan, max_lines: int | None
 ) -> RateLimitError | MaxLinesReachedError | None:
-    """The error that says why `plan` allows fewer lines than requested, if it does."""
+    """The error that says why `plan` allows fewer lines than requested, if it does.
+
+    A window's refusal names whose count took the room: the server's, or
+    this Provisioner's purchases in flight when the limits alone would have
+    allowed the request.
+    """
     if plan.binding is None:
         return None
-    room = f"room for {plan.allowed} of {plan.requested} line(s)"
+    room_left = f"room for {plan.allowed} of {plan.requested} line(s)"
     if plan.binding == "max_lines":
         cap = max_lines if max_lines is not None else 0
         return MaxLinesReachedError(
-            f"this Provisioner's max_lines={cap} leaves {room}", max_lines=cap
+            f"this Provisioner's max_lines={cap} leaves {room_left}", max_lines=cap
         )
-    window = plan.limits.daily if plan.binding == "daily" else plan.limits.monthly
-    what = f"the {plan.binding} provisioning limit ({_SPANS[plan.binding]} window"
+    alone = plan_for(plan.requested, plan.limits, None).allowed
+    if alone >= plan.requested:
+        held = (
+            f"{plan.in_flight} purchase(s) in flight here hold the rest (GET "
+            f"/accounts/limits does not count them yet); {_WHEN_SETTLED}"
+        )
+        return _limit_error(plan.binding, plan, f"leaves {room_left}: {held}",
+                            None, "in_flight")  # fmt: skip
+    what = "is reached" if plan.allowed == 0 else f"leaves {room_left}"
+    what += " according to GET /accounts/limits"
+    if plan.in_flight:
+        what += f", with {plan.in_flight} purchase(s) in flight here"
+    return _limit_error(plan.binding, plan, what, plan.next_available_at, "server")
+
+
+def journal_refusal(plan: Plan, granted: int, wanted: int) -> RateLimitError:
+    """The error for slots the journal did not grant: other processes hold the room.
+
+    Counted over every process sharing the journal: their open purchases,
+    and those settled after this process's limits read, which it misses.
+    """
+    known = {
+        name: left
+        for name, left in (
+            ("daily", _room(plan.limits.daily, 0)),
+            ("monthly", _room(plan.limits.monthly, 0)),
+        )
+        if left is not None
+    }
+    # The tighter window binds; on a tie the monthly one, as in `plan_for`.
+    name = min(known, key=lambda n: (known[n], n != "monthly")) if known else "daily"
+    window = plan.limits.daily if name == "daily" else plan.limits.monthly
+    what = (
+        f"leaves room for {granted} of {wanted} line(s) once the purchases "
+        "that other processes sharing the journal hold open, or bought after "
+        f"this process's GET /accounts/limits, are counted; {_WHEN_SETTLED}"
+    )
+    next_at = None if window is None else window.next_available_at
+    return _limit_error(name, plan, what, next_at, "journal")
+
+
+def _limit_error(
+    name: str,
+    plan: Plan,
+    what: str,
+    next_available_at: datetime | None,
+    refused_by: RefusedBy,
+) -> RateLimitError:
+    """One refusal of the window `name`: its class, code, words and retry time."""
+    window = plan.limits.daily if name == "daily" else plan.limits.monthly
+    about = f"the {name} provisioning limit ({_SPANS[name]} window"
     if window is not None and window.limit is not None:
-        what += f", {window.limit} line(s)"
-    what += ")"
-    message = (
-        f"{what} is reached" if plan.allowed == 0 else f"{what} leaves {room}"
-    ) + " according to GET /accounts/limits"
-    if plan.next_available_at is not None:
-        message += f"; the next slot opens at {plan.next_available_at.isoformat()}"
-    cls = (
-        DailyLimitReachedError if plan.binding == "daily" else MonthlyLimitReachedError
-    )
-    return cls(
-        message,
-        code=_CODES[plan.binding],
-        limits=plan.limits,
-        next_available_at=plan.next_available_at,
-    )
+        about += f", {window.limit} line(s)"
+    message = f"{about}) {what}"
+    if next_available_at is not None:
+        message += f"; the next slot opens at {next_available_at.isoformat()}"
+    return _CLASSES[name](
+        message, code=_CODES[name], limits=plan.limits,
+        next_available_at=next_available_at, refused_by=refused_by,
+    )  # fmt: skip
 
 
 class Slot:

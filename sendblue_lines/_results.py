@@ -8,7 +8,7 @@ from typing import Literal
 import attrs
 
 from ._repr import fields_repr
-from .errors import SendblueError
+from .errors import SendblueError, outcome_of
 from .models import ProvisionedLine, ProvisioningLimits
 
 __all__ = ["BatchResult", "Binding", "Plan", "ProvisionOutcome", "describe"]
@@ -54,7 +54,7 @@ class ProvisionOutcome:
         A line, a `ProvisioningFailedError` (a subscription exists) or an
         `OutcomeUnknownError` (most likely bought).
         """
-        return self.line is not None or (self.error is not None and self.error.charged)
+        return outcome_of(self.error) != "not_bought"
 
 
 def describe(outcome: ProvisionOutcome) -> str:
@@ -103,7 +103,9 @@ class Plan:
     it fits or the limits are unknown. `next_available_at` is when the
     binding window frees its next slot, if the server said. `limits` is what
     was read (both windows None when the limits are unknown, which never
-    blocks: the server still enforces them).
+    blocks: the server still enforces them). `in_flight` counts this
+    Provisioner's purchases still in flight when the plan was made: the
+    limits read does not count them yet, so their room came off `allowed`.
     """
 
     __repr__ = fields_repr
@@ -113,6 +115,7 @@ class Plan:
     binding: Binding | None
     next_available_at: datetime | None
     limits: ProvisioningLimits
+    in_flight: int = 0
 
     @property
     def blocked(self) -> bool:

@@ -13,9 +13,8 @@ cancellation once it has recorded what happened.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Awaitable, Coroutine
-from typing import Any, Final, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
@@ -29,72 +28,12 @@ _running: set[asyncio.Task[Any]] = set()
 UNWIND_SECONDS = 1.0
 
 
-#: Tasks may start eagerly (3.12+): run at once up to their first wait,
-#: instead of one event-loop pass later.
-_EAGER: Final = sys.version_info >= (3, 12)
-
-
 def start(coro: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
     """Run `coro` as a task of its own, strongly referenced until it is done."""
     task = asyncio.get_running_loop().create_task(coro)
     _running.add(task)
     task.add_done_callback(_running.discard)
     return task
-
-
-def start_shielded(
-    coro: Coroutine[Any, Any, _T],
-) -> tuple[asyncio.Task[_T], asyncio.Future[_T]]:
-    """Run `coro` as a task of its own; return it and a future of its outcome.
-
-    Awaiting the future is `asyncio.shield(task)` for less: cancelling the
-    awaiting caller cancels only the future, never the task. The task hands
-    its outcome to the future in its own last step, so the caller resumes on
-    the next pass of the event loop (a shield takes two more), and on Python
-    3.12+ the task starts eagerly, running up to its first wait at once, as
-    the same code awaited inline would. The task stays strongly referenced
-    until done, and its exception counts as retrieved (the future has it).
-    """
-    loop = asyncio.get_running_loop()
-    outcome: asyncio.Future[_T] = asyncio.Future(loop=loop)
-    wrapped = _settle_into(coro, outcome)
-    if loop.get_task_factory() is not None:
-        # A loop's own task factory (instrumentation) is respected.
-        task: asyncio.Task[_T] = loop.create_task(wrapped)
-    elif _EAGER:
-        task = asyncio.Task(wrapped, loop=loop, eager_start=True)  # type: ignore[call-arg,unused-ignore]
-    else:
-        # What `loop.create_task` makes without a task factory, made directly.
-        task = asyncio.Task(wrapped, loop=loop)
-    if task.done():
-        _forget(task)
-    else:
-        _running.add(task)
-        task.add_done_callback(_forget)
-    return task, outcome
-
-
-async def _settle_into(
-    coro: Coroutine[Any, Any, _T], outcome: asyncio.Future[_T]
-) -> _T:
-    try:
-        result = await coro
-    except BaseException as exc:
-        if not outcome.done():
-            if isinstance(exc, asyncio.CancelledError):
-                outcome.cancel()
-            else:
-                outcome.set_exception(exc)
-        raise
-    if not outcome.done():
-        outcome.set_result(result)
-    return result
-
-
-def _forget(task: asyncio.Task[Any]) -> None:
-    _running.discard(task)
-    if not task.cancelled():
-        task.exception()  # retrieved: its outcome went to the awaited future
 
 
 async def wait_through(task: asyncio.Task[Any], seconds: float) -> bool:

@@ -25,22 +25,19 @@ import hashlib
 import sys
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-from .errors import OutcomeUnknownError, ProvisioningFailedError, SendblueError
+from .errors import Outcome, SendblueError, outcome_of
 
 __all__ = [
     "CONFIRM_SPAN",
-    "OUTCOMES",
     "PROVISION_SPAN",
-    "Outcome",
     "Scope",
     "confirming",
     "current",
     "fingerprint",
     "note_attempt",
     "note_token",
-    "outcome_of",
     "purchase",
     "settle",
 ]
@@ -49,14 +46,6 @@ PROVISION_SPAN: Final = "sendblue_lines.provision"
 CONFIRM_SPAN: Final = "sendblue_lines.confirm"
 #: The instrumentation scope our spans are made under.
 TRACER_NAME: Final = "sendblue_lines"
-
-Outcome = Literal["bought", "not_bought", "provisioning_failed", "unknown"]
-OUTCOMES: Final[tuple[Outcome, ...]] = (
-    "bought",
-    "not_bought",
-    "provisioning_failed",
-    "unknown",
-)
 
 #: Span attribute names, one per fact.
 ATTR_SLOT: Final = "sendblue_lines.slot"
@@ -74,21 +63,6 @@ def fingerprint(token: str) -> str:
     turned back into it, and it is enough to tell tokens apart in a trace.
     """
     return hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
-
-
-def outcome_of(error: BaseException | None) -> Outcome:
-    """What an error means for money: the four outcomes of a purchase."""
-    if error is None:
-        return "bought"
-    if isinstance(error, ProvisioningFailedError):
-        return "provisioning_failed"
-    if isinstance(error, OutcomeUnknownError):
-        return "unknown"
-    if isinstance(error, SendblueError):
-        # By the client's rules every other error of a confirm means that
-        # nothing was bought (design: the error hierarchy).
-        return "not_bought"
-    return "unknown"
 
 
 class Scope:
@@ -296,7 +270,7 @@ def note_token(token: str) -> None:
         scope.hold(token)
 
 
-def settle(error: BaseException | None) -> None:
+def settle(error: SendblueError | None) -> None:
     """Record the outcome of the purchase in this context (None: a line)."""
     scope = _current.get()
     if scope is not None:

@@ -39,7 +39,8 @@ carries a credential in its message or attributes.
 
 What each class means is said once, on the class (`charged`,
 `account_level`, `refused`, `transient`; see `SendblueError`): the rest of
-the package asks the class, never an HTTP status.
+the package asks the class, never an HTTP status. What a purchase did to
+money is said once too, by `outcome_of`, from those flags.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from http import HTTPStatus
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 __all__ = [
     "APIError",
@@ -92,6 +93,12 @@ def excerpt(text: str | None, limit: int = RAW_EXCERPT_LIMIT) -> str | None:
     return text[:limit] + f"... [{len(text) - limit} more characters]"
 
 
+#: What a purchase did to money (see `outcome_of`).
+Outcome = Literal["bought", "not_bought", "provisioning_failed", "unknown"]
+#: Whose count refused a purchase for want of room (see `RateLimitError`).
+RefusedBy = Literal["server", "in_flight", "journal"]
+
+
 class SendblueError(Exception):
     """The base of every error sendblue-lines raises (cancellation aside).
 
@@ -103,8 +110,9 @@ class SendblueError(Exception):
     charged: ClassVar[bool] = False
     #: About the account, not one purchase: a batch starts no further slot.
     account_level: ClassVar[bool] = False
-    #: Refused, or stopped before sending: certainly nothing happened.
-    refused: ClassVar[bool] = False
+    #: Refused, or stopped before sending: certainly nothing happened (set
+    #: per error where only the instance knows, as `TransportError.sent`).
+    refused: bool = False
 
     @property
     def transient(self) -> bool:
@@ -150,7 +158,7 @@ class TransportError(SendblueError):
 
     `sent` is False only when the request certainly never reached the server
     (connection refused, DNS failure, connect timeout); True means it may
-    have been received and acted on.
+    have been received and acted on. `refused` is ``not sent``.
     """
 
     @property
@@ -161,6 +169,7 @@ class TransportError(SendblueError):
     def __init__(self, message: str, *, sent: bool, method: str, path: str) -> None:
         super().__init__(message)
         self.sent = sent
+        self.refused = not sent
         self.method = method
         self.path = path
 
@@ -268,10 +277,16 @@ class TokenExpiredError(APIError):
 class RateLimitError(APIError):
     """429: a provisioning limit is reached. Nothing was charged.
 
-    Also raised by the Provisioner's limits pre-check, before any preview,
-    with `status` 429. `limits` holds the `ProvisioningLimits` that were read
-    (None when the server said so itself), `next_available_at` when the next
-    slot opens, if known.
+    Also raised by the Provisioner before any confirm, with `status` 429,
+    when the room a window leaves is taken. `refused_by` names the count
+    that took it: ``"server"`` (the server's own count: its 429, or
+    ``GET /accounts/limits``), ``"in_flight"`` (this Provisioner's purchases
+    still in flight, which that read does not count yet: retry when they
+    settle) or ``"journal"`` (purchases that other processes, or other
+    Provisioners, sharing the journal hold open or bought after that read).
+    `limits` holds the `ProvisioningLimits` that were read (None when the
+    server said so itself), `next_available_at` when the next slot opens,
+    if known (None while purchases in flight hold the room).
     """
 
     account_level = True
@@ -286,10 +301,12 @@ class RateLimitError(APIError):
         path: str | None = None,
         limits: Any = None,
         next_available_at: datetime | None = None,
+        refused_by: RefusedBy = "server",
     ) -> None:
         super().__init__(message, status=status, code=code, body=body, path=path)
         self.limits = limits
         self.next_available_at = next_available_at
+        self.refused_by = refused_by
 
 
 class DailyLimitReachedError(RateLimitError):
@@ -347,7 +364,10 @@ class OutcomeUnknownError(SendblueError):
     `preview_token` is the token that was confirmed, `first_sent_at` when it
     was first sent (UTC), `attempts` how many times it was sent, `reason`
     what made the outcome unclear, and `status`/`raw` the last answer if
-    there was one.
+    there was one. `evidence` is what ``GET /api/v2/lines/state`` showed
+    when a journaled purchase looked (the account's lines that no recorded
+    purchase accounts for), None when nobody looked; the message says what
+    it suggests.
     """
 
     charged = True
@@ -362,18 +382,19 @@ class OutcomeUnknownError(SendblueError):
         attempts: int,
         status: int | None = None,
         raw: str | None = None,
+        evidence: tuple[Mapping[str, Any], ...] | None = None,
     ) -> OutcomeUnknownError:
         """The error for a confirm of `token` whose outcome is unknown, by `reason`."""
         return cls(
             f"the outcome of confirming token {short_token(token)} is unknown: "
-            f"{reason}. A line was most likely bought and charged; check the "
-            "account before buying again.",
+            f"{reason}. {_what_evidence_shows(evidence)}",
             preview_token=token,
             first_sent_at=first_sent_at,
             attempts=attempts,
             reason=reason,
             status=status,
             raw=raw,
+            evidence=evidence,
         )
 
     def __init__(
@@ -386,6 +407,7 @@ class OutcomeUnknownError(SendblueError):
         reason: str,
         status: int | None = None,
         raw: str | None = None,
+        evidence: tuple[Mapping[str, Any], ...] | None = None,
     ) -> None:
         super().__init__(message)
         self.preview_token = preview_token
@@ -394,6 +416,46 @@ class OutcomeUnknownError(SendblueError):
         self.reason = reason
         self.status = status
         self.raw = excerpt(raw)
+        self.evidence = evidence
+
+    def looked_at(
+        self, evidence: tuple[Mapping[str, Any], ...] | None
+    ) -> OutcomeUnknownError:
+        """The same error, with what the account's lines showed (None: not seen)."""
+        error = self.for_token(
+            self.preview_token, self.reason, first_sent_at=self.first_sent_at,
+            attempts=self.attempts, status=self.status, raw=self.raw,
+            evidence=evidence,
+        )  # fmt: skip
+        error.__cause__ = self.__cause__
+        return error
+
+
+def _what_evidence_shows(evidence: tuple[Mapping[str, Any], ...] | None) -> str:
+    """The sentence that tells a person what to believe, and what to check."""
+    if evidence is None:
+        return (
+            "A line was most likely bought and charged; check the account before "
+            "buying again."
+        )
+    if not evidence:
+        return (
+            "GET /api/v2/lines/state lists no line that this purchase could have "
+            "bought: most likely nothing was bought, but a provisioning failure "
+            "charges without a line, so check the account's billing for a new "
+            "subscription before buying again."
+        )
+    shown = [
+        str(line.get("sendblue_number") or line.get("worker_id")) for line in evidence
+    ]
+    numbers = ", ".join(shown[:3]) + (
+        f" and {len(shown) - 3} more" if shown[3:] else ""
+    )
+    return (
+        f"GET /api/v2/lines/state lists {len(evidence)} line(s) that no recorded "
+        f"purchase accounts for ({numbers}): one of them may be this purchase's; "
+        "check the account before buying again."
+    )
 
 
 class DeclinedError(SendblueError):
@@ -435,7 +497,10 @@ class JournalError(SendblueError):
     sendblue-lines, or a journal bound to another account. `backend` is
     ``"sqlite"`` or ``"postgresql"``, `location` where the journal lives (a
     path, or a DSN with its password removed), `operation` what was being
-    done. The driver's exception, if any, is the `__cause__`.
+    done. The driver's exception, if any, is the `__cause__`. `refused` is
+    True when a rule of the journal refused the operation (a token already
+    recorded, a final state changed): then it certainly wrote nothing; a
+    failed store may have committed before it failed.
 
     Nothing here ever carries a credential: the API secret is never stored in
     a journal, and a DSN's password is redacted from every message.
@@ -448,8 +513,49 @@ class JournalError(SendblueError):
         backend: str,
         location: str,
         operation: str,
+        refused: bool = False,
     ) -> None:
         super().__init__(message)
         self.backend = backend
         self.location = location
         self.operation = operation
+        self.refused = refused
+
+
+def outcome_of(error: SendblueError | None) -> Outcome:
+    """Say what a purchase that ended in `error` did to money (None: a line).
+
+    ``"bought"``, ``"provisioning_failed"`` (a subscription without a line),
+    ``"unknown"`` (an `OutcomeUnknownError`: most likely bought) or
+    ``"not_bought"``. The `Provisioner` ends every purchase whose confirm may
+    have charged in one of the two `charged` errors, so every other error of
+    a purchase means that nothing was bought. The journal's entry states,
+    the telemetry's outcome and `ProvisionOutcome.charged` all read it here.
+    """
+    if error is None:
+        return "bought"
+    if isinstance(error, ProvisioningFailedError):
+        return "provisioning_failed"
+    return "unknown" if error.charged else "not_bought"
+
+
+def confirm_error(
+    failure: BaseException, token: str, first_sent_at: datetime
+) -> SendblueError:
+    """The error a purchase ends in when confirming `token` failed with `failure`.
+
+    One of ours that proves nothing was bought (`refused`) or that money
+    moved (`charged`) stands; anything else, our own or from outside the
+    hierarchy, is an `OutcomeUnknownError`: the confirm may have left. A
+    foreign exception is named by its type only and never chained, since it
+    may hold the request's headers.
+    """
+    if isinstance(failure, SendblueError) and (failure.refused or failure.charged):
+        return failure
+    unknown = OutcomeUnknownError.for_token(
+        token, f"the confirm failed with {type(failure).__name__}",
+        first_sent_at=first_sent_at, attempts=1,
+    )  # fmt: skip
+    if isinstance(failure, SendblueError):
+        unknown.__cause__ = failure
+    return unknown

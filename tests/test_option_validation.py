@@ -163,6 +163,7 @@ def test_expiry_margin_is_checked(client: LinesClient, value: Any) -> None:
     "value",
     [
         pytest.param(False, id="false"),
+        pytest.param(0, id="zero"),
         pytest.param(0.0, id="zero-float"),
         pytest.param(3, id="int"),
         pytest.param("0", id="str"),
@@ -170,16 +171,16 @@ def test_expiry_margin_is_checked(client: LinesClient, value: Any) -> None:
     ],
 )
 def test_no_lines_retry_is_checked(client: LinesClient, value: Any) -> None:
-    """no_lines_retry is a RetryPolicy, the int 0 or None, not a value equal to 0."""
+    """no_lines_retry is a RetryPolicy or None, nothing else."""
     with pytest.raises(ConfigurationError, match="no_lines_retry"):
         Provisioner(client, no_lines_retry=value)
 
 
-@pytest.mark.parametrize("value", [0, None, RetryPolicy()])
+@pytest.mark.parametrize("value", [None, RetryPolicy()])
 def test_no_lines_retry_accepts_its_documented_values(
     client: LinesClient, value: Any
 ) -> None:
-    """0, None and a RetryPolicy are the documented values."""
+    """None and a RetryPolicy are the documented values."""
     Provisioner(client, no_lines_retry=value)
 
 

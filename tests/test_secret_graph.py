@@ -319,7 +319,7 @@ async def test_the_provisioners_errors_and_batch_outcomes_hold_no_secret(
     heard: list[Any] = []
     async with echoing(**modes) as server, client_for(server.url) as client:
         provisioner = Provisioner(
-            client, on_outcome=heard.append, max_repreviews=0, no_lines_retry=0
+            client, on_outcome=heard.append, max_repreviews=0, no_lines_retry=None
         )
         single = await failure(provisioner.provision())
         batch = await provisioner.provision_many(2, concurrency=2)

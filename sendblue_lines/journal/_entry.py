@@ -95,4 +95,4 @@ class NewSlot:
     account: str
     owner: str
     room: int | None
-    since: datetime | None = None
+    since: int | None = None

@@ -12,9 +12,10 @@ LOCKED`` (claimers never wait on each other) and judges them again in the
 statement that takes them over, on a fresh snapshot, so a purchase is never
 taken from an owner that just claimed it. Liveness is a lease in ``owners``,
 renewed by `PostgresJournal.renew` (and by every reservation), and judged by
-the database's clock, ``now()``, never by a worker's. The same clock stamps
-outcomes and `PostgresJournal.mark`, so a reservation's count of what settled
-since its mark compares two stamps of one clock (see `_rules`).
+the database's clock, ``now()``, never by a worker's. The order of settled
+purchases (`Journal.mark`) is a sequence, ``settled_order``: a value is
+handed out when an outcome is written, after its confirm's answer came, so
+one at or below a mark was taken before the mark was read (see `_rules`).
 """
 
 from __future__ import annotations
@@ -22,14 +23,13 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio
 
 from ..errors import ConfigurationError, JournalError
-from ._base import StoreJournal
 from ._entry import JournalEntry
+from ._journal import Journal
 from ._rules import (
     OPEN_OUTCOME_STATES,
     Intent,
@@ -45,7 +45,8 @@ from ._schema import (
     counted,
     entry_from_row,
     postgres_ddl,
-    schema_problem,
+    postgres_upgrades,
+    stored_version,
 )
 
 __all__ = ["PostgresJournal", "redact_dsn"]
@@ -91,7 +92,7 @@ async def _keep_session(connection: Any) -> None:
     """
 
 
-class PostgresJournal(StoreJournal):
+class PostgresJournal(Journal):
     """The purchase journal of a fleet: one PostgreSQL schema shared by every worker.
 
     ``PostgresJournal(dsn)`` opens its own small pool and closes it with the
@@ -105,9 +106,9 @@ class PostgresJournal(StoreJournal):
     orphan that exactly one survivor claims. `account`, when given, binds
     the journal to one API key id, as for `SQLiteJournal`.
 
-    Its clock is the database's ``now()``: it stamps `JournalEntry.settled_at`
-    and `mark`, and judges leases, so the clocks of the fleet's hosts never
-    meet in one comparison. A reservation renews the owner's lease and gives
+    Its clock is the database's ``now()``: it stamps the entries' times and
+    judges leases, so the clocks of the fleet's hosts never meet in one
+    comparison. A reservation renews the owner's lease and gives
     back the reserved slots of owners whose lease ran out; `record_intent`
     renews the slot owner's lease.
 
@@ -314,16 +315,17 @@ class PostgresJournal(StoreJournal):
                 row["key"]: row["value"]
                 for row in await connection.fetch(f"SELECT key, value FROM {s}.meta")
             }
-        problem = schema_problem(meta.get("schema_version"), self._location)
-        if problem is not None:
-            raise Refused(problem)
+        version = stored_version(meta.get("schema_version"), self._location)
         for statement in postgres_ddl(s):
             await connection.execute(statement)
-        await connection.execute(
-            f"INSERT INTO {s}.meta (key, value) VALUES ('schema_version', $1) "
-            "ON CONFLICT (key) DO NOTHING",
-            str(SCHEMA_VERSION),
-        )
+        if version < SCHEMA_VERSION:
+            for statement in postgres_upgrades(s):
+                await connection.execute(statement)
+            await connection.execute(
+                f"INSERT INTO {s}.meta (key, value) VALUES ('schema_version', $1) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                str(SCHEMA_VERSION),
+            )
         if self._account is None:
             return
         await connection.execute(
@@ -357,18 +359,21 @@ class PostgresJournal(StoreJournal):
             self._lease,
         )
 
-    async def mark(self) -> datetime:
-        """Return the database's ``now()``, the clock `settled_at` is stamped with.
+    async def mark(self) -> int:
+        """Return the last value of the order of settled purchases (see `Journal.mark`).
 
         Raises:
             JournalError: the database failed or the journal is not open.
         """
 
-        async def work(connection: Any) -> datetime:
-            moment: datetime = await connection.fetchval("SELECT now()")
-            return moment
+        async def work(connection: Any) -> int:
+            mark = await connection.fetchval(
+                "SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
+                f"FROM {self._qualified}.settled_order"
+            )
+            return int(mark)
 
-        return await self._run_one("mark the time", work)
+        return await self._run_one("mark the journal's place", work)
 
     async def _taking(self, connection: Any, request: SlotRequest) -> int:
         """Lock the account and count what takes room on it (see `_reserve`).
@@ -399,12 +404,9 @@ class PostgresJournal(StoreJournal):
             "AND p.state = 'reserved' AND NOT EXISTS (SELECT 1 FROM "
             f"{s}.owners o WHERE o.owner = p.owner AND o.lease_until > now()) "
             f"RETURNING p.id) SELECT count(*) FROM {s}.purchases WHERE account = $1 "
-            f"AND {counted('$2', '$3::timestamptz', '$4::timestamptz')} "
-            "AND id NOT IN (SELECT id FROM dead)",
+            f"AND {counted('$2::bigint')} AND id NOT IN (SELECT id FROM dead)",
             account,
-            owner,
-            None if since is None else since.own,
-            None if since is None else since.others,
+            since,
         )
         return int(taking)
 
@@ -515,7 +517,8 @@ class PostgresJournal(StoreJournal):
             "worker_id = $3, subscription_id = $4, error_code = $5, "
             "message = $6, attempts = COALESCE($7, attempts), "
             "first_sent_at = COALESCE($8, first_sent_at), "
-            "settled_at = now(), evidence = COALESCE($9, evidence) "
+            "settled_at = now(), evidence = COALESCE($9, evidence), "
+            f"settled_seq = nextval('{s}.settled_order') "
         )
         opened = ", ".join(f"'{state}'" for state in OPEN_OUTCOME_STATES)
 

@@ -10,17 +10,12 @@ and then reserves. A purchase of another process that charged after the
 server answered that read, and was settled before the reservation, is in
 neither the read's ``used`` nor the journal's open purchases. So a
 reservation also counts the entries that may have charged (`CHARGED_STATES`)
-and were settled at or after a *mark*: the journal's own clock
-(`Journal.mark`), read before the limits were. An outcome is written after
-its confirm's answer came, so one settled before the mark charged before the
-read began and the read counts it; one settled later may not be in it and is
-counted here. Both stamps come from the journal's one clock (the database's
-``now()`` for PostgreSQL, the host's for SQLite), never from two hosts'.
-`CLOCK_MARGIN` widens the window for other owners' entries, in case that
-clock stepped back between the two stamps: counting a purchase twice only
-declines a slot, missing one meets a 429. A process's own entries are judged
-without the margin, so that purchases made one after another by one process
-are not counted twice near the limit.
+and were settled after a *mark* (`Journal.mark`), read before the limits
+were. Marks and outcomes share one order, the journal's own order of
+settled purchases, never a clock: an outcome is written after its confirm's
+answer came, so one at or before the mark charged before the limits request
+was sent, and the server counts it; one after the mark may be missing from
+the read, and is counted here.
 
 Who may write an outcome. An entry has one owner at a time: the process that
 wrote its intent, until a survivor's `Journal.claim_orphans` takes it over
@@ -48,7 +43,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, overload
 
 import attrs
@@ -58,17 +53,16 @@ from ._entry import OUTCOME_STATES, EntryState
 
 __all__ = [
     "CHARGED_STATES",
-    "CLOCK_MARGIN",
     "FINAL_STATES",
     "OPEN_OUTCOME_STATES",
     "PROOF_STATES",
     "Intent",
     "Outcome",
     "Refused",
-    "Since",
     "SlotRequest",
     "check_account",
     "check_token_free",
+    "storable",
     "utc",
 ]
 
@@ -83,8 +77,6 @@ OPEN_OUTCOME_STATES: tuple[EntryState, ...] = ("pending", "unknown")
 PROOF_STATES = frozenset({"bought", "provisioning_failed"})
 #: Settled states whose confirm may have charged (and so count on the limits).
 CHARGED_STATES: tuple[EntryState, ...] = ("bought", "provisioning_failed", "unknown")
-#: How far before a mark other owners' settled purchases still count.
-CLOCK_MARGIN = timedelta(seconds=2)
 
 
 class Refused(Exception):
@@ -106,22 +98,6 @@ def utc(moment: datetime | None) -> datetime | None:
     return moment.astimezone(timezone.utc)
 
 
-@attrs.frozen
-class Since:
-    """From when settled purchases count in a reservation: own and other owners'."""
-
-    own: datetime
-    others: datetime
-
-    @classmethod
-    def of(cls, mark: datetime | None) -> Since | None:
-        """The window of a reservation made after the mark `mark` (None: none)."""
-        moment = utc(mark)
-        if moment is None:
-            return None
-        return cls(own=moment, others=moment - CLOCK_MARGIN)
-
-
 def check_account(bound: str | None, account: str) -> None:
     """Refuse `account` on a journal bound to another key id."""
     if bound is not None and account != bound:
@@ -137,7 +113,7 @@ class SlotRequest:
     owner: str
     wanted: int
     room: int | None
-    since: Since | None
+    since: int | None
 
     @classmethod
     def of(
@@ -146,7 +122,7 @@ class SlotRequest:
         owner: str,
         wanted: int,
         room: int | None,
-        since: datetime | None,
+        since: int | None,
     ) -> SlotRequest:
         """Check a reservation's counts.
 
@@ -161,7 +137,7 @@ class SlotRequest:
             raise Refused(msg)
         return cls(
             account=account, owner=owner, wanted=wanted, room=room,
-            since=Since.of(since),
+            since=since,
         )  # fmt: skip
 
     def granted(self, counted: int) -> int:
@@ -182,6 +158,30 @@ class Intent:
     preview_token: str
     expires_at: datetime
     first_sent_at: datetime | None
+
+    @classmethod
+    def of(
+        cls,
+        slot_id: int | None,
+        preview_token: str,
+        expires_at: datetime,
+        first_sent_at: datetime | None,
+    ) -> Intent:
+        """Check an intent on its own (before the slot is read).
+
+        Raises:
+            Refused: a token that a store cannot hold exactly: resending a
+                token changed to store it would confirm another token.
+        """
+        if "\x00" in preview_token:
+            msg = (
+                "the preview token holds a NUL character, which a journal cannot store"
+            )
+            raise Refused(msg)
+        return cls(
+            slot_id=slot_id, preview_token=preview_token, expires_at=expires_at,
+            first_sent_at=first_sent_at,
+        )  # fmt: skip
 
     def check_slot(self, state: str | None) -> None:
         """Refuse a slot whose stored state is not reserved (None: no such slot)."""
@@ -240,11 +240,11 @@ class Outcome:
             raise Refused(msg)
         return cls(
             state=state,
-            phone_number=None if line is None else line.phone_number,
-            worker_id=None if line is None else line.worker_id,
-            subscription_id=None if line is None else line.subscription_id,
-            error_code=error_code,
-            message=message,
+            phone_number=None if line is None else storable(line.phone_number),
+            worker_id=None if line is None else storable(line.worker_id),
+            subscription_id=None if line is None else storable(line.subscription_id),
+            error_code=storable(error_code),
+            message=storable(message),
             attempts=attempts,
             first_sent_at=utc(first_sent_at),
             evidence=_dump_evidence(evidence) if evidence else None,
@@ -296,6 +296,22 @@ class Outcome:
         if current in FINAL_STATES and self.state != current:
             msg = f"the outcome {current!r} is final and cannot become {self.state!r}"
             raise Refused(msg)
+
+
+@overload
+def storable(text: str) -> str: ...
+@overload
+def storable(text: None) -> None: ...
+def storable(text: str | None) -> str | None:
+    """`text` as both stores can hold it: a NUL (which PostgreSQL refuses) escaped.
+
+    Server text reaches the journal (an error's message, a line's ids), and
+    valid JSON may carry a NUL; written as the six characters of its JSON
+    escape, the facts stay readable instead of failing the write.
+    """
+    if text is None or "\x00" not in text:
+        return text
+    return text.replace("\x00", "\\u0000")
 
 
 def _dump_evidence(evidence: Sequence[Mapping[str, Any]]) -> str:

@@ -1,11 +1,19 @@
 """The journal's schema, its version, and the rows it holds.
 
-Version 1. A ``meta`` table holds ``schema_version`` (and ``account`` when
-the journal is bound to one API key id); ``purchases`` holds one row per
-purchase slot: ``reserved`` (granted by `Journal.reserve`, no token yet),
-then ``pending`` once its intent is written, then one of the outcome
-states. A journal whose version is newer than this code's is refused, never
-downgraded; an older one would be migrated here (there is none yet).
+A ``meta`` table holds ``schema_version`` (and ``account`` when the journal
+is bound to one API key id); ``purchases`` holds one row per purchase slot:
+``reserved`` (granted by `Journal.reserve`, no token yet), then ``pending``
+once its intent is written, then one of the outcome states, with
+``settled_seq``, its place in the journal's order of settled purchases.
+
+Every journal is made the same way: the tables of version 1, then each
+upgrade in turn, so that a new journal and one written by an earlier
+version end in the same schema, every entry kept. A journal whose version
+is newer than this code's is refused, never downgraded.
+
+- version 1: the tables;
+- version 2: ``settled_seq`` (the order `Journal.mark` reads), replacing
+  the wall-clock ``settled_at`` in the count of settled purchases.
 """
 
 from __future__ import annotations
@@ -17,21 +25,23 @@ from typing import Any
 
 from ..models import ProvisionedLine
 from ._entry import ENTRY_STATES, EntryState, JournalEntry
-from ._rules import CHARGED_STATES
+from ._rules import CHARGED_STATES, Refused
 
 __all__ = [
     "COLUMNS",
     "SCHEMA_VERSION",
     "SQLITE_DDL",
+    "SQLITE_UPGRADES",
     "counted",
     "entry_from_row",
     "newer_schema_message",
     "postgres_ddl",
-    "schema_problem",
+    "postgres_upgrades",
+    "stored_version",
 ]
 
 #: The schema version this code writes and understands.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: The columns of ``purchases`` that make a `JournalEntry`, in this order.
 COLUMNS = (
@@ -41,13 +51,6 @@ COLUMNS = (
 )
 
 _STATES_SQL = ", ".join(f"'{state}'" for state in ("reserved", *ENTRY_STATES))
-
-# A reservation counts the purchases settled since its mark (see `_rules`).
-# An index only: a version-1 journal gains it on open, older code ignores it.
-_SETTLED_INDEX = (
-    "CREATE INDEX IF NOT EXISTS purchases_settled ON {schema}purchases "
-    "(account, settled_at)"
-)
 
 SQLITE_DDL = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -70,7 +73,13 @@ SQLITE_DDL = (
         evidence TEXT NOT NULL DEFAULT '[]'
     )""",
     "CREATE INDEX IF NOT EXISTS purchases_open ON purchases (account, state)",
-    _SETTLED_INDEX.format(schema=""),
+)
+
+#: What turns a version-1 SQLite journal into the current one.
+SQLITE_UPGRADES = (
+    "DROP INDEX IF EXISTS purchases_settled",
+    "ALTER TABLE purchases ADD COLUMN settled_seq INTEGER",
+    "CREATE INDEX purchases_settled ON purchases (settled_seq)",
 )
 
 
@@ -105,22 +114,30 @@ def postgres_ddl(schema: str) -> tuple[str, ...]:
         )""",
         f"CREATE INDEX IF NOT EXISTS purchases_open ON {schema}.purchases "
         "(account, state)",
-        _SETTLED_INDEX.format(schema=f"{schema}."),
     )
 
 
-def counted(owner: str, own: str, others: str) -> str:
+def postgres_upgrades(schema: str) -> tuple[str, ...]:
+    """What turns a version-1 PostgreSQL journal in `schema` into the current one."""
+    return (
+        f"DROP INDEX IF EXISTS {schema}.purchases_settled",
+        f"ALTER TABLE {schema}.purchases ADD COLUMN settled_seq bigint",
+        f"CREATE INDEX purchases_settled ON {schema}.purchases (settled_seq)",
+        f"CREATE SEQUENCE {schema}.settled_order",
+    )
+
+
+def counted(since: str) -> str:
     """The condition on ``purchases`` of the rows a reservation counts.
 
     The open ones (reserved or pending), and those that may have charged
-    settled at or after the time `own` (rows of `owner`) or `others` (rows
-    of other owners); see `_rules`. The arguments are the backend's
-    placeholders; a NULL time counts no settled row.
+    settled after the mark `since` (a placeholder of the backend; NULL
+    counts no settled row); see `_rules`.
     """
     charged = ", ".join(f"'{state}'" for state in CHARGED_STATES)
     return (
         f"(state IN ('reserved', 'pending') OR (state IN ({charged}) "
-        f"AND settled_at >= CASE WHEN owner = {owner} THEN {own} ELSE {others} END))"
+        f"AND settled_seq > {since}))"
     )
 
 
@@ -133,19 +150,26 @@ def newer_schema_message(found: str, where: str) -> str:
     )
 
 
-def schema_problem(found: str | None, where: str) -> str | None:
-    """Say what is wrong with a stored schema version, or None if it is usable."""
+def stored_version(found: str | None, where: str) -> int:
+    """The usable schema version of a journal (0 for a new one).
+
+    Raises:
+        Refused: the stored version is unreadable, unknown, or newer than
+            this code's.
+    """
     if found is None:
-        return None
+        return 0
     try:
         version = int(found)
     except ValueError:
-        return f"the journal at {where} has an unreadable schema version {found!r}"
+        msg = f"the journal at {where} has an unreadable schema version {found!r}"
+        raise Refused(msg) from None
     if version > SCHEMA_VERSION:
-        return newer_schema_message(found, where)
+        raise Refused(newer_schema_message(found, where))
     if version < 1:
-        return f"the journal at {where} has an unknown schema version {found!r}"
-    return None
+        msg = f"the journal at {where} has an unknown schema version {found!r}"
+        raise Refused(msg)
+    return version
 
 
 def _moment(value: Any) -> datetime | None:

@@ -33,8 +33,8 @@ import anyio.to_thread
 
 from .. import _clock
 from ..errors import JournalError
-from ._base import StoreJournal
 from ._entry import JournalEntry
+from ._journal import Journal
 from ._owner import process_alive
 from ._rules import (
     Intent,
@@ -49,9 +49,10 @@ from ._schema import (
     COLUMNS,
     SCHEMA_VERSION,
     SQLITE_DDL,
+    SQLITE_UPGRADES,
     counted,
     entry_from_row,
-    schema_problem,
+    stored_version,
 )
 
 __all__ = ["SQLiteJournal"]
@@ -100,7 +101,7 @@ def _immediate(connection: sqlite3.Connection) -> Iterator[None]:
         raise
 
 
-class SQLiteJournal(StoreJournal):
+class SQLiteJournal(Journal):
     """The embedded purchase journal: one SQLite file for the processes of one host.
 
     ``SQLiteJournal(path)`` creates the file on first use, with mode 0600
@@ -112,10 +113,10 @@ class SQLiteJournal(StoreJournal):
 
     Owners are processes of this host (see `default_owner`): a row of a
     process that no longer runs is an orphan; a row of another host is
-    never judged dead here (use `PostgresJournal` for a fleet). Its clock
-    (`mark`, `JournalEntry.settled_at`) is the host's, which every process
-    sharing the file reads. A reservation gives back the reserved slots of
-    dead processes on the way; pending intents count whoever wrote them.
+    never judged dead here (use `PostgresJournal` for a fleet). Its times
+    (`JournalEntry.created_at`, `settled_at`) are the host's clock. A
+    reservation gives back the reserved slots of dead processes on the way;
+    pending intents count whoever wrote them.
 
     Every method raises `JournalError` when the file cannot be opened, read
     or written (corrupt, truncated, read-only, disk full) or when a journal
@@ -330,11 +331,17 @@ class SQLiteJournal(StoreJournal):
             # The version is read before anything is created, so a journal of
             # a newer version is refused untouched.
             meta = _meta(connection)
-            problem = schema_problem(meta.get("schema_version"), self._path)
-            if problem is not None:
-                raise Refused(problem)
+            version = stored_version(meta.get("schema_version"), self._path)
             for statement in SQLITE_DDL:
                 connection.execute(statement)
+            if version < SCHEMA_VERSION:
+                for statement in SQLITE_UPGRADES:
+                    connection.execute(statement)
+                connection.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) "
+                    "VALUES ('schema_version', ?)",
+                    (str(SCHEMA_VERSION),),
+                )
             self._check_meta(connection, meta)
             # A write on every open: SQLite opens a file it cannot write
             # read-only without a word, and we want to know now, not at the
@@ -345,11 +352,6 @@ class SQLiteJournal(StoreJournal):
             )
 
     def _check_meta(self, connection: sqlite3.Connection, meta: dict[str, str]) -> None:
-        if "schema_version" not in meta:
-            connection.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
         if self._account is None:
             return
         bound = meta.get("account")
@@ -373,17 +375,18 @@ class SQLiteJournal(StoreJournal):
 
     # -- the protocol -------------------------------------------------------
 
-    async def mark(self) -> datetime:
-        """Return now by this host's clock, the one `settled_at` is stamped with.
+    async def mark(self) -> int:
+        """Return the place of the last settled purchase (see `Journal.mark`).
 
         Raises:
-            JournalError: the journal is not open.
+            JournalError: the file cannot be read or the journal is not open.
         """
-        if self._connection is None:
-            raise self._error(
-                "mark the time", "the journal is not open (use async with)"
-            )
-        return _clock.now()
+
+        def work(connection: sqlite3.Connection) -> int:
+            (mark,) = connection.execute(_LAST_SETTLED).fetchone()
+            return int(mark)
+
+        return await self._run("mark the journal's place", work)
 
     async def _reserve(self, request: SlotRequest) -> list[int]:
         account, owner = request.account, request.owner
@@ -486,13 +489,15 @@ class SQLiteJournal(StoreJournal):
                 state, holder = (None, None) if row is None else row
                 if not outcome.applies_over(state, holder, owner):
                     return _select_entry(connection, preview_token)
-                # On the owner just checked: the write lock is held since.
+                # On the owner just checked: the write lock is held since, so
+                # the order of settled purchases is the order of these writes.
                 connection.execute(
                     "UPDATE purchases SET state = ?, phone_number = ?, worker_id = ?,"
                     " subscription_id = ?, error_code = ?, message = ?,"
                     " attempts = COALESCE(?, attempts),"
                     " first_sent_at = COALESCE(?, first_sent_at), settled_at = ?,"
-                    " evidence = COALESCE(?, evidence)"
+                    " evidence = COALESCE(?, evidence),"
+                    f" settled_seq = ({_LAST_SETTLED}) + 1"
                     " WHERE preview_token = ? AND owner = ?",
                     (
                         *outcome.columns(),
@@ -591,6 +596,10 @@ class _Write:
         self.value, self.error = None, error
 
 
+#: The place of the last settled purchase in the journal's order (0: none).
+_LAST_SETTLED = "SELECT COALESCE(MAX(settled_seq), 0) FROM purchases"
+
+
 def _meta(connection: sqlite3.Connection) -> dict[str, str]:
     exists = connection.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
@@ -608,17 +617,12 @@ def _taking(connection: sqlite3.Connection, request: SlotRequest) -> int:
 
     Inside a ``BEGIN IMMEDIATE`` transaction: the open purchases (slots of
     live owners, pending intents of any owner) and, with a mark, those that
-    may have charged settled since it.
+    may have charged settled after it (without one, none: a comparison with
+    NULL is never true).
     """
-    # Settled entries count from `since` on; without a mark none do
-    # (a comparison with NULL is never true).
-    since = request.since
-    own = None if since is None else _iso(since.own)
-    others = None if since is None else _iso(since.others)
     rows = connection.execute(
-        f"SELECT id, owner, state FROM purchases WHERE account = ? AND "
-        f"{counted('?', '?', '?')}",
-        (request.account, request.owner, own, others),
+        f"SELECT id, owner, state FROM purchases WHERE account = ? AND {counted('?')}",
+        (request.account, request.since),
     ).fetchall()
     judged = _judge(
         {row[1] for row in rows if row[2] == "reserved" and row[1] != request.owner}

@@ -359,4 +359,3 @@ def test_the_heartbeat_follows_the_lease(lease: float, every: float) -> None:
     assert journal.lease == lease
     assert heartbeat_seconds(journal) == pytest.approx(every)
     assert heartbeat_seconds(SQLiteJournal("unused.sqlite3")) == HEARTBEAT_SECONDS
-    assert heartbeat_seconds(object()) == HEARTBEAT_SECONDS

@@ -65,6 +65,9 @@ class DyingJournal:
         return await self._inner.record_outcome(*args, **kwargs)
 
 
+Journal.register(DyingJournal)
+
+
 async def main(url: str, spec: dict[str, Any], point: str, count: int) -> None:
     key_id = os.environ["CRASH_CHILD_KEY_ID"]
     secret = os.environ["CRASH_CHILD_SECRET"]

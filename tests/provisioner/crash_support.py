@@ -14,7 +14,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,14 +69,19 @@ async def wait_lease_gone(spec: dict[str, Any], owner: str) -> None:
 
 def child_env(sandbox: Sandbox[Any], **more: str) -> dict[str, str]:
     """A child's environment: the sandbox's credentials, never on the command line."""
+    return credentials_env(sandbox.api_key_id, sandbox.api_secret_key, **more)
+
+
+def credentials_env(key_id: str, secret: str, **more: str) -> dict[str, str]:
+    """A child's environment with these credentials, and this test folder importable."""
     # The child imports this module, which imports tests/postgres_support.py.
     tests = str(Path(__file__).resolve().parents[1])
     path = os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))
     return dict(
         os.environ,
         PYTHONPATH=path,
-        CRASH_CHILD_KEY_ID=sandbox.api_key_id,
-        CRASH_CHILD_SECRET=sandbox.api_secret_key,
+        CRASH_CHILD_KEY_ID=key_id,
+        CRASH_CHILD_SECRET=secret,
         **more,
     )
 
@@ -99,3 +104,56 @@ async def tell(process: Process, line: str) -> None:
     """Send the child one line on its stdin."""
     assert process.stdin is not None
     await process.stdin.send(line.encode() + b"\n")
+
+
+async def run_purchase(
+    url: str, spec: dict[str, Any], order: dict[str, Any], env: dict[str, str]
+) -> dict[str, Any]:
+    """Run one order (see purchase_worker.py) in a process of its own; its report."""
+    with anyio.fail_after(PATIENCE):
+        done = await anyio.run_process(
+            child_command("purchase_worker.py", url, spec, order), env=env
+        )
+    report: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return report
+
+
+class Worker:
+    """One fleet worker process (`fleet_worker.py`) and its owner name."""
+
+    def __init__(self, process: Process, owner: str) -> None:
+        self.process = process
+        self.owner = owner
+
+    async def ask(self, command: str) -> Any:
+        await tell(self.process, command)
+        return json.loads(await read_line(self.process))
+
+
+Start = Callable[[Sandbox[Any], dict[str, Any], str], Awaitable[Worker]]
+
+
+@contextlib.asynccontextmanager
+async def fleet_workers() -> AsyncIterator[Start]:
+    """Yield a way to start fleet workers; every process it started is reaped."""
+    started: list[Process] = []
+
+    async def start(sandbox: Sandbox[Any], spec: dict[str, Any], mode: str) -> Worker:
+        process = await anyio.open_process(
+            child_command("fleet_worker.py", sandbox.url, spec, mode),
+            env=child_env(sandbox),
+            stderr=None,
+        )
+        started.append(process)
+        return Worker(process, json.loads(await read_line(process)))
+
+    try:
+        yield start
+    finally:
+        with anyio.CancelScope(shield=True):
+            for process in started:
+                if process.returncode is None:
+                    process.kill()
+                with anyio.move_on_after(30):
+                    await process.wait()
+                await process.aclose()

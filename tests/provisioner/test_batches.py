@@ -264,41 +264,6 @@ async def test_iterating_outside_the_block_is_refused(
         await batch.__anext__()
 
 
-async def test_settled_waits_for_every_slot_then_each_outcome_is_there(
-    make: Make, client: LinesClient, api: ScriptedApi
-) -> None:
-    """After settled(), every slot has an outcome waiting; none is still running."""
-    api.limits()
-    api.preview(times=3)
-    api.confirm(delay=0.1)
-    api.confirm(times=2)
-    async with make().batch(3, concurrency=3) as outcomes:
-        await outcomes.settled()
-        assert api.count("confirm") == 3
-        assert outcomes.started == 3
-        indices = sorted([o.index async for o in outcomes])
-    assert indices == [0, 1, 2]
-
-
-async def test_settled_outside_the_block_is_refused(
-    make: Make, client: LinesClient
-) -> None:
-    """A batch not entered has nothing to wait for."""
-    with pytest.raises(ConfigurationError):
-        await make().batch(1).settled()
-
-
-async def test_settled_returns_at_once_for_an_empty_batch(
-    make: Make, client: LinesClient, api: ScriptedApi
-) -> None:
-    """A batch with no slot to start is settled as soon as it is entered."""
-    api.limits(canonical(0, 5, daily_limit=5, monthly_limit=5))
-    async with make().batch(2) as outcomes:
-        await outcomes.settled()
-        assert [o async for o in outcomes] == []
-    assert outcomes.not_attempted == 2
-
-
 def test_an_outcome_has_exactly_one_of_line_and_error() -> None:
     """ProvisionOutcome refuses both or neither."""
     line = ProvisionedLine(phone_number="+1", worker_id="w", subscription_id="s")

@@ -253,6 +253,9 @@ class DroppingIntent:
             await anyio.sleep(0.02)
 
 
+Journal.register(DroppingIntent)
+
+
 async def test_a_dropped_postgres_connection_at_the_intent_sends_no_confirm(
     sandbox: Sandbox[Any], tmp_path: Path
 ) -> None:

@@ -10,11 +10,10 @@ same token, within the token's ten minutes.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,10 @@ import anyio
 import asyncpg
 import pytest
 from aiohttp import web
-from anyio.abc import Process
 from crash_support import (
     PATIENCE,
-    child_command,
-    child_env,
+    Worker,
+    fleet_workers,
     open_spec,
     read_line,
     store_spec,
@@ -53,7 +51,6 @@ pytestmark = pytest.mark.skipif(
 #: What the limits leave the fleet; the workers ask for 12 in all.
 ROOM = 6
 MODES = ["batch", "batch", "loop", "loop"]
-Start = Callable[[Sandbox[Any], dict[str, Any], str], Awaitable["Worker"]]
 
 
 @pytest.fixture
@@ -61,44 +58,6 @@ async def spec(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     """A fresh PostgreSQL journal schema; skipped without a server (crash_support)."""
     async with store_spec("postgres", tmp_path) as made:
         yield made
-
-
-class Worker:
-    """One worker process and its owner name."""
-
-    def __init__(self, process: Process, owner: str) -> None:
-        self.process = process
-        self.owner = owner
-
-    async def ask(self, command: str) -> Any:
-        await tell(self.process, command)
-        return json.loads(await read_line(self.process))
-
-
-@contextlib.asynccontextmanager
-async def _workers() -> AsyncIterator[Start]:
-    """Yield a way to start workers; every process it started is reaped."""
-    started: list[Process] = []
-
-    async def start(sandbox: Sandbox[Any], spec: dict[str, Any], mode: str) -> Worker:
-        process = await anyio.open_process(
-            child_command("fleet_worker.py", sandbox.url, spec, mode),
-            env=child_env(sandbox),
-            stderr=None,
-        )
-        started.append(process)
-        return Worker(process, json.loads(await read_line(process)))
-
-    try:
-        yield start
-    finally:
-        with anyio.CancelScope(shield=True):
-            for process in started:
-                if process.returncode is None:
-                    process.kill()
-                with anyio.move_on_after(30):
-                    await process.wait()
-                await process.aclose()
 
 
 async def _all(workers: list[Worker], command: str) -> list[Any]:
@@ -125,7 +84,7 @@ async def test_a_fleet_never_oversends_and_one_survivor_settles_a_dead_worker(
     sandbox = sendblue_sandbox
     sandbox.account.daily_limit = ROOM
     confirms = sandbox.counters["confirm"]
-    async with _workers() as start:
+    async with fleet_workers() as start:
         with anyio.fail_after(PATIENCE):
             fleet = [await start(sandbox, spec, mode) for mode in MODES]
             # -- four workers ask for 12 lines at once; the limits leave 6.
@@ -204,6 +163,9 @@ class StalledHeartbeat:
         )  # fmt: skip
 
 
+Journal.register(StalledHeartbeat)
+
+
 @pytest.mark.parametrize("resend", ["answered", "answer_lost"])
 async def test_a_purchase_taken_over_while_its_confirm_is_in_flight_never_buys_twice(
     sendblue_sandbox: Sandbox[ManualClock], spec: dict[str, Any], resend: str
@@ -225,7 +187,7 @@ async def test_a_purchase_taken_over_while_its_confirm_is_in_flight_never_buys_t
     sandbox.inject("confirm", Fault.delay(3.0))  # this process's confirm
     if resend == "answer_lost":  # the survivor's resend commits, its answer is lost
         sandbox.inject("confirm", Fault.hang(after_commit=True, seconds=5.0))
-    async with _workers() as start:
+    async with fleet_workers() as start:
         with anyio.fail_after(PATIENCE):
             survivor = await start(sandbox, spec, "one")
             async with (
@@ -310,7 +272,7 @@ async def test_a_live_worker_with_a_short_lease_keeps_its_slow_confirm(
     lease = 1.0
     released = anyio.Event()
     sandbox.inject("confirm", _held_until(released))
-    async with _workers() as start:
+    async with fleet_workers() as start:
         with anyio.fail_after(PATIENCE):
             survivor = await start(sandbox, spec, "one")
             try:

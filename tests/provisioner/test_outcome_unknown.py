@@ -53,7 +53,7 @@ def confirm_raising(
         api.limits()
         api.preview()
         monkeypatch.setattr(client, "confirm", confirm)
-        return Provisioner(client, max_lines=1, max_repreviews=0, no_lines_retry=0)
+        return Provisioner(client, max_lines=1, max_repreviews=0, no_lines_retry=None)
 
     return make
 

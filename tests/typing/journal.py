@@ -27,7 +27,7 @@ async def both_are_journals(when: datetime, line: ProvisionedLine) -> None:
     for journal in journals:
         async with journal as opened:
             owner: str = default_owner()
-            mark: datetime = await opened.mark()
+            mark: int = await opened.mark()
             slots: list[int] = await opened.reserve("key", owner, 3, None, since=mark)
             await opened.reserve("key", owner, 3, None, mark)  # type: ignore[call-arg]
             entry: JournalEntry = await opened.record_intent(slots[0], "lpv", when)

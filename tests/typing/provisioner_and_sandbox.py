@@ -70,7 +70,6 @@ async def provision(client: LinesClient) -> None:
     stopped_by: SendblueError | None = result.stopped_by
     batch: Batch = provisioner.batch(5, concurrency=3)
     async with batch as outcomes:
-        await outcomes.settled()
         async for outcome in outcomes:
             settled: ProvisionOutcome = outcome
             del settled
