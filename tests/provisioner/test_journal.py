@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import asyncpg
 import pytest
 from postgres_support import POSTGRES_DSN, fresh_schema, need_postgres
@@ -33,7 +34,6 @@ from sendblue_lines import (
     SQLiteJournal,
     TokenExpiredError,
 )
-from sendblue_lines import provisioner as provisioner_module
 from sendblue_lines.journal import Journal, JournalEntry, NewSlot
 from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 
@@ -122,6 +122,9 @@ class FailingIntent:
         raise JournalError(
             "simulated full disk", backend="sqlite", location="x", operation="intent"
         )
+
+
+Journal.register(FailingIntent)
 
 
 # -- the write-ahead rule -----------------------------------------------------
@@ -430,14 +433,17 @@ class CountingRenew(FailingOutcome):
         self.in_flight_at_renew.append(self._sandbox.in_flight("confirm"))
         await self._inner.renew(owner)
 
+    @property
+    def lease(self) -> float:
+        """A lease so short that a confirm of half a second renews several times."""
+        return 0.03
+
 
 async def test_a_confirm_in_flight_keeps_renewing_its_owner(
     journal: Journal,
     client: LinesClient,
     sendblue_sandbox: Sandbox[ManualClock],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(provisioner_module, "JOURNAL_HEARTBEAT_SECONDS", 0.01)
     sendblue_sandbox.inject("confirm", Fault.delay(0.5))
     counting: Any = CountingRenew(journal, sendblue_sandbox)
     await Provisioner(client, journal=counting).provision()
@@ -503,6 +509,7 @@ async def test_a_purchase_settled_between_the_limits_read_and_the_reservation_co
             stop = raised.value
         entries = await theirs.entries(client.api_key_id)
     assert isinstance(stop, DailyLimitReachedError)
+    assert stop.refused_by == "journal"
     assert "journal" in str(stop)
     # Both read the limits before the one line was bought.
     assert sendblue_sandbox.counters["limits"].requests == 2
@@ -533,3 +540,112 @@ async def test_one_process_buying_line_after_line_reaches_the_limit(
     with pytest.raises(DailyLimitReachedError):
         await provisioner.provision()
     assert sendblue_sandbox.counters["confirm"].requests == 3
+
+
+# -- what an unknown says, and how often its token was sent ----------------------
+
+
+async def test_a_live_unknown_outcome_is_recorded_with_evidence(
+    journal: Journal, client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    """A provision() that ends unknown looks at the account's lines, as reconcile does.
+
+    The confirm bought and its answer was lost; the resend of the spent
+    token is refused. The entry, and the caller's error, name the line that
+    no recorded purchase accounts for, and count both sends.
+    """
+    sendblue_sandbox.inject("confirm", Fault.drop_after_commit())
+    with pytest.raises(OutcomeUnknownError) as raised:
+        await Provisioner(client, journal=journal).provision()
+    [charge] = sendblue_sandbox.ledger
+    [entry] = await journal.entries(client.api_key_id)
+    assert (entry.state, entry.attempts) == ("unknown", 2)
+    assert [item["worker_id"] for item in entry.evidence] == [charge.worker_id]
+    error = raised.value
+    assert error.evidence is not None
+    assert [item["worker_id"] for item in error.evidence] == [charge.worker_id]
+    assert "1 line(s) that no recorded purchase accounts for" in str(error)
+    assert entry.message == str(error)
+
+
+async def test_reconcile_counts_the_dead_owners_send_and_its_own(
+    journal: Journal,
+    client: LinesClient,
+    sendblue_sandbox: Sandbox[ManualClock],
+    expire: Expire,
+) -> None:
+    """A dead process's send plus the reconciler's resend are two sends."""
+    token = await orphan(journal, client, expire)
+    [outcome] = await Provisioner(client, journal=journal).reconcile()
+    assert outcome.line is not None
+    [entry] = await journal.entries(client.api_key_id)
+    assert (entry.preview_token, entry.state, entry.attempts) == (token, "bought", 2)
+
+
+async def test_an_unknown_with_no_line_to_show_says_most_likely_nothing(
+    journal: Journal,
+    client: LinesClient,
+    sendblue_sandbox: Sandbox[ManualClock],
+    expire: Expire,
+) -> None:
+    """Reconciled a day later, an expired token with no unaccounted line reads so.
+
+    The dead process died before its confirm left; by the next day the
+    token has expired and the resend meets 410. The state stays unknown
+    (a provisioning failure charges without a line), but the words say
+    what the account's lines show and what to check.
+    """
+    token = await orphan(journal, client, expire)
+    sendblue_sandbox.clock.advance(hours=25)
+    [outcome] = await Provisioner(client, journal=journal).reconcile()
+    assert isinstance(outcome.error, OutcomeUnknownError)
+    assert outcome.error.evidence == ()
+    [entry] = await journal.entries(client.api_key_id)
+    assert (entry.preview_token, entry.state, entry.attempts) == (token, "unknown", 2)
+    assert entry.evidence == ()
+    assert entry.message is not None
+    assert "no line that this purchase could have bought" in entry.message
+    assert "most likely bought" not in entry.message
+    assert "billing" in entry.message
+    assert sendblue_sandbox.ledger == []
+
+
+async def test_reconciling_beside_an_app_settles_a_dead_owners_purchase(
+    journal: Journal,
+    client: LinesClient,
+    sendblue_sandbox: Sandbox[ManualClock],
+    expire: Expire,
+) -> None:
+    """With `reconciling()` running, a dead owner's purchase is settled unasked.
+
+    No call of the application's: the background pass claims the purchase
+    as soon as the journal judges its owner gone, and resends its token.
+    """
+    seen: list[ProvisionOutcome] = []
+    heard = anyio.Event()
+
+    def hear(outcome: ProvisionOutcome) -> None:
+        seen.append(outcome)
+        heard.set()
+
+    provisioner = Provisioner(client, journal=journal, on_outcome=hear)
+    async with provisioner.reconciling(every=0.05):
+        token = await orphan(journal, client, expire)
+        with anyio.fail_after(10):
+            await heard.wait()
+    [entry] = await journal.entries(client.api_key_id)
+    assert (entry.preview_token, entry.state) == (token, "bought")
+    assert [o.line for o in seen] == [entry.line]
+    assert [c.preview_token for c in sendblue_sandbox.ledger] == [token]
+
+
+async def test_reconciling_needs_a_journal_and_a_sane_interval(
+    journal: Journal, client: LinesClient
+) -> None:
+    """`reconciling()` refuses a Provisioner without a journal, and a bad interval."""
+    with pytest.raises(ConfigurationError, match="journal"):
+        async with Provisioner(client).reconciling():
+            pass
+    with pytest.raises(ConfigurationError, match="every"):
+        async with Provisioner(client, journal=journal).reconciling(every=0):
+            pass
