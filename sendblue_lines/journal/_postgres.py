@@ -31,7 +31,6 @@ from ..errors import ConfigurationError, JournalError
 from ._entry import JournalEntry
 from ._journal import Journal
 from ._rules import (
-    OPEN_OUTCOME_STATES,
     Intent,
     Outcome,
     Refused,
@@ -79,17 +78,6 @@ def redact_dsn(dsn: str) -> str:
     except ValueError:
         return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", text)
     return text
-
-
-async def _keep_session(connection: Any) -> None:
-    """Give a connection back to the journal's own pool as it is: no reset query.
-
-    asyncpg's default reset (``RESET ALL``, ``UNLISTEN *``, ``CLOSE ALL``,
-    advisory unlock) costs a round trip per operation. The journal's own
-    connections change no session state (no ``SET``, ``LISTEN``, cursor or
-    session advisory lock), and asyncpg still rolls back a transaction left
-    open before this runs, so there is nothing to reset.
-    """
 
 
 class PostgresJournal(Journal):
@@ -239,25 +227,6 @@ class PostgresJournal(Journal):
 
         return await self._guard(operation, transaction)
 
-    async def _run_one(
-        self, operation: str, work: Callable[[Any], Awaitable[_T]]
-    ) -> _T:
-        """Run `work`, one statement, outside an explicit transaction.
-
-        A single statement is its own transaction in PostgreSQL, committed
-        as durably as any other: one round trip instead of BEGIN, the
-        statement and COMMIT.
-        """
-        pool = self._pool
-        if pool is None:
-            raise self._error(operation, "the journal is not open (use async with)")
-
-        async def statement() -> _T:
-            async with pool.acquire() as connection:
-                return await work(connection)
-
-        return await self._guard(operation, statement)
-
     # -- lifecycle ----------------------------------------------------------
 
     async def open(self: _Self) -> _Self:
@@ -294,7 +263,6 @@ class PostgresJournal(Journal):
                 min_size=1,
                 max_size=self._pool_size,
                 command_timeout=COMMAND_TIMEOUT,
-                reset=_keep_session,
             )
 
         pool = await self._guard("connect", connect)
@@ -373,7 +341,7 @@ class PostgresJournal(Journal):
             )
             return int(mark)
 
-        return await self._run_one("mark the journal's place", work)
+        return await self._run("mark the journal's place", work)
 
     async def _taking(self, connection: Any, request: SlotRequest) -> int:
         """Lock the account and count what takes room on it (see `_reserve`).
@@ -505,7 +473,7 @@ class PostgresJournal(Journal):
             intent.check_slot(None if row is None else "reserved")
             return entry_from_row(tuple(row))
 
-        return await self._run_one("record the intent to confirm", work)
+        return await self._run("record the intent to confirm", work)
 
     async def _record_outcome(
         self, preview_token: str, outcome: Outcome, owner: str | None
@@ -520,22 +488,6 @@ class PostgresJournal(Journal):
             "settled_at = now(), evidence = COALESCE($9, evidence), "
             f"settled_seq = nextval('{s}.settled_order') "
         )
-        opened = ", ".join(f"'{state}'" for state in OPEN_OUTCOME_STATES)
-
-        async def mine(connection: Any) -> Any:
-            # The common case in one statement: an open entry of the writer's.
-            return await connection.fetchrow(
-                f"{setting} WHERE preview_token = $10 AND state IN ({opened}) "
-                f"AND ($11::text IS NULL OR owner = $11) RETURNING {COLUMNS}",
-                *values,
-                preview_token,
-                owner,
-            )
-
-        fast = await self._run_one("record the outcome", mine)
-        if fast is not None:
-            return entry_from_row(tuple(fast))
-
         async def work(connection: Any) -> JournalEntry:
             # The row lock keeps a claim from changing the owner until commit.
             found = await connection.fetchrow(

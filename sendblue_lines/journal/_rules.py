@@ -54,7 +54,6 @@ from ._entry import OUTCOME_STATES, EntryState
 __all__ = [
     "CHARGED_STATES",
     "FINAL_STATES",
-    "OPEN_OUTCOME_STATES",
     "PROOF_STATES",
     "Intent",
     "Outcome",
@@ -68,11 +67,6 @@ __all__ = [
 
 #: States that an outcome may not change once written.
 FINAL_STATES = frozenset({"bought", "not_bought", "provisioning_failed"})
-#: States any outcome may overwrite when written by the entry's owner (or
-#: without `owner=`): `Outcome.applies_over` is True for them, so a backend
-#: may write such an outcome in one statement that checks the state and the
-#: owner itself, and fall back to reading them first when it matched nothing.
-OPEN_OUTCOME_STATES: tuple[EntryState, ...] = ("pending", "unknown")
 #: Outcomes that prove a charge: recorded whoever learnt them (see above).
 PROOF_STATES = frozenset({"bought", "provisioning_failed"})
 #: Settled states whose confirm may have charged (and so count on the limits).
@@ -281,21 +275,10 @@ class Outcome:
             raise Refused(msg)
         if writer is not None and writer != holder and self.state not in PROOF_STATES:
             return False
-        self.check_over(current)
-        return True
-
-    def check_over(self, current: str | None) -> None:
-        """Refuse writing this outcome over the stored state `current`.
-
-        None or ``"reserved"``: no intent was recorded for the token. A final
-        state may be written again, never changed.
-        """
-        if current is None or current == "reserved":
-            msg = "no intent was recorded for this token"
-            raise Refused(msg)
         if current in FINAL_STATES and self.state != current:
             msg = f"the outcome {current!r} is final and cannot become {self.state!r}"
             raise Refused(msg)
+        return True
 
 
 @overload

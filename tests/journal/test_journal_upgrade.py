@@ -106,13 +106,15 @@ async def test_an_upgraded_journal_goes_on_buying_and_reopens(old: Any) -> None:
     """After the upgrade, the journal reserves, records and marks as a new one does.
 
     Its old settled purchases come before the first mark, so they take no
-    room a second time; its pending purchase and reserved slot still do.
+    room a second time; its pending purchase still does, and so does its
+    reserved slot while its owner may live (on SQLite an owner of another
+    host always may; on PostgreSQL that owner's lease ran out long ago).
     """
     me = default_owner()
     async with old() as journal:
         mark = await journal.mark()
-        # Schema 1's pending purchase and its reserved slot hold 2 of 3.
-        assert len(await journal.reserve(ACCOUNT, me, 5, 3, since=mark)) == 1
+        held = 2 if isinstance(journal, SQLiteJournal) else 1
+        assert len(await journal.reserve(ACCOUNT, me, 5, 3, since=mark)) == 3 - held
         [slot] = await journal.reserve(ACCOUNT, me, 1, None)
         await journal.record_intent(slot, "lpv_after_upgrade", EXPIRES)
         entry = await journal.record_outcome(
