@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -28,6 +28,9 @@ logger = logging.getLogger("sendblue_lines.sandbox")
 
 #: What a confirm's status means for money, as the sandbox's log says it.
 _CONFIRM_OUTCOMES = {200: "bought", 500: "provisioning_failed", None: "unknown"}
+
+REQUESTS_KEPT = 10_000
+"""How many requests the log keeps, the latest; the counters count every one."""
 
 OTHER = "other"
 """The counters' key for requests that matched no endpoint (404, 405)."""
@@ -80,11 +83,11 @@ class Observation:
 
 
 class RequestLog:
-    """The request log and the counters, kept together."""
+    """The request log (the latest `REQUESTS_KEPT`) and the counters."""
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self.records: list[RequestRecord] = []
+        self.records: deque[RequestRecord] = deque(maxlen=REQUESTS_KEPT)
         self.counters: dict[str, EndpointCounters] = {
             name: EndpointCounters() for name in (*ENDPOINTS, OTHER)
         }
