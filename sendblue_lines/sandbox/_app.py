@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,6 +11,7 @@ import attrs
 from aiohttp import web
 
 from ._clock import http_date
+from ._control import add_control_routes, json_object
 from ._faults import Endpoint, Fault, FaultQueue, ReplyContext, drop_connection
 from ._records import RequestLog
 from ._state import (
@@ -21,6 +21,7 @@ from ._state import (
     SandboxState,
     error_body,
     limits_body,
+    signed_in,
 )
 
 __all__ = ["ROUTES", "Latency", "Runtime", "build_app", "release_app"]
@@ -76,12 +77,13 @@ _RUNTIME = web.AppKey("sendblue_lines.sandbox.runtime", _Held)
 
 
 def build_app(runtime: Runtime) -> web.Application:
-    """Build the aiohttp application that serves the endpoints of `ROUTES`."""
+    """Build the aiohttp application: the endpoints of `ROUTES`, the control API."""
     app = web.Application(middlewares=[_unrouted])
     app[_RUNTIME] = _Held(runtime)
     app.on_response_prepare.append(_date_from_clock)
     for endpoint, method, path in ROUTES:
         app.router.add_route(method, path, _handler(endpoint), name=endpoint)
+    add_control_routes(app, _runtime)
     return app
 
 
@@ -148,10 +150,7 @@ def _handler(
         # The fault is taken on arrival, so "the next N requests" means the
         # next N to arrive, whatever latency each one then draws.
         fault = runtime.faults.pop(endpoint)
-        account = runtime.state.authenticate(
-            request.headers.get("sb-api-key-id"),
-            request.headers.get("sb-api-secret-key"),
-        )
+        account = runtime.state.authenticate(request.headers)
         with runtime.log.observe(
             request.method,
             request.path,
@@ -204,8 +203,7 @@ def _process(
     event loop, so concurrent confirms cannot oversell a limit or the stock.
     """
     try:
-        if account is None:
-            raise Refusal(401, None, "Invalid API credentials")
+        account = signed_in(account)
         if endpoint == "limits":
             limits = runtime.state.limits(account)
             return 200, limits_body(limits, runtime.limits_shape)
@@ -231,15 +229,14 @@ async def _receive(request: web.Request) -> bytes | Refusal:
     # as application/json: a client that forgets the header gets a 400 here
     # rather than a surprise in production.
     if request.content_type != "application/json":
-        return _not_json()
+        return Refusal(400, None, _NOT_JSON)
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         return Refusal(413, None, "The request body is too large")
 
 
-def _not_json() -> Refusal:
-    return Refusal(400, None, "The body must be a JSON object with a preview_token")
+_NOT_JSON = "The body must be a JSON object with a preview_token"
 
 
 def _parse_token(received: bytes | Refusal) -> str:
@@ -251,13 +248,7 @@ def _parse_token(received: bytes | Refusal) -> str:
     """
     if isinstance(received, Refusal):
         raise received
-    try:
-        body = json.loads(received)
-    except (ValueError, RecursionError):
-        raise _not_json() from None
-    if not isinstance(body, dict):
-        raise _not_json()
-    token = body.get("preview_token")
+    token = json_object(received, _NOT_JSON).get("preview_token")
     if not isinstance(token, str) or not token:
         raise Refusal(400, None, "preview_token is required")
     return token

@@ -13,7 +13,7 @@ import hmac
 import itertools
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -39,6 +39,7 @@ __all__ = [
     "WindowUsage",
     "limits_body",
     "new_secret",
+    "signed_in",
 ]
 
 DEFAULT_API_KEY_ID = "sandbox-key-id"
@@ -171,6 +172,17 @@ class Refusal(Exception):
         return error_body(self.error, self.message)
 
 
+def signed_in(account: SandboxAccount | None) -> SandboxAccount:
+    """Return ``account``, the one whose two credential headers matched.
+
+    Raises:
+        Refusal: 401 when they matched none (``account`` is None).
+    """
+    if account is None:
+        raise Refusal(401, None, "Invalid API credentials")
+    return account
+
+
 def error_body(error: str | None, message: str) -> dict[str, str]:
     """Return the spec's error body; ``error`` is left out when None."""
     body = {"status": "ERROR"}
@@ -234,10 +246,10 @@ class SandboxState:
         self.accounts[account.api_key_id] = account
         return account
 
-    def authenticate(
-        self, api_key_id: str | None, api_secret_key: str | None
-    ) -> SandboxAccount | None:
-        """Return the account these two headers name, or None if they don't match."""
+    def authenticate(self, headers: Mapping[str, str]) -> SandboxAccount | None:
+        """Return the account the two credential headers name, or None if they don't."""
+        api_key_id = headers.get("sb-api-key-id")
+        api_secret_key = headers.get("sb-api-secret-key")
         if api_key_id is None or api_secret_key is None:
             return None
         account = self.accounts.get(api_key_id)
