@@ -358,7 +358,7 @@ class Sandbox(Generic[ClockT]):
 
     @property
     def requests(self) -> list[RequestRecord]:
-        """Every request answered so far, in the order they ended (a copy)."""
+        """The latest 10,000 requests answered, in the order they ended (a copy)."""
         return list(self._runtime.log.records)
 
     @property
