@@ -87,7 +87,7 @@ async def test_the_python_example_runs_against_a_sandbox(sendblue_sandbox):
             child.kill()
             await child.wait()
     assert child.returncode == 0, err.decode()
-    assert out.decode().startswith("0 charge(s); the sandbox's time is ")
+    assert out.decode().startswith("0 charge(s) at ")
     assert sendblue_sandbox.faults.pending("confirm") == 1
     moved = sendblue_sandbox.clock.now() - before
     assert moved.total_seconds() >= 25 * 3600
