@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from typing import Any
+
+from cli_support import PIPE, WAIT, spawn
 
 from sendblue_lines.sandbox import Sandbox
 
@@ -26,8 +27,6 @@ for method, url, headers, body in json.load(sys.stdin):
         answers.append([error.code, error.read().decode()])
 print(json.dumps(answers))
 """
-#: What `from_outside` sends when a call's body is this: no body at all.
-NO_BODY = object()
 
 
 async def from_outside(
@@ -41,33 +40,16 @@ async def from_outside(
     carries the default account's headers unless ``headers`` is given.
     Returns each answer's status and parsed JSON body.
     """
-    sent = sandbox.auth_headers() if headers is None else headers
+    signed = sandbox.auth_headers() if headers is None else headers
     requests = []
-    for method, path, *rest in calls:
-        body = rest[0] if rest else NO_BODY
-        text = (
-            None
-            if body is NO_BODY
-            else body
-            if isinstance(body, str)
-            else json.dumps(body)
-        )
+    for method, path, *body in calls:
+        text = None
+        if body:
+            text = body[0] if isinstance(body[0], str) else json.dumps(body[0])
         kind = {} if text is None else {"Content-Type": "application/json"}
-        requests.append([method, sandbox.url + path, {**sent, **kind}, text])
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _CHILD,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, _ = await asyncio.wait_for(
-            child.communicate(json.dumps(requests).encode()), 30
-        )
-    finally:
-        if child.returncode is None:
-            child.kill()
-            await child.wait()
+        requests.append([method, sandbox.url + path, {**signed, **kind}, text])
+    async with spawn(sandbox, stdin=PIPE, program=("-c", _CHILD)) as child:
+        given = json.dumps(requests).encode()
+        out, _ = await asyncio.wait_for(child.communicate(given), WAIT)
     assert child.returncode == 0
     return [(status, json.loads(body)) for status, body in json.loads(out)]

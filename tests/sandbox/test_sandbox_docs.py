@@ -7,14 +7,12 @@ in a process of its own, with the banner's variables pointing at a sandbox.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import sys
 from pathlib import Path
 
 import aiohttp
-from cli_support import WAIT, environment
+from cli_support import run
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "sandbox.md"
 SECTION = PAGE.read_text("utf-8").split("## From another process: the control API")[1]
@@ -72,22 +70,9 @@ async def buy(session):
 async def test_the_python_example_runs_against_a_sandbox(sendblue_sandbox):
     """The plain-aiohttp example runs as printed and does what it says."""
     before = sendblue_sandbox.clock.now()
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        block("python"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=environment(sendblue_sandbox),
-    )
-    try:
-        out, err = await asyncio.wait_for(child.communicate(), WAIT)
-    finally:
-        if child.returncode is None:
-            child.kill()
-            await child.wait()
-    assert child.returncode == 0, err.decode()
-    assert out.decode().startswith("0 charge(s) at ")
+    result = await run(sendblue_sandbox, program=("-c", block("python")))
+    assert result.code == 0, result.err
+    assert result.out.startswith("0 charge(s) at ")
     assert sendblue_sandbox.faults.pending("confirm") == 1
     moved = sendblue_sandbox.clock.now() - before
     assert moved.total_seconds() >= 25 * 3600
