@@ -11,7 +11,7 @@ import attrs
 from aiohttp import web
 
 from ._clock import http_date
-from ._control import add_control_routes, json_object
+from ._control import add_control_routes, json_object, signed_in
 from ._faults import Endpoint, Fault, FaultQueue, ReplyContext, drop_connection
 from ._records import RequestLog
 from ._state import (
@@ -21,7 +21,6 @@ from ._state import (
     SandboxState,
     error_body,
     limits_body,
-    signed_in,
 )
 
 __all__ = ["ROUTES", "Latency", "Runtime", "build_app", "release_app"]

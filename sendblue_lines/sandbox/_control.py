@@ -27,12 +27,12 @@ from aiohttp import web
 
 from ._clock import ManualClock, format_timestamp
 from ._faults import ENDPOINTS, Fault
-from ._state import Refusal, SandboxAccount, signed_in
+from ._state import Refusal, SandboxAccount
 
 if TYPE_CHECKING:
     from ._app import Runtime
 
-__all__ = ["CONTROLS", "FAULTS", "add_control_routes", "json_object"]
+__all__ = ["CONTROLS", "FAULTS", "add_control_routes", "json_object", "signed_in"]
 
 #: Every fault by name: `Fault`'s class methods are the catalogue.
 FAULTS: dict[str, Callable[..., Fault]] = {
@@ -60,6 +60,17 @@ _JSON_NAMES = {
     bytes: "a string",
     type(None): "null",
 }
+
+
+def signed_in(account: SandboxAccount | None) -> SandboxAccount:
+    """Return the account the credential headers matched (the API's and ours).
+
+    Raises:
+        Refusal: 401 when they matched none (``account`` is None).
+    """
+    if account is None:
+        raise Refusal(401, None, "Invalid API credentials")
+    return account
 
 
 def json_object(raw: bytes, message: str) -> dict[str, Any]:

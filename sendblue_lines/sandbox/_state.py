@@ -39,7 +39,6 @@ __all__ = [
     "WindowUsage",
     "limits_body",
     "new_secret",
-    "signed_in",
 ]
 
 DEFAULT_API_KEY_ID = "sandbox-key-id"
@@ -170,17 +169,6 @@ class Refusal(Exception):
     def body(self) -> dict[str, str]:
         """Return the spec's error body for this refusal."""
         return error_body(self.error, self.message)
-
-
-def signed_in(account: SandboxAccount | None) -> SandboxAccount:
-    """Return ``account``, the one whose two credential headers matched.
-
-    Raises:
-        Refusal: 401 when they matched none (``account`` is None).
-    """
-    if account is None:
-        raise Refusal(401, None, "Invalid API credentials")
-    return account
 
 
 def error_body(error: str | None, message: str) -> dict[str, str]:
