@@ -208,9 +208,8 @@ class SandboxState:
         self.accounts: dict[str, SandboxAccount] = {}
         self.ledger: list[Charge] = []
         self.lines: list[HeldLine] = []
-        # Tokens not yet spent, in the order issued; spent and expired ones
-        # move to `_retired`, which keeps the latest TOKENS_KEPT only: a long
-        # run holds a bounded number (the ledger still names every charge's).
+        # Unspent tokens in the order issued; spent and expired ones move to
+        # `_retired`, which keeps the latest TOKENS_KEPT, so a long run is bounded.
         self._tokens: dict[str, _Token] = {}
         self._retired: OrderedDict[str, _Token] = OrderedDict()
         # Times of successful purchases per key id, sorted, so that a limits
@@ -328,11 +327,9 @@ class SandboxState:
         """
         self._check_eligible(account)
         now = self.clock.now()
-        while (
-            self._tokens
-            and (oldest := next(iter(self._tokens.values()))).expires_at <= now
-        ):
-            self._retire(oldest)
+        tokens = self._tokens.values()
+        for stale in list(itertools.takewhile(lambda t: t.expires_at <= now, tokens)):
+            self._retire(stale)
         token = _Token(
             value="lpv_" + secrets.token_urlsafe(24),
             api_key_id=account.api_key_id,
