@@ -110,10 +110,6 @@ def _runtime(request: web.Request) -> Runtime:
     return runtime
 
 
-def _json(status: int, body: Any) -> web.Response:
-    return web.json_response(body, status=status)
-
-
 def _answered(request: web.Request, response: web.StreamResponse) -> int | None:
     """Return the status that went out, or None if the connection was dropped."""
     transport = request.transport
@@ -134,7 +130,8 @@ async def _unrouted(
     with runtime.log.observe(request.method, request.path, None) as observation:
         if not await runtime.pause(runtime.latency_seconds()):
             return drop_connection(request)
-        response = _json(routing_error.status, error_body(None, routing_error.reason))
+        body = error_body(None, routing_error.reason)
+        response = web.json_response(body, status=routing_error.status)
         if "Allow" in routing_error.headers:
             response.headers["Allow"] = routing_error.headers["Allow"]
         observation.status = _answered(request, response)
@@ -186,7 +183,7 @@ async def _serve(
     status, body = _process(runtime, endpoint, received, account, failing)
     if fault is not None and fault.reply is not None:
         return await fault.reply(ReplyContext(request, body, runtime.pause))
-    return _json(status, body)
+    return web.json_response(body, status=status)
 
 
 def _process(

@@ -32,7 +32,14 @@ from ._state import Refusal, SandboxAccount
 if TYPE_CHECKING:
     from ._app import Runtime
 
-__all__ = ["CONTROLS", "FAULTS", "add_control_routes", "json_object", "signed_in"]
+__all__ = [
+    "CALLS",
+    "CONTROLS",
+    "FAULTS",
+    "add_control_routes",
+    "json_object",
+    "signed_in",
+]
 
 #: Every fault by name: `Fault`'s class methods are the catalogue.
 FAULTS: dict[str, Callable[..., Fault]] = {
@@ -225,6 +232,12 @@ CONTROLS: dict[str, tuple[str, Control]] = {
     "faults": ("POST", _faults),
     "account": ("POST", _account),
 }
+
+
+#: The calls, as the command's banner names them.
+CALLS = ", ".join(
+    f"{method} /_sandbox/{name}" for name, (method, _) in CONTROLS.items()
+)
 
 
 def add_control_routes(
