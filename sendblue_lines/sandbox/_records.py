@@ -29,8 +29,8 @@ logger = logging.getLogger("sendblue_lines.sandbox")
 #: What a confirm's status means for money, as the sandbox's log says it.
 _CONFIRM_OUTCOMES = {200: "bought", 500: "provisioning_failed", None: "unknown"}
 
+#: How many requests the log keeps, the latest; the counters count every one.
 REQUESTS_KEPT = 10_000
-"""How many requests the log keeps, the latest; the counters count every one."""
 
 OTHER = "other"
 """The counters' key for requests that matched no endpoint (404, 405)."""

@@ -12,7 +12,7 @@ import bisect
 import hmac
 import itertools
 import secrets
-from collections import OrderedDict
+from collections import ChainMap, OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -212,6 +212,7 @@ class SandboxState:
         # `_retired`, which keeps the latest TOKENS_KEPT, so a long run is bounded.
         self._tokens: dict[str, _Token] = {}
         self._retired: OrderedDict[str, _Token] = OrderedDict()
+        self._known = ChainMap(self._tokens, self._retired)
         # Times of successful purchases per key id, sorted, so that a limits
         # check stays cheap however long the ledger grows.
         self._bought: dict[str, list[datetime]] = {}
@@ -361,7 +362,7 @@ class SandboxState:
                 500 ``provisioning_failed`` when ``fail_provisioning`` is set
                 (a charge without a line is then in the ledger).
         """
-        token = self._token(preview_token)
+        token = self._known.get(preview_token)
         if token is None:
             raise Refusal(410, "token_expired", "Preview token is invalid or expired")
         if token.api_key_id != account.api_key_id:
@@ -411,9 +412,6 @@ class SandboxState:
             "subscription_id": charge.subscription_id,
         }
 
-    def _token(self, value: str) -> _Token | None:
-        return self._tokens.get(value) or self._retired.get(value)
-
     def _retire(self, token: _Token) -> None:
         self._tokens.pop(token.value, None)
         self._retired[token.value] = token
@@ -461,7 +459,7 @@ class SandboxState:
 
     def token_status(self, preview_token: str) -> TokenStatus:
         """Say whether ``preview_token`` is unknown, unused, used or expired."""
-        token = self._token(preview_token)
+        token = self._known.get(preview_token)
         if token is None:
             return "unknown"
         if token.used:
