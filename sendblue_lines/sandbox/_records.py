@@ -67,10 +67,12 @@ class EndpointCounters:
     ``in_flight`` is how many requests are in progress now (arrived, not yet
     answered or dropped), and ``peak_in_flight`` the most there ever were at
     once: the figure to check a client's cap on concurrent requests against.
+    ``faults`` counts the requests each kind of fault was applied to.
     """
 
     requests: int = 0
     statuses: Counter[int | None] = attrs.field(factory=Counter)
+    faults: Counter[str] = attrs.field(factory=Counter)
     in_flight: int = 0
     peak_in_flight: int = 0
 
@@ -114,6 +116,8 @@ class RequestLog:
         counters.requests += 1
         counters.in_flight += 1
         counters.peak_in_flight = max(counters.peak_in_flight, counters.in_flight)
+        if fault is not None:
+            counters.faults[fault] += 1
         self.changed.set()
         observation = Observation()
         try:

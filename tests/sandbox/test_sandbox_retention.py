@@ -6,7 +6,7 @@ runs) so that a handful of requests over real HTTP reach them.
 
 from __future__ import annotations
 
-from sendblue_lines.sandbox import Sandbox, SandboxAccount, _records, _state
+from sendblue_lines.sandbox import Fault, Sandbox, SandboxAccount, _records, _state
 
 
 async def test_the_request_log_keeps_the_latest_and_the_counters_count_all(
@@ -15,6 +15,7 @@ async def test_the_request_log_keeps_the_latest_and_the_counters_count_all(
     """Past the cap the oldest records go; counters and the ledger stay whole."""
     monkeypatch.setattr(_records, "REQUESTS_KEPT", 4)
     async with Sandbox(clock=clock) as sandbox:
+        sandbox.inject("preview", Fault.delay(0))
         headers = sandbox.auth_headers()
         for _ in range(3):
             async with session.post(
@@ -32,6 +33,8 @@ async def test_the_request_log_keeps_the_latest_and_the_counters_count_all(
     assert [r.endpoint for r in kept] == ["preview", "confirm", "preview", "confirm"]
     assert (counted["preview"].requests, counted["confirm"].requests) == (3, 3)
     assert counted["confirm"].statuses[200] == 3
+    assert counted["preview"].faults == {"delay": 1}
+    assert {r.fault for r in kept} == {None}
     assert len(sandbox.ledger) == len(sandbox.purchases()) == 3
 
 
