@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-_STATUS = Path("/proc/self/status")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 
@@ -45,10 +44,10 @@ def order_for_round(names: Sequence[str], round_index: int) -> list[str]:
     return ordered if round_index % 2 == 0 else ordered[::-1]
 
 
-def status_kib(field: str) -> int | None:
-    """A `VmRSS`/`VmHWM`-style field of /proc/self/status, in KiB (Linux only)."""
+def status_kib(field: str, pid: int | str = "self") -> int | None:
+    """A `VmRSS`/`VmHWM`-style field of process `pid`'s status, in KiB (Linux only)."""
     try:
-        text = _STATUS.read_text()
+        text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return None
     for line in text.splitlines():

@@ -197,6 +197,21 @@ def evaluate(results: Results) -> list[Target]:
                 met=None if middle is None else middle <= CONSUMED_MAX_GROWTH_MIB,
             )
         )
+        held = [
+            value
+            for row in table.rows
+            for value in row.extras.get("sandbox_bytes_per_line", [])
+        ]
+        targets.append(
+            Target(
+                name="Scale: the sandbox's memory per purchase",
+                goal="reported (RSS after the run minus after the warm-up, per line)",
+                measured=f"{statistics.median(held):,.0f} B (median run)"
+                if held
+                else "not measured",
+                met=None,
+            )
+        )
         ratio = table.ratio(OURS, table.row(AIOHTTP))
         targets.append(
             Target(
@@ -488,7 +503,7 @@ def _scale(table: Table) -> list[str]:
     rows = []
     for row in table.rows:
         if row.summary is None:
-            rows.append([row.name, _skipped(row), "", "", "", "", ""])
+            rows.append([row.name, _skipped(row), "", "", "", "", "", ""])
             continue
         flat = row.extra_summary("rss_after_first_tenth_to_end_mib")
         rows.append(
@@ -500,6 +515,7 @@ def _scale(table: Table) -> list[str]:
                 _cell(flat, digits=2) if flat else "n/a (gather)",
                 _cell(row.extra_summary("cpu_per_line_us"), digits=0),
                 _cell(row.extra_summary("server_cpu_share"), 100, digits=0),
+                _cell(row.extra_summary("sandbox_bytes_per_line"), digits=0),
             ]
         )
     return _table(
@@ -511,6 +527,7 @@ def _scale(table: Table) -> list[str]:
             "RSS 10%→100% consumed (MiB)",
             "client CPU/line (µs)",
             "server busy (%)",
+            "sandbox B/line",
         ],
         rows,
     )
@@ -633,7 +650,10 @@ def markdown(results: Results, top: list[tuple[str, float]] | None = None) -> st
             "before it. Ours consumes `Provisioner.batch()` outcome by outcome "
             "and samples VmRSS at every tenth; the aiohttp peer gathers all the "
             "slots at once. `server busy` is the sandbox's CPU time over the "
-            "run's wall time.",
+            "run's wall time; `sandbox B/line` its VmRSS after the run minus "
+            "after the warm-up, per line: what a purchase costs a long-running "
+            "sandbox, which keeps its charges whole and caps its request log "
+            "and old tokens at 10,000 each.",
             "",
         ]
         out += _scale(table)

@@ -3,9 +3,10 @@
 `python -m benchmarks._scale_worker --impl ours|aiohttp ...` buys `--count`
 lines at `--concurrency` from the sandbox at `--url`, after a warm-up batch,
 and prints one JSON object: wall and CPU time, the resident set size after
-the warm-up (the baseline), the peak during the run, and for our SDK the
+the warm-up (the baseline), the peak during the run, for our SDK the
 resident size each time another tenth of the outcomes has been consumed from
-`Provisioner.batch()`.
+`Provisioner.batch()`, and the sandbox's resident size after the warm-up and
+after the run.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ async def _run(args: argparse.Namespace, server: Server) -> dict[str, Any]:
     await _peer_batch(peer_class(server), args.warmup, args.concurrency)
     gc.collect()
     baseline = status_kib("VmRSS")
+    sandbox_before = status_kib("VmRSS", args.server_pid)
     reset = reset_peak_rss()
     peak_before = status_kib("VmHWM")
     server0 = process_cpu_seconds(args.server_pid)
@@ -83,6 +85,8 @@ async def _run(args: argparse.Namespace, server: Server) -> dict[str, Any]:
         "peak_kib": status_kib("VmHWM"),
         "peak_reset": reset,
         "samples": samples,
+        "sandbox_before_kib": sandbox_before,
+        "sandbox_after_kib": status_kib("VmRSS", args.server_pid),
     }
 
 

@@ -419,6 +419,9 @@ def scale(results: Results, settings: Settings, log: Log) -> None:
                 "server_cpu_share": data["server_cpu"] / data["wall"],
                 "wall": data["wall"],
             }
+            before, after = data["sandbox_before_kib"], data["sandbox_after_kib"]
+            if before and after:
+                extras["sandbox_bytes_per_line"] = (after - before) * 1024 / count
             samples = data["samples"]
             if samples:
                 results.memory_samples.append([(int(n), float(m)) for n, m in samples])

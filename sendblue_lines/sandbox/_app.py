@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,6 +11,7 @@ import attrs
 from aiohttp import web
 
 from ._clock import http_date
+from ._control import add_control_routes, json_object, signed_in
 from ._faults import Endpoint, Fault, FaultQueue, ReplyContext, drop_connection
 from ._records import RequestLog
 from ._state import (
@@ -76,12 +76,13 @@ _RUNTIME = web.AppKey("sendblue_lines.sandbox.runtime", _Held)
 
 
 def build_app(runtime: Runtime) -> web.Application:
-    """Build the aiohttp application that serves the endpoints of `ROUTES`."""
+    """Build the aiohttp application: the endpoints of `ROUTES`, the control API."""
     app = web.Application(middlewares=[_unrouted])
     app[_RUNTIME] = _Held(runtime)
     app.on_response_prepare.append(_date_from_clock)
     for endpoint, method, path in ROUTES:
         app.router.add_route(method, path, _handler(endpoint), name=endpoint)
+    add_control_routes(app, _runtime)
     return app
 
 
@@ -109,10 +110,6 @@ def _runtime(request: web.Request) -> Runtime:
     return runtime
 
 
-def _json(status: int, body: Any) -> web.Response:
-    return web.json_response(body, status=status)
-
-
 def _answered(request: web.Request, response: web.StreamResponse) -> int | None:
     """Return the status that went out, or None if the connection was dropped."""
     transport = request.transport
@@ -133,7 +130,8 @@ async def _unrouted(
     with runtime.log.observe(request.method, request.path, None) as observation:
         if not await runtime.pause(runtime.latency_seconds()):
             return drop_connection(request)
-        response = _json(routing_error.status, error_body(None, routing_error.reason))
+        body = error_body(None, routing_error.reason)
+        response = web.json_response(body, status=routing_error.status)
         if "Allow" in routing_error.headers:
             response.headers["Allow"] = routing_error.headers["Allow"]
         observation.status = _answered(request, response)
@@ -148,10 +146,7 @@ def _handler(
         # The fault is taken on arrival, so "the next N requests" means the
         # next N to arrive, whatever latency each one then draws.
         fault = runtime.faults.pop(endpoint)
-        account = runtime.state.authenticate(
-            request.headers.get("sb-api-key-id"),
-            request.headers.get("sb-api-secret-key"),
-        )
+        account = runtime.state.authenticate(request.headers)
         with runtime.log.observe(
             request.method,
             request.path,
@@ -188,7 +183,7 @@ async def _serve(
     status, body = _process(runtime, endpoint, received, account, failing)
     if fault is not None and fault.reply is not None:
         return await fault.reply(ReplyContext(request, body, runtime.pause))
-    return _json(status, body)
+    return web.json_response(body, status=status)
 
 
 def _process(
@@ -204,8 +199,7 @@ def _process(
     event loop, so concurrent confirms cannot oversell a limit or the stock.
     """
     try:
-        if account is None:
-            raise Refusal(401, None, "Invalid API credentials")
+        account = signed_in(account)
         if endpoint == "limits":
             limits = runtime.state.limits(account)
             return 200, limits_body(limits, runtime.limits_shape)
@@ -231,15 +225,14 @@ async def _receive(request: web.Request) -> bytes | Refusal:
     # as application/json: a client that forgets the header gets a 400 here
     # rather than a surprise in production.
     if request.content_type != "application/json":
-        return _not_json()
+        return Refusal(400, None, _NOT_JSON)
     try:
         return await request.read()
     except web.HTTPRequestEntityTooLarge:
         return Refusal(413, None, "The request body is too large")
 
 
-def _not_json() -> Refusal:
-    return Refusal(400, None, "The body must be a JSON object with a preview_token")
+_NOT_JSON = "The body must be a JSON object with a preview_token"
 
 
 def _parse_token(received: bytes | Refusal) -> str:
@@ -251,13 +244,7 @@ def _parse_token(received: bytes | Refusal) -> str:
     """
     if isinstance(received, Refusal):
         raise received
-    try:
-        body = json.loads(received)
-    except (ValueError, RecursionError):
-        raise _not_json() from None
-    if not isinstance(body, dict):
-        raise _not_json()
-    token = body.get("preview_token")
+    token = json_object(received, _NOT_JSON).get("preview_token")
     if not isinstance(token, str) or not token:
         raise Refusal(400, None, "preview_token is required")
     return token

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from ._clock import ManualClock
+from ._control import CALLS
 from ._server import Sandbox, is_loopback, serve
 from ._state import DEFAULT_API_KEY_ID, SandboxAccount, new_secret
 
@@ -109,6 +110,7 @@ def _banner(sandbox: Sandbox[ManualClock], secret_given: bool) -> str:
             f"export SENDBLUE_API_KEY_ID={shlex.quote(sandbox.api_key_id)}",
             secret_line,
             "These credentials are fake: they work against this sandbox only.",
+            f"Control API, with the same two headers: {CALLS}",
         )
     )
 

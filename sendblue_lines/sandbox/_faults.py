@@ -66,6 +66,13 @@ def _check_status(status: int) -> int:
     return status
 
 
+def _not_negative(what: str, value: float) -> float:
+    if value < 0:
+        msg = f"{what} cannot be negative, got {value}"
+        raise ValueError(msg)
+    return float(value)
+
+
 def _encode(body: object, content_type: str | None) -> tuple[bytes, str]:
     if body is None:
         return b"", content_type or "application/octet-stream"
@@ -205,10 +212,7 @@ class Fault:
         Raises:
             ValueError: ``seconds`` is negative.
         """
-        if seconds < 0:
-            msg = f"a delay cannot be negative, got {seconds}"
-            raise ValueError(msg)
-        return cls(kind="delay", delay_seconds=float(seconds))
+        return cls(kind="delay", delay_seconds=_not_negative("a delay", seconds))
 
     @classmethod
     def hang(cls, *, after_commit: bool = False, seconds: float = HANG_LIMIT) -> Fault:
@@ -222,9 +226,7 @@ class Fault:
         Raises:
             ValueError: ``seconds`` is negative.
         """
-        if seconds < 0:
-            msg = f"a hang cannot last a negative time, got {seconds}"
-            raise ValueError(msg)
+        _not_negative("a hang", seconds)
 
         async def reply(context: ReplyContext) -> web.StreamResponse:
             await context.pause(seconds)
@@ -304,9 +306,7 @@ class Fault:
         Raises:
             ValueError: ``size_bytes`` is negative.
         """
-        if size_bytes < 0:
-            msg = f"a size cannot be negative, got {size_bytes}"
-            raise ValueError(msg)
+        _not_negative("a size", size_bytes)
 
         async def reply(context: ReplyContext) -> web.StreamResponse:
             base = context.body if isinstance(context.body, dict) else {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -28,6 +28,9 @@ logger = logging.getLogger("sendblue_lines.sandbox")
 
 #: What a confirm's status means for money, as the sandbox's log says it.
 _CONFIRM_OUTCOMES = {200: "bought", 500: "provisioning_failed", None: "unknown"}
+
+#: How many requests the log keeps, the latest; the counters count every one.
+REQUESTS_KEPT = 10_000
 
 OTHER = "other"
 """The counters' key for requests that matched no endpoint (404, 405)."""
@@ -64,10 +67,12 @@ class EndpointCounters:
     ``in_flight`` is how many requests are in progress now (arrived, not yet
     answered or dropped), and ``peak_in_flight`` the most there ever were at
     once: the figure to check a client's cap on concurrent requests against.
+    ``faults`` counts the requests each kind of fault was applied to.
     """
 
     requests: int = 0
     statuses: Counter[int | None] = attrs.field(factory=Counter)
+    faults: Counter[str] = attrs.field(factory=Counter)
     in_flight: int = 0
     peak_in_flight: int = 0
 
@@ -80,11 +85,11 @@ class Observation:
 
 
 class RequestLog:
-    """The request log and the counters, kept together."""
+    """The request log (the latest `REQUESTS_KEPT`) and the counters."""
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self.records: list[RequestRecord] = []
+        self.records: deque[RequestRecord] = deque(maxlen=REQUESTS_KEPT)
         self.counters: dict[str, EndpointCounters] = {
             name: EndpointCounters() for name in (*ENDPOINTS, OTHER)
         }
@@ -111,6 +116,8 @@ class RequestLog:
         counters.requests += 1
         counters.in_flight += 1
         counters.peak_in_flight = max(counters.peak_in_flight, counters.in_flight)
+        if fault is not None:
+            counters.faults[fault] += 1
         self.changed.set()
         observation = Observation()
         try:

@@ -358,7 +358,7 @@ class Sandbox(Generic[ClockT]):
 
     @property
     def requests(self) -> list[RequestRecord]:
-        """Every request answered so far, in the order they ended (a copy)."""
+        """The latest 10,000 requests answered, in the order they ended (a copy)."""
         return list(self._runtime.log.records)
 
     @property
@@ -458,34 +458,22 @@ class Sandbox(Generic[ClockT]):
 
 async def serve(
     *,
-    host: str = "127.0.0.1",
     port: int = 8787,
-    accounts: Iterable[SandboxAccount] | None = None,
-    inventory: int | None = None,
-    latency: Latency = None,
-    limits_shape: LimitsShape = "canonical",
-    allow_remote: bool = False,
     ready: Callable[[Sandbox[ManualClock]], object] | None = None,
+    **options: Any,
 ) -> None:
     """Run a sandbox until cancelled; ``ready`` is called once it listens.
 
-    The options are those of `Sandbox`; the clock is a ``ManualClock``
-    that follows real time.
+    ``options`` are those of `Sandbox` but ``clock``: the clock is a
+    ``ManualClock`` that follows real time. The port is the command's, 8787,
+    unless given.
 
     Raises:
+        TypeError: an option that `Sandbox` does not take, ``clock`` included.
         ValueError: as `Sandbox` does.
         OSError: the address cannot be bound.
     """
-    sandbox = Sandbox(
-        host=host,
-        port=port,
-        accounts=accounts,
-        inventory=inventory,
-        latency=latency,
-        limits_shape=limits_shape,
-        allow_remote=allow_remote,
-    )
-    async with sandbox:
+    async with Sandbox(port=port, clock=ManualClock(), **options) as sandbox:
         if ready is not None:
             ready(sandbox)
         await anyio.sleep_forever()

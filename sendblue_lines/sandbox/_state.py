@@ -12,7 +12,8 @@ import bisect
 import hmac
 import itertools
 import secrets
-from collections.abc import Callable
+from collections import ChainMap, OrderedDict
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_API_KEY_ID",
     "MONTHLY_WINDOW",
     "PREVIEW_MESSAGE",
+    "TOKENS_KEPT",
     "TOKEN_LIFETIME",
     "Charge",
     "HeldLine",
@@ -41,6 +43,8 @@ __all__ = [
 
 DEFAULT_API_KEY_ID = "sandbox-key-id"
 TOKEN_LIFETIME = timedelta(minutes=10)
+#: Spent and expired tokens remembered (the latest); older ones are unknown.
+TOKENS_KEPT = 10_000
 DAILY_WINDOW = timedelta(hours=24)
 MONTHLY_WINDOW = timedelta(days=30)
 ELIGIBLE_PLAN = "inbound_only"
@@ -204,7 +208,11 @@ class SandboxState:
         self.accounts: dict[str, SandboxAccount] = {}
         self.ledger: list[Charge] = []
         self.lines: list[HeldLine] = []
+        # Unspent tokens in the order issued; spent and expired ones move to
+        # `_retired`, which keeps the latest TOKENS_KEPT, so a long run is bounded.
         self._tokens: dict[str, _Token] = {}
+        self._retired: OrderedDict[str, _Token] = OrderedDict()
+        self._known = ChainMap(self._tokens, self._retired)
         # Times of successful purchases per key id, sorted, so that a limits
         # check stays cheap however long the ledger grows.
         self._bought: dict[str, list[datetime]] = {}
@@ -226,10 +234,10 @@ class SandboxState:
         self.accounts[account.api_key_id] = account
         return account
 
-    def authenticate(
-        self, api_key_id: str | None, api_secret_key: str | None
-    ) -> SandboxAccount | None:
-        """Return the account these two headers name, or None if they don't match."""
+    def authenticate(self, headers: Mapping[str, str]) -> SandboxAccount | None:
+        """Return the account the two credential headers name, or None if they don't."""
+        api_key_id = headers.get("sb-api-key-id")
+        api_secret_key = headers.get("sb-api-secret-key")
         if api_key_id is None or api_secret_key is None:
             return None
         account = self.accounts.get(api_key_id)
@@ -319,10 +327,14 @@ class SandboxState:
             Refusal: 403 plan, 402 card, 429 daily/monthly, 503 inventory.
         """
         self._check_eligible(account)
+        now = self.clock.now()
+        tokens = self._tokens.values()
+        for stale in list(itertools.takewhile(lambda t: t.expires_at <= now, tokens)):
+            self._retire(stale)
         token = _Token(
             value="lpv_" + secrets.token_urlsafe(24),
             api_key_id=account.api_key_id,
-            expires_at=self.clock.now() + TOKEN_LIFETIME,
+            expires_at=now + TOKEN_LIFETIME,
         )
         self._tokens[token.value] = token
         return {
@@ -350,7 +362,7 @@ class SandboxState:
                 500 ``provisioning_failed`` when ``fail_provisioning`` is set
                 (a charge without a line is then in the ledger).
         """
-        token = self._tokens.get(preview_token)
+        token = self._known.get(preview_token)
         if token is None:
             raise Refusal(410, "token_expired", "Preview token is invalid or expired")
         if token.api_key_id != account.api_key_id:
@@ -361,6 +373,7 @@ class SandboxState:
         if now >= token.expires_at:
             raise Refusal(410, "token_expired", "Preview token has expired")
         token.used = True
+        self._retire(token)
         self._check_eligible(account)
         failed = fail_provisioning
         charge = Charge(
@@ -398,6 +411,12 @@ class SandboxState:
             "worker_id": charge.worker_id,
             "subscription_id": charge.subscription_id,
         }
+
+    def _retire(self, token: _Token) -> None:
+        self._tokens.pop(token.value, None)
+        self._retired[token.value] = token
+        if len(self._retired) > TOKENS_KEPT:
+            self._retired.popitem(last=False)
 
     # -- the account's lines ----------------------------------------------
 
@@ -440,7 +459,7 @@ class SandboxState:
 
     def token_status(self, preview_token: str) -> TokenStatus:
         """Say whether ``preview_token`` is unknown, unused, used or expired."""
-        token = self._tokens.get(preview_token)
+        token = self._known.get(preview_token)
         if token is None:
             return "unknown"
         if token.used:

@@ -323,12 +323,7 @@ class ThreadedSandbox:
 
     def busy(self) -> int:
         """How many requests the sandbox is still handling."""
-        return self.call(
-            lambda sandbox: (
-                sum(c.requests for c in sandbox.counters.values())
-                - len(sandbox.requests)
-            )
-        )
+        return self.call(lambda sandbox: sandbox.in_flight())
 
     def charges(self, key_id: str) -> list[Charge]:
         """The ledger of one account."""

@@ -15,6 +15,9 @@ import pytest
 
 from sendblue_lines.sandbox import _command
 
+PREVIEW = "/accounts/lines/provision-preview"
+CONFIRM = "/accounts/lines/provision-confirm"
+
 # Drives the subcommand exactly as the `sendblue-lines` entry point does.
 DRIVER = (
     "import argparse, sys\n"
@@ -85,7 +88,7 @@ async def start(*argv: str) -> tuple[asyncio.subprocess.Process, list[str]]:
     assert process.stdout is not None
     assert process.stderr is not None
     lines = []
-    for _ in range(5):
+    for _ in range(6):
         line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
         if not line:  # the process ended before its banner was complete
             await asyncio.wait_for(process.wait(), timeout=15)
@@ -115,7 +118,7 @@ async def test_serves_until_signalled_then_exits_0(number):
         secret = re.search(r"export SENDBLUE_API_SECRET_KEY=(\S+)", "".join(lines))[1]
         assert url.startswith("http://127.0.0.1:")
         assert key_id == "sandbox-key-id"
-        assert "fake" in lines[-1]
+        assert "fake" in lines[-2]
         headers = {"sb-api-key-id": key_id, "sb-api-secret-key": secret}
         async with aiohttp.ClientSession() as session:
             async with session.get(
@@ -162,3 +165,43 @@ async def test_a_given_secret_is_used_and_never_printed():
     assert code == 0
     assert process.stdout is not None
     assert secret.encode() not in await process.stdout.read()
+
+
+async def test_the_command_serves_the_control_api():
+    """The banner names the control API; another process drives it with the headers."""
+    process, lines = await start("--daily-limit", "1")
+    try:
+        output = "".join(lines)
+        url = re.search(r"export SENDBLUE_BASE_URL=(\S+)", output)[1]
+        secret = re.search(r"export SENDBLUE_API_SECRET_KEY=(\S+)", output)[1]
+        assert lines[-1] == (
+            "Control API, with the same two headers: GET /_sandbox/ledger, "
+            "POST /_sandbox/clock, POST /_sandbox/faults, POST /_sandbox/account\n"
+        )
+        headers = {"sb-api-key-id": "sandbox-key-id", "sb-api-secret-key": secret}
+        preview, confirm = PREVIEW, CONFIRM
+        async with aiohttp.ClientSession(url, headers=headers) as session:
+
+            async def call(method, path, body=None, **options):
+                async with session.request(method, path, json=body, **options) as r:
+                    return r.status, await r.json(content_type=None)
+
+            status, account = await call("POST", "/_sandbox/account", {})
+            assert (status, account["daily_limit"]) == (200, 1)
+            _, body = await call("POST", preview)
+            token = body["preview_token"]
+            assert (await call("POST", confirm, {"preview_token": token}))[0] == 200
+            assert (await call("POST", preview))[0] == 429
+            day = {"advance_seconds": 90000}
+            assert (await call("POST", "/_sandbox/clock", day))[0] == 200
+            assert (await call("POST", preview))[0] == 200
+            fault = {"endpoint": "limits", "fault": "respond", "args": {"status": 418}}
+            assert await call("POST", "/_sandbox/faults", fault) == (200, {"queued": 1})
+            assert (await call("GET", "/accounts/limits"))[0] == 418
+            _, ledger = await call("GET", "/_sandbox/ledger")
+            assert [c["preview_token"] for c in ledger["charges"]] == [token]
+            nobody = {"sb-api-key-id": "", "sb-api-secret-key": ""}
+            assert (await call("GET", "/_sandbox/ledger", headers=nobody))[0] == 401
+    finally:
+        code = await stop(process, signal.SIGTERM)
+    assert code == 0
