@@ -251,26 +251,25 @@ def granted_validity(
     terms. When our clock agrees with the `Date` header (within its
     whole-second resolution), `expires_at` minus our clock says the same
     to the millisecond, and is used. Without a usable `Date` header (none,
-    unparseable, granting more than an hour, or, while our clock disagrees
-    with it, granting nothing at all) we cannot tell a skewed
-    clock from a short-lived token, and take the contract's 10 minutes:
-    the server still judges expiry, and a token it finds expired on its
-    first send is only previewed again.
+    unparseable, granting more than an hour) we cannot tell a skewed clock
+    from a short-lived token, and take the contract's 10 minutes: the
+    server still judges expiry, and a token it finds expired on its first
+    send is only previewed again.
+
+    A grant of nothing at all (`expires_at` at or before `Date`) also gets
+    the contract's 10 minutes, whatever our clock says: the `Date` may not
+    be the clock the token was dated by (a proxy's, a front end's, a server
+    minutes behind), a 410 costs nothing, and refusing to send would give
+    up a purchase that the server allows.
     """
     date = _http_date(server_date)
     if date is None:
         return TOKEN_VALIDITY_SECONDS
     granted = (expires_at - date).total_seconds()
-    if granted > _LONGEST_VALIDITY_SECONDS:
+    if granted <= 0 or granted > _LONGEST_VALIDITY_SECONDS:
         return TOKEN_VALIDITY_SECONDS
     if abs((local_now - date).total_seconds()) <= _CLOCKS_AGREE_SECONDS:
         return (expires_at - local_now).total_seconds()
-    if granted <= 0:
-        # "Expired when issued", read while our clock and `Date` disagree:
-        # the `Date` may not be the clock the token was dated by (a proxy's,
-        # a server that stamps Date from another clock). Sending costs at
-        # most a 410 and a new preview; refusing would never buy.
-        return TOKEN_VALIDITY_SECONDS
     return granted
 
 
