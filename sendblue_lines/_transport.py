@@ -37,7 +37,6 @@ import yarl
 
 from ._config import Credentials
 from ._logging import HTTP, extra, get_logger
-from ._repr import fields_repr
 from ._version import __version__
 from .errors import ConfigurationError, TransportError
 
@@ -159,7 +158,7 @@ def _loop_of(session: aiohttp.ClientSession) -> asyncio.AbstractEventLoop | None
     return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
 
 
-@attrs.frozen(kw_only=True, repr=False)
+@attrs.frozen(kw_only=True)
 class Attempt:
     """What one HTTP attempt did, as handed to an `on_attempt` callback.
 
@@ -167,8 +166,6 @@ class Attempt:
     came, and then `error` says why and `sent` whether the request may have
     reached the server. `elapsed` is in seconds. Never holds a header value.
     """
-
-    __repr__ = fields_repr
 
     method: str
     path: str
@@ -179,19 +176,15 @@ class Attempt:
     sent: bool = True
 
 
-@attrs.define(kw_only=True, eq=False, repr=False)
+@attrs.frozen(kw_only=True)
 class Reply:
     """An HTTP answer: status, body text, and its JSON or why it is unreadable.
 
     `data` is the parsed JSON, None when `problem` says why the body could
     not be read. `date` is the server's `Date` header as sent (for expiry
     against the server's own clock), `location` its `Location` header (read
-    for a 3xx only). Made only by `Transport` and never changed after (not
-    frozen: three are made per purchase, and a frozen class sets each field
-    the slow way).
+    for a 3xx only). Made only by `Transport`, with the secret redacted.
     """
-
-    __repr__ = fields_repr
 
     status: int
     text: str
