@@ -8,6 +8,7 @@ await. Nothing in this module ever puts a secret in a message.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from urllib.parse import SplitResult, urlsplit
@@ -104,9 +105,6 @@ def resolve_credentials(
 def _is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True
-    # Only plain-http URLs get here; most clients never pay for ipaddress.
-    import ipaddress
-
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

@@ -3,7 +3,7 @@
 The Provisioner and its batch machinery, the journal (its protocol, its
 stores with sqlite3, asyncpg, the SQL and its rules, and its entries) load
 on the first use of their names (PEP 562), and anyio.lowlevel when a batch
-ends; anyio itself only with the Provisioner. Each check runs in a fresh
+ends. Each check runs in a fresh
 interpreter, since this one has loaded everything already. Nothing here is
 timed: the benchmark (`python -m benchmarks --only import`) measures the cost.
 """
@@ -93,26 +93,6 @@ def test_a_program_that_only_calls_the_endpoints_loads_no_journal() -> None:
     assert loaded_after(f"{calls_only}\nsendblue_lines.Journal", journal) == {
         "sendblue_lines.journal"
     }
-
-
-def test_a_program_that_only_calls_the_endpoints_never_loads_anyio() -> None:
-    """The client neither imports anyio nor loads it to close (its shield needs none).
-
-    Only the Provisioner's machinery is built on anyio: it loads with it.
-    """
-    anyio = ("anyio",)
-    assert loaded_after("import sendblue_lines", anyio) == set()
-    closed = (
-        "import asyncio\n"
-        "from sendblue_lines import LinesClient\n"
-        "async def main():\n"
-        "    async with LinesClient('key-id', 'secret-key-1234') as client:\n"
-        "        assert not client.closed\n"
-        "    assert client.closed\n"
-        "asyncio.run(main())"
-    )
-    assert loaded_after(closed, anyio) == set()
-    assert loaded_after("from sendblue_lines import Provisioner", anyio) == {"anyio"}
 
 
 @pytest.mark.parametrize(
