@@ -94,7 +94,7 @@ def parse_datetime(value: object) -> datetime:
         raise ValueError(f"{value!r} is outside the years 1 to 9999 in UTC") from None
 
 
-@attrs.frozen(kw_only=True, repr=False)
+@attrs.frozen(kw_only=True)
 class Preview:
     """A single-use preview token, valid until `expires_at` (UTC).
 
@@ -103,9 +103,9 @@ class Preview:
     a usable token.
     """
 
-    token: str
-    expires_at: datetime
-    message: str = ""
+    token: str = attrs.field(repr=lambda token: repr(short_token(token)))
+    expires_at: datetime = attrs.field(repr=lambda moment: repr(moment.isoformat()))
+    message: str = attrs.field(default="", repr=False)
     # When the token stops being valid on this process's monotonic clock, set
     # by `LinesClient.preview()` from the validity the server granted; None
     # for a Preview built by hand. Not compared, not shown.
@@ -131,12 +131,6 @@ class Preview:
             return _clock.monotonic() >= self._deadline - margin
         current = now if now is not None else _clock.now()
         return current.timestamp() >= self.expires_at.timestamp() - margin
-
-    def __repr__(self) -> str:
-        return (
-            f"Preview(token={short_token(self.token)!r}, "
-            f"expires_at={self.expires_at.isoformat()!r})"
-        )
 
 
 @attrs.frozen(kw_only=True)
