@@ -27,19 +27,16 @@ BASE_URL_VARIABLE = "SENDBLUE_BASE_URL"
 BASE_URL_VARIABLES = (BASE_URL_VARIABLE, "SENDBLUE_API_BASE_URL")
 
 
-@attrs.frozen(kw_only=True, repr=False)
+@attrs.frozen(kw_only=True)
 class Credentials:
     """An API key id and its secret, checked to be sendable as headers."""
 
     key_id: str
-    secret: str
+    secret: str = attrs.field(repr=lambda _: "'***'")
 
     def headers(self) -> dict[str, str]:
         """The two authentication headers of every request."""
         return {"sb-api-key-id": self.key_id, "sb-api-secret-key": self.secret}
-
-    def __repr__(self) -> str:
-        return f"Credentials(key_id={self.key_id!r}, secret='***')"
 
 
 def _from_env(

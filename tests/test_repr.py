@@ -1,8 +1,8 @@
 """The value classes' reprs: attrs' own, showing the fields and hiding the rest.
 
 Each class is an attrs class with its generated repr; what must not be
-shown (a body kept as it came, a batch's outcomes, a token) is kept out by
-the field's own `repr=False`, or by the one hand-written `Preview.__repr__`.
+shown (a body kept as it came, a batch's outcomes, a token, the secret) is
+kept out, or cut short, by the field's own `repr=`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ from sendblue_lines import (
     LimitWindow,
     OutcomeUnknownError,
     Plan,
+    Preview,
     ProvisionedLine,
     ProvisioningLimits,
     ProvisionOutcome,
     RetryPolicy,
 )
+from sendblue_lines._config import Credentials
 from sendblue_lines._transport import Reply
 from sendblue_lines.models import AccountLine, LinesState
 
@@ -95,6 +97,16 @@ def test_a_field_hidden_from_the_repr_stays_hidden(instance: Any, hidden: str) -
     """A body kept as it came and a batch's outcomes are never shown."""
     assert f"{hidden}=" not in repr(instance)
     assert repr(instance).startswith(type(instance).__name__ + "(")
+
+
+def test_the_secret_and_the_token_are_never_shown_whole() -> None:
+    """Credentials show `***` for the secret; a Preview only its token's prefix."""
+    credentials = Credentials(key_id="key-id", secret="s3cret-never-shown")
+    assert repr(credentials) == "Credentials(key_id='key-id', secret='***')"
+    preview = Preview(token="lpv_abc123def456", expires_at=MOMENT, message="hi")
+    assert repr(preview) == (
+        "Preview(token='lpv_abc1…', expires_at='2026-05-18T14:30:00+00:00')"
+    )
 
 
 def test_results_and_plans_show_their_parts() -> None:
