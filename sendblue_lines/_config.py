@@ -8,6 +8,7 @@ await. Nothing in this module ever puts a secret in a message.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from urllib.parse import SplitResult, urlsplit
@@ -26,19 +27,16 @@ BASE_URL_VARIABLE = "SENDBLUE_BASE_URL"
 BASE_URL_VARIABLES = (BASE_URL_VARIABLE, "SENDBLUE_API_BASE_URL")
 
 
-@attrs.frozen(kw_only=True, repr=False)
+@attrs.frozen(kw_only=True)
 class Credentials:
     """An API key id and its secret, checked to be sendable as headers."""
 
     key_id: str
-    secret: str
+    secret: str = attrs.field(repr=lambda _: "'***'")
 
     def headers(self) -> dict[str, str]:
         """The two authentication headers of every request."""
         return {"sb-api-key-id": self.key_id, "sb-api-secret-key": self.secret}
-
-    def __repr__(self) -> str:
-        return f"Credentials(key_id={self.key_id!r}, secret='***')"
 
 
 def _from_env(
@@ -104,9 +102,6 @@ def resolve_credentials(
 def _is_loopback(host: str) -> bool:
     if host.lower() == "localhost":
         return True
-    # Only plain-http URLs get here; most clients never pay for ipaddress.
-    import ipaddress
-
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:

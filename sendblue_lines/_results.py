@@ -7,7 +7,6 @@ from typing import Literal
 
 import attrs
 
-from ._repr import fields_repr
 from .errors import SendblueError, outcome_of
 from .models import ProvisionedLine, ProvisioningLimits
 
@@ -25,7 +24,7 @@ def _exactly_one(
         raise ValueError("a ProvisionOutcome has exactly one of `line` and `error`")
 
 
-@attrs.frozen(kw_only=True, repr=False)
+@attrs.frozen(kw_only=True)
 class ProvisionOutcome:
     """How one purchase slot settled: a line, or the error that ended it.
 
@@ -35,8 +34,6 @@ class ProvisionOutcome:
     Raises:
         ValueError: from the constructor, when not exactly one is set.
     """
-
-    __repr__ = fields_repr
 
     index: int
     line: ProvisionedLine | None = None
@@ -64,7 +61,7 @@ def describe(outcome: ProvisionOutcome) -> str:
     return f"{type(outcome.error).__name__}: {outcome.error}"
 
 
-@attrs.frozen(kw_only=True, repr=False)
+@attrs.frozen(kw_only=True)
 class BatchResult:
     """Everything a batch did, as `Provisioner.provision_many` collects it.
 
@@ -77,8 +74,6 @@ class BatchResult:
     attempted slot's `ProvisionOutcome` in slot order, to tell which slot
     failed how.
     """
-
-    __repr__ = fields_repr
 
     requested: int
     lines: list[ProvisionedLine]
@@ -93,7 +88,7 @@ class BatchResult:
         return sum(1 for outcome in self.outcomes if outcome.charged)
 
 
-@attrs.frozen(kw_only=True, repr=False)
+@attrs.frozen(kw_only=True)
 class Plan:
     """How many of `requested` lines can be bought now, and why not more.
 
@@ -107,8 +102,6 @@ class Plan:
     Provisioner's purchases still in flight when the plan was made: the
     limits read does not count them yet, so their room came off `allowed`.
     """
-
-    __repr__ = fields_repr
 
     requested: int
     allowed: int

@@ -7,14 +7,13 @@ import random
 import attrs
 
 from ._config import check_count, check_seconds
-from ._repr import fields_repr
 from .errors import ConfigurationError
 
 #: The design promises at most this many attempts for a safe call.
 MAX_ATTEMPTS = 5
 
 
-@attrs.frozen(kw_only=True, repr=False)
+@attrs.frozen(kw_only=True)
 class RetryPolicy:
     """How often and how patiently a call is tried again.
 
@@ -28,8 +27,6 @@ class RetryPolicy:
             an int from 1 to 5, or delays that are not finite numbers of
             seconds from 0 to a day with `base_delay <= max_delay`.
     """
-
-    __repr__ = fields_repr
 
     attempts: int = 3
     base_delay: float = 0.25

@@ -24,20 +24,16 @@ Two promises hold whoever built the session:
 from __future__ import annotations
 
 import asyncio
-import functools
 import inspect
 import json
-import logging
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Final
 
 import aiohttp
 import attrs
-import yarl
 
 from ._config import Credentials
 from ._logging import HTTP, extra, get_logger
-from ._repr import fields_repr
 from ._version import __version__
 from .errors import ConfigurationError, TransportError
 
@@ -55,10 +51,13 @@ _MIN_SECRET_PIECE = 4
 #: The phases of an attempt after connecting, as a timeout names them.
 _WAITING: Final = "waiting for the answer"
 _READING: Final = "reading the answer"
-#: The content type of the bodies we send.
-_JSON: Final = "application/json"
-#: Paths whose parsed URL is kept (the contract has four).
-_MAX_URLS: Final = 64
+#: Failures that certainly never wrote the request (a proxy's refusal of
+#: CONNECT comes before the tunnel exists); any other may come after it left.
+_NOT_SENT: Final = (
+    aiohttp.ClientConnectorError,
+    aiohttp.ConnectionTimeoutError,
+    aiohttp.ClientHttpProxyError,
+)
 #: Content encodings aiohttp decodes without optional packages.
 _ACCEPT_ENCODING: Final = "gzip, deflate"
 
@@ -88,16 +87,12 @@ _FORBIDDEN_DEFAULT_HEADERS: Final = frozenset(
 )
 
 
-@functools.cache
 def _pinned_options() -> dict[str, Any]:
     """Per-request arguments that override every session setting they can.
 
     The values are aiohttp's own defaults, so that a caller's session gives
     the answers the SDK's own session gives. Only the arguments the installed
     aiohttp accepts are passed (`middlewares` came in 3.12, for example).
-    Worked out on the first request through a caller's session (reading
-    aiohttp's signature cost every import about a third of a millisecond,
-    and the SDK's own session never needs it), then kept.
     """
     wanted: dict[str, Any] = {
         "allow_redirects": False,
@@ -113,6 +108,10 @@ def _pinned_options() -> dict[str, Any]:
     }
     accepted = inspect.signature(aiohttp.ClientSession._request).parameters
     return {name: value for name, value in wanted.items() if name in accepted}
+
+
+#: Passed with every request, whichever session sends it.
+_PINNED: Final = _pinned_options()
 
 
 def check_session(session: object) -> aiohttp.ClientSession | None:
@@ -159,7 +158,7 @@ def _loop_of(session: aiohttp.ClientSession) -> asyncio.AbstractEventLoop | None
     return loop if isinstance(loop, asyncio.AbstractEventLoop) else None
 
 
-@attrs.frozen(kw_only=True, repr=False)
+@attrs.frozen(kw_only=True)
 class Attempt:
     """What one HTTP attempt did, as handed to an `on_attempt` callback.
 
@@ -167,8 +166,6 @@ class Attempt:
     came, and then `error` says why and `sent` whether the request may have
     reached the server. `elapsed` is in seconds. Never holds a header value.
     """
-
-    __repr__ = fields_repr
 
     method: str
     path: str
@@ -179,19 +176,15 @@ class Attempt:
     sent: bool = True
 
 
-@attrs.define(kw_only=True, eq=False, repr=False)
+@attrs.frozen(kw_only=True)
 class Reply:
     """An HTTP answer: status, body text, and its JSON or why it is unreadable.
 
     `data` is the parsed JSON, None when `problem` says why the body could
     not be read. `date` is the server's `Date` header as sent (for expiry
     against the server's own clock), `location` its `Location` header (read
-    for a 3xx only). Made only by `Transport` and never changed after (not
-    frozen: three are made per purchase, and a frozen class sets each field
-    the slow way).
+    for a 3xx only). Made only by `Transport`, with the secret redacted.
     """
-
-    __repr__ = fields_repr
 
     status: int
     text: str
@@ -224,7 +217,6 @@ class Transport:
         session_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.base_url = base_url
-        self._credentials = credentials
         # A secret too short to tell from chance ("s" in a test) is not
         # searched for: redacting it would mangle every answer.
         secret = credentials.secret
@@ -235,35 +227,21 @@ class Transport:
         # Closes our own session when its event loop shuts down (see _guard).
         self._guard: AsyncGenerator[None, None] | None = None
         self._guarded: aiohttp.ClientSession | None = None
-        # Our own session once checked in the loop it belongs to (see `send`).
-        self._ready: aiohttp.ClientSession | None = None
-        self._ready_loop: asyncio.AbstractEventLoop | None = None
         self._on_attempt = on_attempt
         self._max_bytes = max_response_bytes
         # proxy=, trust_env=, trace_configs=: for the session we create only.
         self._session_options = dict(session_options or {})
-        # Our own session carries our headers itself, unless it may go through
-        # a proxy: aiohttp adds a session's default headers to the CONNECT it
-        # sends a proxy, which would hand the proxy the secret.
-        self._lean = self._owns_session and not (
-            self._session_options.get("proxy") or self._session_options.get("trust_env")
-        )
-        # `connect` covers waiting for a pooled connection and connecting: a
-        # failure there certainly sent nothing. `total` is one deadline over
-        # the rest of the attempt: sending, waiting for the answer and
-        # reading it (a slow drip included); `send` knows which of those it
-        # was in, so a timeout still names its phase. `connect` must fire
-        # before `total`: when both expire together the total one wins,
-        # raising a plain TimeoutError that reads as "maybe sent". Half the
-        # attempt, well clear of aiohttp's rounding of timeouts above 5 s up
-        # to the next whole second, keeps them apart. No `sock_read`: with
-        # `total` at the same value it can never fire first, and aiohttp
-        # re-arms it on every chunk received (docs/benchmarks.md has its cost).
+        # A failure within `connect` (a pooled connection, connecting)
+        # certainly sent nothing; `total` bounds the whole attempt, and `send`
+        # knows which phase a timeout cut. `connect` must fire first, or a
+        # plain TimeoutError would read as "maybe sent": half the attempt keeps
+        # them apart, clear of aiohttp's rounding of timeouts above 5 s.
         self._timeout = aiohttp.ClientTimeout(
             total=timeout, connect=min(connect_timeout, timeout / 2)
         )
-        # Every header a caller's session may set and we rely on is set here,
-        # which replaces the session's value (case-insensitively).
+        # Sent with every request: they replace a caller's session's defaults
+        # (case-insensitively), and our own session has none, since aiohttp
+        # adds a session's default headers to the CONNECT it sends a proxy.
         self._headers = {
             **credentials.headers(),
             "Accept": "application/json",
@@ -271,9 +249,6 @@ class Transport:
             "User-Agent": USER_AGENT,
         }
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
-        # Full URLs of the paths sent so far, parsed once (yarl parses each
-        # string again; a URL object is taken as it is).
-        self._urls: dict[str, yarl.URL] = {}
 
     @property
     def closed(self) -> bool:
@@ -293,75 +268,64 @@ class Transport:
                 "this LinesClient is closed (this request was not sent); "
                 "create a new one"
             )
-        loop = asyncio.get_running_loop()
         session = self._session
-        if session is not None:
-            bound = _loop_of(session)
-            if bound is not None and bound is not loop:
-                if not self._owns_session:
-                    state = (
-                        "a closed event loop"
-                        if bound.is_closed()
-                        else "another event loop"
-                    )
-                    raise ConfigurationError(
-                        f"the aiohttp session passed as session= belongs to {state}, "
-                        "not the one running this call (this request was not sent); "
-                        "create the session inside the loop that uses the client"
-                    )
-                if bound.is_running():
-                    raise ConfigurationError(
-                        "this LinesClient is in use by another event loop that is "
-                        "still running (this request was not sent); give each "
-                        "event loop its own LinesClient"
-                    )
-                # Our own session, left behind by a loop that has finished (a
-                # second asyncio.run): let it go and open one in this loop.
-                _abandon(session)
-                self._session = session = None
-            elif session.closed:
+        if session is not None and not self._usable_here(session):
+            # Our own session, left behind by a loop that has finished (a
+            # second asyncio.run): let it go and open one in this loop.
+            _abandon(session)
+            session = None
+        if session is None:
+            # Made here, not in __init__, so that a client built outside a
+            # running loop (at import time, in a lifespan) binds to the loop
+            # that first uses it.
+            session = self._session = self._new_session()
+        return session
+
+    def _usable_here(self, session: aiohttp.ClientSession) -> bool:
+        """True when `session` can send from the running loop.
+
+        False for our own session of an event loop that has finished.
+
+        Raises:
+            ConfigurationError: the caller's session is closed or belongs to
+                another loop, or our own belongs to a loop still running.
+        """
+        bound = _loop_of(session)
+        if bound is None or bound is asyncio.get_running_loop():
+            if session.closed:
                 # Only a caller's session can be closed under us; aiohttp would
                 # raise a bare RuntimeError, outside our hierarchy.
                 raise ConfigurationError(
                     "the aiohttp session passed as session= is closed "
                     "(this request was not sent)"
                 )
-        if session is None:
-            # Made here, not in __init__, so that a client built outside a
-            # running loop (at import time, in a lifespan) binds to the loop
-            # that first uses it.
-            # enable_cleanup_closed only where aiohttp still needs it: on a
-            # Python that fixed SSL transport cleanup (3.12.8+, 3.13.1+) it
-            # warns, which fails apps and test suites that treat warnings
-            # as errors.
-            cleanup = bool(getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False))
-            # Our own session carries our headers and timeouts itself where
-            # it can (`_lean`), set once here instead of merged into every
-            # request (see `send`); every other option it has is aiohttp's
-            # default, which is what `_pinned_options` pins a caller's
-            # session to.
-            lean: dict[str, Any] = (
-                {"headers": self._headers, "timeout": self._timeout}
-                if self._lean
-                else {}
+            return True
+        if not self._owns_session:
+            state = "a closed event loop" if bound.is_closed() else "another event loop"
+            raise ConfigurationError(
+                f"the aiohttp session passed as session= belongs to {state}, "
+                "not the one running this call (this request was not sent); "
+                "create the session inside the loop that uses the client"
             )
-            session = self._session = aiohttp.ClientSession(
-                **self._session_options,
-                **lean,
-                raise_for_status=False,
-                connector=aiohttp.TCPConnector(
-                    limit=100, enable_cleanup_closed=cleanup
-                ),
+        if bound.is_running():
+            raise ConfigurationError(
+                "this LinesClient is in use by another event loop that is "
+                "still running (this request was not sent); give each "
+                "event loop its own LinesClient"
             )
-        return session
+        return False
 
-    def _url(self, path: str) -> yarl.URL:
-        url = self._urls.get(path)
-        if url is None:
-            url = yarl.URL(self.base_url + path)
-            if len(self._urls) < _MAX_URLS:
-                self._urls[path] = url
-        return url
+    def _new_session(self) -> aiohttp.ClientSession:
+        """Our own session: aiohttp's defaults, and the session options given."""
+        # enable_cleanup_closed only where aiohttp still needs it: on a Python
+        # that fixed SSL transport cleanup (3.12.8+, 3.13.1+) it warns, which
+        # fails apps and test suites that treat warnings as errors.
+        cleanup = bool(getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False))
+        return aiohttp.ClientSession(
+            **self._session_options,
+            raise_for_status=False,
+            connector=aiohttp.TCPConnector(limit=100, enable_cleanup_closed=cleanup),
+        )
 
     async def _watch(self, session: aiohttp.ClientSession) -> None:
         """Close `session` when the loop it belongs to shuts down.
@@ -378,7 +342,6 @@ class Transport:
     async def aclose(self) -> None:
         """Close the session if we opened it; idempotent."""
         self._closed = True
-        self._ready = self._ready_loop = None
         session, self._session = self._session, None
         guard, self._guard, self._guarded = self._guard, None, None
         if session is None or not self._owns_session:
@@ -411,91 +374,43 @@ class Transport:
             ConfigurationError: the client or the caller's session is closed,
                 or bound to another event loop; this request was not sent.
         """
-        loop = asyncio.get_running_loop()
-        # `_ready`: our own session, checked once for this loop (below); only
-        # `aclose` (which clears it) or the loop's end can close it.
-        session = self._ready if self._ready_loop is loop else None
-        if session is None:
-            session = self._session_now()
-            if self._owns_session and self._guarded is not session:
-                await self._watch(session)
-            if self._owns_session and self._session is session:
-                # Checked once for this loop: until `aclose`, or a later loop
-                # (see `_session_now`), nothing can change the answer.
-                self._ready, self._ready_loop = session, loop
-        # The elapsed time is for the debug log and `on_attempt` only.
-        timed = self._on_attempt is not None or logger.isEnabledFor(logging.DEBUG)
-        started = loop.time() if timed else 0.0
-        own = self._lean
-        body: bytes | aiohttp.BytesPayload | None = json_text
-        if json_text is not None and own:
-            body = aiohttp.BytesPayload(json_text, content_type=_JSON)
-        failure: TransportError | None = None
-        cause: BaseException | None = None
+        session = self._session_now()
+        if self._owns_session and self._guarded is not session:
+            await self._watch(session)
+        clock = asyncio.get_running_loop().time
+        started = clock()
+        failed: Exception | None = None
         phase = _WAITING
         try:
-            # Our own session (without a proxy) has our headers and timeouts,
-            # and aiohttp's defaults for everything `_pinned_options` pins;
-            # any other gets them with every request, which overrides what it
-            # set.
-            request = (
-                session.request(
-                    method, self._url(path), data=body, allow_redirects=False
-                )
-                if own
-                else session.request(
-                    method,
-                    self._url(path),
-                    data=body,
-                    headers=self._headers if body is None else self._json_headers,
-                    timeout=self._timeout,
-                    **_pinned_options(),
-                )
-            )
-            async with request as response:
+            async with session.request(
+                method,
+                self.base_url + path,
+                data=json_text,
+                headers=self._headers if json_text is None else self._json_headers,
+                timeout=self._timeout,
+                **_PINNED,
+            ) as response:
                 phase = _READING
                 reply = await self._read(response)
-        except (
-            aiohttp.ClientConnectorError,
-            aiohttp.ConnectionTimeoutError,
-            aiohttp.ClientHttpProxyError,
-        ) as exc:
-            # Checked before the general case: these never wrote the request
-            # (a proxy's refusal of CONNECT comes before the tunnel exists).
-            failure = self._failed(method, path, attempt, started, exc, sent=False)
-            cause = self._safe_cause(exc)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            failure = self._failed(
-                method, path, attempt, started, exc, sent=True, phase=phase
-            )
-            cause = self._safe_cause(exc)
         except Exception as exc:  # noqa: BLE001 - cancellation is not an Exception
-            # aiohttp raises RuntimeError or AttributeError when its session
-            # is closed under a request, and a caller's trace hook may raise
-            # anything: the request may have left all the same.
-            failure = self._failed(method, path, attempt, started, exc, sent=True)
-            cause = self._safe_cause(exc)
-        if failure is not None:
+            # Besides network errors and timeouts, aiohttp raises RuntimeError
+            # or AttributeError when its session is closed under a request,
+            # and a caller's trace hook may raise anything.
+            failed = exc
+        if failed is not None:
             # Raised here, outside the except blocks, so that an exception
             # that reaches the secret (an aiohttp error's request_info holds
             # our headers) is neither the __cause__ nor the __context__.
-            raise failure from cause
-        if not timed:
-            return reply
-        elapsed = loop.time() - started
-        if logger.isEnabledFor(logging.DEBUG):  # no record's keys to build for nobody
-            logger.debug(
-                "%s %s -> %s in %.3fs (attempt %d)",
-                method, path, reply.status, elapsed, attempt,
-                extra=extra("http_reply", status=reply.status, http_attempt=attempt),
-            )  # fmt: skip
-        if self._on_attempt is not None:  # no record to build for nobody
-            self._report(
-                Attempt(
-                    method=method, path=path, attempt=attempt, status=reply.status,
-                    elapsed=elapsed,
-                )
-            )  # fmt: skip
+            error = self._failed(
+                method, path, attempt, clock() - started, failed, phase
+            )
+            raise error from self._safe_cause(failed)
+        self._record(
+            Attempt(
+                method=method, path=path, attempt=attempt, status=reply.status,
+                elapsed=clock() - started,
+            )
+        )  # fmt: skip
         return reply
 
     def _failed(
@@ -503,22 +418,17 @@ class Transport:
         method: str,
         path: str,
         attempt: int,
-        started: float,
-        exc: BaseException,
-        *,
-        sent: bool,
-        phase: str = _WAITING,
+        elapsed: float,
+        exc: Exception,
+        phase: str,
     ) -> TransportError:
-        # `started` is 0 when nobody was to see the time (see `send`).
-        elapsed = asyncio.get_running_loop().time() - started if started else 0.0
+        """Record a failed attempt; the `TransportError` to raise for it.
+
+        Its `sent` is derived here, from the failure's type (see `_NOT_SENT`).
+        """
+        sent = not isinstance(exc, _NOT_SENT)
         reason = redact(describe_failure(exc, phase), self._secret)
-        logger.debug(
-            "%s %s failed after %.3fs (attempt %d, %s): %s",
-            method, path, elapsed, attempt,
-            "may have been sent" if sent else "not sent", reason,
-            extra=extra("http_failed", http_attempt=attempt, sent=sent),
-        )  # fmt: skip
-        self._report(
+        self._record(
             Attempt(
                 method=method, path=path, attempt=attempt, status=None,
                 elapsed=elapsed, error=reason, sent=sent,
@@ -544,11 +454,27 @@ class Transport:
             return None
         return exc
 
-    def _report(self, attempt: Attempt) -> None:
+    def _record(self, done: Attempt) -> None:
+        """Log one attempt and hand it to the `on_attempt` callback."""
+        if done.status is not None:
+            logger.debug(
+                "%s %s -> %s in %.3fs (attempt %d)",
+                done.method, done.path, done.status, done.elapsed, done.attempt,
+                extra=extra(
+                    "http_reply", status=done.status, http_attempt=done.attempt
+                ),
+            )  # fmt: skip
+        else:
+            logger.debug(
+                "%s %s failed after %.3fs (attempt %d, %s): %s",
+                done.method, done.path, done.elapsed, done.attempt,
+                "may have been sent" if done.sent else "not sent", done.error,
+                extra=extra("http_failed", http_attempt=done.attempt, sent=done.sent),
+            )  # fmt: skip
         if self._on_attempt is None:
             return
         try:
-            self._on_attempt(attempt)
+            self._on_attempt(done)
         except Exception:
             # An observer's bug must not change what a purchase does.
             logger.exception(
@@ -561,74 +487,39 @@ class Transport:
         headers = response.headers
         # Only a redirect's Location is ever shown (see `_status`).
         location = headers.get("Location") if 300 <= status < 400 else None
+        raw, cut_short = await self._body(response)
+        data, problem = (None, cut_short) if cut_short else _parse(raw)
+        return self._reply(
+            status,
+            raw.decode("utf-8", "replace"),
+            problem,
+            location,
+            data=data,
+            cut=cut_short is not None,
+            date=headers.get("Date"),
+        )
+
+    async def _body(self, response: aiohttp.ClientResponse) -> tuple[bytes, str | None]:
+        """The body's bytes up to the cap, and why they are not all of it, if so."""
         declared = response.content_length
         if declared is not None and declared > self._max_bytes:
-            return self._reply(
-                status, "", f"body of {declared} bytes exceeds the cap", location
-            )
-        content = response.content
+            return b"", f"body of {declared} bytes exceeds the cap"
         chunks: list[bytes] = []
         size = 0
         try:
-            # readany() rather than iter_any(): no async generator per answer,
-            # and a body that came in one piece (every answer of the contract)
-            # is read with one call, eof already seen.
-            while True:
-                chunk = await content.readany()
-                if not chunk:
-                    break
+            async for chunk in response.content.iter_any():
                 size += len(chunk)
                 if size > self._max_bytes:
-                    return self._reply(
-                        status,
-                        b"".join(chunks).decode("utf-8", "replace"),
+                    return (
+                        b"".join(chunks),
                         f"body exceeds the {self._max_bytes}-byte cap",
-                        location,
-                        cut=True,
                     )
                 chunks.append(chunk)
-                if content.at_eof():
-                    break
         except aiohttp.ClientPayloadError:
             # The server answered (we have its status) but cut the body short:
             # an unreadable answer, not a network failure without one.
-            return self._reply(
-                status,
-                b"".join(chunks).decode("utf-8", "replace"),
-                f"body was cut off after {size} bytes",
-                location,
-                cut=True,
-            )
-        raw = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return self._reply(
-                status, raw.decode("utf-8", "replace"), "body is not UTF-8", location
-            )
-        if not text or text.isspace():
-            return self._reply(status, text, "body is empty", location)
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError) as exc:
-            # RecursionError: JSON nested thousands deep is hostile, not data.
-            return self._reply(
-                status, text, f"body is not JSON ({type(exc).__name__})", location
-            )
-        secret = self._secret
-        if secret and (secret in text or "\\" in text):
-            # It may spell the secret: `_reply` redacts the text and the data.
-            return self._reply(
-                status, text, None, location, data=data, date=headers.get("Date")
-            )
-        # Nothing in it can be the secret: nothing to redact (see `_reply`).
-        return Reply(
-            status=status,
-            text=text,
-            data=data,
-            location=None if location is None else redact(location, secret),
-            date=headers.get("Date"),
-        )
+            return b"".join(chunks), f"body was cut off after {size} bytes"
+        return b"".join(chunks), None
 
     def _reply(
         self,
@@ -637,9 +528,9 @@ class Transport:
         problem: str | None,
         location: str | None,
         *,
-        data: Any = None,
-        cut: bool = False,
-        date: str | None = None,
+        data: Any,
+        cut: bool,
+        date: str | None,
     ) -> Reply:
         """The one place replies are made: the secret is redacted from all of it.
 
@@ -721,6 +612,21 @@ def reaches(root: object, secret: str) -> bool:
                         children.append(getattr(node, name, None))
         stack.extend((child, depth + 1) for child in children)
     return False
+
+
+def _parse(raw: bytes) -> tuple[Any, str | None]:
+    """The JSON of a whole body, or None and why it cannot be read."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None, "body is not UTF-8"
+    if not text or text.isspace():
+        return None, "body is empty"
+    try:
+        return json.loads(text), None
+    except (ValueError, RecursionError) as exc:
+        # RecursionError: JSON nested thousands deep is hostile, not data.
+        return None, f"body is not JSON ({type(exc).__name__})"
 
 
 def _parses_to(text: str, data: Any) -> bool:

@@ -9,14 +9,15 @@ only it knows whether a send was unclear.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-import sys
 from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Final
 
 import aiohttp
+import anyio
 
 from . import _clock, _logging, _status, _telemetry
 from ._config import (
@@ -191,15 +192,8 @@ class LinesClient:
 
     async def aclose(self) -> None:
         """Close the HTTP session if the client opened it. Safe to call twice."""
-        # Shielded so that a cancelled caller still releases its connections.
-        # A shield holds off anyio's cancellation only (a native cancel breaks
-        # through any), and only a program that has loaded anyio can have an
-        # anyio scope to cancel it: the client never imports anyio itself, so
-        # a program that uses the client alone never loads it.
-        anyio = sys.modules.get("anyio")
-        if anyio is None:
-            await self._transport.aclose()
-            return
+        # Shielded so that a caller cancelled by anyio still releases its
+        # connections (a native asyncio cancel breaks through any shield).
         with anyio.CancelScope(shield=True):
             await self._transport.aclose()
 
@@ -325,10 +319,8 @@ class LinesClient:
         run = _ConfirmRun(
             self, token, preview if isinstance(preview, Preview) else None
         )
-        scope = _telemetry.confirming(token)
-        if scope is None:  # the purchase's scope covers it, and no span to open
-            return await run.run()
-        with scope:
+        # None when the purchase's own scope covers this confirm.
+        with _telemetry.confirming(token) or contextlib.nullcontext():
             return await run.run()
 
 
@@ -340,10 +332,9 @@ class _ConfirmRun:
     ) -> None:
         self.client = client
         self.token = token
-        # `{"preview_token": ...}`, written once for every send of the token:
-        # `json.dumps` of a string takes the encoder's quick path, which
-        # `json.dumps` of the whole object does not.
-        self.body = f'{{"preview_token": {json.dumps(token)}}}'.encode()
+        # Serialized here, once for every send of the token: a caller's
+        # session's `json_serialize` cannot change it.
+        self.body = json.dumps({"preview_token": token}).encode()
         self.preview = preview  # None for a bare token: no expiry known
         self.sends = 0  # sends that may have reached the server
         self.first_sent_at: datetime | None = None

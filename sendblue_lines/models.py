@@ -21,21 +21,19 @@ error (see `_window` for the rules).
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
+import re
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
+from typing import Any, TypeVar
 
 import attrs
+from cattrs import Converter, transform_error
+from cattrs.errors import BaseValidationError
+from cattrs.gen import make_dict_structure_fn, override
 
 from . import _clock
-from ._repr import fields_repr
-from ._timestamps import parse_timestamp
 from .errors import MalformedResponseError, short_token
-
-if TYPE_CHECKING:
-    from cattrs import Converter
 
 __all__ = [
     "LimitWindow",
@@ -53,21 +51,50 @@ _LONGEST_VALIDITY_SECONDS = 3600.0
 _CLOCKS_AGREE_SECONDS = 2.0
 
 
+#: The ISO 8601 forms `parse_datetime` reads: a date, then optionally a time
+#: (to the minute, the second or a fraction of it) and `Z` or an offset.
+_ISO_8601 = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})"
+    r"(?:[Tt ]([0-9]{2}:[0-9]{2})(?::([0-9]{2})(?:\.([0-9]+))?)?"
+    r"([Zz]|[+-][0-9]{2}(?::?[0-9]{2})?)?)?"
+)
+
+
 def parse_datetime(value: object) -> datetime:
     """Parse an ISO 8601 timestamp into a timezone-aware UTC datetime.
 
-    Accepts the spec's `2026-05-18T14:30:00.000Z` form and the other common
-    ISO 8601 forms (any fraction length, `Z` or a numeric offset, the basic
-    format), the same on every supported Python; a timestamp without an
-    offset is taken as UTC, since the API speaks UTC.
+    Reads the contract's `2026-05-18T14:30:00.000Z` and the extended forms
+    around it, the same on every supported Python: `YYYY-MM-DD`, optionally
+    followed (after `T`, `t` or a space) by `HH:MM`, `HH:MM:SS` or seconds
+    with a fraction of any length (cut to microseconds, never rounded), then
+    `Z`, `z` or an offset `+HH:MM`, `+HHMM`, `+HH` (or `-`). A timestamp
+    without an offset is taken as UTC, since the API speaks UTC.
 
     Raises:
-        ValueError: `value` is not a string in ISO 8601 form.
+        ValueError: `value` is not a string in one of those forms, or names
+            a day, time or offset that does not exist.
     """
-    return parse_timestamp(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO 8601 string, got {type(value).__name__}")
+    found = _ISO_8601.fullmatch(value.strip())
+    if found is None:
+        raise ValueError(f"not an ISO 8601 timestamp: {value[:64]!r}")
+    day, minutes, seconds, fraction, offset = found.groups()
+    # Written out as Python 3.10's `fromisoformat` reads it too (six fraction
+    # digits, a `+HH:MM` offset), so that every Python gives the same answer.
+    micros = (fraction or "")[:6].ljust(6, "0")
+    if offset is None or offset in ("Z", "z"):
+        offset = "+00:00"
+    else:
+        offset = f"{offset[:3]}:{offset[3:].lstrip(':') or '00'}"
+    text = f"{day}T{minutes or '00:00'}:{seconds or '00'}.{micros}{offset}"
+    try:
+        return datetime.fromisoformat(text).astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError(f"{value!r} is outside the years 1 to 9999 in UTC") from None
 
 
-@attrs.frozen(kw_only=True, repr=False)
+@attrs.frozen(kw_only=True)
 class Preview:
     """A single-use preview token, valid until `expires_at` (UTC).
 
@@ -76,9 +103,9 @@ class Preview:
     a usable token.
     """
 
-    token: str
-    expires_at: datetime
-    message: str = ""
+    token: str = attrs.field(repr=lambda token: repr(short_token(token)))
+    expires_at: datetime = attrs.field(repr=lambda moment: repr(moment.isoformat()))
+    message: str = attrs.field(default="", repr=False)
     # When the token stops being valid on this process's monotonic clock, set
     # by `LinesClient.preview()` from the validity the server granted; None
     # for a Preview built by hand. Not compared, not shown.
@@ -105,25 +132,17 @@ class Preview:
         current = now if now is not None else _clock.now()
         return current.timestamp() >= self.expires_at.timestamp() - margin
 
-    def __repr__(self) -> str:
-        return (
-            f"Preview(token={short_token(self.token)!r}, "
-            f"expires_at={self.expires_at.isoformat()!r})"
-        )
 
-
-@attrs.frozen(kw_only=True, repr=False)
+@attrs.frozen(kw_only=True)
 class ProvisionedLine:
     """A line that was bought: its E.164 number and Sendblue's ids for it."""
-
-    __repr__ = fields_repr
 
     phone_number: str
     worker_id: str
     subscription_id: str
 
 
-@attrs.frozen(kw_only=True, repr=False)
+@attrs.frozen(kw_only=True)
 class LimitWindow:
     """One rolling provisioning window (24 hours or 30 days).
 
@@ -131,8 +150,6 @@ class LimitWindow:
     in it, `remaining` how many are left, `next_available_at` when the oldest
     purchase leaves the window. Each is None when the server did not say.
     """
-
-    __repr__ = fields_repr
 
     limit: int | None = None
     used: int | None = None
@@ -145,7 +162,7 @@ class LimitWindow:
         return self.remaining is not None and self.remaining <= 0
 
 
-@attrs.frozen(kw_only=True, repr=False)
+@attrs.frozen(kw_only=True)
 class ProvisioningLimits:
     """The account's daily and monthly provisioning windows.
 
@@ -154,8 +171,6 @@ class ProvisioningLimits:
     which case the server still enforces its limits at preview and confirm.
     `raw` keeps the parsed body as it came.
     """
-
-    __repr__ = fields_repr
 
     daily: LimitWindow | None = None
     monthly: LimitWindow | None = None
@@ -180,7 +195,7 @@ class ProvisioningLimits:
         return {name: window for name, window in found.items() if window is not None}
 
 
-@attrs.frozen(kw_only=True, repr=False)
+@attrs.frozen(kw_only=True)
 class AccountLine:
     """One line the account holds now, as `GET /api/v2/lines/state` lists it.
 
@@ -188,8 +203,6 @@ class AccountLine:
     is kept as the server said it, unknown values of `assignment` and
     `status` included, and None where absent or unreadable.
     """
-
-    __repr__ = fields_repr
 
     worker_id: str
     sendblue_number: str | None = None
@@ -200,7 +213,7 @@ class AccountLine:
     effective_until: datetime | None = None
 
 
-@attrs.frozen(kw_only=True, repr=False)
+@attrs.frozen(kw_only=True)
 class LinesState:
     """The account's lines at one moment: evidence for a purchase whose answer was lost.
 
@@ -210,8 +223,6 @@ class LinesState:
     without a line). `unreadable` counts the entries that had no usable
     `worker_id` and were left out. `raw` keeps the parsed body as it came.
     """
-
-    __repr__ = fields_repr
 
     snapshot_at: datetime | None
     lines: tuple[AccountLine, ...]
@@ -234,87 +245,32 @@ def granted_validity(
     terms. When our clock agrees with the `Date` header (within its
     whole-second resolution), `expires_at` minus our clock says the same
     to the millisecond, and is used. Without a usable `Date` header (none,
-    unparseable, granting more than an hour, or, while our clock disagrees
-    with it, granting nothing at all) we cannot tell a skewed
-    clock from a short-lived token, and take the contract's 10 minutes:
-    the server still judges expiry, and a token it finds expired on its
-    first send is only previewed again.
+    unparseable, granting more than an hour) we cannot tell a skewed clock
+    from a short-lived token, and take the contract's 10 minutes: the
+    server still judges expiry, and a token it finds expired on its first
+    send is only previewed again.
+
+    A grant of nothing at all (`expires_at` at or before `Date`) also gets
+    the contract's 10 minutes, whatever our clock says: the `Date` may not
+    be the clock the token was dated by (a proxy's, a front end's, a server
+    minutes behind), a 410 costs nothing, and refusing to send would give
+    up a purchase that the server allows.
     """
     date = _http_date(server_date)
     if date is None:
         return TOKEN_VALIDITY_SECONDS
     granted = (expires_at - date).total_seconds()
-    if granted > _LONGEST_VALIDITY_SECONDS:
+    if granted <= 0 or granted > _LONGEST_VALIDITY_SECONDS:
         return TOKEN_VALIDITY_SECONDS
     if abs((local_now - date).total_seconds()) <= _CLOCKS_AGREE_SECONDS:
         return (expires_at - local_now).total_seconds()
-    if granted <= 0:
-        # "Expired when issued", read while our clock and `Date` disagree:
-        # the `Date` may not be the clock the token was dated by (a proxy's,
-        # a server that stamps Date from another clock). Sending costs at
-        # most a 410 and a new preview; refusing would never buy.
-        return TOKEN_VALIDITY_SECONDS
     return granted
-
-
-#: The month names of an HTTP date (RFC 9110), never the locale's.
-_MONTHS = {
-    name: number
-    for number, name in enumerate(
-        "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(" "),  # noqa: SIM905
-        start=1,
-    )
-}
-
-
-def _imf_fixdate(value: str) -> datetime | None:
-    """RFC 9110's preferred `Date` form, `Wed, 02 Dec 2026 14:13:57 GMT`; or None.
-
-    Every HTTP server sends this form; `email.utils` reads it too, at many
-    times the cost, and stays the reader of every other form.
-    """
-    if len(value) != 29 or value[3:5] != ", " or not value.endswith(" GMT"):
-        return None
-    month = _MONTHS.get(value[8:11])
-    digits = value[5:7] + value[12:16] + value[17:19] + value[20:22] + value[23:25]
-    if (
-        month is None
-        or not (digits.isascii() and digits.isdigit())
-        or value[7] + value[11] + value[16] != "   "
-        or value[19] + value[22] != "::"
-    ):
-        return None
-    try:
-        return datetime(
-            int(value[12:16]),
-            month,
-            int(value[5:7]),
-            int(value[17:19]),
-            int(value[20:22]),
-            int(value[23:25]),
-            tzinfo=timezone.utc,
-        )
-    except ValueError:
-        return None
-
-
-#: The last `Date` header read and what it read as: answers that come in
-#: the same second (every answer of a batch, most of a sequence) share it.
-_last_date: tuple[str, datetime] | None = None
 
 
 def _http_date(value: str | None) -> datetime | None:
     """An HTTP `Date` header as an aware UTC datetime, or None if unusable."""
-    global _last_date
-    last = _last_date
-    if last is not None and last[0] == value:
-        return last[1]
-    if not isinstance(value, str) or not value.strip():
+    if not value:
         return None
-    quick = _imf_fixdate(value)
-    if quick is not None:
-        _last_date = (value, quick)
-        return quick
     try:
         parsed = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -336,6 +292,129 @@ def mark_received(
     # The one write to a frozen instance, before anyone else has seen it.
     object.__setattr__(preview, "_deadline", arrived + validity)
     return preview
+
+
+_DAILY = "api_provision_daily"
+_MONTHLY = "api_provision_monthly"
+
+
+def _count(value: object, *, floor_at_zero: bool = False) -> int | None:
+    """Read one count of a window; None when absent, null or unreadable.
+
+    A count is a JSON integer, or a float with an integral value (`3.0`, as
+    some serializers write integers); any size is kept as it is. Booleans,
+    fractions (`3.5`), NaN, infinities, strings (even `"3"`) and containers
+    cannot be read. Nor can a negative count (some APIs write `-1` for
+    "unlimited"; "unknown" is the reading that never blocks), except that a
+    negative `remaining` (`floor_at_zero`) means that nothing is left: 0.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int):
+        return None
+    if value < 0:
+        return 0 if floor_at_zero else None
+    return value
+
+
+def _moment(value: object) -> datetime | None:
+    """An optional timestamp: anything that is not one is simply not known."""
+    try:
+        return parse_datetime(value)
+    except ValueError:
+        return None
+
+
+def _window(value: object, usage: object) -> LimitWindow | None:
+    """Read one window from the canonical (object) or flat (integer) shape.
+
+    Field by field, so that only what cannot be read becomes unknown. The
+    `limit` is what makes a window: without a readable one the window is
+    unknown (None). A `used` or `remaining` that cannot be read (see
+    `_count`) is treated as absent, and a missing `remaining` is
+    `limit - used` floored at 0 (with neither, only the limit is known).
+    `next_available_at` is None unless it is a timestamp; `window` and any
+    unknown field are ignored, whatever they hold.
+    """
+    if isinstance(value, Mapping):
+        limit = _count(value.get("limit"))
+        used = _count(value.get("used"))
+        remaining = _count(value.get("remaining"), floor_at_zero=True)
+        next_available_at = _moment(value.get("next_available_at"))
+    else:
+        # The flat shape: the window is its limit, `usage` its used count.
+        limit = _count(value)
+        used = _count(usage)
+        remaining = None
+        next_available_at = None
+    if limit is None:
+        return None
+    if remaining is None and used is not None:
+        remaining = max(limit - used, 0)
+    return LimitWindow(
+        limit=limit,
+        used=used,
+        remaining=remaining,
+        next_available_at=next_available_at,
+    )
+
+
+def _structure_limits(body: object, _: object) -> ProvisioningLimits:
+    """Read the limits tolerantly: any shape we do not know is "limits unknown"."""
+    limits = body.get("limits") if isinstance(body, Mapping) else None
+    if not isinstance(body, Mapping) or not isinstance(limits, Mapping):
+        return ProvisioningLimits(raw=body)
+    usage = body.get("usage")
+    if not isinstance(usage, Mapping):
+        usage = {}
+    return ProvisioningLimits(
+        daily=_window(limits.get(_DAILY), usage.get(_DAILY)),
+        monthly=_window(limits.get(_MONTHLY), usage.get(_MONTHLY)),
+        raw=body,
+    )
+
+
+def _text(value: object) -> str | None:
+    """An optional string field: a non-blank string, else not known."""
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def _structure_lines_state(body: object, _: object) -> LinesState:
+    """Read the lines list tolerantly; only a body without a `data` list fails.
+
+    The endpoint is documented by Sendblue's published API types, not by the
+    provisioning page: more fields and other values are accepted, an entry
+    without a usable `worker_id` is counted in `unreadable` and left out.
+    """
+    data = body.get("data") if isinstance(body, Mapping) else None
+    if not isinstance(body, Mapping) or not isinstance(data, list):
+        raise ValueError("expected a `data` list of lines")
+    lines: list[AccountLine] = []
+    unreadable = 0
+    for item in data:
+        worker_id = _text(item.get("worker_id")) if isinstance(item, Mapping) else None
+        if worker_id is None or not isinstance(item, Mapping):
+            unreadable += 1
+            continue
+        lines.append(
+            AccountLine(
+                worker_id=worker_id,
+                sendblue_number=_text(item.get("sendblue_number")),
+                assignment=_text(item.get("assignment")),
+                status=_text(item.get("status")),
+                status_changed_at=_moment(item.get("status_changed_at")),
+                degraded_since=_moment(item.get("degraded_since")),
+                effective_until=_moment(item.get("effective_until")),
+            )
+        )
+    return LinesState(
+        snapshot_at=_moment(body.get("snapshot_at")),
+        lines=tuple(lines),
+        unreadable=unreadable,
+        raw=body,
+    )
 
 
 def _strict_str(value: object, _: object) -> str:
@@ -362,17 +441,8 @@ def _structure_datetime(value: object, _: object) -> datetime:
     return parse_datetime(value)
 
 
-@functools.cache
-def _converter() -> Converter:
-    """The one converter, built on first use.
-
-    cattrs is imported here rather than at the top so that `import
-    sendblue_lines` stays cheap (cattrs and building the hooks are a large
-    part of its import time); the first answer pays it once.
-    """
-    from cattrs import Converter
-    from cattrs.gen import make_dict_structure_fn, override
-
+def _make_converter() -> Converter:
+    """The one converter: strict scalars, wire names, the tolerant bodies' hooks."""
     converter = Converter(detailed_validation=True, forbid_extra_keys=False)
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook(int, _strict_int)
@@ -400,202 +470,7 @@ def _converter() -> Converter:
     return converter
 
 
-def _validation_errors() -> tuple[type[Exception], ...]:
-    """What a failed structuring raises: cattrs' own errors and our hooks'."""
-    from cattrs.errors import BaseValidationError
-
-    return (BaseValidationError, ValueError, TypeError)
-
-
-_DAILY = "api_provision_daily"
-_MONTHLY = "api_provision_monthly"
-
-
-def _count(value: object, *, floor_at_zero: bool = False) -> int | None:
-    """Read one count of a window; None when absent, null or unreadable.
-
-    A count is a JSON integer, or a float with an integral value (`3.0`, as
-    some serializers write integers); any size is kept as it is. Booleans,
-    fractions (`3.5`), NaN, infinities, strings (even `"3"`) and containers
-    cannot be read. Nor can a negative count (some APIs write `-1` for
-    "unlimited"; "unknown" is the reading that never blocks), except that a
-    negative `remaining` (`floor_at_zero`) means that nothing is left: 0.
-    """
-    if type(value) is int:  # the usual case, read at once
-        return value if value >= 0 else (0 if floor_at_zero else None)
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if not isinstance(value, int):
-        return None
-    if value < 0:
-        return 0 if floor_at_zero else None
-    return value
-
-
-def _moment(value: object) -> datetime | None:
-    """An optional timestamp: anything that is not one is simply not known."""
-    try:
-        return parse_timestamp(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
-def _window(value: object, usage: object) -> LimitWindow | None:
-    """Read one window from the canonical (object) or flat (integer) shape.
-
-    Field by field, so that only what cannot be read becomes unknown. The
-    `limit` is what makes a window: without a readable one the window is
-    unknown (None). A `used` or `remaining` that cannot be read (see
-    `_count`) is treated as absent, and a missing `remaining` is
-    `limit - used` floored at 0 (with neither, only the limit is known).
-    `next_available_at` is None unless it is a timestamp; `window` and any
-    unknown field are ignored, whatever they hold.
-    """
-    if _is_mapping(value):
-        get = value.get
-        limit = get("limit")
-        used = get("used")
-        remaining = get("remaining")
-        # A non-negative JSON integer (the usual case) is read at once.
-        if type(limit) is not int or limit < 0:
-            limit = _count(limit)
-        if type(used) is not int or used < 0:
-            used = _count(used)
-        if type(remaining) is not int or remaining < 0:
-            remaining = _count(remaining, floor_at_zero=True)
-        moment = get("next_available_at")
-        next_available_at = None if moment is None else _moment(moment)
-    else:
-        # The flat shape: the window is its limit, `usage` its used count.
-        limit = _count(value)
-        used = _count(usage)
-        remaining = None
-        next_available_at = None
-    if limit is None:
-        return None
-    if remaining is None and used is not None:
-        remaining = max(limit - used, 0)
-    return LimitWindow(
-        limit=limit,
-        used=used,
-        remaining=remaining,
-        next_available_at=next_available_at,
-    )
-
-
-def _is_mapping(value: object) -> TypeGuard[Mapping[str, Any]]:
-    # A JSON object is a dict, and an absent field None: both checked first,
-    # without the ABC's machinery.
-    if type(value) is dict:
-        return True
-    return value is not None and isinstance(value, Mapping)
-
-
-def _structure_limits(body: object, _: object = None) -> ProvisioningLimits:
-    if not _is_mapping(body):
-        return ProvisioningLimits(raw=body)
-    limits = body.get("limits")
-    if not _is_mapping(limits):
-        return ProvisioningLimits(raw=body)
-    usage = body.get("usage")
-    if usage is not None and not _is_mapping(usage):
-        usage = None
-    return ProvisioningLimits(
-        daily=_window(limits.get(_DAILY), None if usage is None else usage.get(_DAILY)),
-        monthly=_window(
-            limits.get(_MONTHLY), None if usage is None else usage.get(_MONTHLY)
-        ),
-        raw=body,
-    )
-
-
-def _text(value: object) -> str | None:
-    """An optional string field: a non-blank string, else not known."""
-    return value if isinstance(value, str) and value.strip() else None
-
-
-def _structure_lines_state(body: object, _: object) -> LinesState:
-    """Read the lines list tolerantly; only a body without a `data` list fails.
-
-    The endpoint is documented by Sendblue's published API types, not by the
-    provisioning page: more fields and other values are accepted, an entry
-    without a usable `worker_id` is counted in `unreadable` and left out.
-    """
-    data = body.get("data") if isinstance(body, Mapping) else None
-    if not isinstance(data, list):
-        raise ValueError("expected a `data` list of lines")
-    lines: list[AccountLine] = []
-    unreadable = 0
-    for item in data:
-        worker_id = _text(item.get("worker_id")) if isinstance(item, Mapping) else None
-        if worker_id is None or not isinstance(item, Mapping):
-            unreadable += 1
-            continue
-        lines.append(
-            AccountLine(
-                worker_id=worker_id,
-                sendblue_number=_text(item.get("sendblue_number")),
-                assignment=_text(item.get("assignment")),
-                status=_text(item.get("status")),
-                status_changed_at=_moment(item.get("status_changed_at")),
-                degraded_since=_moment(item.get("degraded_since")),
-                effective_until=_moment(item.get("effective_until")),
-            )
-        )
-    snapshot = body.get("snapshot_at") if isinstance(body, Mapping) else None
-    return LinesState(
-        snapshot_at=_moment(snapshot),
-        lines=tuple(lines),
-        unreadable=unreadable,
-        raw=body,
-    )
-
-
-def _quick_preview(body: dict[str, Any]) -> Preview | None:
-    """A `Preview` from a body that the converter would accept as it is, else None."""
-    token = body.get("preview_token")
-    expires = body.get("expires_at")
-    message = body.get("message", "")
-    if (
-        type(token) is not str
-        or not token.strip()
-        or type(expires) is not str
-        or type(message) is not str
-    ):
-        return None
-    try:
-        expires_at = parse_timestamp(expires)
-    except ValueError:
-        return None
-    return Preview(token=token, expires_at=expires_at, message=message)
-
-
-def _quick_line(body: dict[str, Any]) -> ProvisionedLine | None:
-    """A `ProvisionedLine` from a body the converter would accept as is, or None."""
-    number = body.get("phone_number")
-    worker = body.get("worker_id")
-    subscription = body.get("subscription_id")
-    if (
-        type(number) is not str
-        or type(worker) is not str
-        or type(subscription) is not str
-        or not number.strip()
-        or not worker.strip()
-        or not subscription.strip()
-    ):
-        return None
-    return ProvisionedLine(
-        phone_number=number, worker_id=worker, subscription_id=subscription
-    )
-
-
-_QUICK: dict[type, Callable[[dict[str, Any]], object]] = {
-    Preview: _quick_preview,
-    ProvisionedLine: _quick_line,
-    ProvisioningLimits: _structure_limits,
-}
+_CONVERTER = _make_converter()
 
 _M = TypeVar("_M")
 
@@ -607,15 +482,6 @@ def structure(body: object, model: type[_M], *, status: int, path: str, raw: str
         MalformedResponseError: the body is not an object of that shape, with
             the cattrs error as its `__cause__` and the raw text attached.
     """
-    if type(body) is dict:
-        # The answers of the contract, read without cattrs' machinery; an
-        # answer the quick reading does not accept as it is goes to cattrs,
-        # which builds the same model or says what is wrong.
-        quick = _QUICK.get(model)
-        if quick is not None:
-            built = quick(body)
-            if built is not None:
-                return built  # type: ignore[return-value]
     # The limits body is not documented: any well-formed JSON is "limits
     # unknown" (its hook copes with every shape), never an error.
     if model is not ProvisioningLimits and not isinstance(body, Mapping):
@@ -625,10 +491,9 @@ def structure(body: object, model: type[_M], *, status: int, path: str, raw: str
             raw=raw,
             path=path,
         )
-    converter = _converter()
     try:
-        return converter.structure(body, model)
-    except _validation_errors() as exc:
+        return _CONVERTER.structure(body, model)
+    except (BaseValidationError, ValueError, TypeError) as exc:
         raise MalformedResponseError(
             f"the answer of {path} is not a valid {model.__name__}: {_describe(exc)}",
             status=status,
@@ -638,9 +503,6 @@ def structure(body: object, model: type[_M], *, status: int, path: str, raw: str
 
 
 def _describe(exc: BaseException) -> str:
-    from cattrs import transform_error
-    from cattrs.errors import BaseValidationError
-
     if isinstance(exc, BaseValidationError):
         return "; ".join(transform_error(exc))
     return str(exc)

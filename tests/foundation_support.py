@@ -29,7 +29,8 @@ METHODS = {LIMITS: "GET", PREVIEW: "POST", CONFIRM: "POST"}
 MOMENT = datetime(2026, 5, 18, 14, 30, tzinfo=timezone.utc)
 
 #: Every timestamp form the SDK accepts, and the UTC instant it means: the
-#: one table for the parser and for each structured field that uses it.
+#: one table for the parser and for each structured field that uses it. The
+#: same on every supported Python (3.10's `fromisoformat` reads fewer forms).
 ACCEPTED_TIMESTAMPS = [
     pytest.param("2026-05-18T14:30:00.000Z", MOMENT, id="spec-form"),
     pytest.param(
@@ -41,7 +42,6 @@ ACCEPTED_TIMESTAMPS = [
     pytest.param("2026-05-18 14:30:00Z", MOMENT, id="space-separator"),
     pytest.param("2026-05-18T14:30:00", MOMENT, id="no-offset-is-utc"),
     pytest.param("2026-05-18T14:30Z", MOMENT, id="minutes-only"),
-    pytest.param("2026-05-18T14Z", MOMENT.replace(minute=0), id="hours-only"),
     pytest.param(
         "2026-05-18T14:30:00.1Z", MOMENT.replace(microsecond=100000), id="1-digit"
     ),
@@ -63,29 +63,21 @@ ACCEPTED_TIMESTAMPS = [
         MOMENT.replace(microsecond=999999),
         id="never-rounded-up-to-next-second",
     ),
-    pytest.param(
-        "2026-05-18T14:30:00,5Z", MOMENT.replace(microsecond=500000), id="comma"
-    ),
-    pytest.param("20260518T143000Z", MOMENT, id="basic"),
-    pytest.param("20260518T143000.250Z", MOMENT.replace(microsecond=250000), id="b"),
-    pytest.param("20260518T1430Z", MOMENT, id="basic-minutes"),
-    pytest.param("20260518T163000+0200", MOMENT, id="basic-offset"),
     pytest.param("2026-05-18T14:30:00+00:00", MOMENT, id="offset-extended"),
     pytest.param("2026-05-18T16:30:00.000000+02:00", MOMENT, id="micros-offset"),
     pytest.param("2026-05-18T14:30:00+0000", MOMENT, id="offset-basic"),
+    pytest.param(
+        "2026-05-18T16:30:00.5+0200",
+        MOMENT.replace(microsecond=500000),
+        id="fraction-offset-basic",
+    ),
     pytest.param("2026-05-18T14:30:00+00", MOMENT, id="offset-hours"),
     pytest.param("2026-05-18T14:30:00-00:00", MOMENT, id="offset-minus-zero"),
     pytest.param("2026-05-18T16:30:00+02:00", MOMENT, id="offset-east"),
     pytest.param("2026-05-18T09:00:00-05:30", MOMENT, id="offset-west-half"),
     pytest.param("2026-05-19T00:00:00+09:30", MOMENT, id="offset-crosses-day"),
-    pytest.param("2026-05-18T14:30:30+00:00:30", MOMENT, id="offset-with-seconds"),
     pytest.param("  2026-05-18T14:30:00Z\n", MOMENT, id="surrounding-space"),
     pytest.param("2026-05-18", MOMENT.replace(hour=0, minute=0), id="date-only"),
-    pytest.param("20260518", MOMENT.replace(hour=0, minute=0), id="basic-date"),
-    pytest.param(
-        "2026-W21-1T14:30:00Z", MOMENT, id="week-date"
-    ),  # 2026-05-18 is the Monday of ISO week 21
-    pytest.param("2026W211T143000Z", MOMENT, id="basic-week-date"),
 ]
 
 KEY_ID = "key-id-for-foundation-tests"

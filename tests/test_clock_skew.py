@@ -20,9 +20,12 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
+from aiohttp import web
+from foundation_support import CONFIRM, LIMITS, PREVIEW, load, respond, serve
+from scripted_api import iso
 
 import sendblue_lines._clock
-from sendblue_lines import LinesClient, Preview, RetryPolicy
+from sendblue_lines import LinesClient, Preview, Provisioner, RetryPolicy
 from sendblue_lines.models import TOKEN_VALIDITY_SECONDS, granted_validity
 from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 
@@ -111,7 +114,9 @@ EXPIRES = _at(600)
         pytest.param("", 0, 600, id="empty-date"),
         pytest.param("yesterday", 0, 600, id="unparseable-date"),
         pytest.param("Mon, 18 May 2026 12:00:00 GMT", 0, 600, id="grants-over-an-hour"),
-        pytest.param("Mon, 18 May 2026 14:30:05 GMT", 605, -5, id="expired-at-issue"),
+        pytest.param(
+            "Mon, 18 May 2026 14:30:05 GMT", 605, 600, id="nothing-granted-clocks-agree"
+        ),
         pytest.param("Mon, 18 May 2026 14:35:00 GMT", 0, 600, id="date-from-elsewhere"),
         pytest.param("Mon, 18 May 2026 14:20:00 -0000", 300, 600, id="minus-zero-zone"),
         pytest.param("Mon, 18 May 2026 16:20:00 +0200", 300, 600, id="other-zone"),
@@ -147,3 +152,39 @@ async def test_the_sandbox_dates_its_answers_with_its_own_clock(
     assert reply.date is not None
     assert parsedate_to_datetime(reply.date) == start
     assert reply.data["expires_at"] == "2031-01-02T03:14:05.000Z"
+
+
+async def _preview_dated_by_a_clock_11_minutes_behind(
+    request: web.Request,
+) -> web.StreamResponse:
+    # aiohttp dates the answer with the true time; the token was dated by a
+    # clock 11 minutes behind, so `expires_at` is a minute before `Date`.
+    del request
+    issued = datetime.now(timezone.utc) - timedelta(minutes=11)
+    expires_at = iso(issued + timedelta(seconds=TOKEN_VALIDITY_SECONDS))
+    return web.json_response(
+        {"status": "OK", "preview_token": "lpv_behind", "expires_at": expires_at}
+    )
+
+
+async def test_a_preview_granting_nothing_is_sent_and_buys() -> None:
+    """expires_at before a correct Date: the token is sent once and the line bought.
+
+    The server dated its token 11 minutes behind its `Date`; judged by the
+    contract's 10 minutes from its arrival, the token is confirmed on the
+    first preview instead of being dropped as expired three times over. A
+    real server on 127.0.0.1, since the sandbox dates both from one clock.
+    """
+    routes = {
+        LIMITS: respond(200, load("limits_canonical")),
+        PREVIEW: _preview_dated_by_a_clock_11_minutes_behind,
+        CONFIRM: respond(200, load("confirm_ok")),
+    }
+    async with (
+        serve(routes) as server,
+        LinesClient("key-id", "behind-secret", base_url=server.url) as client,
+    ):
+        line = await Provisioner(client).provision()
+    assert line.phone_number == load("confirm_ok")["phone_number"]
+    assert server.paths() == [LIMITS, PREVIEW, CONFIRM]
+    assert server.seen[-1].json() == {"preview_token": "lpv_behind"}

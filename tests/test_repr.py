@@ -1,9 +1,8 @@
-"""The value classes' shared `__repr__` reads exactly as attrs' generated one.
+"""The value classes' reprs: attrs' own, showing the fields and hiding the rest.
 
-`fields_repr` replaces the `__repr__` attrs would compile for each class at
-import (see `sendblue_lines._repr`); attrs itself is the oracle here: each
-instance is shown again by a twin class with the same fields and attrs' own
-repr, and the two strings must be the same.
+Each class is an attrs class with its generated repr; what must not be
+shown (a body kept as it came, a batch's outcomes, a token, the secret) is
+kept out, or cut short, by the field's own `repr=`.
 """
 
 from __future__ import annotations
@@ -11,10 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-import attrs
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from sendblue_lines import (
     Attempt,
@@ -22,12 +18,13 @@ from sendblue_lines import (
     LimitWindow,
     OutcomeUnknownError,
     Plan,
+    Preview,
     ProvisionedLine,
     ProvisioningLimits,
     ProvisionOutcome,
     RetryPolicy,
 )
-from sendblue_lines._repr import fields_repr
+from sendblue_lines._config import Credentials
 from sendblue_lines._transport import Reply
 from sendblue_lines.models import AccountLine, LinesState
 
@@ -40,90 +37,90 @@ LIMITS = ProvisioningLimits(daily=WINDOW, monthly=None, raw={"limits": {}})
 UNKNOWN = OutcomeUnknownError.for_token(
     "tok_abcdef123456", reason="no answer", first_sent_at=MOMENT, attempts=1
 )
-
-INSTANCES: list[Any] = [
-    LINE,
-    WINDOW,
-    LimitWindow(),
-    LIMITS,
-    ProvisioningLimits(),
-    AccountLine(worker_id="w-1", sendblue_number="+15551230000", status="active"),
-    LinesState(snapshot_at=MOMENT, lines=(AccountLine(worker_id="w-2"),), raw=[]),
-    Attempt(method="POST", path="/p", attempt=2, status=None, elapsed=0.5, error="x"),
-    Reply(status=200, text='{"a": 1}', data={"a": 1}, date="Wed, 02 Dec 2026"),
-    RetryPolicy(),
-    ProvisionOutcome(index=3, line=LINE),
-    ProvisionOutcome(index=4, error=UNKNOWN),
-    BatchResult(
-        requested=2,
-        lines=[LINE],
-        errors=[UNKNOWN],
-        not_attempted=0,
-        stopped_by=None,
-        outcomes=[ProvisionOutcome(index=0, line=LINE)],
-    ),
-    Plan(
-        requested=2, allowed=1, binding="daily", next_available_at=None, limits=LIMITS
-    ),
-]
-
-
-def attrs_own_repr(instance: Any) -> str:
-    """How attrs' generated repr shows `instance`: through a twin class."""
-    cls = type(instance)
-    fields = attrs.fields(cls)
-    twin = attrs.make_class(
-        cls.__name__,
-        {field.name: attrs.field(repr=field.repr, kw_only=True) for field in fields},
-        repr=True,
-    )
-    return repr(twin(**{field.name: getattr(instance, field.name) for field in fields}))
-
-
-@pytest.mark.parametrize("instance", INSTANCES, ids=lambda i: type(i).__name__)
-def test_the_shared_repr_reads_as_attrs_own(instance: Any) -> None:
-    """Every value class that takes `fields_repr` shows what attrs would show."""
-    assert type(instance).__repr__ is fields_repr
-    assert repr(instance) == attrs_own_repr(instance)
-
-
-@given(
-    limit=st.none() | st.integers(),
-    used=st.none() | st.integers(),
-    remaining=st.none() | st.integers(),
-    moment=st.none() | st.datetimes(timezones=st.just(timezone.utc)),
+BATCH = BatchResult(
+    requested=2,
+    lines=[LINE],
+    errors=[UNKNOWN],
+    not_attempted=0,
+    stopped_by=None,
+    outcomes=[ProvisionOutcome(index=0, line=LINE)],
 )
-def test_any_window_reads_as_attrs_would_show_it(
-    limit: int | None, used: int | None, remaining: int | None, moment: datetime | None
-) -> None:
-    """Whatever the values, the two reprs agree."""
-    window = LimitWindow(
-        limit=limit, used=used, remaining=remaining, next_available_at=moment
+
+
+@pytest.mark.parametrize(
+    ("instance", "expected"),
+    [
+        pytest.param(
+            LINE,
+            "ProvisionedLine(phone_number='+15551230000', worker_id='w-1', "
+            "subscription_id='s-1')",
+            id="line",
+        ),
+        pytest.param(
+            LimitWindow(limit=3),
+            "LimitWindow(limit=3, used=None, remaining=None, next_available_at=None)",
+            id="window",
+        ),
+        pytest.param(
+            RetryPolicy(),
+            "RetryPolicy(attempts=3, base_delay=0.25, max_delay=5.0)",
+            id="retry-policy",
+        ),
+        pytest.param(
+            Attempt(method="POST", path="/p", attempt=2, status=None, elapsed=0.5),
+            "Attempt(method='POST', path='/p', attempt=2, status=None, "
+            "elapsed=0.5, error=None, sent=True)",
+            id="attempt",
+        ),
+    ],
+)
+def test_a_value_class_shows_its_fields_by_name(instance: Any, expected: str) -> None:
+    """`Name(field=value, ...)`, every shown field in order, as attrs writes it."""
+    assert repr(instance) == expected
+
+
+@pytest.mark.parametrize(
+    ("instance", "hidden"),
+    [
+        pytest.param(LIMITS, "raw", id="limits-raw"),
+        pytest.param(
+            LinesState(
+                snapshot_at=MOMENT, lines=(AccountLine(worker_id="w-2"),), raw=[]
+            ),
+            "raw",
+            id="lines-state-raw",
+        ),
+        pytest.param(BATCH, "outcomes", id="batch-outcomes"),
+    ],
+)
+def test_a_field_hidden_from_the_repr_stays_hidden(instance: Any, hidden: str) -> None:
+    """A body kept as it came and a batch's outcomes are never shown."""
+    assert f"{hidden}=" not in repr(instance)
+    assert repr(instance).startswith(type(instance).__name__ + "(")
+
+
+def test_the_secret_and_the_token_are_never_shown_whole() -> None:
+    """Credentials show `***` for the secret; a Preview only its token's prefix."""
+    credentials = Credentials(key_id="key-id", secret="s3cret-never-shown")
+    assert repr(credentials) == "Credentials(key_id='key-id', secret='***')"
+    preview = Preview(token="lpv_abc123def456", expires_at=MOMENT, message="hi")
+    assert repr(preview) == (
+        "Preview(token='lpv_abc1…', expires_at='2026-05-18T14:30:00+00:00')"
     )
-    assert repr(window) == attrs_own_repr(window)
 
 
-def test_a_field_hidden_from_the_repr_stays_hidden() -> None:
-    """`raw` (repr=False) and a batch's `outcomes` are never shown."""
-    assert "raw" not in repr(LIMITS)
-    assert "outcomes" not in repr(INSTANCES[-2])
-
-
-def test_a_field_with_its_own_repr_callable_is_shown_through_it() -> None:
-    """A field's repr callable is honoured, as attrs honours it."""
-
-    @attrs.frozen(repr=False)
-    class Shown:
-        __repr__ = fields_repr
-
-        secret: str = attrs.field(repr=lambda value: "***")
-        plain: int = 1
-
-    assert repr(Shown("hidden")) == "Shown(secret=***, plain=1)"
-    assert repr(Shown("hidden")) == attrs_own_repr(Shown("hidden"))
-
-
-def test_a_non_attrs_object_is_refused() -> None:
-    """Only attrs instances have fields to show."""
-    with pytest.raises(attrs.exceptions.NotAnAttrsClassError):
-        fields_repr(object())
+def test_results_and_plans_show_their_parts() -> None:
+    """An outcome, a reply and a plan show what they hold, nested reprs included."""
+    assert repr(ProvisionOutcome(index=3, line=LINE)) == (
+        f"ProvisionOutcome(index=3, line={LINE!r}, error=None)"
+    )
+    reply = Reply(status=200, text='{"a": 1}', data={"a": 1}, date="Wed")
+    assert repr(reply) == (
+        "Reply(status=200, text='{\"a\": 1}', data={'a': 1}, problem=None, "
+        "location=None, date='Wed')"
+    )
+    plan = Plan(
+        requested=2, allowed=1, binding="daily", next_available_at=None, limits=LIMITS
+    )
+    assert f"limits={LIMITS!r}" in repr(plan)
+    assert "raw=" not in repr(plan)
