@@ -26,10 +26,12 @@ import anyio
 
 from . import _logging, _shield
 from ._budget import Reservation, journal_refusal, room
+from ._keys import holding
 from ._logging import extra
 from ._results import Plan, ProvisionOutcome
 from .client import LinesClient
 from .errors import (
+    DeclinedError,
     JournalError,
     OutcomeUnknownError,
     RateLimitError,
@@ -64,14 +66,24 @@ class _Grant:
 
     `since` is the journal's mark read before the plan's limits: a later
     reservation of the same reservation (a re-preview) counts from it too.
+    `key` and `total`: the reason the purchases are for, and its total.
     """
 
-    __slots__ = ("ids", "plan", "since")
+    __slots__ = ("ids", "key", "plan", "since", "total")
 
-    def __init__(self, ids: list[int], plan: Plan, since: int) -> None:
+    def __init__(
+        self,
+        ids: list[int],
+        plan: Plan,
+        since: int,
+        key: str | None = None,
+        total: int | None = None,
+    ) -> None:
         self.ids = ids
         self.plan = plan
         self.since = since
+        self.key = key
+        self.total = total
 
 
 class Recorder:
@@ -94,14 +106,20 @@ class Recorder:
         return await self.journal.mark()
 
     async def reserve(
-        self, reservation: Reservation, plan: Plan, since: int
+        self,
+        reservation: Reservation,
+        plan: Plan,
+        since: int,
+        key: str | None = None,
+        total: int | None = None,
     ) -> RateLimitError | None:
         """Reserve the Budget's slots in the journal too; shrink to what it grants.
 
         The room is the limits' own (not the plan's): the journal counts this
         Provisioner's open purchases itself, beside the fleet's, and those
-        settled after `since`. Returns the refusal for the slots it did not
-        grant, or None.
+        settled after `since`; with `key`, the key's total too. Returns the
+        refusal for the slots it did not grant, or None (all granted, or the
+        key's total met).
 
         Raises:
             JournalError: the journal failed; nothing was reserved in it.
@@ -111,17 +129,40 @@ class Recorder:
         if wanted > 0:
             ids = await self.journal.reserve(
                 self.client.api_key_id, self.owner, wanted, room(plan.limits),
-                since=since,
+                since=since, key=key, total=total,
             )  # fmt: skip
-        self._grants[reservation] = _Grant(ids, plan, since)
+        self._grants[reservation] = _Grant(ids, plan, since, key, total)
         if len(ids) >= wanted:
             return None
         reservation.shrink(len(ids))
+        if await self._key_met(key, total, len(ids)):
+            return None
         return journal_refusal(plan, len(ids), wanted)
 
-    def expect(self, reservation: Reservation, plan: Plan, since: int) -> None:
+    def expect(
+        self,
+        reservation: Reservation,
+        plan: Plan,
+        since: int,
+        key: str | None = None,
+        total: int | None = None,
+    ) -> None:
         """Take `reservation` with no journal slot yet: each intent reserves its own."""
-        self._grants[reservation] = _Grant([], plan, since)
+        self._grants[reservation] = _Grant([], plan, since, key, total)
+
+    async def _key_met(self, key: str | None, total: int | None, granted: int) -> bool:
+        """Whether the key's purchases and the slots just granted meet its total."""
+        if key is None or total is None:
+            return False
+        return holding(await self.entries(key)) + granted >= total
+
+    async def entries(self, key: str) -> list[JournalEntry]:
+        """The entries of this account under `key`, oldest first.
+
+        Raises:
+            JournalError: the journal could not be read.
+        """
+        return await self.journal.entries(self.client.api_key_id, key=key)
 
     async def release(self, reservation: Reservation) -> None:
         """Give back the journal slots of `reservation` left without an intent."""
@@ -163,7 +204,8 @@ class Recorder:
             if grant.ids
             else NewSlot(
                 account=self.client.api_key_id, owner=self.owner,
-                room=room(grant.plan.limits), since=grant.since,
+                room=room(grant.plan.limits), since=grant.since, key=grant.key,
+                total=grant.total,
             )
         )  # fmt: skip
         try:
@@ -179,7 +221,14 @@ class Recorder:
             await self._forget_intent(token, error)
             raise
         if entry is None:
-            refusal = journal_refusal(grant.plan, 0, 1)
+            refusal: SendblueError = journal_refusal(grant.plan, 0, 1)
+            if await self._key_met(grant.key, grant.total, 0):
+                refusal = DeclinedError(
+                    f"the purchases under key {grant.key!r} already meet its total "
+                    f"of {grant.total}; this preview was not confirmed and nothing "
+                    "was bought",
+                    preview_token=token,
+                )
             logger.info(
                 "slot %d: not sending token %s: %s", index, short_token(token),
                 refusal, extra=extra("fleet_full"),
@@ -319,13 +368,17 @@ class Recorder:
 
     # -- after a crash --------------------------------------------------------
 
-    async def reconcile(self) -> list[ProvisionOutcome]:
-        """Settle the open purchases of this account's dead owners; see `Provisioner`.
+    async def reconcile(self, key: str | None = None) -> list[ProvisionOutcome]:
+        """Settle the open purchases of this account's dead owners (of `key` only).
+
+        See `Provisioner.reconcile`.
 
         Raises:
             JournalError: the journal could not be read or claimed from.
         """
-        claimed = await self.journal.claim_orphans(self.client.api_key_id, self.owner)
+        claimed = await self.journal.claim_orphans(
+            self.client.api_key_id, self.owner, key=key
+        )
         settled: dict[int, ProvisionOutcome] = {}
         failed: list[tuple[int, JournalEntry, SendblueError]] = []
         for index, entry in enumerate(claimed):

@@ -337,6 +337,17 @@ class ProvisioningFailedError(APIError):
     charged = True
     refused = False
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = int(HTTPStatus.INTERNAL_SERVER_ERROR),
+        code: str | None = "provisioning_failed",
+        body: Mapping[str, Any] | None = None,
+        path: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, body=body, path=path)
+
 
 class ServerError(APIError):
     """Any other 5xx, or a 3xx (`redirect` True), which is never followed.

@@ -135,11 +135,16 @@ class Preview:
 
 @attrs.frozen(kw_only=True)
 class ProvisionedLine:
-    """A line that was bought: its E.164 number and Sendblue's ids for it."""
+    """A line that was bought: its E.164 number and Sendblue's ids for it.
+
+    A confirm's answer always has both ids. They are None only for a line a
+    person settled by hand in the journal (`Journal.settle`), who knew the
+    number alone.
+    """
 
     phone_number: str
-    worker_id: str
-    subscription_id: str
+    worker_id: str | None
+    subscription_id: str | None
 
 
 @attrs.frozen(kw_only=True)

@@ -287,7 +287,7 @@ async def settle_orphans(
 def _entry_of(
     outcome: ProvisionOutcome,
     by_token: dict[str, JournalEntry],
-    by_worker: dict[str, JournalEntry],
+    by_worker: dict[str | None, JournalEntry],
 ) -> JournalEntry | None:
     if outcome.line is not None:
         return by_worker.get(outcome.line.worker_id)

@@ -44,8 +44,9 @@ class JournalEntry:
 
     `account` is the API key id the purchase was made with (never the
     secret), `owner` the process (or fleet worker) that holds the entry.
-    Times are timezone-aware UTC; `first_sent_at` and `settled_at` are None
-    until the confirm was sent and the outcome written. `created_at` and
+    `key` is the reason the purchase was made for (`provision(key=...)`),
+    or None. Times are timezone-aware UTC; `first_sent_at` and `settled_at`
+    are None until the confirm was sent and the outcome written. `created_at` and
     `settled_at` are stamped by the journal's clock (the database's for
     PostgreSQL), `first_sent_at` by the sender's. The repr shows only the
     token's prefix.
@@ -68,6 +69,7 @@ class JournalEntry:
     evidence: tuple[Mapping[str, Any], ...] = attrs.field(
         default=(), converter=_evidence, hash=False
     )
+    key: str | None = None
 
     @property
     def settled(self) -> bool:
@@ -90,9 +92,13 @@ class NewSlot:
     read before the limits that gave `room`) and, if one more purchase fits
     within `room` (None: no limit), to write the intent in a new slot of
     `owner`; otherwise to write nothing. One durable commit instead of two.
+    With `key`, the purchase is made for that key, and fits only while the
+    key's purchases that bought or may have bought stay under `total`.
     """
 
     account: str
     owner: str
     room: int | None
     since: int | None = None
+    key: str | None = None
+    total: int | None = None

@@ -38,7 +38,15 @@ from typing import Any, TypeVar, overload
 from ..errors import JournalError
 from ..models import ProvisionedLine
 from ._entry import EntryState, JournalEntry, NewSlot
-from ._rules import Intent, Outcome, Refused, SlotRequest, check_account, utc
+from ._rules import (
+    Intent,
+    Outcome,
+    Refused,
+    Settlement,
+    SlotRequest,
+    check_account,
+    utc,
+)
 
 __all__ = [
     "HEARTBEAT_FLOOR_SECONDS",
@@ -133,6 +141,8 @@ class Journal(abc.ABC):
         room: int | None,
         *,
         since: int | None = None,
+        key: str | None = None,
+        total: int | None = None,
     ) -> list[int]:
         """Grant up to `wanted` slots, so that what is counted stays within `room`.
 
@@ -144,14 +154,19 @@ class Journal(abc.ABC):
         at most ``room - counted`` slots (``room=None``: no limit). Returns
         the new slot ids, possibly none. Without `since` only open purchases
         count, which is enough only when none can settle between the limits
-        read and this call.
+        read and this call. With `key`, the slots are the key's, and the
+        key's slots and purchases that bought or may have bought (every
+        state but ``"not_bought"``) stay within `total` (None: no total).
 
         Raises:
-            JournalError: the store failed, the counts are negative, or the
-                journal is bound to another account; nothing was reserved.
+            JournalError: the store failed, the counts are negative, the key
+                is not usable, or the journal is bound to another account;
+                nothing was reserved.
         """
         try:
-            request = SlotRequest.of(account, owner, wanted, room, since)
+            request = SlotRequest.of(
+                account, owner, wanted, room, since, key=key, total=total
+            )
             check_account(self._account, account)
         except Refused as refused:
             raise self._error("reserve purchase slots", str(refused)) from None
@@ -200,11 +215,12 @@ class Journal(abc.ABC):
         """Write that `preview_token` is about to be confirmed; return its entry.
 
         Must return before the first byte of the confirm is sent. The entry
-        is ``"pending"``. `slot_id` is a slot `reserve` granted, or a
-        `NewSlot`: then, in the same transaction, count what takes room as
-        `reserve` does and write the intent in a new slot only if one more
-        purchase fits; None back means it did not (the fleet holds the
-        room): nothing was written, and the confirm must not be sent.
+        is ``"pending"``. `slot_id` is a slot `reserve` granted (with its
+        key, if any), or a `NewSlot`: then, in the same transaction, count
+        what takes room and fills the key's total as `reserve` does, and
+        write the intent in a new slot only if one more purchase fits; None
+        back means it did not (the fleet holds the room, or the key's total
+        is met): nothing was written, and the confirm must not be sent.
 
         Raises:
             JournalError: the slot is not a reserved one, the token is
@@ -217,8 +233,9 @@ class Journal(abc.ABC):
             slot = None
             if isinstance(slot_id, NewSlot):
                 request = SlotRequest.of(
-                    slot_id.account, slot_id.owner, 1, slot_id.room, slot_id.since
-                )
+                    slot_id.account, slot_id.owner, 1, slot_id.room, slot_id.since,
+                    key=slot_id.key, total=slot_id.total,
+                )  # fmt: skip
                 check_account(self._account, slot_id.account)
             else:
                 slot = slot_id
@@ -293,13 +310,15 @@ class Journal(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def claim_orphans(self, account: str, owner: str) -> list[JournalEntry]:
+    async def claim_orphans(
+        self, account: str, owner: str, *, key: str | None = None
+    ) -> list[JournalEntry]:
         """Take over the open purchases of the account's dead owners.
 
-        Pending entries of owners judged dead become `owner`'s, atomically:
-        each is handed to exactly one claimer however many claim at once.
-        Reserved slots of dead owners are given back. Returns the claimed
-        entries, oldest first.
+        Pending entries of owners judged dead (of one `key` only, when
+        given) become `owner`'s, atomically: each is handed to exactly one
+        claimer however many claim at once. Reserved slots of dead owners
+        are given back. Returns the claimed entries, oldest first.
 
         Raises:
             JournalError: the store failed; nothing was claimed.
@@ -314,12 +333,53 @@ class Journal(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def entries(self, account: str | None = None) -> list[JournalEntry]:
-        """Return every entry (of one account, or all), oldest first.
+    async def entries(
+        self, account: str | None = None, *, key: str | None = None
+    ) -> list[JournalEntry]:
+        """Return every entry (of one account or all, of one key or all), oldest first.
 
         Raises:
             JournalError: the store failed.
         """
+
+    async def settle(
+        self,
+        preview_token: str,
+        *,
+        phone_number: str | None = None,
+        not_bought: bool = False,
+        note: str | None = None,
+    ) -> JournalEntry:
+        """Record a person's verdict on an ``"unknown"`` entry; return the entry.
+
+        `preview_token` is the entry's token, or its first 8 characters or
+        more when they name one entry only. ``phone_number=`` settles it as
+        ``"bought"`` (its line carries that number, with worker and
+        subscription ids None); ``not_bought=True`` as ``"not_bought"``
+        (certainly no charge). Recorded as settled by hand (`error_code`
+        ``"settled_by_hand"``, the note in `message`), final, and frees or
+        fills the key's total. A line settled by hand keeps its place in the
+        order of settled purchases: it charged when its confirm was first
+        sent, not now.
+
+        Raises:
+            JournalError: a prefix under 8 characters, or one that names no
+                entry or several; an entry that is not ``"unknown"``; neither
+                or both of `phone_number` and ``not_bought=True``; or the
+                store failed. Nothing changed.
+        """
+        try:
+            settlement = Settlement.of(
+                preview_token, phone_number=phone_number, not_bought=not_bought,
+                note=note,
+            )  # fmt: skip
+        except Refused as refused:
+            raise self._error("settle a purchase by hand", str(refused)) from None
+        return await self._settle(settlement)
+
+    @abc.abstractmethod
+    async def _settle(self, settlement: Settlement) -> JournalEntry:
+        """Find the entry `settlement` names, check it, write it: one transaction."""
 
 
 def heartbeat_seconds(journal: Journal) -> float:

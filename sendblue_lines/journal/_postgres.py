@@ -31,9 +31,12 @@ from ..errors import ConfigurationError, JournalError
 from ._entry import JournalEntry
 from ._journal import Journal
 from ._rules import (
+    BY_HAND,
+    KEY_STATES,
     Intent,
     Outcome,
     Refused,
+    Settlement,
     SlotRequest,
     check_account,
     check_token_free,
@@ -58,6 +61,8 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 DEFAULT_LEASE = 60.0
 #: The longest one statement may take before the journal gives up, in seconds.
 COMMAND_TIMEOUT = 30.0
+#: The states that fill a key's total, as SQL.
+_KEY_STATES = ", ".join(f"'{state}'" for state in KEY_STATES)
 #: An advisory lock key that serialises schema creation across the fleet.
 _SETUP_LOCK = 0x5E4DB1E
 
@@ -343,11 +348,11 @@ class PostgresJournal(Journal):
 
         return await self._run("mark the journal's place", work)
 
-    async def _taking(self, connection: Any, request: SlotRequest) -> int:
-        """Lock the account and count what takes room on it (see `_reserve`).
+    async def _taking(self, connection: Any, request: SlotRequest) -> tuple[int, int]:
+        """Lock the account; count what takes room on it and fills the key's total.
 
         Renews the owner's lease and gives back the reserved slots of owners
-        whose lease ran out, on the way.
+        whose lease ran out, on the way (see `_reserve`).
         """
         s = self._qualified
         account, owner, since = request.account, request.owner, request.since
@@ -367,31 +372,36 @@ class PostgresJournal(Journal):
         # slots of owners whose lease ran out, and count the rest, in one
         # statement (which sees the rows it deletes, so they are left out).
         # Without a mark no settled entry counts (NULL compares false).
-        taking = await connection.fetchval(
+        row = await connection.fetchrow(
             f"WITH dead AS (DELETE FROM {s}.purchases p WHERE p.account = $1 "
             "AND p.state = 'reserved' AND NOT EXISTS (SELECT 1 FROM "
             f"{s}.owners o WHERE o.owner = p.owner AND o.lease_until > now()) "
-            f"RETURNING p.id) SELECT count(*) FROM {s}.purchases WHERE account = $1 "
-            f"AND {counted('$2::bigint')} AND id NOT IN (SELECT id FROM dead)",
+            "RETURNING p.id) SELECT "
+            f"count(*) FILTER (WHERE {counted('$2::bigint')}), "
+            f"count(*) FILTER (WHERE key = $3 AND state IN ({_KEY_STATES})) "
+            f"FROM {s}.purchases WHERE account = $1 "
+            "AND id NOT IN (SELECT id FROM dead)",
             account,
             since,
+            request.key,
         )
-        return int(taking)
+        return int(row[0]), int(row[1])
 
     async def _reserve(self, request: SlotRequest) -> list[int]:
         s = self._qualified
 
         async def work(connection: Any) -> list[int]:
-            count = request.granted(await self._taking(connection, request))
+            count = request.granted(*await self._taking(connection, request))
             if count == 0:
                 return []
             rows = await connection.fetch(
-                f"INSERT INTO {s}.purchases (account, owner, state, created_at) "
-                "SELECT $1, $2, 'reserved', now() FROM generate_series(1, $3) "
+                f"INSERT INTO {s}.purchases (account, owner, state, created_at, key) "
+                "SELECT $1, $2, 'reserved', now(), $4 FROM generate_series(1, $3) "
                 "RETURNING id",
                 request.account,
                 request.owner,
                 count,
+                request.key,
             )
             return sorted(int(row["id"]) for row in rows)
 
@@ -403,19 +413,20 @@ class PostgresJournal(Journal):
         s = self._qualified
 
         async def work(connection: Any) -> JournalEntry | None:
-            if request.granted(await self._taking(connection, request)) == 0:
+            if request.granted(*await self._taking(connection, request)) == 0:
                 return None
             try:
                 row = await connection.fetchrow(
                     f"INSERT INTO {s}.purchases (account, owner, state, preview_token, "
-                    "expires_at, created_at, first_sent_at) "
-                    "VALUES ($1, $2, 'pending', $3, $4, now(), $5) "
+                    "expires_at, created_at, first_sent_at, key) "
+                    "VALUES ($1, $2, 'pending', $3, $4, now(), $5, $6) "
                     f"RETURNING {COLUMNS}",
                     request.account,
                     request.owner,
                     intent.preview_token,
                     intent.expires_at,
                     intent.first_sent_at,
+                    request.key,
                 )
             except self._unique:  # the transaction is rolled back
                 check_token_free(taken=True)
@@ -488,6 +499,7 @@ class PostgresJournal(Journal):
             "settled_at = now(), evidence = COALESCE($9, evidence), "
             f"settled_seq = nextval('{s}.settled_order') "
         )
+
         async def work(connection: Any) -> JournalEntry:
             # The row lock keeps a claim from changing the owner until commit.
             found = await connection.fetchrow(
@@ -514,7 +526,9 @@ class PostgresJournal(Journal):
 
         return await self._run("record the outcome", work)
 
-    async def claim_orphans(self, account: str, owner: str) -> list[JournalEntry]:
+    async def claim_orphans(
+        self, account: str, owner: str, *, key: str | None = None
+    ) -> list[JournalEntry]:
         """Take over the pending purchases of owners whose lease ran out.
 
         See `Journal.claim_orphans`. Renews `owner`'s lease in the same
@@ -535,9 +549,11 @@ class PostgresJournal(Journal):
             candidates = await connection.fetch(
                 f"SELECT p.id FROM {s}.purchases p WHERE p.account = $1 "
                 "AND p.state IN ('reserved', 'pending') AND p.owner <> $2 "
+                "AND ($3::text IS NULL OR p.key = $3) "
                 f"AND {orphaned} ORDER BY p.id FOR UPDATE OF p SKIP LOCKED",
                 account,
                 owner,
+                key,
             )
             ids = [int(row["id"]) for row in candidates]
             if not ids:
@@ -569,8 +585,10 @@ class PostgresJournal(Journal):
         """
         await self._run("renew an owner", lambda c: self._renew(c, owner))
 
-    async def entries(self, account: str | None = None) -> list[JournalEntry]:
-        """Return every entry (of one account, or all), oldest first.
+    async def entries(
+        self, account: str | None = None, *, key: str | None = None
+    ) -> list[JournalEntry]:
+        """Return every entry (of one account or all, of one key or all), oldest first.
 
         Raises:
             JournalError: the database failed.
@@ -580,9 +598,36 @@ class PostgresJournal(Journal):
             rows = await connection.fetch(
                 f"SELECT {COLUMNS} FROM {self._qualified}.purchases "
                 "WHERE state <> 'reserved' AND ($1::text IS NULL OR account = $1) "
-                "ORDER BY id",
+                "AND ($2::text IS NULL OR key = $2) ORDER BY id",
                 account,
+                key,
             )
             return [entry_from_row(tuple(row)) for row in rows]
 
         return await self._run("read the entries", work)
+
+    async def _settle(self, settlement: Settlement) -> JournalEntry:
+        s = self._qualified
+
+        async def work(connection: Any) -> JournalEntry:
+            found = await connection.fetch(
+                f"SELECT preview_token, state FROM {s}.purchases "
+                "WHERE left(preview_token, $1) = $2 LIMIT 2 FOR UPDATE",
+                len(settlement.prefix),
+                settlement.prefix,
+            )
+            token = settlement.check([tuple(row) for row in found])
+            row = await connection.fetchrow(
+                f"UPDATE {s}.purchases SET state = $1, phone_number = $2, "
+                "worker_id = NULL, subscription_id = NULL, error_code = $3, "
+                f"message = $4, settled_at = now() WHERE preview_token = $5 "
+                f"RETURNING {COLUMNS}",
+                settlement.state,
+                settlement.phone_number,
+                BY_HAND,
+                settlement.message,
+                token,
+            )
+            return entry_from_row(tuple(row))
+
+        return await self._run("settle a purchase by hand", work)

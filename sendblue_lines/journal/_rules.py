@@ -48,16 +48,20 @@ from typing import Any, overload
 
 import attrs
 
+from .._keys import key_problem
 from ..models import ProvisionedLine
 from ._entry import OUTCOME_STATES, EntryState
 
 __all__ = [
+    "BY_HAND",
     "CHARGED_STATES",
     "FINAL_STATES",
+    "KEY_STATES",
     "PROOF_STATES",
     "Intent",
     "Outcome",
     "Refused",
+    "Settlement",
     "SlotRequest",
     "check_account",
     "check_token_free",
@@ -71,6 +75,11 @@ FINAL_STATES = frozenset({"bought", "not_bought", "provisioning_failed"})
 PROOF_STATES = frozenset({"bought", "provisioning_failed"})
 #: Settled states whose confirm may have charged (and so count on the limits).
 CHARGED_STATES: tuple[EntryState, ...] = ("bought", "provisioning_failed", "unknown")
+#: Stored states that fill a key's total: slots and purchases that may buy
+#: or may have bought.
+KEY_STATES = ("reserved", "pending", *CHARGED_STATES)
+#: What a settlement by hand writes as `error_code`, so that it shows.
+BY_HAND = "settled_by_hand"
 
 
 class Refused(Exception):
@@ -101,13 +110,20 @@ def check_account(bound: str | None, account: str) -> None:
 
 @attrs.frozen(kw_only=True)
 class SlotRequest:
-    """A checked reservation: who wants how many slots within what room."""
+    """A checked reservation: who wants how many slots, within what room and total.
+
+    With `key`, the key's purchases that bought or may have bought
+    (`KEY_STATES`) and its reserved slots stay within `total`, counted in the
+    same transaction as the room.
+    """
 
     account: str
     owner: str
     wanted: int
     room: int | None
     since: int | None
+    key: str | None = None
+    total: int | None = None
 
     @classmethod
     def of(
@@ -117,28 +133,40 @@ class SlotRequest:
         wanted: int,
         room: int | None,
         since: int | None,
+        *,
+        key: str | None = None,
+        total: int | None = None,
     ) -> SlotRequest:
-        """Check a reservation's counts.
+        """Check a reservation's counts and key.
 
         Raises:
-            Refused: a negative count.
+            Refused: a negative count, a key that is not usable, a total
+                without a key.
         """
-        if wanted < 0:
-            msg = f"cannot reserve a negative number of slots ({wanted})"
-            raise Refused(msg)
-        if room is not None and room < 0:
-            msg = f"the room left cannot be negative ({room})"
+        for what, count in (("slots", wanted), ("room", room), ("total", total)):
+            if count is not None and count < 0:
+                msg = f"the {what} cannot be negative ({count})"
+                raise Refused(msg)
+        if key is not None:
+            problem = key_problem(key)
+            if problem is not None:
+                raise Refused(problem)
+        elif total is not None:
+            msg = "a total goes with a key"
             raise Refused(msg)
         return cls(
-            account=account, owner=owner, wanted=wanted, room=room,
-            since=since,
+            account=account, owner=owner, wanted=wanted, room=room, since=since,
+            key=key, total=total,
         )  # fmt: skip
 
-    def granted(self, counted: int) -> int:
-        """How many slots fit when `counted` purchases take room."""
-        if self.room is None:
-            return self.wanted
-        return max(0, min(self.wanted, self.room - counted))
+    def granted(self, counted: int, keyed: int = 0) -> int:
+        """How many slots fit when `counted` take room and `keyed` fill the total."""
+        fit = self.wanted
+        if self.room is not None:
+            fit = min(fit, self.room - counted)
+        if self.total is not None:
+            fit = min(fit, self.total - keyed)
+        return max(0, fit)
 
 
 @attrs.frozen(kw_only=True)
@@ -279,6 +307,83 @@ class Outcome:
             msg = f"the outcome {current!r} is final and cannot become {self.state!r}"
             raise Refused(msg)
         return True
+
+
+@attrs.frozen(kw_only=True)
+class Settlement:
+    """A person's checked verdict on an ``"unknown"`` entry (`Journal.settle`)."""
+
+    prefix: str
+    state: EntryState
+    phone_number: str | None
+    message: str
+
+    @classmethod
+    def of(
+        cls,
+        prefix: str,
+        *,
+        phone_number: str | None,
+        not_bought: bool,
+        note: str | None,
+    ) -> Settlement:
+        """Check a verdict on its own, before the entry is read.
+
+        Raises:
+            Refused: a token prefix under 8 characters, neither or both of
+                a phone number and ``not_bought=True``, an empty number.
+        """
+        given: object = prefix  # callers outside the type checker's sight
+        if not isinstance(given, str) or len(prefix) < SETTLE_PREFIX:
+            msg = (
+                f"name the purchase by its token, or {SETTLE_PREFIX} of its "
+                "first characters at least"
+            )
+            raise Refused(msg)
+        if (phone_number is None) == (not_bought is not True):
+            msg = (
+                "settle as bought (phone_number=...) or as not bought "
+                "(not_bought=True), one of them"
+            )
+            raise Refused(msg)
+        number: object = phone_number
+        if number is not None and not (isinstance(number, str) and number.strip()):
+            msg = "the phone number of a line settled as bought cannot be empty"
+            raise Refused(msg)
+        return cls(
+            prefix=prefix,
+            state="bought" if phone_number is not None else "not_bought",
+            phone_number=storable(phone_number),
+            message=storable(note) or "settled by hand",
+        )
+
+    def check(self, found: Sequence[tuple[str, str]]) -> str:
+        """The one entry (token, state) the prefix names; refuse any other case.
+
+        Raises:
+            Refused: no entry or several match, or the one that does is not
+                ``"unknown"``.
+        """
+        if not found:
+            msg = f"no purchase's token starts with {self.prefix!r}"
+            raise Refused(msg)
+        if len(found) > 1:
+            msg = (
+                f"{len(found)} purchases' tokens start with {self.prefix!r}: "
+                "give more of it"
+            )
+            raise Refused(msg)
+        ((token, state),) = found
+        if state != "unknown":
+            msg = (
+                f"only an unknown outcome can be settled by hand; this one is {state!r}"
+            )
+            raise Refused(msg)
+        return token
+
+
+#: The fewest characters of a token that `Journal.settle` takes.
+SETTLE_PREFIX = 8
 
 
 @overload

@@ -13,7 +13,8 @@ is newer than this code's is refused, never downgraded.
 
 - version 1: the tables;
 - version 2: ``settled_seq`` (the order `Journal.mark` reads), replacing
-  the wall-clock ``settled_at`` in the count of settled purchases.
+  the wall-clock ``settled_at`` in the count of settled purchases; and
+  ``key``, the reason a purchase was made for (`JournalEntry.key`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ SCHEMA_VERSION = 2
 COLUMNS = (
     "preview_token, state, account, owner, expires_at, created_at, "
     "phone_number, worker_id, subscription_id, error_code, message, "
-    "first_sent_at, settled_at, attempts, evidence"
+    "first_sent_at, settled_at, attempts, evidence, key"
 )
 
 _STATES_SQL = ", ".join(f"'{state}'" for state in ("reserved", *ENTRY_STATES))
@@ -80,6 +81,8 @@ SQLITE_UPGRADES = (
     "DROP INDEX IF EXISTS purchases_settled",
     "ALTER TABLE purchases ADD COLUMN settled_seq INTEGER",
     "CREATE INDEX purchases_settled ON purchases (settled_seq)",
+    "ALTER TABLE purchases ADD COLUMN key TEXT",
+    "CREATE INDEX purchases_key ON purchases (account, key)",
 )
 
 
@@ -124,6 +127,8 @@ def postgres_upgrades(schema: str) -> tuple[str, ...]:
         f"ALTER TABLE {schema}.purchases ADD COLUMN settled_seq bigint",
         f"CREATE INDEX purchases_settled ON {schema}.purchases (settled_seq)",
         f"CREATE SEQUENCE {schema}.settled_order",
+        f"ALTER TABLE {schema}.purchases ADD COLUMN key text",
+        f"CREATE INDEX purchases_key ON {schema}.purchases (account, key)",
     )
 
 
@@ -199,6 +204,7 @@ def entry_from_row(row: Sequence[Any]) -> JournalEntry:
         settled_at,
         attempts,
         evidence,
+        key,
     ) = row
     line = None
     if state == "bought" and phone_number is not None:
@@ -227,4 +233,5 @@ def entry_from_row(row: Sequence[Any]) -> JournalEntry:
         settled_at=_moment(settled_at),
         attempts=int(attempts),
         evidence=json.loads(evidence),
+        key=key,
     )

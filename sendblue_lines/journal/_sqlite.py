@@ -37,9 +37,12 @@ from ._entry import JournalEntry
 from ._journal import Journal
 from ._owner import process_alive
 from ._rules import (
+    BY_HAND,
+    KEY_STATES,
     Intent,
     Outcome,
     Refused,
+    Settlement,
     SlotRequest,
     check_account,
     check_token_free,
@@ -398,12 +401,12 @@ class SQLiteJournal(Journal):
                 return [
                     _inserted(
                         connection.execute(
-                            "INSERT INTO purchases (account, owner, state, created_at)"
-                            " VALUES (?, ?, 'reserved', ?)",
-                            (account, owner, created),
+                            "INSERT INTO purchases (account, owner, state, key,"
+                            " created_at) VALUES (?, ?, 'reserved', ?, ?)",
+                            (account, owner, request.key, created),
                         )
                     )
-                    for _ in range(request.granted(taking))
+                    for _ in range(request.granted(*taking))
                 ]
 
         return await self._write("reserve purchase slots", work)
@@ -413,16 +416,17 @@ class SQLiteJournal(Journal):
     ) -> JournalEntry | None:
         def work(connection: sqlite3.Connection) -> JournalEntry | None:
             with _immediate(connection):
-                if request.granted(_taking(connection, request)) == 0:
+                if request.granted(*_taking(connection, request)) == 0:
                     return None
                 try:
                     connection.execute(
-                        "INSERT INTO purchases (account, owner, state, preview_token,"
-                        " expires_at, created_at, first_sent_at)"
-                        " VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+                        "INSERT INTO purchases (account, owner, state, key,"
+                        " preview_token, expires_at, created_at, first_sent_at)"
+                        " VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
                         (
                             request.account,
                             request.owner,
+                            request.key,
                             intent.preview_token,
                             _iso(intent.expires_at),
                             _iso(_clock.now()),
@@ -512,7 +516,9 @@ class SQLiteJournal(Journal):
 
         return await self._write("record the outcome", work)
 
-    async def claim_orphans(self, account: str, owner: str) -> list[JournalEntry]:
+    async def claim_orphans(
+        self, account: str, owner: str, *, key: str | None = None
+    ) -> list[JournalEntry]:
         """Take over the pending purchases of this host's dead processes.
 
         See `Journal.claim_orphans`. ``BEGIN IMMEDIATE`` makes the claim
@@ -527,8 +533,9 @@ class SQLiteJournal(Journal):
             with _immediate(connection):
                 rows = connection.execute(
                     "SELECT id, owner, state FROM purchases WHERE account = ? "
-                    "AND state IN ('reserved', 'pending') AND owner != ? ORDER BY id",
-                    (account, owner),
+                    "AND state IN ('reserved', 'pending') AND owner != ? "
+                    "AND (? IS NULL OR key = ?) ORDER BY id",
+                    (account, owner, key, key),
                 ).fetchall()
                 dead = _judge({row[1] for row in rows})
                 orphans = [row for row in rows if row[1] in dead]
@@ -560,8 +567,10 @@ class SQLiteJournal(Journal):
         """
         await self._run("renew an owner", lambda connection: None)
 
-    async def entries(self, account: str | None = None) -> list[JournalEntry]:
-        """Return every entry (of one account, or all), oldest first.
+    async def entries(
+        self, account: str | None = None, *, key: str | None = None
+    ) -> list[JournalEntry]:
+        """Return every entry (of one account or all, of one key or all), oldest first.
 
         Raises:
             JournalError: the store failed.
@@ -570,12 +579,39 @@ class SQLiteJournal(Journal):
         def work(connection: sqlite3.Connection) -> list[JournalEntry]:
             rows = connection.execute(
                 f"SELECT {COLUMNS} FROM purchases WHERE state != 'reserved' "
-                "AND (? IS NULL OR account = ?) ORDER BY id",
-                (account, account),
+                "AND (? IS NULL OR account = ?) AND (? IS NULL OR key = ?) "
+                "ORDER BY id",
+                (account, account, key, key),
             ).fetchall()
             return [entry_from_row(row) for row in rows]
 
         return await self._run("read the entries", work)
+
+    async def _settle(self, settlement: Settlement) -> JournalEntry:
+        def work(connection: sqlite3.Connection) -> JournalEntry:
+            with _immediate(connection):
+                found = connection.execute(
+                    "SELECT preview_token, state FROM purchases "
+                    "WHERE substr(preview_token, 1, ?) = ? LIMIT 2",
+                    (len(settlement.prefix), settlement.prefix),
+                ).fetchall()
+                token = settlement.check(found)
+                connection.execute(
+                    "UPDATE purchases SET state = ?, phone_number = ?, "
+                    "worker_id = NULL, subscription_id = NULL, error_code = ?, "
+                    "message = ?, settled_at = ? WHERE preview_token = ?",
+                    (
+                        settlement.state,
+                        settlement.phone_number,
+                        BY_HAND,
+                        settlement.message,
+                        _iso(_clock.now()),
+                        token,
+                    ),
+                )
+                return _select_entry(connection, token)
+
+        return await self._write("settle a purchase by hand", work)
 
 
 class _Write:
@@ -596,6 +632,8 @@ class _Write:
         self.value, self.error = None, error
 
 
+#: The states that fill a key's total, as SQL.
+_KEY_STATES = ", ".join(f"'{state}'" for state in KEY_STATES)
 #: The place of the last settled purchase in the journal's order (0: none).
 _LAST_SETTLED = "SELECT COALESCE(MAX(settled_seq), 0) FROM purchases"
 
@@ -612,13 +650,14 @@ def _meta(connection: sqlite3.Connection) -> dict[str, str]:
     }
 
 
-def _taking(connection: sqlite3.Connection, request: SlotRequest) -> int:
-    """Count what takes room on the account, giving back dead owners' slots.
+def _taking(connection: sqlite3.Connection, request: SlotRequest) -> tuple[int, int]:
+    """Count what takes room on the account and fills the key's total.
 
-    Inside a ``BEGIN IMMEDIATE`` transaction: the open purchases (slots of
-    live owners, pending intents of any owner) and, with a mark, those that
-    may have charged settled after it (without one, none: a comparison with
-    NULL is never true).
+    Inside a ``BEGIN IMMEDIATE`` transaction, giving back dead owners' slots
+    on the way: the open purchases (slots of live owners, pending intents of
+    any owner) and, with a mark, those that may have charged settled after
+    it (without one, none: a comparison with NULL is never true); and the
+    key's slots and purchases in `KEY_STATES` (0 without a key).
     """
     rows = connection.execute(
         f"SELECT id, owner, state FROM purchases WHERE account = ? AND {counted('?')}",
@@ -631,7 +670,14 @@ def _taking(connection: sqlite3.Connection, request: SlotRequest) -> int:
     connection.executemany(
         "DELETE FROM purchases WHERE id = ?", [(i,) for i in dead_slots]
     )
-    return len(rows) - len(dead_slots)
+    keyed = 0
+    if request.key is not None:
+        (keyed,) = connection.execute(
+            "SELECT count(*) FROM purchases WHERE account = ? AND key = ? "
+            f"AND state IN ({_KEY_STATES})",
+            (request.account, request.key),
+        ).fetchone()
+    return len(rows) - len(dead_slots), int(keyed)
 
 
 def _judge(owners: set[str]) -> set[str]:

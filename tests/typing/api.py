@@ -125,8 +125,8 @@ async def buy() -> ProvisionedLine | None:
             return None
         del again
         phone_number: str = line.phone_number
-        worker_id: str = line.worker_id
-        subscription_id: str = line.subscription_id
+        worker_id: str | None = line.worker_id
+        subscription_id: str | None = line.subscription_id
         del phone_number, worker_id, subscription_id
         return line
 

@@ -1,0 +1,219 @@
+"""Purchases for a reason: what a key is, and what its journal entries say.
+
+A key names why lines are bought (an agent, an order of 20) and the journal
+makes it durable, so that a caller's retry, a restarted replica or two
+overlapping cron runs never buy twice for one reason. This module holds the
+rules about keys that do not touch a store: which keys are valid, and what
+the entries of one key say a new `provision(key=...)` must do.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Final
+
+import anyio
+import attrs
+
+from . import _clock, _logging
+from ._logging import extra
+from ._results import ProvisionOutcome
+from .errors import (
+    DeclinedError,
+    OutcomeUnknownError,
+    ProvisioningFailedError,
+    SendblueError,
+)
+from .models import ProvisionedLine
+
+if TYPE_CHECKING:  # the journal checks keys with `key_problem`: no import cycle
+    from ._journaling import Recorder
+    from .journal import JournalEntry
+
+logger = _logging.get_logger(_logging.PROVISIONER)
+
+#: The longest wait between two heartbeats, as the journal's (no import cycle).
+HEARTBEAT_SECONDS = 15.0
+
+__all__ = [
+    "KEY_MAX_LENGTH",
+    "Verdict",
+    "charged_error",
+    "holding",
+    "key_problem",
+    "verdict",
+]
+
+#: The longest key, in characters.
+KEY_MAX_LENGTH: Final = 200
+
+
+def key_problem(key: object) -> str | None:
+    """Say what is wrong with `key`, or None when it is a usable key.
+
+    A key is a string of 1 to 200 characters with no control character
+    (none of Unicode's category C: C0, C1, format and the like), so that it
+    prints on one line wherever it is shown.
+    """
+    if not isinstance(key, str):
+        return f"a key is a string, not {type(key).__name__}"
+    if not key:
+        return "a key cannot be empty"
+    if len(key) > KEY_MAX_LENGTH:
+        return f"a key is at most {KEY_MAX_LENGTH} characters, not {len(key)}"
+    if any(unicodedata.category(c).startswith("C") for c in key):
+        return "a key cannot hold control characters"
+    return None
+
+
+@attrs.frozen
+class Verdict:
+    """What the earlier purchases under one key say a new purchase must do.
+
+    `line`: one was bought, return it. `error`: one charged without a line,
+    or may have charged, raise it. `waiting`: one is still in flight, wait
+    for it. None of them: every earlier purchase certainly bought nothing,
+    or there is none: buy.
+    """
+
+    line: ProvisionedLine | None = None
+    error: SendblueError | None = None
+    waiting: JournalEntry | None = None
+
+
+def verdict(key: str, entries: Sequence[JournalEntry]) -> Verdict:
+    """What the entries of `key` (oldest first) say `provision(key=...)` must do.
+
+    A line wins (the key's reason is met), then a charge without a line or
+    an unknown outcome (a human must look before anything is bought again),
+    then a purchase in flight.
+    """
+    for entry in entries:
+        if entry.state == "bought" and entry.line is not None:
+            return Verdict(line=entry.line)
+    for entry in entries:
+        if entry.state in ("provisioning_failed", "unknown"):
+            return Verdict(error=charged_error(key, entry))
+    for entry in entries:
+        if entry.state == "pending":
+            return Verdict(waiting=entry)
+    return Verdict()
+
+
+def holding(entries: Sequence[JournalEntry]) -> int:
+    """How many of a key's purchases bought or may have bought: its total so far."""
+    return sum(1 for entry in entries if entry.state != "not_bought")
+
+
+def charged_error(key: str, entry: JournalEntry) -> SendblueError:
+    """The error of an earlier purchase under `key` that charged or may have.
+
+    The same class as when it happened, with its token and times, so that a
+    caller's retry meets what the first call met.
+    """
+    told = entry.message or entry.state
+    if entry.state == "provisioning_failed":
+        return ProvisioningFailedError(
+            f"an earlier purchase under key {key!r} created a subscription without "
+            f"a line: {told}",
+            body={"status": "ERROR", "error": entry.error_code, "message": told},
+        )
+    return OutcomeUnknownError.for_token(
+        entry.preview_token,
+        f"an earlier purchase under key {key!r} ended unknown ({told})",
+        first_sent_at=entry.first_sent_at or entry.created_at,
+        attempts=entry.attempts,
+        evidence=entry.evidence,
+    )
+
+
+#: How many times `provide` may find its key taken by another purchase meanwhile.
+_TURNS = 4
+#: The first and the longest pause between two looks at a purchase in flight.
+_FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 1.0
+
+Buy = Callable[[str], Awaitable[ProvisionedLine]]
+Report = Callable[[ProvisionOutcome], Awaitable[None]]
+
+
+async def provide(
+    key: str, recorder: Recorder, buy: Buy, report: Report
+) -> ProvisionedLine:
+    """The one line of `key`: the one bought before (nothing sent), or a new one.
+
+    `buy` buys a line under `key` (its intent refuses it, `DeclinedError`,
+    when another purchase took the key meanwhile: then the key's entries
+    are read again); `report` tells of what settling a dead owner's purchase
+    did. An earlier purchase that charged without a line or may have
+    charged is raised again, with its token.
+
+    Raises:
+        ProvisioningFailedError, OutcomeUnknownError: an earlier purchase
+            under `key` (or, after waiting for it, one in flight).
+        JournalError: the journal could not be read.
+        SendblueError: what `buy` raised.
+    """
+    for _ in range(_TURNS):
+        earlier = await answer(key, recorder, report)
+        if earlier.line is not None:
+            logger.info(
+                "key %r has its line %s already; nothing was sent", key,
+                earlier.line.phone_number, extra=extra("key_answered"),
+            )  # fmt: skip
+            return earlier.line
+        if earlier.error is not None:
+            logger.info(
+                "key %r: an earlier purchase charged or may have: %s; nothing was "
+                "sent", key, earlier.error, extra=extra("key_answered"),
+            )  # fmt: skip
+            raise earlier.error
+        try:
+            return await buy(key)
+        except DeclinedError:
+            if verdict(key, await recorder.entries(key)) == Verdict():
+                raise  # declined for another reason: the key is still free
+    raise OutcomeUnknownError.for_token(
+        "-",
+        f"the purchases under key {key!r} kept changing hands",
+        first_sent_at=_clock.now(),
+        attempts=0,
+    )
+
+
+async def answer(key: str, recorder: Recorder, report: Report) -> Verdict:
+    """What the key's entries say once none of its purchases is in flight.
+
+    A purchase in flight is waited for; when its owner is gone, it is
+    settled first, as `reconcile()` does (the same token, never a new
+    preview), and `report` hears what that did. The wait is bounded by the
+    client's confirm deadline and the journal's lease.
+
+    Raises:
+        OutcomeUnknownError: a purchase under `key` was still in flight, its
+            owner alive, when the wait ran out.
+        JournalError: the journal could not be read or claimed from.
+    """
+    bound = recorder.client.confirm_deadline + (recorder.journal.lease or 0.0)
+    deadline = anyio.current_time() + bound + HEARTBEAT_SECONDS
+    pause = _FIRST_PAUSE
+    while True:
+        found = verdict(key, await recorder.entries(key))
+        if found.waiting is None:
+            return found
+        settled = await recorder.reconcile(key)
+        for outcome in settled:
+            await report(outcome)
+        if settled:
+            continue
+        if anyio.current_time() >= deadline:
+            entry = found.waiting
+            raise OutcomeUnknownError.for_token(
+                entry.preview_token,
+                f"a purchase under key {key!r} was still in flight, held by "
+                f"{entry.owner}, after {bound:.0f}s",
+                first_sent_at=entry.first_sent_at or entry.created_at,
+                attempts=max(entry.attempts, 1),
+            )
+        await anyio.sleep(pause)
+        pause = min(pause * 2, _LONGEST_PAUSE)
