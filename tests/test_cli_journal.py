@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
 import socket
+import sqlite3
 import stat
 import urllib.parse
 import uuid
@@ -489,7 +491,7 @@ def _group_writable(path: Path) -> None:
 @pytest.mark.parametrize(
     ("spoil", "why"),
     [
-        (_corrupt, "corrupt or truncated"),
+        (_corrupt, "not a sendblue-lines journal: not a SQLite database"),
         (_group_writable, "chmod 600"),
     ],
     ids=["corrupt", "group-writable"],
@@ -512,6 +514,31 @@ async def test_a_bad_journal_file_is_one_sentence_and_exit_2(
     assert why in sentence
     assert sentence.endswith("or pass --no-journal to go without one.")
     assert sum(c.requests for c in cli.sandbox.counters.values()) == 0
+
+
+async def test_another_applications_database_is_refused_untouched_in_a_process(
+    sendblue_sandbox, tmp_path
+):
+    """`--journal app.db` by mistake: exit 2, the file unchanged, nothing bought."""
+    path = tmp_path / "app.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as app:
+        app.execute("PRAGMA journal_mode = WAL")
+        app.execute("CREATE TABLE purchases (id INTEGER PRIMARY KEY, sku TEXT)")
+        app.execute("INSERT INTO purchases (sku) VALUES ('tea')")
+    before = path.read_bytes()
+    result = await run(
+        sendblue_sandbox, "provision", "--journal", str(path), "--yes", "--count", "2"
+    )
+    assert result.code == 2
+    assert result.out == ""
+    [sentence] = result.err.splitlines()
+    assert "not a sendblue-lines journal" in sentence
+    assert "tables of its own (purchases)" in sentence
+    assert "the file was left unchanged" in sentence
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]
+    assert sendblue_sandbox.ledger == []
+    assert sum(c.requests for c in sendblue_sandbox.counters.values()) == 0
 
 
 async def test_a_journal_in_a_folder_that_cannot_exist_is_exit_2(cli, tmp_path):

@@ -22,7 +22,10 @@ from ._rules import CHARGED_STATES
 __all__ = [
     "COLUMNS",
     "SCHEMA_VERSION",
+    "SQLITE_APPLICATION_ID",
     "SQLITE_DDL",
+    "V1_SQLITE_COLUMNS",
+    "V1_SQLITE_OBJECTS",
     "counted",
     "entry_from_row",
     "newer_schema_message",
@@ -71,6 +74,31 @@ SQLITE_DDL = (
     )""",
     "CREATE INDEX IF NOT EXISTS purchases_open ON purchases (account, state)",
     _SETTLED_INDEX.format(schema=""),
+)
+
+
+#: ``PRAGMA application_id`` of a SQLite journal ("SBLN" in ASCII), written
+#: with its schema: a SQLite file without it is never taken for a journal.
+SQLITE_APPLICATION_ID = 0x53424C4E
+
+#: A version-1 SQLite journal made before the application id was written:
+#: its schema objects (``purchases_settled`` came later in version 1, so it
+#: may be missing) and the columns of its ``purchases``. Such a file is
+#: recognised by them and by its version, then marked.
+V1_SQLITE_OBJECTS = frozenset(
+    {
+        ("table", "meta"),
+        ("index", "sqlite_autoindex_meta_1"),
+        ("table", "purchases"),
+        ("index", "sqlite_autoindex_purchases_1"),
+        ("table", "sqlite_sequence"),
+        ("index", "purchases_open"),
+    }
+)
+V1_SQLITE_COLUMNS = (
+    "id, account, owner, state, preview_token, expires_at, created_at, "
+    "first_sent_at, settled_at, attempts, phone_number, worker_id, "
+    "subscription_id, error_code, message, evidence"
 )
 
 

@@ -48,7 +48,10 @@ from ._rules import (
 from ._schema import (
     COLUMNS,
     SCHEMA_VERSION,
+    SQLITE_APPLICATION_ID,
     SQLITE_DDL,
+    V1_SQLITE_COLUMNS,
+    V1_SQLITE_OBJECTS,
     counted,
     entry_from_row,
     schema_problem,
@@ -287,23 +290,9 @@ class SQLiteJournal(StoreJournal):
             )
         return self
 
-    def _create(self) -> None:
-        try:
-            descriptor = os.open(
-                self._path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600
-            )
-        except FileExistsError:
-            mode = stat.S_IMODE(os.stat(self._path).st_mode)
-            if mode & 0o022:
-                raise Refused(
-                    f"group or others may write the file (mode {mode:04o}); "
-                    f"make it private with: chmod 600 {self._path}"
-                ) from None
-        else:
-            os.close(descriptor)
-
     def _connect(self) -> sqlite3.Connection:
-        self._create()
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self._path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         connection = sqlite3.connect(
             self._path,
             timeout=self._busy_timeout,
@@ -311,6 +300,15 @@ class SQLiteJournal(StoreJournal):
             check_same_thread=False,
         )
         try:
+            # Both only read: another application's file is refused as it is
+            # (not told to chmod), before the switch to WAL writes to it.
+            _check_ours(connection)
+            mode = stat.S_IMODE(os.stat(self._path).st_mode)
+            if mode & 0o022:
+                raise Refused(
+                    f"group or others may write the file (mode {mode:04o}); "
+                    f"make it private with: chmod 600 {self._path}"
+                )
             self._prepare(connection)
         except BaseException:
             connection.close()
@@ -335,6 +333,7 @@ class SQLiteJournal(StoreJournal):
                 raise Refused(problem)
             for statement in SQLITE_DDL:
                 connection.execute(statement)
+            connection.execute(f"PRAGMA application_id = {SQLITE_APPLICATION_ID}")
             self._check_meta(connection, meta)
             # A write on every open: SQLite opens a file it cannot write
             # read-only without a word, and we want to know now, not at the
@@ -589,6 +588,58 @@ class _Write:
 
     def fail(self, error: BaseException) -> None:
         self.value, self.error = None, error
+
+
+def _check_ours(connection: sqlite3.Connection) -> None:
+    """Refuse a file that is not a journal of ours, reading it only.
+
+    Ours: marked with `SQLITE_APPLICATION_ID`, empty (no schema object, as
+    a new file), or an unmarked version-1 journal of exactly the shape that
+    code before the mark made. Read in one snapshot, so that a journal
+    another process is creating is seen before or after, never half made.
+
+    Raises:
+        Refused: what was found instead, and that the file is unchanged.
+    """
+    try:
+        connection.execute("BEGIN")
+        try:
+            found = _stranger(connection)
+        finally:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+    except sqlite3.DatabaseError as exc:
+        if "not a database" not in str(exc).lower():
+            raise
+        found = f"not a SQLite database ({exc})"
+    if found is not None:
+        raise Refused(
+            f"it is not a sendblue-lines journal: {found}; the file was left unchanged"
+        )
+
+
+def _stranger(connection: sqlite3.Connection) -> str | None:
+    """Say what makes the file another application's, or None if it is ours."""
+    (mark,) = connection.execute("PRAGMA application_id").fetchone()
+    if mark == SQLITE_APPLICATION_ID:
+        return None
+    if mark:
+        return f"a SQLite database of another application (application_id {mark:#010x})"
+    objects = set(connection.execute("SELECT type, name FROM sqlite_master"))
+    if not objects:
+        return None
+    if objects - {("index", "purchases_settled")} == V1_SQLITE_OBJECTS:
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(purchases)")]
+        version = connection.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'"
+        ).fetchone()
+        if ", ".join(columns) == V1_SQLITE_COLUMNS and version == ("1",):
+            return None
+    names = sorted(
+        {name for _, name in objects if not name.startswith("sqlite_autoindex_")}
+    )
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if names[5:] else "")
+    return f"a SQLite database with tables of its own ({shown})"
 
 
 def _meta(connection: sqlite3.Connection) -> dict[str, str]:

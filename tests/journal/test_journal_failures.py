@@ -108,17 +108,6 @@ async def test_a_missing_directory_is_a_journal_error(tmp_path: Path) -> None:
     assert isinstance(caught.value.__cause__, OSError)
 
 
-async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
-    """A file of garbage is 'corrupt', not a crash, and is left as it was."""
-    path = tmp_path / "garbage.sqlite3"
-    path.write_bytes(b"this is not a database, it is a shopping list\n" * 100)
-    path.chmod(0o600)
-    with pytest.raises(JournalError, match="corrupt"):
-        async with SQLiteJournal(path):
-            pass
-    assert path.read_bytes().startswith(b"this is not a database")
-
-
 async def test_a_truncated_file_is_refused(tmp_path: Path) -> None:
     """A journal cut short (a copy that stopped half-way) is refused on open."""
     path = tmp_path / "cut.sqlite3"
