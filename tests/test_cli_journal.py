@@ -475,6 +475,24 @@ async def test_an_unreachable_postgresql_is_one_sentence_without_the_password(cl
     assert cli.sandbox.counters["preview"].requests == 0
 
 
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1:not-a-port", "[::1", "127.0.0.1:99999"],
+    ids=["port-not-a-number", "unclosed-bracket", "port-too-big"],
+)
+async def test_a_malformed_dsn_is_exit_2_in_a_process(sendblue_sandbox, address):
+    """A DSN asyncpg cannot parse: one sentence, exit 2, no traceback, no password."""
+    dsn = f"postgresql://app:{DSN_PASSWORD}@{address}/db"
+    result = await run(sendblue_sandbox, "--journal", dsn, "provision", "--yes")
+    assert result.code == 2
+    assert result.out == ""
+    [sentence] = result.err.splitlines()
+    assert sentence.startswith("The purchase journal failed: PostgreSQL journal")
+    assert f"postgresql://app:***@{address}/db" in sentence
+    assert DSN_PASSWORD not in result.err
+    assert sum(c.requests for c in sendblue_sandbox.counters.values()) == 0
+
+
 # -- a journal that cannot be opened ---------------------------------------------------
 
 

@@ -32,7 +32,8 @@ from typing import TypeVar, cast
 import anyio.to_thread
 
 from .. import _clock
-from ..errors import JournalError
+from .._config import check_instance, check_seconds
+from ..errors import ConfigurationError, JournalError
 from ._base import StoreJournal
 from ._entry import JournalEntry
 from ._owner import process_alive
@@ -121,8 +122,14 @@ class SQLiteJournal(StoreJournal):
     dead processes on the way; pending intents count whoever wrote them.
 
     Every method raises `JournalError` when the file cannot be opened, read
-    or written (corrupt, truncated, read-only, disk full) or when a journal
-    rule is broken; see `Journal` for what each one does.
+    or written (another application's, corrupt, truncated, read-only, disk
+    full) or when a journal rule is broken; see `Journal` for what each one
+    does.
+
+    Raises:
+        ConfigurationError: a path that is not a str or path, an account
+            that is not a str, or a `busy_timeout` that is not a number of
+            seconds from 0 to a day.
     """
 
     backend = "sqlite"
@@ -134,9 +141,16 @@ class SQLiteJournal(StoreJournal):
         account: str | None = None,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
-        self._path = os.fspath(path)
+        try:
+            self._path = os.fspath(path)
+        except TypeError:
+            msg = f"SQLiteJournal needs a path, not {type(path).__name__}"
+            raise ConfigurationError(msg) from None
+        check_instance(account, str, "account")
         self._account = account
-        self._busy_timeout = busy_timeout
+        self._busy_timeout = check_seconds(
+            busy_timeout, "busy_timeout", allow_zero=True
+        )
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         # Group commit: writes waiting for the next commit, whether one is
@@ -180,6 +194,8 @@ class SQLiteJournal(StoreJournal):
                 raise self._error(operation, _describe(exc)) from exc
             except OSError as exc:
                 raise self._error(operation, f"{exc.strerror or exc}") from exc
+            except ValueError as exc:  # a NUL in the path, a row that is not ours
+                raise self._error(operation, f"{exc}") from exc
 
     async def _run(
         self, operation: str, work: Callable[[sqlite3.Connection], _T]
