@@ -328,6 +328,8 @@ class PostgresJournal(StoreJournal):
         problem = schema_problem(meta.get("schema_version"), self._location)
         if problem is not None:
             raise Refused(problem)
+        if "schema_version" not in meta:
+            await self._check_unused(connection)
         for statement in postgres_ddl(s):
             await connection.execute(statement)
         await connection.execute(
@@ -349,6 +351,26 @@ class PostgresJournal(StoreJournal):
             raise Refused(
                 f"it belongs to the account with key id {bound!r}, "
                 f"not {self._account!r}"
+            )
+
+    async def _check_unused(self, connection: Any) -> None:
+        """Refuse a schema without a journal that holds another application's tables.
+
+        Raised in the transaction that would create the journal, before it
+        creates anything: the schema is left as it was.
+        """
+        names = await connection.fetch(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = "
+            "c.relnamespace WHERE n.nspname = $1 AND c.relkind IN "
+            "('r', 'p', 'v', 'm', 'f') ORDER BY 1 LIMIT 6",
+            self._schema,
+        )
+        if names:
+            shown = ", ".join(row[0] for row in names[:5])
+            raise Refused(
+                f"the schema {self._schema} holds no sendblue-lines journal but "
+                f"tables of its own ({shown}{', ...' if names[5:] else ''}); "
+                "it was left unchanged"
             )
 
     async def aclose(self) -> None:

@@ -1,8 +1,9 @@
-"""A SQLite journal opens only a new or empty file, or one it made: never another's.
+"""A journal opens only a new or empty store, or one it made: never another's.
 
 Every refused file is compared byte for byte before and after, with no
 ``-wal``, ``-shm`` or ``-journal`` file left beside it. A journal written
-by version 1 of the schema, before journals were marked, still opens.
+by version 1 of the schema, before journals were marked, still opens. On
+PostgreSQL, a schema that holds tables but no journal is refused the same way.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from contextlib import closing
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import asyncpg
 import pytest
+from postgres_support import fresh_schema
 
-from sendblue_lines import JournalError, SQLiteJournal
+from sendblue_lines import JournalError, PostgresJournal, SQLiteJournal
 from sendblue_lines.journal import default_owner
 
 ACCOUNT = "key-id-a"
@@ -206,3 +209,36 @@ async def test_a_journal_marked_by_us_with_extra_tables_still_opens(
         connection.execute("CREATE TABLE notes (body TEXT)")
     async with SQLiteJournal(path) as journal:
         assert await journal.entries() == []
+
+
+async def test_a_postgres_schema_of_another_application_is_refused_unchanged(
+    postgres_dsn: str,
+) -> None:
+    """A schema with tables but no journal is refused before anything is created."""
+    async with fresh_schema(postgres_dsn) as schema:
+        admin = await asyncpg.connect(postgres_dsn)
+        try:
+            await admin.execute(
+                f'CREATE SCHEMA "{schema}"; '
+                f'CREATE TABLE "{schema}".meta (key text PRIMARY KEY, value text); '
+                f'CREATE TABLE "{schema}".purchases (id serial, account text, '
+                "state text, settled_at timestamptz)"
+            )
+            before = await _relations(admin, schema)
+            with pytest.raises(JournalError, match=r"tables of its own \(meta, p"):
+                async with PostgresJournal(postgres_dsn, schema=schema):
+                    pass
+            assert await _relations(admin, schema) == before
+            meta = f'SELECT * FROM "{schema}".meta'  # noqa: S608
+            assert await admin.fetch(meta) == []
+        finally:
+            await admin.close()
+
+
+async def _relations(connection: asyncpg.Connection, schema: str) -> list[str]:
+    rows = await connection.fetch(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE n.nspname = $1 ORDER BY 1",
+        schema,
+    )
+    return [row[0] for row in rows]
