@@ -23,12 +23,12 @@ import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import anyio
 
 from .._config import check_count, check_instance, check_seconds
-from ..errors import ConfigurationError, JournalError
+from ..errors import ConfigurationError, JournalError, excerpt
 from ._base import StoreJournal
 from ._entry import JournalEntry
 from ._rules import (
@@ -144,18 +144,10 @@ class PostgresJournal(StoreJournal):
         lease: float = DEFAULT_LEASE,
         pool_size: int = 4,
     ) -> None:
-        # Typed as str, checked all the same: a caller may not run mypy.
-        name = schema if isinstance(cast("object", schema), str) else ""
-        if not _SCHEMA_NAME.fullmatch(name):
+        if not _SCHEMA_NAME.fullmatch(str(schema)):
             msg = (
                 f"the journal's schema must be a lower-case identifier "
                 f"(letters, digits, _), not {schema!r}"
-            )
-            raise ConfigurationError(msg)
-        if not isinstance(dsn_or_pool, str) and not hasattr(dsn_or_pool, "acquire"):
-            msg = (
-                "PostgresJournal needs a DSN (a str) or an asyncpg pool, "
-                f"not {type(dsn_or_pool).__name__}"
             )
             raise ConfigurationError(msg)
         check_instance(account, str, "account")
@@ -165,10 +157,13 @@ class PostgresJournal(StoreJournal):
             self._dsn: str | None = dsn_or_pool
             self._given_pool: Any = None
             self._location = redact_dsn(dsn_or_pool)
-        else:
+        elif hasattr(dsn_or_pool, "acquire"):
             self._dsn = None
             self._given_pool = dsn_or_pool
             self._location = "a caller's connection pool"
+        else:
+            msg = f"PostgresJournal needs a DSN or a pool, not {type(dsn_or_pool)}"
+            raise ConfigurationError(msg)
         self._schema = schema
         self._qualified = f'"{schema}"'
         self._account = account
@@ -328,8 +323,18 @@ class PostgresJournal(StoreJournal):
         problem = schema_problem(meta.get("schema_version"), self._location)
         if problem is not None:
             raise Refused(problem)
-        if "schema_version" not in meta:
-            await self._check_unused(connection)
+        # No journal yet: a schema with tables is another application's,
+        # refused before anything is created in it.
+        tables = "schema_version" not in meta and await connection.fetchval(
+            "SELECT string_agg(tablename, ', ' ORDER BY tablename) FROM pg_tables "
+            "WHERE schemaname = $1",
+            self._schema,
+        )
+        if tables:
+            raise Refused(
+                f"the schema {self._schema} holds no sendblue-lines journal but "
+                f"tables of its own ({excerpt(tables, 100)}); it was left unchanged"
+            )
         for statement in postgres_ddl(s):
             await connection.execute(statement)
         await connection.execute(
@@ -351,26 +356,6 @@ class PostgresJournal(StoreJournal):
             raise Refused(
                 f"it belongs to the account with key id {bound!r}, "
                 f"not {self._account!r}"
-            )
-
-    async def _check_unused(self, connection: Any) -> None:
-        """Refuse a schema without a journal that holds another application's tables.
-
-        Raised in the transaction that would create the journal, before it
-        creates anything: the schema is left as it was.
-        """
-        names = await connection.fetch(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = "
-            "c.relnamespace WHERE n.nspname = $1 AND c.relkind IN "
-            "('r', 'p', 'v', 'm', 'f') ORDER BY 1 LIMIT 6",
-            self._schema,
-        )
-        if names:
-            shown = ", ".join(row[0] for row in names[:5])
-            raise Refused(
-                f"the schema {self._schema} holds no sendblue-lines journal but "
-                f"tables of its own ({shown}{', ...' if names[5:] else ''}); "
-                "it was left unchanged"
             )
 
     async def aclose(self) -> None:

@@ -24,8 +24,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SQLITE_APPLICATION_ID",
     "SQLITE_DDL",
-    "V1_SQLITE_COLUMNS",
-    "V1_SQLITE_OBJECTS",
+    "V1_SQLITE_SHAPE",
     "counted",
     "entry_from_row",
     "newer_schema_message",
@@ -81,11 +80,11 @@ SQLITE_DDL = (
 #: with its schema: a SQLite file without it is never taken for a journal.
 SQLITE_APPLICATION_ID = 0x53424C4E
 
-#: A version-1 SQLite journal made before the application id was written:
-#: its schema objects (``purchases_settled`` came later in version 1, so it
-#: may be missing) and the columns of its ``purchases``. Such a file is
-#: recognised by them and by its version, then marked.
-V1_SQLITE_OBJECTS = frozenset(
+#: A version-1 SQLite journal, made before the application id was written:
+#: its schema objects and the columns of ``purchases`` (its index
+#: ``purchases_settled`` came later in version 1, so it is left out). Such a
+#: file is recognised by exactly this shape, then marked.
+V1_SQLITE_SHAPE = frozenset(
     {
         ("table", "meta"),
         ("index", "sqlite_autoindex_meta_1"),
@@ -93,12 +92,15 @@ V1_SQLITE_OBJECTS = frozenset(
         ("index", "sqlite_autoindex_purchases_1"),
         ("table", "sqlite_sequence"),
         ("index", "purchases_open"),
+        *(
+            ("column", name)
+            for name in (  # noqa: SIM905 - a list would take a line per name
+                "id account owner state preview_token expires_at created_at "
+                "first_sent_at settled_at attempts phone_number worker_id "
+                "subscription_id error_code message evidence"
+            ).split()
+        ),
     }
-)
-V1_SQLITE_COLUMNS = (
-    "id, account, owner, state, preview_token, expires_at, created_at, "
-    "first_sent_at, settled_at, attempts, phone_number, worker_id, "
-    "subscription_id, error_code, message, evidence"
 )
 
 

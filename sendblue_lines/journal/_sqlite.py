@@ -33,7 +33,7 @@ import anyio.to_thread
 
 from .. import _clock
 from .._config import check_instance, check_seconds
-from ..errors import ConfigurationError, JournalError
+from ..errors import ConfigurationError, JournalError, excerpt
 from ._base import StoreJournal
 from ._entry import JournalEntry
 from ._owner import process_alive
@@ -51,8 +51,7 @@ from ._schema import (
     SCHEMA_VERSION,
     SQLITE_APPLICATION_ID,
     SQLITE_DDL,
-    V1_SQLITE_COLUMNS,
-    V1_SQLITE_OBJECTS,
+    V1_SQLITE_SHAPE,
     counted,
     entry_from_row,
     schema_problem,
@@ -65,6 +64,9 @@ _Self = TypeVar("_Self", bound="SQLiteJournal")
 
 #: How long a write waits for another process's write lock, in seconds.
 DEFAULT_BUSY_TIMEOUT = 30.0
+#: What the file, the disk or the rows can raise: each one is a JournalError
+#: (a ValueError: a NUL in the path, or a row this code cannot read).
+_FAILURES = (sqlite3.Error, OSError, ValueError)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -190,12 +192,8 @@ class SQLiteJournal(StoreJournal):
                 return work()
             except Refused as refused:
                 raise self._error(operation, str(refused)) from None
-            except sqlite3.Error as exc:
-                raise self._error(operation, _describe(exc)) from exc
-            except OSError as exc:
-                raise self._error(operation, f"{exc.strerror or exc}") from exc
-            except ValueError as exc:  # a NUL in the path, a row that is not ours
-                raise self._error(operation, f"{exc}") from exc
+            except _FAILURES as exc:
+                raise self._failure(operation, exc) from exc
 
     async def _run(
         self, operation: str, work: Callable[[sqlite3.Connection], _T]
@@ -253,19 +251,10 @@ class SQLiteJournal(StoreJournal):
         """In a worker thread: every job in one transaction, each in a savepoint."""
         with self._lock:
             try:
-                connection.execute("BEGIN IMMEDIATE")
-            except (sqlite3.Error, OSError) as exc:
-                for job in jobs:
-                    job.fail(self._failure(job.operation, exc))
-                return
-            for job in jobs:
-                self._run_job(connection, job)
-            try:
-                connection.execute("COMMIT")
-            except (sqlite3.Error, OSError) as exc:
-                if connection.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        connection.execute("ROLLBACK")
+                with _immediate(connection):
+                    for job in jobs:
+                        self._run_job(connection, job)
+            except _FAILURES as exc:  # BEGIN or COMMIT: every job not failed yet
                 for job in jobs:
                     if job.error is None:
                         job.fail(self._failure(job.operation, exc))
@@ -276,16 +265,13 @@ class SQLiteJournal(StoreJournal):
             job.value = job.work(connection)
         except Refused as refused:
             job.fail(self._error(job.operation, str(refused)))
-        except (sqlite3.Error, OSError) as exc:
+        except _FAILURES as exc:
             job.fail(self._failure(job.operation, exc))
         except Exception as exc:  # noqa: BLE001 - handed to its caller
             job.fail(exc)
 
     def _failure(self, operation: str, exc: BaseException) -> JournalError:
-        if isinstance(exc, sqlite3.Error):
-            error = self._error(operation, _describe(exc))
-        else:
-            error = self._error(operation, f"{getattr(exc, 'strerror', None) or exc}")
+        error = self._error(operation, _describe(exc))
         error.__cause__ = exc
         return error
 
@@ -607,55 +593,43 @@ class _Write:
 
 
 def _check_ours(connection: sqlite3.Connection) -> None:
-    """Refuse a file that is not a journal of ours, reading it only.
+    """Refuse, reading it only, a file that is not a journal of ours.
 
-    Ours: marked with `SQLITE_APPLICATION_ID`, empty (no schema object, as
-    a new file), or an unmarked version-1 journal of exactly the shape that
-    code before the mark made. Read in one snapshot, so that a journal
-    another process is creating is seen before or after, never half made.
+    Ours: marked with `SQLITE_APPLICATION_ID`; or unmarked, and either empty
+    (no schema object, as a new file) or of exactly the shape of a version-1
+    journal, made before the mark. One statement reads it all, in one
+    snapshot: a journal another process is creating is seen whole or not yet.
 
     Raises:
-        Refused: what was found instead, and that the file is unchanged.
+        Refused: what was found instead; the file was left unchanged.
     """
     try:
-        connection.execute("BEGIN")
-        try:
-            found = _stranger(connection)
-        finally:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
+        rows = connection.execute(
+            "SELECT 'mark', application_id FROM pragma_application_id UNION ALL "
+            "SELECT type, name FROM sqlite_master UNION ALL "
+            "SELECT 'column', name FROM pragma_table_info('purchases')"
+        ).fetchall()
     except sqlite3.DatabaseError as exc:
         if "not a database" not in str(exc).lower():
             raise
         found = f"not a SQLite database ({exc})"
-    if found is not None:
-        raise Refused(
-            f"it is not a sendblue-lines journal: {found}; the file was left unchanged"
+    else:
+        [mark] = [value for kind, value in rows if kind == "mark"]
+        shape = {row for row in rows if row[0] != "mark"}
+        shape.discard(("index", "purchases_settled"))  # may be missing in version 1
+        if mark == SQLITE_APPLICATION_ID or (
+            not mark and shape in (set(), V1_SQLITE_SHAPE)
+        ):
+            return
+        tables = ", ".join(sorted(name for kind, name in shape if kind == "table"))
+        found = (
+            f"a SQLite database of another application (application_id {mark:#010x})"
+            if mark
+            else f"a SQLite database with tables of its own ({excerpt(tables, 100)})"
         )
-
-
-def _stranger(connection: sqlite3.Connection) -> str | None:
-    """Say what makes the file another application's, or None if it is ours."""
-    (mark,) = connection.execute("PRAGMA application_id").fetchone()
-    if mark == SQLITE_APPLICATION_ID:
-        return None
-    if mark:
-        return f"a SQLite database of another application (application_id {mark:#010x})"
-    objects = set(connection.execute("SELECT type, name FROM sqlite_master"))
-    if not objects:
-        return None
-    if objects - {("index", "purchases_settled")} == V1_SQLITE_OBJECTS:
-        columns = [row[1] for row in connection.execute("PRAGMA table_info(purchases)")]
-        version = connection.execute(
-            "SELECT value FROM meta WHERE key = 'schema_version'"
-        ).fetchone()
-        if ", ".join(columns) == V1_SQLITE_COLUMNS and version == ("1",):
-            return None
-    names = sorted(
-        {name for _, name in objects if not name.startswith("sqlite_autoindex_")}
+    raise Refused(
+        f"it is not a sendblue-lines journal: {found}; the file was left unchanged"
     )
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if names[5:] else "")
-    return f"a SQLite database with tables of its own ({shown})"
 
 
 def _meta(connection: sqlite3.Connection) -> dict[str, str]:
@@ -758,8 +732,8 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return "database is locked" in str(exc)
 
 
-def _describe(exc: sqlite3.Error) -> str:
-    text = str(exc) or type(exc).__name__
+def _describe(exc: BaseException) -> str:
+    text = str(getattr(exc, "strerror", None) or exc) or type(exc).__name__
     lowered = text.lower()
     if "not a database" in lowered or "malformed" in lowered:
         return f"{text} (the file is corrupt or truncated)"

@@ -331,45 +331,37 @@ async def test_a_malformed_dsn_is_a_journal_error_without_the_password(
 
 
 @pytest.mark.parametrize(
-    ("argument", "options"),
+    ("kind", "argument", "options"),
     [
-        (123, {}),
-        (b"postgresql://u@h/db", {}),
-        ("postgresql://u@h/db", {"schema": 5}),
-        ("postgresql://u@h/db", {"account": 5}),
-        ("postgresql://u@h/db", {"lease": float("nan")}),
-        ("postgresql://u@h/db", {"lease": float("inf")}),
-        ("postgresql://u@h/db", {"lease": "60"}),
-        ("postgresql://u@h/db", {"lease": True}),
-        ("postgresql://u@h/db", {"pool_size": 0}),
-        ("postgresql://u@h/db", {"pool_size": 2.5}),
-        ("postgresql://u@h/db", {"pool_size": "4"}),
+        (PostgresJournal, 123, {}),
+        (PostgresJournal, b"postgresql://u@h/db", {}),
+        (PostgresJournal, "postgresql://u@h/db", {"schema": 5}),
+        (PostgresJournal, "postgresql://u@h/db", {"schema": "Bad-Name"}),
+        (PostgresJournal, "postgresql://u@h/db", {"schema": 'x"; drop'}),
+        (PostgresJournal, "postgresql://u@h/db", {"lease": 0}),
+        (PostgresJournal, "postgresql://u@h/db", {"lease": -1.0}),
+        (PostgresJournal, "postgresql://u@h/db", {"lease": 86_401}),
+        (PostgresJournal, "postgresql://u@h/db", {"account": 5}),
+        (PostgresJournal, "postgresql://u@h/db", {"lease": float("nan")}),
+        (PostgresJournal, "postgresql://u@h/db", {"lease": float("inf")}),
+        (PostgresJournal, "postgresql://u@h/db", {"lease": "60"}),
+        (PostgresJournal, "postgresql://u@h/db", {"lease": True}),
+        (PostgresJournal, "postgresql://u@h/db", {"pool_size": 0}),
+        (PostgresJournal, "postgresql://u@h/db", {"pool_size": 2.5}),
+        (PostgresJournal, "postgresql://u@h/db", {"pool_size": "4"}),
+        (SQLiteJournal, 123, {}),
+        (SQLiteJournal, "journal.sqlite3", {"account": 5}),
+        (SQLiteJournal, "journal.sqlite3", {"busy_timeout": float("nan")}),
+        (SQLiteJournal, "journal.sqlite3", {"busy_timeout": -1}),
+        (SQLiteJournal, "journal.sqlite3", {"busy_timeout": "30"}),
     ],
 )
-def test_bad_postgres_arguments_are_configuration_errors(
-    argument: Any, options: dict[str, Any]
+def test_bad_journal_arguments_are_configuration_errors(
+    kind: Any, argument: Any, options: dict[str, Any]
 ) -> None:
     """A wrong type or value for any argument is refused when the journal is made."""
     with pytest.raises(ConfigurationError):
-        PostgresJournal(argument, **options)
-
-
-@pytest.mark.parametrize(
-    ("path", "options"),
-    [
-        (123, {}),
-        ("journal.sqlite3", {"account": 5}),
-        ("journal.sqlite3", {"busy_timeout": float("nan")}),
-        ("journal.sqlite3", {"busy_timeout": -1}),
-        ("journal.sqlite3", {"busy_timeout": "30"}),
-    ],
-)
-def test_bad_sqlite_arguments_are_configuration_errors(
-    path: Any, options: dict[str, Any]
-) -> None:
-    """A wrong type or value for any argument is refused when the journal is made."""
-    with pytest.raises(ConfigurationError):
-        SQLiteJournal(path, **options)
+        kind(argument, **options)
 
 
 async def test_a_nul_in_the_path_is_a_journal_error(tmp_path: Path) -> None:
@@ -401,22 +393,6 @@ async def test_without_asyncpg_the_postgres_journal_says_what_to_install(
     with pytest.raises(JournalError, match=r"sendblue-lines\[postgres\]"):
         async with PostgresJournal("postgresql://u@127.0.0.1/db"):
             pass
-
-
-@pytest.mark.parametrize(
-    "options",
-    [
-        {"schema": "Bad-Name"},
-        {"schema": 'x"; drop'},
-        {"lease": 0},
-        {"lease": -1.0},
-        {"lease": 86_401},
-    ],
-)
-def test_bad_postgres_options_are_configuration_errors(options: dict[str, Any]) -> None:
-    """A schema that is not a plain identifier, or a lease not positive, is refused."""
-    with pytest.raises(ConfigurationError):
-        PostgresJournal("postgresql://u@127.0.0.1/db", **options)
 
 
 def test_the_core_imports_without_asyncpg() -> None:
