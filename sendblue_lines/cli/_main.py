@@ -305,7 +305,9 @@ def _logging_to(
             level = _logging.level_from_env() or level
     handler = logging.StreamHandler(stream)
     handler.setFormatter(
-        _logging.JsonFormatter() if log_format == "json" else _LogLines()
+        _logging.JsonFormatter()
+        if log_format == "json"
+        else _LogLines("sendblue-lines: %(levelname)s: %(message)s")
     )
     logger = logging.getLogger("sendblue_lines")
     saved = (logger.handlers[:], logger.level, logger.propagate)
@@ -324,9 +326,6 @@ class _LogLines(logging.Formatter):
     A record may quote the server; a traceback (at -vv) keeps its lines,
     each one through `printable` too.
     """
-
-    def __init__(self) -> None:
-        super().__init__("sendblue-lines: %(levelname)s: %(message)s")
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         return printable(super().formatMessage(record), LOG_LIMIT)

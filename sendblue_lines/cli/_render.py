@@ -45,16 +45,12 @@ LOG_LIMIT = 1000
 
 
 def printable(text: object, limit: int | None = SHOWN_LIMIT) -> str:
-    r"""`text` as one line that a terminal shows as it is, cut at `limit` characters.
+    r"""`text` as one line a terminal shows as it is, cut at `limit` characters.
 
-    The one sanitiser of everything the command prints that it did not
-    write itself. A character Python does not call printable
-    (`str.isprintable`: the C0 and C1 controls, DEL, the line and paragraph
-    separators, spaces other than U+0020, and Unicode's format characters,
-    among them the bidi embeddings, overrides and isolates U+202A-202E and
-    U+2066-2069 and the marks U+200E/F that reorder a line) is shown as its
-    escape: ``\n``, ``\x1b``, ``\u202e``. Past `limit` (None: no cut) the
-    text is cut, and how many characters were cut is said.
+    The one sanitiser of text from elsewhere: every character that
+    `str.isprintable` refuses (C0 and C1 controls, DEL, line separators, bidi
+    and other format characters) is shown as its escape (``\x1b``,
+    ``\u202e``); past `limit` (None: no cut) the rest is cut, and counted.
     """
     shown = str(text)
     if not shown.isprintable():
@@ -156,6 +152,11 @@ def _explain_limit(error: RateLimitError) -> str:
     )
 
 
+def iso(moment: datetime | None) -> str | None:
+    """`moment` in ISO 8601 for JSON, or None."""
+    return moment.isoformat() if moment else None
+
+
 def at_utc(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S} UTC" if moment else "-"
 
@@ -188,24 +189,14 @@ def limits_table(limits: ProvisioningLimits, why: str | None = None) -> str:
             "enforces them, and decides at preview and confirm how many lines it "
             "allows."
         )
-    rows = [("window", "limit", "used", "remaining", "next slot")]
-    named: list[tuple[str, LimitWindow | None]] = [
+    rows = [["window", "limit", "used", "remaining", "next slot"]]
+    for name, window in (
         ("daily (24 h)", limits.daily),
         ("monthly (30 d)", limits.monthly),
-    ]
-    for name, window in named:
-        if window is None:
-            rows.append((name, "?", "?", "?", "-"))
-        else:
-            rows.append(
-                (
-                    name,
-                    _cell(window.limit),
-                    _cell(window.used),
-                    _cell(window.remaining),
-                    at_utc(window.next_available_at),
-                )
-            )
+    ):
+        w = window or LimitWindow()  # every number "?", no next slot
+        numbers = map(_cell, (w.limit, w.used, w.remaining))
+        rows.append([name, *numbers, at_utc(w.next_available_at)])
     return _columns(rows)
 
 
@@ -216,9 +207,7 @@ def window_json(window: LimitWindow | None) -> dict[str, Any] | None:
         "limit": window.limit,
         "used": window.used,
         "remaining": window.remaining,
-        "next_available_at": window.next_available_at.isoformat()
-        if window.next_available_at
-        else None,
+        "next_available_at": iso(window.next_available_at),
     }
 
 
@@ -314,10 +303,6 @@ def exit_code(bought: int, requested: int, needs_human: int) -> int:
 # -- the journal: history and reconcile ----------------------------------------------
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
 def entry_json(entry: JournalEntry) -> dict[str, Any]:
     """The JSON object printed for one journal entry by `history` and `reconcile`.
 
@@ -334,10 +319,10 @@ def entry_json(entry: JournalEntry) -> dict[str, Any]:
         "subscription_id": None if line is None else line.subscription_id,
         "error_code": entry.error_code,
         "message": entry.message,
-        "created_at": _iso(entry.created_at),
-        "first_sent_at": _iso(entry.first_sent_at),
-        "settled_at": _iso(entry.settled_at),
-        "expires_at": _iso(entry.expires_at),
+        "created_at": iso(entry.created_at),
+        "first_sent_at": iso(entry.first_sent_at),
+        "settled_at": iso(entry.settled_at),
+        "expires_at": iso(entry.expires_at),
         "attempts": entry.attempts,
         "owner": entry.owner,
         "evidence": [dict(item) for item in entry.evidence],
