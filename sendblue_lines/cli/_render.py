@@ -282,7 +282,7 @@ def outcome_json(outcome: ProvisionOutcome) -> dict[str, Any]:
         "index": outcome.index,
         "outcome": kind,
         "error": type(error).__name__,
-        "message": explain(error) if error is not None else None,
+        "message": printable(explain(error), None) if error is not None else None,
     }
     if isinstance(error, OutcomeUnknownError):
         data["preview_token"] = error.preview_token

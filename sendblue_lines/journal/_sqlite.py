@@ -701,11 +701,10 @@ def _switch_to_wal(connection: sqlite3.Connection, timeout: float) -> object:
     shared lock that reading its header took. When several processes open
     a new journal at once, SQLite answers "database is locked" at once to
     those that hold a shared lock while another waits for the exclusive one,
-    without waiting in its busy handler (they would deadlock). Seen here: 8
-    threads opening one new file together, 49 of 200 times, with a 5 s busy
-    timeout. So the switch is tried again, with growing pauses, until
-    `timeout` has passed: the wait the busy handler would have made. It
-    runs in a worker thread, never on the event loop.
+    without waiting in its busy handler (they would deadlock). So the switch
+    is tried again, with growing pauses, until `timeout` has passed: the
+    wait the busy handler would have made. It runs in a worker thread, never
+    on the event loop.
 
     Raises:
         sqlite3.Error: another failure, or still locked after `timeout`.
