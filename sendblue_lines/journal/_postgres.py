@@ -333,7 +333,7 @@ class PostgresJournal(StoreJournal):
         if tables:
             raise Refused(
                 f"the schema {self._schema} holds no sendblue-lines journal but "
-                f"tables of its own ({excerpt(tables, 100)}); it was left unchanged"
+                f"tables of its own ({excerpt(tables, 80)}); it was left unchanged"
             )
         for statement in postgres_ddl(s):
             await connection.execute(statement)

@@ -625,7 +625,7 @@ def _check_ours(connection: sqlite3.Connection) -> None:
         found = (
             f"a SQLite database of another application (application_id {mark:#010x})"
             if mark
-            else f"a SQLite database with tables of its own ({excerpt(tables, 100)})"
+            else f"a SQLite database with tables of its own ({excerpt(tables, 80)})"
         )
     raise Refused(
         f"it is not a sendblue-lines journal: {found}; the file was left unchanged"
