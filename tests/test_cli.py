@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from cli_support import screen
 
 from sendblue_lines.cli import main
 from sendblue_lines.sandbox import Fault, Sandbox
@@ -320,6 +321,20 @@ async def test_provision_shows_a_live_line_on_a_terminal(cli):
     assert progress.endswith(
         "\r" + " " * len("[2/2] bought 2, failed 0") + "\rDone: bought 2 of 2.\n"
     )
+
+
+async def test_each_purchase_line_stays_on_a_terminal(cli):
+    """On a terminal, every `[n/N] slot i: bought` line survives the live line."""
+    terminal = Terminal()
+    cli.monkeypatch.setattr(sys, "stderr", terminal)
+    result = await cli("provision", "--count", "3", "--concurrency", "1", "--yes")
+    assert result.code == 0
+    numbers = [charge.phone_number for charge in cli.sandbox.ledger]
+    shown = screen(terminal.getvalue().encode())
+    assert [line for line in shown if " slot " in line] == [
+        f"[{n}/3] slot {n - 1}: bought {number}" for n, number in enumerate(numbers, 1)
+    ]
+    assert shown[-2:] == ["Done: bought 3 of 3.", ""]
 
 
 async def test_provision_buys_what_the_limits_leave_and_exits_1(cli):

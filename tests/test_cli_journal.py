@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
 import socket
+import sqlite3
 import stat
 import urllib.parse
 import uuid
@@ -473,6 +475,24 @@ async def test_an_unreachable_postgresql_is_one_sentence_without_the_password(cl
     assert cli.sandbox.counters["preview"].requests == 0
 
 
+@pytest.mark.parametrize(
+    "address",
+    ["127.0.0.1:not-a-port", "[::1", "127.0.0.1:99999"],
+    ids=["port-not-a-number", "unclosed-bracket", "port-too-big"],
+)
+async def test_a_malformed_dsn_is_exit_2_in_a_process(sendblue_sandbox, address):
+    """A DSN asyncpg cannot parse: one sentence, exit 2, no traceback, no password."""
+    dsn = f"postgresql://app:{DSN_PASSWORD}@{address}/db"
+    result = await run(sendblue_sandbox, "--journal", dsn, "provision", "--yes")
+    assert result.code == 2
+    assert result.out == ""
+    [sentence] = result.err.splitlines()
+    assert sentence.startswith("The purchase journal failed: PostgreSQL journal")
+    assert f"postgresql://app:***@{address}/db" in sentence
+    assert DSN_PASSWORD not in result.err
+    assert sum(c.requests for c in sendblue_sandbox.counters.values()) == 0
+
+
 # -- a journal that cannot be opened ---------------------------------------------------
 
 
@@ -489,7 +509,7 @@ def _group_writable(path: Path) -> None:
 @pytest.mark.parametrize(
     ("spoil", "why"),
     [
-        (_corrupt, "corrupt or truncated"),
+        (_corrupt, "not a sendblue-lines journal: not a SQLite database"),
         (_group_writable, "chmod 600"),
     ],
     ids=["corrupt", "group-writable"],
@@ -512,6 +532,31 @@ async def test_a_bad_journal_file_is_one_sentence_and_exit_2(
     assert why in sentence
     assert sentence.endswith("or pass --no-journal to go without one.")
     assert sum(c.requests for c in cli.sandbox.counters.values()) == 0
+
+
+async def test_another_applications_database_is_refused_untouched_in_a_process(
+    sendblue_sandbox, tmp_path
+):
+    """`--journal app.db` by mistake: exit 2, the file unchanged, nothing bought."""
+    path = tmp_path / "app.db"
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as app:
+        app.execute("PRAGMA journal_mode = WAL")
+        app.execute("CREATE TABLE purchases (id INTEGER PRIMARY KEY, sku TEXT)")
+        app.execute("INSERT INTO purchases (sku) VALUES ('tea')")
+    before = path.read_bytes()
+    result = await run(
+        sendblue_sandbox, "provision", "--journal", str(path), "--yes", "--count", "2"
+    )
+    assert result.code == 2
+    assert result.out == ""
+    [sentence] = result.err.splitlines()
+    assert "not a sendblue-lines journal" in sentence
+    assert "tables of its own (purchases)" in sentence
+    assert "the file was left unchanged" in sentence
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]
+    assert sendblue_sandbox.ledger == []
+    assert sum(c.requests for c in sendblue_sandbox.counters.values()) == 0
 
 
 async def test_a_journal_in_a_folder_that_cannot_exist_is_exit_2(cli, tmp_path):

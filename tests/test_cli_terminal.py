@@ -35,6 +35,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 PROGRESS = re.compile(r"\[\d+/\d+\] bought \d+, failed \d+")
+STEP = re.compile(r"\[\d+/\d+\] slot \d+: bought \+1\d{10}")
 
 
 async def on_terminal(
@@ -66,12 +67,13 @@ async def on_terminal(
 
 
 def assert_results_stand_alone(lines: list[str], bought: int) -> None:
-    """Each result is a whole screen line; no progress text shares one."""
-    results = [line for line in lines if LINE.search(line)]
-    assert len(results) == bought, lines
-    for line in results:
-        assert LINE.fullmatch(line), line  # starts at column 0, nothing after
-        assert not PROGRESS.search(line)
+    """Each result, and its `[n/N] slot i: bought` line, is a whole screen line."""
+    for pattern in (LINE, STEP):
+        results = [line for line in lines if pattern.search(line)]
+        assert len(results) == bought, lines
+        for line in results:
+            assert pattern.fullmatch(line), line  # from column 0, nothing after
+            assert not PROGRESS.search(line)
     for line in lines:
         if PROGRESS.search(line):
             assert PROGRESS.fullmatch(line), line
@@ -108,7 +110,7 @@ async def test_failures_and_the_log_on_a_terminal(sendblue_sandbox):
     assert_results_stand_alone(lines, 2)
     said = [line for line in lines if "bad token" in line]
     [failure] = [line for line in said if not line.startswith("sendblue-lines: ")]
-    assert failure.startswith("slot 0: ")
+    assert failure.startswith("[1/3] slot 0: ")
     logs = [line for line in lines if "sendblue-lines: " in line]
     assert logs
     assert all(line.startswith("sendblue-lines: ") for line in logs)

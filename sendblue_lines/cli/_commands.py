@@ -33,6 +33,7 @@ from ._render import (
     exit_code,
     explain,
     history_table,
+    iso,
     limits_table,
     plan_exact,
     plan_sentence,
@@ -89,9 +90,7 @@ async def plan_command(
             # null, never a guess: unknown limits are the server's to decide.
             "allowed": plan.allowed if plan_exact(plan) else None,
             "binding": plan.binding,
-            "next_available_at": plan.next_available_at.isoformat()
-            if plan.next_available_at
-            else None,
+            "next_available_at": iso(plan.next_available_at),
         }
         print(json.dumps(data), file=console.out)
     else:

@@ -23,6 +23,7 @@ from ..errors import (
     SendblueError,
     TokenExpiredError,
     TransportError,
+    excerpt,
     short_token,
 )
 from ..journal import JournalEntry
@@ -36,24 +37,54 @@ EXIT_HUMAN = 3
 EXIT_FAILED = 4
 EXIT_INTERRUPTED = 130
 
+#: How many characters of one piece of text from elsewhere (the server, the
+#: journal) the command prints in a sentence or a table cell.
+SHOWN_LIMIT = 200
+#: How many characters of one log line, or one traceback line, it prints.
+LOG_LIMIT = 1000
+
+
+def printable(text: object, limit: int | None = SHOWN_LIMIT) -> str:
+    r"""`text` as one line a terminal shows as it is, cut at `limit` characters.
+
+    The one sanitiser of text from elsewhere: every character that
+    `str.isprintable` refuses (C0 and C1 controls, DEL, line separators, bidi
+    and other format characters) is shown as its escape (``\x1b``,
+    ``\u202e``); past `limit` (None: no cut) the rest is cut, and counted.
+    """
+    shown = str(text)
+    if not shown.isprintable():
+        shown = "".join(
+            c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+            for c in shown
+        )
+    return shown if limit is None else excerpt(shown, limit) or ""
+
+
+def printable_lines(text: str) -> str:
+    """`text` of many lines (a traceback), each one through `printable`."""
+    return "\n".join(printable(line, LOG_LIMIT) for line in text.splitlines())
+
 
 def explain(error: BaseException) -> str:
     """One sentence for a person: what happened and what to do.
 
-    Never includes a credential: our errors never carry one.
+    Never includes a credential: our errors never carry one. The server's
+    words in it go through `printable`.
     """
     if isinstance(error, OutcomeUnknownError):
         return (
-            f"A confirm was sent but its answer was lost ({error.reason}); a line was "
-            f"most likely bought. Check the account before buying again "
-            f"(token {short_token(error.preview_token)}, first sent "
+            f"A confirm was sent but its answer was lost ({printable(error.reason)}); "
+            "a line was most likely bought. Check the account before buying again "
+            f"(token {printable(short_token(error.preview_token))}, first sent "
             f"{error.first_sent_at:%Y-%m-%d %H:%M:%S} UTC, {error.attempts} send(s))."
         )
     if isinstance(error, ProvisioningFailedError):
         # The body holds the server's message: quoting it apart would say it twice.
         return (
             "Sendblue created a subscription but could not provision the line; "
-            f"contact Sendblue support with this answer: {json.dumps(error.body)}."
+            "contact Sendblue support with this answer: "
+            f"{printable(json.dumps(error.body))}."
         )
     if isinstance(error, AuthenticationError):
         return (
@@ -62,7 +93,7 @@ def explain(error: BaseException) -> str:
         )
     if isinstance(error, PermissionDeniedError):
         return (
-            f"Sendblue refused (403: {error.message}); only accounts on the "
+            f"Sendblue refused (403: {printable(error.message)}); only accounts on the "
             "inbound_only / Agent plan can buy lines through the API."
         )
     if isinstance(error, NoCardOnFileError):
@@ -86,7 +117,7 @@ def explain(error: BaseException) -> str:
     if isinstance(error, MalformedResponseError):
         return f"Sendblue's answer could not be read ({error.message})."
     if isinstance(error, SendblueError):
-        return f"Sendblue refused: {error}."
+        return f"Sendblue refused: {printable(error)}."
     detail = str(error).rstrip(".")
     return (
         f"Unexpected error ({type(error).__name__}{': ' + detail if detail else ''})."
@@ -106,7 +137,7 @@ def _explain_limit(error: RateLimitError) -> str:
     why = (
         "as GET /accounts/limits said before buying"
         if error.limits is not None
-        else error.message
+        else printable(error.message)
     )
     # Not "nothing was bought": a batch stopped by the limit may have bought
     # lines before it.
@@ -121,6 +152,11 @@ def _explain_limit(error: RateLimitError) -> str:
     )
 
 
+def iso(moment: datetime | None) -> str | None:
+    """`moment` in ISO 8601 for JSON, or None."""
+    return moment.isoformat() if moment else None
+
+
 def at_utc(moment: datetime | None) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S} UTC" if moment else "-"
 
@@ -129,8 +165,13 @@ def _cell(value: int | None) -> str:
     return "?" if value is None else str(value)
 
 
-def _columns(rows: Sequence[Sequence[str]]) -> str:
-    """`rows` as left-aligned columns two spaces apart, without trailing blanks."""
+def _columns(cells: Sequence[Sequence[str]]) -> str:
+    """`cells` as left-aligned columns two spaces apart, without trailing blanks.
+
+    Each cell goes through `printable`: a table is where journal entries and
+    the server's words are shown.
+    """
+    rows = [[printable(cell) for cell in row] for row in cells]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(
@@ -144,27 +185,18 @@ def limits_table(limits: ProvisioningLimits, why: str | None = None) -> str:
     """Render the limits as a small text table (or say they are unknown, and why)."""
     if not limits.known:
         return (
-            f"Limits unknown: {why or UNKNOWN_SHAPE}; the server still enforces "
-            "them, and decides at preview and confirm how many lines it allows."
+            f"Limits unknown: {printable(why or UNKNOWN_SHAPE)}; the server still "
+            "enforces them, and decides at preview and confirm how many lines it "
+            "allows."
         )
-    rows = [("window", "limit", "used", "remaining", "next slot")]
-    named: list[tuple[str, LimitWindow | None]] = [
+    rows = [["window", "limit", "used", "remaining", "next slot"]]
+    for name, window in (
         ("daily (24 h)", limits.daily),
         ("monthly (30 d)", limits.monthly),
-    ]
-    for name, window in named:
-        if window is None:
-            rows.append((name, "?", "?", "?", "-"))
-        else:
-            rows.append(
-                (
-                    name,
-                    _cell(window.limit),
-                    _cell(window.used),
-                    _cell(window.remaining),
-                    at_utc(window.next_available_at),
-                )
-            )
+    ):
+        w = window or LimitWindow()  # every number "?", no next slot
+        numbers = map(_cell, (w.limit, w.used, w.remaining))
+        rows.append([name, *numbers, at_utc(w.next_available_at)])
     return _columns(rows)
 
 
@@ -175,9 +207,7 @@ def window_json(window: LimitWindow | None) -> dict[str, Any] | None:
         "limit": window.limit,
         "used": window.used,
         "remaining": window.remaining,
-        "next_available_at": window.next_available_at.isoformat()
-        if window.next_available_at
-        else None,
+        "next_available_at": iso(window.next_available_at),
     }
 
 
@@ -201,9 +231,9 @@ def plan_sentence(plan: Plan, why: str | None = None) -> str:
     """One sentence on what the plan allows; never "all fit" when it cannot know."""
     if not plan.limits.known:
         return (
-            f"The limits are unknown ({why or UNKNOWN_SHAPE}): the server decides, "
-            f"at preview and confirm, how many of the {plan.requested} line(s) "
-            "it allows."
+            f"The limits are unknown ({printable(why or UNKNOWN_SHAPE)}): the server "
+            "decides, at preview and confirm, how many of the "
+            f"{plan.requested} line(s) it allows."
         )
     names = {"daily": "the daily limit", "monthly": "the monthly limit"}
     binding = names.get(plan.binding or "", "this Provisioner's max_lines")
@@ -252,7 +282,7 @@ def outcome_json(outcome: ProvisionOutcome) -> dict[str, Any]:
         "index": outcome.index,
         "outcome": kind,
         "error": type(error).__name__,
-        "message": explain(error) if error is not None else None,
+        "message": printable(explain(error), None) if error is not None else None,
     }
     if isinstance(error, OutcomeUnknownError):
         data["preview_token"] = error.preview_token
@@ -273,10 +303,6 @@ def exit_code(bought: int, requested: int, needs_human: int) -> int:
 # -- the journal: history and reconcile ----------------------------------------------
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
 def entry_json(entry: JournalEntry) -> dict[str, Any]:
     """The JSON object printed for one journal entry by `history` and `reconcile`.
 
@@ -293,10 +319,10 @@ def entry_json(entry: JournalEntry) -> dict[str, Any]:
         "subscription_id": None if line is None else line.subscription_id,
         "error_code": entry.error_code,
         "message": entry.message,
-        "created_at": _iso(entry.created_at),
-        "first_sent_at": _iso(entry.first_sent_at),
-        "settled_at": _iso(entry.settled_at),
-        "expires_at": _iso(entry.expires_at),
+        "created_at": iso(entry.created_at),
+        "first_sent_at": iso(entry.first_sent_at),
+        "settled_at": iso(entry.settled_at),
+        "expires_at": iso(entry.expires_at),
         "attempts": entry.attempts,
         "owner": entry.owner,
         "evidence": [dict(item) for item in entry.evidence],
@@ -330,18 +356,18 @@ def history_table(entries: list[JournalEntry]) -> str:
 
 def settled_brief(entry: JournalEntry) -> str:
     """A few words on one purchase `reconcile` settled: token, state, number."""
-    what: str = entry.state
+    what = printable(entry.state)
     if entry.line is not None:
-        what += f" {entry.line.phone_number}"
+        what += f" {printable(entry.line.phone_number)}"
     if entry.state == "unknown":
-        numbers = [str(item.get("sendblue_number")) for item in entry.evidence]
+        numbers = [printable(item.get("sendblue_number")) for item in entry.evidence]
         seen = (
             f"; lines no journal entry accounts for: {', '.join(numbers)}"
             if numbers
             else ""
         )
         what += f" (a human must check the account{seen})"
-    return f"{short_token(entry.preview_token)} {what}"
+    return f"{printable(short_token(entry.preview_token))} {what}"
 
 
 def reconciled_sentence(briefs: list[str]) -> str:

@@ -16,7 +16,7 @@ from typing import IO, Any, TextIO
 import anyio
 
 from ..provisioner import ProvisionOutcome
-from ._render import explain, outcome_json
+from ._render import explain, outcome_json, printable, printable_lines
 
 # -- the terminal: stdout, stderr and the live progress line ---------------------
 
@@ -60,8 +60,8 @@ class Console:
         self.status = ""
 
     def say(self, text: str) -> None:
-        """One line on stderr."""
-        self.err.write(text + "\n")
+        """One line on stderr, through `printable` (it may quote any text)."""
+        self.err.write(printable(text, None) + "\n")
         self.err.flush()
 
     def _wipe(self) -> None:
@@ -234,18 +234,17 @@ class Progress:
         return printed
 
     def _show(self, outcome: ProvisionOutcome, printed: bool) -> None:
+        # The same line for each outcome on a terminal as in a pipe: on a
+        # terminal the live line is wiped for it and drawn again below it.
         done = self.bought + self.failed
         console = self.console
-        if not printed and outcome.line is not None:
-            console.say(f"slot {outcome.index}: bought {_row(outcome)}")
-        elif not console.live and outcome.line is not None:
-            console.say(
-                f"[{done}/{self.total}] slot {outcome.index}: bought "
-                f"{outcome.line.phone_number}"
-            )
+        step = f"[{done}/{self.total}] slot {outcome.index}"
         if outcome.error is not None:
-            prefix = "" if console.live else f"[{done}/{self.total}] "
-            console.say(f"{prefix}slot {outcome.index}: {explain(outcome.error)}")
+            console.say(f"{step}: {explain(outcome.error)}")
+        elif not printed:  # the row as stdout would have had it, tabs and all
+            console.err.write(f"slot {outcome.index}: bought {_row(outcome)}\n")
+        elif outcome.line is not None:
+            console.say(f"{step}: bought {printable(outcome.line.phone_number)}")
         console.show(
             f"[{done}/{self.total}] bought {self.bought}, failed {self.failed}"
         )
@@ -254,7 +253,8 @@ class Progress:
 def _row(outcome: ProvisionOutcome) -> str:
     line = outcome.line
     assert line is not None  # noqa: S101 - only called for a bought slot
-    return f"{line.phone_number}\t{line.worker_id}\t{line.subscription_id}"
+    fields = (line.phone_number, line.worker_id, line.subscription_id)
+    return "\t".join(printable(field) for field in fields)
 
 
 # -- Ctrl-C and SIGTERM ---------------------------------------------------------------
@@ -413,5 +413,6 @@ def show_traceback(
 ) -> None:
     """At -vv, the traceback of an unexpected error, after its one sentence."""
     if int(getattr(args, "verbose", 0) or 0) >= 2:
-        console.err.write("".join(traceback.format_exception(error)))
+        text = "".join(traceback.format_exception(error))
+        console.err.write(printable_lines(text) + "\n")
         console.err.flush()

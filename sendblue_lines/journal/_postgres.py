@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 
 import anyio
 
-from ..errors import ConfigurationError, JournalError
+from .._config import check_count, check_instance, check_seconds
+from ..errors import ConfigurationError, JournalError, excerpt
 from ._entry import JournalEntry
 from ._journal import Journal
 from ._rules import (
@@ -67,22 +68,31 @@ _KEY_STATES = ", ".join(f"'{state}'" for state in KEY_STATES)
 _SETUP_LOCK = 0x5E4DB1E
 
 
+# A password in a key/value DSN or a URL's query (``password=...``, quoted
+# or not), and in a URL's ``user:password@``: up to the last ``@`` before
+# the path, or, when the password holds a ``/`` that should have been
+# escaped (a malformed DSN), up to the first ``@`` at all.
+_KEYWORD_PASSWORD = re.compile(r"(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)")
+_URL_PASSWORD = re.compile(r"(://[^:/?#@]*:)([^/?#]*|[^@]*)@")
+
+
 def redact_dsn(dsn: str) -> str:
     """Return `dsn` with any password replaced by ``***``.
 
-    Handles URLs (``postgresql://user:secret@host/db?password=...``) and
-    key/value strings (``host=... password=secret``).
+    Handles URLs (``postgresql://user:secret@host/db?password=...``), even
+    malformed ones (an unclosed ``[``, a port that is not a number, an
+    unescaped ``/`` or ``@`` in the password), and key/value strings
+    (``host=... password=secret``).
     """
-    text = re.sub(r"(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", r"\1***", dsn)
-    try:
-        parts = urllib.parse.urlsplit(text)
-        if parts.password is not None:
-            host = parts.netloc.rpartition("@")[2]
-            user = parts.username or ""
-            return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    except ValueError:
-        return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", text)
-    return text
+    return _URL_PASSWORD.sub(r"\1***@", _KEYWORD_PASSWORD.sub(r"\1***", dsn))
+
+
+def _passwords(dsn: str) -> list[str]:
+    """Every password `dsn` holds, as written and unescaped, longest first."""
+    found = {m.group(2).strip("'") for m in _KEYWORD_PASSWORD.finditer(dsn)}
+    found.update(m.group(2) for m in _URL_PASSWORD.finditer(dsn))
+    found.update([urllib.parse.unquote(text) for text in found])
+    return sorted(filter(None, found), key=len, reverse=True)
 
 
 class PostgresJournal(Journal):
@@ -107,7 +117,10 @@ class PostgresJournal(Journal):
 
     Raises:
         ConfigurationError: a schema name that is not a plain lower-case
-            identifier, or a lease that is not positive.
+            identifier, a first argument that is neither a str nor a pool,
+            an account that is not a str, a lease that is not a number of
+            seconds above 0 and at most a day, or a `pool_size` that is not
+            an int of at least 1.
 
     Every method raises `JournalError` when the database cannot be reached,
     drops the connection, refuses a statement, or holds a schema written by
@@ -125,28 +138,29 @@ class PostgresJournal(Journal):
         lease: float = DEFAULT_LEASE,
         pool_size: int = 4,
     ) -> None:
-        if not _SCHEMA_NAME.fullmatch(schema):
+        if not _SCHEMA_NAME.fullmatch(str(schema)):
             msg = (
                 f"the journal's schema must be a lower-case identifier "
                 f"(letters, digits, _), not {schema!r}"
             )
             raise ConfigurationError(msg)
-        if not lease > 0:
-            msg = f"the lease must be a positive number of seconds, not {lease!r}"
-            raise ConfigurationError(msg)
+        check_instance(account, str, "account")
+        self._lease = check_seconds(lease, "the lease")
+        self._pool_size = check_count(pool_size, "pool_size", low=1)
         if isinstance(dsn_or_pool, str):
             self._dsn: str | None = dsn_or_pool
             self._given_pool: Any = None
             self._location = redact_dsn(dsn_or_pool)
-        else:
+        elif hasattr(dsn_or_pool, "acquire"):
             self._dsn = None
             self._given_pool = dsn_or_pool
             self._location = "a caller's connection pool"
+        else:
+            msg = f"PostgresJournal needs a DSN or a pool, not {type(dsn_or_pool)}"
+            raise ConfigurationError(msg)
         self._schema = schema
         self._qualified = f'"{schema}"'
         self._account = account
-        self._lease = float(lease)
-        self._pool_size = pool_size
         self._pool: Any = None
         self._errors: tuple[type[BaseException], ...] = (OSError, TimeoutError)
         # asyncpg's error for a unique index broken (set on open).
@@ -191,22 +205,9 @@ class PostgresJournal(Journal):
 
     def _describe(self, exc: BaseException) -> str:
         text = str(exc) or type(exc).__name__
-        password = self._password()
-        if password:
+        for password in _passwords(self._dsn or ""):
             text = text.replace(password, "***")
         return f"{type(exc).__name__}: {text}"
-
-    def _password(self) -> str | None:
-        if self._dsn is None:
-            return None
-        try:
-            found = urllib.parse.urlsplit(self._dsn).password
-        except ValueError:
-            found = None
-        if found is None:
-            match = re.search(r"(?i)password\s*=\s*'?([^'\s&]+)", self._dsn)
-            found = match.group(1) if match else None
-        return found
 
     async def _guard(self, operation: str, work: Callable[[], Awaitable[_T]]) -> _T:
         try:
@@ -238,9 +239,9 @@ class PostgresJournal(Journal):
         """Connect, and create or check the schema.
 
         Raises:
-            JournalError: asyncpg is not installed, the database cannot be
-                reached, or it holds a journal of a newer version or of
-                another account.
+            JournalError: asyncpg is not installed, the DSN cannot be parsed
+                or used, the database cannot be reached, or it holds a
+                journal of a newer version or of another account.
         """
         if self._pool is not None:
             return self
@@ -257,6 +258,11 @@ class PostgresJournal(Journal):
             asyncpg.exceptions.InternalClientError,
             OSError,
             TimeoutError,
+            # A DSN that asyncpg cannot parse (a port that is not a number,
+            # an unclosed "[") or a port the socket refuses (past 65535),
+            # whenever the pool opens a connection; and an unreadable row.
+            ValueError,
+            OverflowError,
         )
         self._unique = asyncpg.UniqueViolationError
 
@@ -289,6 +295,18 @@ class PostgresJournal(Journal):
                 for row in await connection.fetch(f"SELECT key, value FROM {s}.meta")
             }
         version = stored_version(meta.get("schema_version"), self._location)
+        # No journal yet: a schema with tables is another application's,
+        # refused before anything is created in it.
+        tables = "schema_version" not in meta and await connection.fetchval(
+            "SELECT string_agg(tablename, ', ' ORDER BY tablename) FROM pg_tables "
+            "WHERE schemaname = $1",
+            self._schema,
+        )
+        if tables:
+            raise Refused(
+                f"the schema {self._schema} holds no sendblue-lines journal but "
+                f"tables of its own ({excerpt(tables, 80)}); it was left unchanged"
+            )
         for statement in postgres_ddl(s):
             await connection.execute(statement)
         if version < SCHEMA_VERSION:

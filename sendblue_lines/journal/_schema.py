@@ -31,8 +31,10 @@ from ._rules import CHARGED_STATES, Refused
 __all__ = [
     "COLUMNS",
     "SCHEMA_VERSION",
+    "SQLITE_APPLICATION_ID",
     "SQLITE_DDL",
     "SQLITE_UPGRADES",
+    "V1_SQLITE_SHAPE",
     "counted",
     "entry_from_row",
     "newer_schema_message",
@@ -83,6 +85,34 @@ SQLITE_UPGRADES = (
     "CREATE INDEX purchases_settled ON purchases (settled_seq)",
     "ALTER TABLE purchases ADD COLUMN key TEXT",
     "CREATE INDEX purchases_key ON purchases (account, key)",
+)
+
+
+#: ``PRAGMA application_id`` of a SQLite journal ("SBLN" in ASCII), written
+#: with its schema: a SQLite file without it is never taken for a journal.
+SQLITE_APPLICATION_ID = 0x53424C4E
+
+#: A version-1 SQLite journal, made before the application id was written:
+#: its schema objects and the columns of ``purchases`` (its index
+#: ``purchases_settled`` came later in version 1, so it is left out). Such a
+#: file is recognised by exactly this shape, then marked.
+V1_SQLITE_SHAPE = frozenset(
+    {
+        ("table", "meta"),
+        ("index", "sqlite_autoindex_meta_1"),
+        ("table", "purchases"),
+        ("index", "sqlite_autoindex_purchases_1"),
+        ("table", "sqlite_sequence"),
+        ("index", "purchases_open"),
+        *(
+            ("column", name)
+            for name in (  # noqa: SIM905 - a list would take a line per name
+                "id account owner state preview_token expires_at created_at "
+                "first_sent_at settled_at attempts phone_number worker_id "
+                "subscription_id error_code message evidence"
+            ).split()
+        ),
+    }
 )
 
 

@@ -32,7 +32,8 @@ from typing import TypeVar, cast
 import anyio.to_thread
 
 from .. import _clock
-from ..errors import JournalError
+from .._config import check_instance, check_seconds
+from ..errors import ConfigurationError, JournalError, excerpt
 from ._entry import JournalEntry
 from ._journal import Journal
 from ._owner import process_alive
@@ -51,8 +52,10 @@ from ._rules import (
 from ._schema import (
     COLUMNS,
     SCHEMA_VERSION,
+    SQLITE_APPLICATION_ID,
     SQLITE_DDL,
     SQLITE_UPGRADES,
+    V1_SQLITE_SHAPE,
     counted,
     entry_from_row,
     stored_version,
@@ -65,6 +68,9 @@ _Self = TypeVar("_Self", bound="SQLiteJournal")
 
 #: How long a write waits for another process's write lock, in seconds.
 DEFAULT_BUSY_TIMEOUT = 30.0
+#: What the file, the disk or the rows can raise: each one is a JournalError
+#: (a ValueError: a NUL in the path, or a row this code cannot read).
+_FAILURES = (sqlite3.Error, OSError, ValueError)
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -122,8 +128,14 @@ class SQLiteJournal(Journal):
     pending intents count whoever wrote them.
 
     Every method raises `JournalError` when the file cannot be opened, read
-    or written (corrupt, truncated, read-only, disk full) or when a journal
-    rule is broken; see `Journal` for what each one does.
+    or written (another application's, corrupt, truncated, read-only, disk
+    full) or when a journal rule is broken; see `Journal` for what each one
+    does.
+
+    Raises:
+        ConfigurationError: a path that is not a str or path, an account
+            that is not a str, or a `busy_timeout` that is not a number of
+            seconds from 0 to a day.
     """
 
     backend = "sqlite"
@@ -135,9 +147,16 @@ class SQLiteJournal(Journal):
         account: str | None = None,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
     ) -> None:
-        self._path = os.fspath(path)
+        try:
+            self._path = os.fspath(path)
+        except TypeError:
+            msg = f"SQLiteJournal needs a path, not {type(path).__name__}"
+            raise ConfigurationError(msg) from None
+        check_instance(account, str, "account")
         self._account = account
-        self._busy_timeout = busy_timeout
+        self._busy_timeout = check_seconds(
+            busy_timeout, "busy_timeout", allow_zero=True
+        )
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         # Group commit: writes waiting for the next commit, whether one is
@@ -177,10 +196,8 @@ class SQLiteJournal(Journal):
                 return work()
             except Refused as refused:
                 raise self._error(operation, str(refused)) from None
-            except sqlite3.Error as exc:
-                raise self._error(operation, _describe(exc)) from exc
-            except OSError as exc:
-                raise self._error(operation, f"{exc.strerror or exc}") from exc
+            except _FAILURES as exc:
+                raise self._failure(operation, exc) from exc
 
     async def _run(
         self, operation: str, work: Callable[[sqlite3.Connection], _T]
@@ -238,19 +255,10 @@ class SQLiteJournal(Journal):
         """In a worker thread: every job in one transaction, each in a savepoint."""
         with self._lock:
             try:
-                connection.execute("BEGIN IMMEDIATE")
-            except (sqlite3.Error, OSError) as exc:
-                for job in jobs:
-                    job.fail(self._failure(job.operation, exc))
-                return
-            for job in jobs:
-                self._run_job(connection, job)
-            try:
-                connection.execute("COMMIT")
-            except (sqlite3.Error, OSError) as exc:
-                if connection.in_transaction:
-                    with contextlib.suppress(sqlite3.Error):
-                        connection.execute("ROLLBACK")
+                with _immediate(connection):
+                    for job in jobs:
+                        self._run_job(connection, job)
+            except _FAILURES as exc:  # BEGIN or COMMIT: every job not failed yet
                 for job in jobs:
                     if job.error is None:
                         job.fail(self._failure(job.operation, exc))
@@ -261,16 +269,13 @@ class SQLiteJournal(Journal):
             job.value = job.work(connection)
         except Refused as refused:
             job.fail(self._error(job.operation, str(refused)))
-        except (sqlite3.Error, OSError) as exc:
+        except _FAILURES as exc:
             job.fail(self._failure(job.operation, exc))
         except Exception as exc:  # noqa: BLE001 - handed to its caller
             job.fail(exc)
 
     def _failure(self, operation: str, exc: BaseException) -> JournalError:
-        if isinstance(exc, sqlite3.Error):
-            error = self._error(operation, _describe(exc))
-        else:
-            error = self._error(operation, f"{getattr(exc, 'strerror', None) or exc}")
+        error = self._error(operation, _describe(exc))
         error.__cause__ = exc
         return error
 
@@ -291,23 +296,9 @@ class SQLiteJournal(Journal):
             )
         return self
 
-    def _create(self) -> None:
-        try:
-            descriptor = os.open(
-                self._path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600
-            )
-        except FileExistsError:
-            mode = stat.S_IMODE(os.stat(self._path).st_mode)
-            if mode & 0o022:
-                raise Refused(
-                    f"group or others may write the file (mode {mode:04o}); "
-                    f"make it private with: chmod 600 {self._path}"
-                ) from None
-        else:
-            os.close(descriptor)
-
     def _connect(self) -> sqlite3.Connection:
-        self._create()
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self._path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         connection = sqlite3.connect(
             self._path,
             timeout=self._busy_timeout,
@@ -315,6 +306,15 @@ class SQLiteJournal(Journal):
             check_same_thread=False,
         )
         try:
+            # Both only read: another application's file is refused as it is
+            # (not told to chmod), before the switch to WAL writes to it.
+            _check_ours(connection)
+            mode = stat.S_IMODE(os.stat(self._path).st_mode)
+            if mode & 0o022:
+                raise Refused(
+                    f"group or others may write the file (mode {mode:04o}); "
+                    f"make it private with: chmod 600 {self._path}"
+                )
             self._prepare(connection)
         except BaseException:
             connection.close()
@@ -345,6 +345,7 @@ class SQLiteJournal(Journal):
                     "VALUES ('schema_version', ?)",
                     (str(SCHEMA_VERSION),),
                 )
+            connection.execute(f"PRAGMA application_id = {SQLITE_APPLICATION_ID}")
             self._check_meta(connection, meta)
             # A write on every open: SQLite opens a file it cannot write
             # read-only without a word, and we want to know now, not at the
@@ -632,6 +633,46 @@ class _Write:
         self.value, self.error = None, error
 
 
+def _check_ours(connection: sqlite3.Connection) -> None:
+    """Refuse, reading it only, a file that is not a journal of ours.
+
+    Ours: marked with `SQLITE_APPLICATION_ID`; or unmarked, and either empty
+    (no schema object, as a new file) or of exactly the shape of a version-1
+    journal, made before the mark. One statement reads it all, in one
+    snapshot: a journal another process is creating is seen whole or not yet.
+
+    Raises:
+        Refused: what was found instead; the file was left unchanged.
+    """
+    try:
+        rows = connection.execute(
+            "SELECT 'mark', application_id FROM pragma_application_id UNION ALL "
+            "SELECT type, name FROM sqlite_master UNION ALL "
+            "SELECT 'column', name FROM pragma_table_info('purchases')"
+        ).fetchall()
+    except sqlite3.DatabaseError as exc:
+        if "not a database" not in str(exc).lower():
+            raise
+        found = f"not a SQLite database ({exc})"
+    else:
+        [mark] = [value for kind, value in rows if kind == "mark"]
+        shape = {row for row in rows if row[0] != "mark"}
+        shape.discard(("index", "purchases_settled"))  # may be missing in version 1
+        if mark == SQLITE_APPLICATION_ID or (
+            not mark and shape in (set(), V1_SQLITE_SHAPE)
+        ):
+            return
+        tables = ", ".join(sorted(name for kind, name in shape if kind == "table"))
+        found = (
+            f"a SQLite database of another application (application_id {mark:#010x})"
+            if mark
+            else f"a SQLite database with tables of its own ({excerpt(tables, 80)})"
+        )
+    raise Refused(
+        f"it is not a sendblue-lines journal: {found}; the file was left unchanged"
+    )
+
+
 #: The states that fill a key's total, as SQL.
 _KEY_STATES = ", ".join(f"'{state}'" for state in KEY_STATES)
 #: The place of the last settled purchase in the journal's order (0: none).
@@ -710,11 +751,10 @@ def _switch_to_wal(connection: sqlite3.Connection, timeout: float) -> object:
     shared lock that reading its header took. When several processes open
     a new journal at once, SQLite answers "database is locked" at once to
     those that hold a shared lock while another waits for the exclusive one,
-    without waiting in its busy handler (they would deadlock). Seen here: 8
-    threads opening one new file together, 49 of 200 times, with a 5 s busy
-    timeout. So the switch is tried again, with growing pauses, until
-    `timeout` has passed: the wait the busy handler would have made. It
-    runs in a worker thread, never on the event loop.
+    without waiting in its busy handler (they would deadlock). So the switch
+    is tried again, with growing pauses, until `timeout` has passed: the
+    wait the busy handler would have made. It runs in a worker thread, never
+    on the event loop.
 
     Raises:
         sqlite3.Error: another failure, or still locked after `timeout`.
@@ -741,8 +781,8 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return "database is locked" in str(exc)
 
 
-def _describe(exc: sqlite3.Error) -> str:
-    text = str(exc) or type(exc).__name__
+def _describe(exc: BaseException) -> str:
+    text = str(getattr(exc, "strerror", None) or exc) or type(exc).__name__
     lowered = text.lower()
     if "not a database" in lowered or "malformed" in lowered:
         return f"{text} (the file is corrupt or truncated)"

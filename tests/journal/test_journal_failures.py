@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -17,6 +18,7 @@ import anyio
 import asyncpg
 import pytest
 from journal_support import Store
+from secret_graph import secret_paths
 
 from sendblue_lines import (
     ConfigurationError,
@@ -106,17 +108,6 @@ async def test_a_missing_directory_is_a_journal_error(tmp_path: Path) -> None:
             pass
     assert caught.value.backend == "sqlite"
     assert isinstance(caught.value.__cause__, OSError)
-
-
-async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
-    """A file of garbage is 'corrupt', not a crash, and is left as it was."""
-    path = tmp_path / "garbage.sqlite3"
-    path.write_bytes(b"this is not a database, it is a shopping list\n" * 100)
-    path.chmod(0o600)
-    with pytest.raises(JournalError, match="corrupt"):
-        async with SQLiteJournal(path):
-            pass
-    assert path.read_bytes().startswith(b"this is not a database")
 
 
 async def test_a_truncated_file_is_refused(tmp_path: Path) -> None:
@@ -300,11 +291,98 @@ async def test_an_unreachable_database_is_a_journal_error_without_the_password()
         ),
         ("host=h password='pw1 x' dbname=db", "host=h password=*** dbname=db"),
         ("postgresql://u@h/db", "postgresql://u@h/db"),
+        ("postgresql://u:pw1@h:nope/db", "postgresql://u:***@h:nope/db"),
+        ("postgresql://u:pw1@[::1/db", "postgresql://u:***@[::1/db"),
+        ("postgresql://u:pw1@h:99999/db", "postgresql://u:***@h:99999/db"),
+        ("postgresql://u:p/w1@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:p@w1@h/db", "postgresql://u:***@h/db"),
+        ("postgresql://u:p[w1@h/db", "postgresql://u:***@h/db"),
     ],
 )
 def test_dsns_are_redacted(dsn: str, shown: str) -> None:
-    """Every DSN form loses its password before it is shown."""
+    """Every DSN form loses its password before it is shown, malformed ones too."""
     assert redact_dsn(dsn) == shown
+
+
+MALFORMED_DSNS = [
+    "postgresql://app:{pw}@127.0.0.1:not-a-port/db",
+    "postgresql://app:{pw}@[::1/db",
+    "postgresql://app:{pw}@127.0.0.1:99999/db",
+    "postgresql://app:{pw}@127.0.0.1:-1/db",
+    "postgresql://app:{pw}@127.0.0.1:5432,127.0.0.1:x/db",
+    "postgresql://app:{pw}@" + "h" * 300 + "/db",
+]
+
+
+@pytest.mark.parametrize("template", MALFORMED_DSNS)
+async def test_a_malformed_dsn_is_a_journal_error_without_the_password(
+    template: str,
+) -> None:
+    """A DSN asyncpg cannot parse or use is a JournalError; no password anywhere."""
+    password = "hunter2-" + os.urandom(4).hex()
+    journal = PostgresJournal(template.format(pw=password), schema="x")
+    with pytest.raises(JournalError) as caught:
+        async with journal:
+            pass
+    assert caught.value.operation == "connect"
+    assert "app:***@" in str(caught.value)
+    assert secret_paths(caught.value, [password]) == []
+    assert password not in repr(journal) + journal.location
+
+
+@pytest.mark.parametrize(
+    ("kind", "argument", "options"),
+    [
+        (PostgresJournal, 123, {}),
+        (PostgresJournal, b"postgresql://u@h/db", {}),
+        (PostgresJournal, "postgresql://u@h/db", {"schema": 5}),
+        (PostgresJournal, "postgresql://u@h/db", {"schema": "Bad-Name"}),
+        (PostgresJournal, "postgresql://u@h/db", {"schema": 'x"; drop'}),
+        (PostgresJournal, "postgresql://u@h/db", {"lease": 0}),
+        (PostgresJournal, "postgresql://u@h/db", {"lease": -1.0}),
+        (PostgresJournal, "postgresql://u@h/db", {"lease": 86_401}),
+        (PostgresJournal, "postgresql://u@h/db", {"account": 5}),
+        (PostgresJournal, "postgresql://u@h/db", {"lease": float("nan")}),
+        (PostgresJournal, "postgresql://u@h/db", {"lease": float("inf")}),
+        (PostgresJournal, "postgresql://u@h/db", {"lease": "60"}),
+        (PostgresJournal, "postgresql://u@h/db", {"lease": True}),
+        (PostgresJournal, "postgresql://u@h/db", {"pool_size": 0}),
+        (PostgresJournal, "postgresql://u@h/db", {"pool_size": 2.5}),
+        (PostgresJournal, "postgresql://u@h/db", {"pool_size": "4"}),
+        (SQLiteJournal, 123, {}),
+        (SQLiteJournal, "journal.sqlite3", {"account": 5}),
+        (SQLiteJournal, "journal.sqlite3", {"busy_timeout": float("nan")}),
+        (SQLiteJournal, "journal.sqlite3", {"busy_timeout": -1}),
+        (SQLiteJournal, "journal.sqlite3", {"busy_timeout": "30"}),
+    ],
+)
+def test_bad_journal_arguments_are_configuration_errors(
+    kind: Any, argument: Any, options: dict[str, Any]
+) -> None:
+    """A wrong type or value for any argument is refused when the journal is made."""
+    with pytest.raises(ConfigurationError):
+        kind(argument, **options)
+
+
+async def test_a_nul_in_the_path_is_a_journal_error(tmp_path: Path) -> None:
+    """A path the system cannot take is a JournalError on open, not a ValueError."""
+    with pytest.raises(JournalError, match="null"):
+        async with SQLiteJournal(f"{tmp_path}/bad\0name.sqlite3"):
+            pass
+
+
+async def test_an_unreadable_row_is_a_journal_error(tmp_path: Path) -> None:
+    """A stored time that is not a time (a damaged row) is a JournalError."""
+    path = tmp_path / "journal.sqlite3"
+    async with SQLiteJournal(path) as journal:
+        (slot,) = await journal.reserve(ACCOUNT, default_owner(), 1, None)
+        await journal.record_intent(slot, "lpv_damaged", EXPIRES)
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("UPDATE purchases SET expires_at = 'not a time'")
+    async with SQLiteJournal(path) as journal:
+        with pytest.raises(JournalError, match="not a time") as caught:
+            await journal.entries()
+    assert caught.value.operation == "read the entries"
 
 
 async def test_without_asyncpg_the_postgres_journal_says_what_to_install(
@@ -315,16 +393,6 @@ async def test_without_asyncpg_the_postgres_journal_says_what_to_install(
     with pytest.raises(JournalError, match=r"sendblue-lines\[postgres\]"):
         async with PostgresJournal("postgresql://u@127.0.0.1/db"):
             pass
-
-
-@pytest.mark.parametrize(
-    "options",
-    [{"schema": "Bad-Name"}, {"schema": 'x"; drop'}, {"lease": 0}, {"lease": -1.0}],
-)
-def test_bad_postgres_options_are_configuration_errors(options: dict[str, Any]) -> None:
-    """A schema that is not a plain identifier, or a lease not positive, is refused."""
-    with pytest.raises(ConfigurationError):
-        PostgresJournal("postgresql://u@127.0.0.1/db", **options)
 
 
 def test_the_core_imports_without_asyncpg() -> None:
