@@ -17,8 +17,8 @@ token, repeated by a server or a proxy, never writes over a live purchase.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Coroutine
-from contextlib import suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ import anyio
 
 from . import _logging, _shield
 from ._budget import Reservation, journal_refusal, room
+from ._config import check_seconds
 from ._keys import holding
 from ._logging import extra
 from ._results import Plan, ProvisionOutcome
@@ -405,6 +406,39 @@ class Recorder:
                 await self.record(entry.preview_token, error.first_sent_at, error=error)
                 settled[index] = ProvisionOutcome(index=index, error=error)
         return [settled[index] for index in sorted(settled)]
+
+    @asynccontextmanager
+    async def reconciling(
+        self, reconcile: Callable[[], Awaitable[object]], every: float | None
+    ) -> AsyncIterator[None]:
+        """Run `reconcile` now and every `every` seconds while the block runs.
+
+        Default: `heartbeat_seconds` of the journal. A failed pass is logged
+        and the next one runs; leaving the block stops the passes.
+
+        Raises:
+            ConfigurationError: `every` is not finite seconds above 0.
+        """
+        interval = heartbeat_seconds(self.journal) if every is None else every
+        check_seconds(interval, "every")
+
+        async def passes() -> None:
+            while True:
+                try:
+                    await reconcile()
+                except SendblueError as error:
+                    logger.warning(
+                        "reconcile failed; trying again in %.1fs: %s", interval, error,
+                        extra=extra("reconcile_failed"),
+                    )  # fmt: skip
+                await anyio.sleep(interval)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(passes)
+            try:
+                yield
+            finally:
+                group.cancel_scope.cancel()
 
     async def evidence(self) -> tuple[dict[str, object], ...] | None:
         """The account's lines that no journal entry of the account accounts for.

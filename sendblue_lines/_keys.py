@@ -18,12 +18,14 @@ import attrs
 
 from . import _clock, _logging
 from ._logging import extra
-from ._results import ProvisionOutcome
+from ._results import BatchResult, ProvisionOutcome
 from .errors import (
+    ConfigurationError,
     DeclinedError,
     OutcomeUnknownError,
     ProvisioningFailedError,
     SendblueError,
+    outcome_of,
 )
 from .models import ProvisionedLine
 
@@ -39,9 +41,14 @@ HEARTBEAT_SECONDS = 15.0
 __all__ = [
     "KEY_MAX_LENGTH",
     "Verdict",
+    "answer",
     "charged_error",
     "holding",
+    "keeper",
     "key_problem",
+    "keyed_result",
+    "provide",
+    "total",
     "verdict",
 ]
 
@@ -217,3 +224,65 @@ async def answer(key: str, recorder: Recorder, report: Report) -> Verdict:
             )
         await anyio.sleep(pause)
         pause = min(pause * 2, _LONGEST_PAUSE)
+
+
+def keeper(key: str, recorder: Recorder | None) -> Recorder:
+    """The recorder that keeps `key`'s purchases: the Provisioner's own.
+
+    Raises:
+        ConfigurationError: no journal (`recorder` None), or a key that is
+            not usable (`key_problem`).
+    """
+    problem = key_problem(key)
+    if problem is not None:
+        raise ConfigurationError(f"key={key!r} cannot be used: {problem}")
+    if recorder is None:
+        raise ConfigurationError("a key needs a Provisioner with a journal")
+    return recorder
+
+
+async def total(
+    key: str,
+    count: int,
+    recorder: Recorder,
+    run: Callable[[int], Awaitable[BatchResult]],
+) -> BatchResult:
+    """Buy toward `key`'s total `count`: `run` a batch for what is missing.
+
+    The batch's journal reservation holds the key within `count` whatever
+    else buys under it meanwhile; the result speaks of the whole total.
+    """
+    before = await recorder.entries(key)
+    result = await run(max(count - holding(before), 0))
+    return keyed_result(key, count, result, before, await recorder.entries(key))
+
+
+def keyed_result(
+    key: str,
+    count: int,
+    result: BatchResult,
+    before: Sequence[JournalEntry],
+    after: Sequence[JournalEntry],
+) -> BatchResult:
+    """A keyed `provision_many`'s result, said of the key's whole total `count`.
+
+    `before` and `after` are the key's entries when the call began and
+    ended. Every line bought under the key, oldest first; this call's
+    failures, then the charged ones of earlier calls; and what nobody has
+    tried yet toward the total.
+    """
+    earlier = {entry.preview_token for entry in before}
+    charged = [
+        charged_error(key, entry)
+        for entry in after
+        if entry.preview_token in earlier
+        and entry.state in ("unknown", "provisioning_failed")
+    ]
+    tried = sum(1 for error in result.errors if outcome_of(error) == "not_bought")
+    return attrs.evolve(
+        result,
+        requested=count,
+        lines=[entry.line for entry in after if entry.line is not None],
+        errors=[*result.errors, *charged],
+        not_attempted=max(count - holding(after) - tried, 0),
+    )

@@ -9,12 +9,9 @@ journal through `_journaling.py`; see docs/architecture.md.
 
 Decisions that the contract leaves to us, and where they show:
 
-- The limits read is advisory, the server enforces the limits anyway. An
-  answer we cannot use (an unknown shape, an unreadable body, or an error
-  status the contract does not give that endpoint, such as 404) counts as
-  "limits unknown": logged once at WARNING, then the purchase goes on.
-  Errors about the account or the network (401, 402, 403, 429, a transport
-  failure or a 5xx after the client's retries) are raised by `provision()`
+- The limits read is advisory (`_limits.read_limits`): an answer we cannot
+  use is "limits unknown", logged once at WARNING, and the purchase goes
+  on; errors about the account or the network are raised by `provision()`
   and `plan()`, and stop a batch before any slot starts.
 - Callbacks cannot change what happened to money. An `approve` callback
   that raises declines (`DeclinedError`, with its exception as the cause).
@@ -24,6 +21,7 @@ Decisions that the contract leaves to us, and where they show:
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -32,21 +30,20 @@ from datetime import datetime
 
 import anyio
 
-from . import _clock, _logging, _shield, _telemetry
+from . import _clock, _keys, _logging, _shield, _telemetry
 from ._batch import Batch
 from ._budget import Budget, Reservation, Slot, refusal
 from ._config import check_callable, check_count, check_instance, check_seconds
 from ._journaling import Recorder
+from ._limits import read_limits
 from ._logging import extra
 from ._results import BatchResult, Plan, ProvisionOutcome, describe
 from ._retry import RetryPolicy
 from .client import LinesClient
 from .errors import (
-    APIError,
     ConfigurationError,
     DeclinedError,
     JournalError,
-    MalformedResponseError,
     MaxLinesReachedError,
     NoLinesAvailableError,
     OutcomeUnknownError,
@@ -56,7 +53,7 @@ from .errors import (
     outcome_of,
     short_token,
 )
-from .journal import Journal, heartbeat_seconds
+from .journal import Journal
 from .models import Preview, ProvisionedLine, ProvisioningLimits
 
 __all__ = [
@@ -105,22 +102,15 @@ class Provisioner:
     not sent.
 
     `journal` (a `Journal`, opened by the caller) makes every purchase
-    durable (design invariants 7 and 8): each reservation is also taken in
-    the journal, which counts the open purchases of every process sharing it
-    on this API key id, and those settled after this purchase's limits read
-    was sent (which that read may have missed), so slots the fleet holds are
-    not started: they end as a `DailyLimitReachedError` or
-    `MonthlyLimitReachedError` whose `refused_by` is ``"journal"``.
-    `provision()` reserves its journal slot with the intent, after the
-    preview, in one commit. The intent to confirm a token is written before
-    the confirm is sent; a `JournalError` there stops that purchase with
-    nothing sent. The outcome (``"bought"``, ``"not_bought"``,
-    ``"provisioning_failed"`` or ``"unknown"``, the last with what
-    ``GET /api/v2/lines/state`` showed) is written before it is reported,
-    also after the caller was cancelled; if that write fails, the outcome is
-    still reported, logged at ERROR, and the entry stays pending for
-    `reconcile()`, which settles the purchases dead processes left open.
-    Without a journal nothing is written.
+    durable (design invariants 7 and 8), and is what `key=` needs: every
+    reservation is also taken in the journal, across the processes sharing
+    it (slots the fleet holds end as a limit error whose `refused_by` is
+    ``"journal"``); the intent to confirm a token is written before the
+    confirm is sent (a `JournalError` there stops that purchase, nothing
+    sent); the outcome is written before it is reported, also after the
+    caller was cancelled (if that write fails, the outcome is still
+    reported, logged at ERROR, and left pending for `reconcile()`). Without
+    a journal nothing is written.
 
     Raises:
         ConfigurationError: from the constructor, for an option of the wrong
@@ -212,7 +202,7 @@ class Provisioner:
         limits = await self._read_limits()
         return self._budget.plan(count, limits)
 
-    async def provision(self) -> ProvisionedLine:
+    async def provision(self, *, key: str | None = None) -> ProvisionedLine:
         """Buy one line: limits, preview, (approve), confirm.
 
         The outcome goes to `on_outcome` (index 0) before this returns or
@@ -220,7 +210,21 @@ class Provisioner:
         confirm still finishes (bounded by the client's timeouts), its
         outcome is reported, and then the cancellation propagates.
 
+        With `key` (a journal is needed), one line per key, ever, whatever
+        process asks: a line bought under `key` is returned and nothing is
+        sent; an earlier purchase under it that charged without a line or
+        whose outcome is unknown is raised again (`ProvisioningFailedError`,
+        `OutcomeUnknownError` with its token), nothing sent; one still in
+        flight is waited for, and settled first with its own token if its
+        owner is gone (what that did goes to `on_outcome`); only when every
+        earlier purchase certainly bought nothing is a line bought. An
+        answer from the journal is not reported again: `on_outcome` hears of
+        each charge once.
+
         Raises:
+            ConfigurationError: `key` without a journal, or a key that is
+                empty, over 200 characters or holds control characters;
+                nothing was sent.
             DailyLimitReachedError, MonthlyLimitReachedError: a window is
                 full: by the limits read, by this Provisioner's purchases in
                 flight, or by the journal's count of the fleet's (no confirm
@@ -243,14 +247,21 @@ class Provisioner:
             JournalError: with a journal, it could not mark its place,
                 reserve or record the intent; no confirm was sent.
         """
+        recorder = None if key is None else _keys.keeper(key, self._recorder)
         with _telemetry.purchase(0):
-            try:
-                line = await self._provision()
-            except SendblueError as error:
-                await self._report(ProvisionOutcome(index=0, error=error))
-                raise
-            await self._report(ProvisionOutcome(index=0, line=line))
-            return line
+            if recorder is not None and key is not None:
+                return await _keys.provide(key, recorder, self._bought, self._report)
+            return await self._bought(None)
+
+    async def _bought(self, key: str | None) -> ProvisionedLine:
+        """Buy one line (under `key`) and report its outcome as slot 0."""
+        try:
+            line = await self._provision(key)
+        except SendblueError as error:
+            await self._report(ProvisionOutcome(index=0, error=error))
+            raise
+        await self._report(ProvisionOutcome(index=0, line=line))
+        return line
 
     def batch(self, count: int, *, concurrency: int = DEFAULT_CONCURRENCY) -> Batch:
         """Buy up to `count` lines, `concurrency` at a time, as they settle.
@@ -263,19 +274,28 @@ class Provisioner:
             ConfigurationError: `count` is not a non-negative int, or
                 `concurrency` not an int from 1 to 1000, before any await.
         """
+        return self._batch(count, concurrency)
+
+    def _batch(
+        self, count: int, concurrency: int, key: str | None = None, total: int = 0
+    ) -> Batch:
         check_count(count, "count", low=0)
         check_count(concurrency, "concurrency", low=1, high=_MAX_CONCURRENCY)
         return Batch(
             count,
             concurrency,
-            opener=self._open,
+            opener=functools.partial(self._open, key=key, total=total),
             settle=self._settle,
             listened=self._on_outcome is not None,
             closer=None if self._recorder is None else self._recorder.release,
         )
 
     async def provision_many(
-        self, count: int, *, concurrency: int = DEFAULT_CONCURRENCY
+        self,
+        count: int,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        key: str | None = None,
     ) -> BatchResult:
         """Buy up to `count` lines, `concurrency` at a time, and collect the result.
 
@@ -283,20 +303,46 @@ class Provisioner:
         `BatchResult.errors`, never raised; so is an account-level error,
         which also becomes `stopped_by`.
 
+        With `key` (a journal is needed), `count` is the key's total: the
+        key's purchases that bought or may have bought (bought, pending,
+        unknown, provisioning_failed), in any process sharing the journal,
+        count against it, so that calls that overlap never together pass it
+        (counted in the same transaction as the fleet's reservation), and
+        this call buys at most the rest, as the limits allow. Run daily, it
+        converges on `count`. `result.lines` then lists every line bought
+        under `key`, earlier calls' included, oldest first; `errors` holds
+        this call's failures and the unknown and provisioning_failed
+        purchases of earlier calls; `not_attempted` what is still missing.
+
         Raises:
-            ConfigurationError: `count` is negative or `concurrency` below 1.
+            ConfigurationError: `count` is negative, `concurrency` below 1,
+                or `key` is given without a journal or is not usable.
         """
+        check_count(count, "count", low=0)
+        recorder = None if key is None else _keys.keeper(key, self._recorder)
+        if recorder is None or key is None:
+            return await self._collect(self._batch(count, concurrency))
+        return await _keys.total(
+            key, count, recorder,
+            lambda missing: self._collect(
+                self._batch(missing, concurrency, key=key, total=count)
+            ),
+        )  # fmt: skip
+
+    @staticmethod
+    async def _collect(batch: Batch) -> BatchResult:
+        """Run `batch` to its end and gather its outcomes, in slot order."""
         found: dict[int, ProvisionOutcome] = {}
-        async with self.batch(count, concurrency=concurrency) as outcomes:
+        async with batch as outcomes:
             async for outcome in outcomes:
                 found[outcome.index] = outcome
         ordered = [found[index] for index in sorted(found)]
         return BatchResult(
-            requested=count,
+            requested=batch.requested,
             lines=[o.line for o in ordered if o.line is not None],
             errors=[o.error for o in ordered if o.error is not None],
-            not_attempted=outcomes.not_attempted,
-            stopped_by=outcomes.stopped_by,
+            not_attempted=batch.not_attempted,
+            stopped_by=batch.stopped_by,
             outcomes=ordered,
         )
 
@@ -343,35 +389,20 @@ class Provisioner:
         Raises:
             ConfigurationError: no journal, or `every` not finite seconds above 0.
         """
-        if self._journal is None:
+        if self._recorder is None:
             raise ConfigurationError("reconciling() needs a Provisioner with a journal")
-        interval = heartbeat_seconds(self._journal) if every is None else every
-        check_seconds(interval, "every")
-
-        async def passes() -> None:
-            while True:
-                try:
-                    await self.reconcile()
-                except SendblueError as error:
-                    logger.warning(
-                        "reconcile failed; trying again in %.1fs: %s", interval, error,
-                        extra=extra("reconcile_failed"),
-                    )  # fmt: skip
-                await anyio.sleep(interval)
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(passes)
-            try:
-                yield
-            finally:
-                group.cancel_scope.cancel()
+        async with self._recorder.reconciling(self.reconcile, every):
+            yield
 
     # -- one purchase ---------------------------------------------------------
 
     async def _open(
-        self, count: int
+        self, count: int, *, key: str | None, total: int
     ) -> tuple[Plan | None, Reservation | None, SendblueError | None]:
-        """A batch's one limits read: its plan, its reservation, what stops it."""
+        """A batch's one limits read: its plan, its reservation, what stops it.
+
+        With `key`, the journal holds the key's purchases within `total`.
+        """
         recorder = self._recorder
         try:
             since = 0 if recorder is None else await recorder.mark()
@@ -388,7 +419,9 @@ class Provisioner:
         stop: SendblueError | None = refusal(plan, self._max_lines)
         if recorder is not None:
             try:
-                fleet_stop = await recorder.reserve(reservation, plan, since)
+                fleet_stop = await recorder.reserve(
+                    reservation, plan, since, key, total if key is not None else None
+                )
             except JournalError as error:
                 logger.error(
                     "batch: the journal could not reserve slots, starting none: %s",
@@ -405,7 +438,7 @@ class Provisioner:
             )  # fmt: skip
         return plan, reservation, stop
 
-    async def _provision(self) -> ProvisionedLine:
+    async def _provision(self, key: str | None) -> ProvisionedLine:
         if self._budget.lines_left == 0:
             logger.info(
                 "slot 0: not previewing: max_lines=%s is used up", self._max_lines,
@@ -433,7 +466,9 @@ class Provisioner:
                     return await self._buy(slot, reservation)
             # No journal slot yet: it is reserved with the intent, after the
             # preview, in one commit.
-            recorder.expect(reservation, plan, since)
+            recorder.expect(
+                reservation, plan, since, key, 1 if key is not None else None
+            )
             try:
                 with reservation.slot() as slot:
                     return await self._buy(slot, reservation)
@@ -662,34 +697,3 @@ class Provisioner:
                 "slot %d: the on_outcome callback raised; the outcome stands",
                 outcome.index, extra=keys,
             )  # fmt: skip
-
-
-#: Why the limits are unknown when the answer has a shape we do not know.
-UNKNOWN_SHAPE = "the server answered in a shape we do not know"
-
-
-async def read_limits(client: LinesClient) -> tuple[ProvisioningLimits, str | None]:
-    """Read the limits: an answer we cannot use gives unknown limits, and why.
-
-    The limits read is advisory (the server enforces the limits anyway), so
-    an unreadable body, a shape we do not know, or a refusal the contract
-    does not give this endpoint (400, 404, 405, 410, ...) gives unknown
-    limits and a reason, never an error: the endpoint's shape is an
-    assumption, and it must not block a purchase that preview and confirm
-    may well allow. The Provisioner and the CLI read the limits this way.
-
-    Raises:
-        APIError: a refusal about the account (`SendblueError.account_level`:
-            401, 402, 403, 429), or an answer that is not a refusal (a
-            `ServerError` after the retries, `NoLinesAvailableError`).
-        TransportError: the read failed on every try.
-    """
-    try:
-        limits = await client.get_limits()
-    except MalformedResponseError as error:
-        return ProvisioningLimits(), f"its answer could not be read ({error.message})"
-    except APIError as error:
-        if error.account_level or not error.refused:
-            raise
-        return ProvisioningLimits(), f"GET /accounts/limits answered {error}"
-    return limits, None if limits.known else UNKNOWN_SHAPE

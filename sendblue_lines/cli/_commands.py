@@ -15,12 +15,13 @@ from typing import Any
 from .. import _logging
 from .._budget import plan_for
 from .._cli_credentials import read_cli_credentials
+from .._limits import read_limits
 from .._logging import extra
 from .._results import ProvisionOutcome, describe
 from ..client import LinesClient
 from ..errors import ConfigurationError, OutcomeUnknownError, SendblueError
 from ..journal import Journal, JournalEntry
-from ..provisioner import BatchResult, Provisioner, read_limits
+from ..provisioner import BatchResult, Provisioner
 from ._journal import choose_journal, make_journal
 from ._render import (
     EXIT_FAILED,

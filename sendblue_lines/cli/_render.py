@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from .._limits import UNKNOWN_SHAPE
 from ..errors import (
     AuthenticationError,
     ConfigurationError,
@@ -28,7 +29,7 @@ from ..errors import (
 )
 from ..journal import JournalEntry
 from ..models import LimitWindow, ProvisioningLimits
-from ..provisioner import UNKNOWN_SHAPE, Plan, ProvisionOutcome
+from ..provisioner import Plan, ProvisionOutcome
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1

@@ -99,6 +99,7 @@ async def test_every_entry_of_schema_1_is_kept(old: Any) -> None:
     assert failed.message == "HTTP 500 provisioning_failed: sub_v1_failed"
     assert pending.settled_at is None
     assert all(e.account == ACCOUNT for e in entries)
+    assert all(e.key is None for e in entries)
     assert all(e.expires_at == EXPIRES for e in entries)
 
 

@@ -1,10 +1,10 @@
 """A child process that buys one line, journaled, and dies at a chosen point.
 
 Run by `test_journal_crash.py`: ``python crash_child.py URL SPEC POINT
-COUNT`` (each argument JSON-encoded; SPEC as `crash_support.open_spec` takes
-it), with the key id and secret in the environment (never on the command
-line). COUNT 1 runs ``provision()``, more ``provision_many(COUNT,
-concurrency=COUNT)``.
+COUNT [KEY]`` (each argument JSON-encoded; SPEC as `crash_support.open_spec`
+takes it), with the key id and secret in the environment (never on the
+command line). COUNT 1 runs ``provision()``, more ``provision_many(COUNT,
+concurrency=COUNT)``; with KEY, under that key.
 
 POINT says where the process dies, by SIGKILL, around its one confirm:
 
@@ -68,7 +68,9 @@ class DyingJournal:
 Journal.register(DyingJournal)
 
 
-async def main(url: str, spec: dict[str, Any], point: str, count: int) -> None:
+async def main(
+    url: str, spec: dict[str, Any], point: str, count: int, key: str | None = None
+) -> None:
     key_id = os.environ["CRASH_CHILD_KEY_ID"]
     secret = os.environ["CRASH_CHILD_SECRET"]
     async with (
@@ -78,12 +80,12 @@ async def main(url: str, spec: dict[str, Any], point: str, count: int) -> None:
         dying: Any = DyingJournal(journal, point)
         provisioner = Provisioner(client, journal=dying)
         if count == 1:
-            await provisioner.provision()
+            await provisioner.provision(key=key)
         else:
-            await provisioner.provision_many(count, concurrency=count)
+            await provisioner.provision_many(count, concurrency=count, key=key)
     # Reaching here means the chosen point was never met.
     sys.exit(3)
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*(json.loads(arg) for arg in sys.argv[1:5])))
+    asyncio.run(main(*(json.loads(arg) for arg in sys.argv[1:6])))

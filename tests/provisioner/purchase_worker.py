@@ -6,7 +6,9 @@ the environment (`crash_support.child_env`). ORDER is one of:
 
 - ``{"action": "one"}``: one ``provision()``;
 - ``{"action": "many", "count": N, "concurrency": C}``: ``provision_many``;
-- ``{"action": "reconcile"}``: ``reconcile()``.
+- ``{"action": "reconcile"}``: ``reconcile()``;
+
+``"key": K`` in an order buys under that key.
 
 It prints one JSON line, the lines bought and the errors met (class, the
 count that refused, message, token), and exits.
@@ -48,15 +50,19 @@ def report(outcomes: list[ProvisionOutcome], not_attempted: int = 0) -> dict[str
 
 async def run(provisioner: Provisioner, order: dict[str, Any]) -> dict[str, Any]:
     action = order["action"]
+    key = order.get("key")
     if action == "many":
         result = await provisioner.provision_many(
-            order["count"], concurrency=order.get("concurrency", 1)
+            order["count"], concurrency=order.get("concurrency", 1), key=key
         )
-        return report(result.outcomes, result.not_attempted)
+        answer = report(result.outcomes, result.not_attempted)
+        answer["all_lines"] = [line.phone_number for line in result.lines]
+        answer["all_errors"] = [described(error) for error in result.errors]
+        return answer
     if action == "reconcile":
         return report(await provisioner.reconcile())
     try:
-        line = await provisioner.provision()
+        line = await provisioner.provision(key=key)
     except SendblueError as error:
         return report([ProvisionOutcome(index=0, error=error)])
     return report([ProvisionOutcome(index=0, line=line)])

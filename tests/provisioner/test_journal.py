@@ -649,3 +649,135 @@ async def test_reconciling_needs_a_journal_and_a_sane_interval(
     with pytest.raises(ConfigurationError, match="every"):
         async with Provisioner(client, journal=journal).reconciling(every=0):
             pass
+
+
+# -- keys: bad input, and a person's verdict ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        pytest.param("", "empty", id="empty"),
+        pytest.param("k" * 201, "at most 200", id="too-long"),
+        pytest.param("agent\n3", "control", id="newline"),
+        pytest.param("agent\x1b[2J", "control", id="escape"),
+        pytest.param("agent\u202e3", "control", id="bidi"),
+        pytest.param(3, "string", id="not-a-string"),
+    ],
+)
+async def test_a_bad_key_is_refused_before_anything_is_sent(
+    journal: Journal,
+    client: LinesClient,
+    sendblue_sandbox: Sandbox[ManualClock],
+    key: Any,
+    why: str,
+) -> None:
+    """An unusable key is a ConfigurationError from provision() and provision_many()."""
+    provisioner = Provisioner(client, journal=journal)
+    with pytest.raises(ConfigurationError, match=why):
+        await provisioner.provision(key=key)
+    with pytest.raises(ConfigurationError, match=why):
+        await provisioner.provision_many(2, key=key)
+    assert sum(c.requests for c in sendblue_sandbox.counters.values()) == 0
+    assert await journal.entries() == []
+
+
+async def test_a_key_without_a_journal_is_refused(
+    client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    """Keys live in the journal: without one, a key is a ConfigurationError."""
+    with pytest.raises(ConfigurationError, match="journal"):
+        await Provisioner(client).provision(key="agent:1")
+    with pytest.raises(ConfigurationError, match="journal"):
+        await Provisioner(client).provision_many(1, key="agent:1")
+    assert sum(c.requests for c in sendblue_sandbox.counters.values()) == 0
+
+
+async def test_a_key_keeps_its_line_and_sends_nothing_again(
+    journal: Journal, client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    """A second provision() for a key returns its line; on_outcome heard it once."""
+    seen: list[ProvisionOutcome] = []
+    provisioner = Provisioner(client, journal=journal, on_outcome=seen.append)
+    line = await provisioner.provision(key="agent:7")
+    requests = sum(c.requests for c in sendblue_sandbox.counters.values())
+    assert await provisioner.provision(key="agent:7") == line
+    assert sum(c.requests for c in sendblue_sandbox.counters.values()) == requests
+    assert seen == [ProvisionOutcome(index=0, line=line)]
+    [entry] = await journal.entries(client.api_key_id, key="agent:7")
+    assert (entry.key, entry.line) == ("agent:7", line)
+    # Another key is another reason: it buys.
+    assert await provisioner.provision(key="agent:8") != line
+
+
+async def _unknown_under(
+    journal: Journal, client: LinesClient, sandbox: Sandbox[ManualClock], key: str
+) -> OutcomeUnknownError:
+    """A purchase under `key` whose answer is lost after it bought: unknown."""
+    sandbox.inject("confirm", Fault.drop_after_commit())
+    with pytest.raises(OutcomeUnknownError) as raised:
+        await Provisioner(client, journal=journal).provision(key=key)
+    return raised.value
+
+
+async def test_an_unknown_key_is_raised_again_until_a_person_settles_it_bought(
+    journal: Journal, client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    """Unknown: the key's next call raises it again; settled bought, it returns it."""
+    first = await _unknown_under(journal, client, sendblue_sandbox, "agent:9")
+    provisioner = Provisioner(client, journal=journal)
+    with pytest.raises(OutcomeUnknownError) as again:
+        await provisioner.provision(key="agent:9")
+    assert again.value.preview_token == first.preview_token
+    [charge] = sendblue_sandbox.ledger
+    entry = await journal.settle(
+        first.preview_token[:10],
+        phone_number=charge.phone_number,
+        note="seen on dashboard",
+    )
+    assert (entry.state, entry.error_code, entry.message) == (
+        "bought", "settled_by_hand", "seen on dashboard",
+    )  # fmt: skip
+    assert entry.line is not None
+    assert (entry.line.phone_number, entry.line.worker_id) == (
+        charge.phone_number,
+        None,
+    )
+    confirms = sendblue_sandbox.counters["confirm"].requests
+    line = await provisioner.provision(key="agent:9")
+    assert line.phone_number == charge.phone_number
+    assert sendblue_sandbox.counters["confirm"].requests == confirms
+    assert len(sendblue_sandbox.ledger) == 1
+
+
+async def test_a_key_settled_not_bought_buys_again(
+    journal: Journal, client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    """A person says the unknown bought nothing: the key's next call buys a line."""
+    first = await _unknown_under(journal, client, sendblue_sandbox, "agent:10")
+    entry = await journal.settle(first.preview_token, not_bought=True)
+    assert (entry.state, entry.message) == ("not_bought", "settled by hand")
+    line = await Provisioner(client, journal=journal).provision(key="agent:10")
+    assert line.phone_number == sendblue_sandbox.ledger[-1].phone_number
+    states = [e.state for e in await journal.entries(client.api_key_id, key="agent:10")]
+    assert states == ["not_bought", "bought"]
+
+
+async def test_settling_anything_but_one_unknown_changes_nothing(
+    journal: Journal, client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    """A bought entry, a short or unmatched prefix, or no verdict: JournalError."""
+    line = await Provisioner(client, journal=journal).provision(key="agent:11")
+    [entry] = await journal.entries()
+    token = entry.preview_token
+    for prefix, options, why in [
+        (token, {"not_bought": True}, "only an unknown outcome"),
+        (token[:7], {"not_bought": True}, "8 of its first characters"),
+        ("lpv_none_such", {"not_bought": True}, "no purchase"),
+        (token, {}, "one of them"),
+        (token, {"phone_number": "+1", "not_bought": True}, "one of them"),
+    ]:
+        with pytest.raises(JournalError, match=why):
+            await journal.settle(prefix, **options)
+    assert await journal.entries() == [entry]
+    assert entry.line == line
