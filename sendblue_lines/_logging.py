@@ -33,7 +33,7 @@ from datetime import datetime, timezone
 from typing import Any, Final
 
 from . import _telemetry
-from .errors import ConfigurationError
+from .errors import ConfigurationError, excerpt
 
 __all__ = [
     "KEYS",
@@ -136,7 +136,53 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, default=str)
 
 
-class TextFormatter(logging.Formatter):
+#: How many characters of one piece of text from elsewhere (the server, a
+#: journal) are shown to a person in a sentence or a table cell.
+SHOWN_LIMIT = 200
+#: How many characters of one log line, or one traceback line, are shown.
+LOG_LIMIT = 1000
+
+
+def printable(text: object, limit: int | None = SHOWN_LIMIT) -> str:
+    r"""`text` as one line a terminal shows as it is, cut at `limit` characters.
+
+    The one sanitiser of text from elsewhere, for whatever a person reads:
+    every character that `str.isprintable` refuses (C0 and C1 controls,
+    DEL, line separators, bidi and other format characters) is shown as its
+    escape (``\x1b``, ``\u202e``); past `limit` (None: no cut) the rest is
+    cut, and counted.
+    """
+    shown = str(text)
+    if not shown.isprintable():
+        shown = "".join(
+            c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+            for c in shown
+        )
+    return shown if limit is None else excerpt(shown, limit) or ""
+
+
+def printable_lines(text: str) -> str:
+    """`text` of many lines (a traceback), each one through `printable`."""
+    return "\n".join(printable(line, LOG_LIMIT) for line in text.splitlines())
+
+
+class PrintableFormatter(logging.Formatter):
+    """A formatter for people: each record one line, through `printable`.
+
+    A record may quote the server; a traceback keeps its lines, each one
+    through `printable` too.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The record's line, made printable."""
+        return printable(super().formatMessage(record), LOG_LIMIT)
+
+    def formatException(self, ei: Any) -> str:
+        """The traceback, each of its lines made printable."""
+        return printable_lines(super().formatException(ei))
+
+
+class TextFormatter(PrintableFormatter):
     """`sendblue-lines: LEVEL logger: message [key=value ...]` for people."""
 
     def format(self, record: logging.LogRecord) -> str:

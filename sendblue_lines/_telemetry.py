@@ -69,14 +69,10 @@ class Scope:
     """One purchase or one confirm in progress: what its records and span say.
 
     Used as a context manager, it is the current scope while its block runs
-    (and, with OpenTelemetry, its span the current span). A class with plain
-    `__enter__`/`__exit__`, not a generator: a purchase enters one or two.
-    The token is kept and its fingerprint worked out only when a span or a
-    log record asks for it: a purchase nobody observes pays no hash.
+    (and, with OpenTelemetry, its span the current span).
     """
 
     __slots__ = (
-        "_fp",
         "_name",
         "_reset",
         "_span_cm",
@@ -99,7 +95,6 @@ class Scope:
         self.slot = slot
         self.attempt = attempt
         self.token = token
-        self._fp: tuple[str, str] | None = None  # (token, its fingerprint)
         self.outcome: Outcome | None = None
         self.confirms = 0  # confirms started in this scope: may money have moved?
         self.span: Any = None
@@ -110,12 +105,7 @@ class Scope:
     @property
     def token_fp(self) -> str | None:
         """The fingerprint of the token this scope holds, or None."""
-        token = self.token
-        if token is None:
-            return None
-        if self._fp is None or self._fp[0] != token:
-            self._fp = (token, fingerprint(token))
-        return self._fp[1]
+        return None if self.token is None else fingerprint(self.token)
 
     def hold(self, token: str) -> None:
         """Hold `token` from now on (its fingerprint is set on the span, if any)."""
@@ -180,21 +170,13 @@ def current() -> Scope | None:
 
 #: The module whose presence means the application uses OpenTelemetry.
 _TRACE: Final = "opentelemetry.trace"
-_tracers: dict[int, Any] = {}
 
 
 def _tracer() -> Any:
     # Only a module already imported counts: we never import OpenTelemetry,
     # so an application that does not use it pays nothing for it.
     trace = sys.modules.get(_TRACE)
-    if trace is None:
-        return None
-    # One tracer per module object: OpenTelemetry sets the global provider at
-    # most once, and a tracer taken before that (a proxy) follows it there.
-    tracer = _tracers.get(id(trace))
-    if tracer is None:
-        tracer = _tracers[id(trace)] = trace.get_tracer(TRACER_NAME)
-    return tracer
+    return None if trace is None else trace.get_tracer(TRACER_NAME)
 
 
 def _finish(scope: Scope, exc: BaseException | None) -> None:
@@ -230,21 +212,16 @@ def purchase(slot: int) -> Scope:
     return Scope(slot=slot, attempt=None, token=None)
 
 
-def confirming(token: str) -> Scope | None:
+def confirming(token: str) -> Scope:
     """The scope (and span) to run one confirm of `token` in, inside its purchase's.
 
-    None when the purchase's own scope already says everything and there is
-    no span to open: the confirm then runs in the purchase's scope, which
-    now holds `token`.
+    The purchase's scope, if any, learns that a confirm started (money may
+    move from here) and holds `token` from now on.
     """
     outer = _current.get()
     if outer is not None:
         outer.confirms += 1
         outer.hold(token)
-        if _TRACE not in sys.modules:
-            # No span to open: a scope of the confirm's own would say what
-            # the purchase's says (its slot, attempt and token) to the log.
-            return None
     scope = Scope(
         slot=outer.slot if outer is not None else None,
         attempt=outer.attempt if outer is not None else None,

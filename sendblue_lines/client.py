@@ -9,7 +9,6 @@ only it knows whether a send was unclear.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -319,8 +318,7 @@ class LinesClient:
         run = _ConfirmRun(
             self, token, preview if isinstance(preview, Preview) else None
         )
-        # None when the purchase's own scope covers this confirm.
-        with _telemetry.confirming(token) or contextlib.nullcontext():
+        with _telemetry.confirming(token):
             return await run.run()
 
 

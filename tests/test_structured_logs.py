@@ -208,7 +208,13 @@ BUY = textwrap.dedent(
 
     async def main():
         async with Sandbox() as sandbox:
-            sandbox.inject("confirm", Fault.provisioning_failed())
+            if "--hostile" in sys.argv:  # a server whose words drive terminals
+                words = "sub_1\\x1b]0;pwned\\x07\\x1b[2J\\nfailed"
+                body = {"status": "ERROR", "error": "provisioning_failed",
+                        "message": words.encode().decode("unicode_escape")}
+                sandbox.inject("confirm", Fault.respond(500, body))
+            else:
+                sandbox.inject("confirm", Fault.provisioning_failed())
             async with LinesClient(
                 sandbox.api_key_id, sandbox.api_secret_key, base_url=sandbox.url
             ) as client:
@@ -259,6 +265,17 @@ def test_the_log_variable_installs_a_stderr_handler(
     assert "sendblue_lines.provisioner: slot 0: ProvisioningFailedError" in warning
     assert "event=outcome slot=0 attempt=1" in warning
     assert "outcome=provisioning_failed" in warning
+
+
+def test_the_stderr_handler_prints_server_text_on_one_printable_line(
+    tmp_path: Path,
+) -> None:
+    """Escapes and line breaks from the server are shown escaped, never obeyed."""
+    out, err = run_buy(tmp_path, {"SENDBLUE_LINES_LOG": "warning"}, "--hostile")
+    assert "raised ProvisioningFailedError" in out
+    assert "\x1b" not in err
+    assert "\\x1b]0;pwned\\x07\\x1b[2J\\nfailed" in err
+    assert all(line.isprintable() for line in err.splitlines())
 
 
 def test_without_a_variable_nothing_is_printed(tmp_path: Path) -> None:

@@ -25,16 +25,7 @@ from ._commands import (
     provision_command,
     reconcile_command,
 )
-from ._render import (
-    EXIT_FAILED,
-    EXIT_HUMAN,
-    EXIT_INTERRUPTED,
-    EXIT_NOTHING,
-    LOG_LIMIT,
-    explain,
-    printable,
-    printable_lines,
-)
+from ._render import EXIT_FAILED, EXIT_HUMAN, EXIT_INTERRUPTED, EXIT_NOTHING, explain
 from ._terminal import (
     Console,
     Interrupts,
@@ -307,7 +298,7 @@ def _logging_to(
     handler.setFormatter(
         _logging.JsonFormatter()
         if log_format == "json"
-        else _LogLines("sendblue-lines: %(levelname)s: %(message)s")
+        else _logging.PrintableFormatter("sendblue-lines: %(levelname)s: %(message)s")
     )
     logger = logging.getLogger("sendblue_lines")
     saved = (logger.handlers[:], logger.level, logger.propagate)
@@ -318,20 +309,6 @@ def _logging_to(
         yield
     finally:
         logger.handlers[:], logger.level, logger.propagate = saved
-
-
-class _LogLines(logging.Formatter):
-    """``sendblue-lines: LEVEL: message``, one line, through `printable`.
-
-    A record may quote the server; a traceback (at -vv) keeps its lines,
-    each one through `printable` too.
-    """
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return printable(super().formatMessage(record), LOG_LIMIT)
-
-    def formatException(self, ei: Any) -> str:
-        return printable_lines(super().formatException(ei))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from .._limits import UNKNOWN_SHAPE
+from .._logging import printable
 from ..errors import (
     AuthenticationError,
     ConfigurationError,
@@ -24,7 +25,6 @@ from ..errors import (
     SendblueError,
     TokenExpiredError,
     TransportError,
-    excerpt,
     short_token,
 )
 from ..journal import JournalEntry
@@ -37,34 +37,6 @@ EXIT_NOTHING = 2
 EXIT_HUMAN = 3
 EXIT_FAILED = 4
 EXIT_INTERRUPTED = 130
-
-#: How many characters of one piece of text from elsewhere (the server, the
-#: journal) the command prints in a sentence or a table cell.
-SHOWN_LIMIT = 200
-#: How many characters of one log line, or one traceback line, it prints.
-LOG_LIMIT = 1000
-
-
-def printable(text: object, limit: int | None = SHOWN_LIMIT) -> str:
-    r"""`text` as one line a terminal shows as it is, cut at `limit` characters.
-
-    The one sanitiser of text from elsewhere: every character that
-    `str.isprintable` refuses (C0 and C1 controls, DEL, line separators, bidi
-    and other format characters) is shown as its escape (``\x1b``,
-    ``\u202e``); past `limit` (None: no cut) the rest is cut, and counted.
-    """
-    shown = str(text)
-    if not shown.isprintable():
-        shown = "".join(
-            c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-            for c in shown
-        )
-    return shown if limit is None else excerpt(shown, limit) or ""
-
-
-def printable_lines(text: str) -> str:
-    """`text` of many lines (a traceback), each one through `printable`."""
-    return "\n".join(printable(line, LOG_LIMIT) for line in text.splitlines())
 
 
 def explain(error: BaseException) -> str:

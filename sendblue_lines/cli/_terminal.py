@@ -15,8 +15,9 @@ from typing import IO, Any, TextIO
 
 import anyio
 
+from .._logging import printable, printable_lines
 from ..provisioner import ProvisionOutcome
-from ._render import explain, outcome_json, printable, printable_lines
+from ._render import explain, outcome_json
 
 # -- the terminal: stdout, stderr and the live progress line ---------------------
 

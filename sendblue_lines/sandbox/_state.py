@@ -362,18 +362,8 @@ class SandboxState:
                 500 ``provisioning_failed`` when ``fail_provisioning`` is set
                 (a charge without a line is then in the ledger).
         """
-        token = self._known.get(preview_token)
-        if token is None:
-            raise Refusal(410, "token_expired", "Preview token is invalid or expired")
-        if token.api_key_id != account.api_key_id:
-            raise Refusal(403, None, "This preview token belongs to another account")
+        token = self._spend(account, preview_token)
         now = self.clock.now()
-        if token.used:
-            raise Refusal(410, "token_expired", "Preview token was already used")
-        if now >= token.expires_at:
-            raise Refusal(410, "token_expired", "Preview token has expired")
-        token.used = True
-        self._retire(token)
         self._check_eligible(account)
         failed = fail_provisioning
         charge = Charge(
@@ -411,6 +401,25 @@ class SandboxState:
             "worker_id": charge.worker_id,
             "subscription_id": charge.subscription_id,
         }
+
+    def _spend(self, account: SandboxAccount, preview_token: str) -> _Token:
+        """Spend a live token of `account`; refuse any other and leave it as it was.
+
+        Raises:
+            Refusal: 410 unknown, used or expired token; 403 another account's.
+        """
+        token = self._known.get(preview_token)
+        if token is None:
+            raise Refusal(410, "token_expired", "Preview token is invalid or expired")
+        if token.api_key_id != account.api_key_id:
+            raise Refusal(403, None, "This preview token belongs to another account")
+        if token.used:
+            raise Refusal(410, "token_expired", "Preview token was already used")
+        if self.clock.now() >= token.expires_at:
+            raise Refusal(410, "token_expired", "Preview token has expired")
+        token.used = True
+        self._retire(token)
+        return token
 
     def _retire(self, token: _Token) -> None:
         self._tokens.pop(token.value, None)
