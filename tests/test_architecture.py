@@ -28,7 +28,7 @@ SANDBOX = f"{NAME}.sandbox"
 NOT_STATUSES = {
     (f"{NAME}.cli._render", 130): "exit code of a command stopped by SIGINT",
     (f"{NAME}._keys", 200): "the longest key, in characters",
-    (f"{NAME}.cli._render", 200): "characters of one piece of server text shown",
+    (f"{NAME}._logging", 200): "characters of one piece of server text shown",
 }
 #: Names that look private but are public API of a standard type.
 PUBLIC_BY_CONVENTION = {"_replace", "_asdict", "_fields", "_make"}
