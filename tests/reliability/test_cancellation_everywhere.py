@@ -43,6 +43,9 @@ from sendblue_lines import (
     ProvisionOutcome,
 )
 
+#: A long sweep: `.ci/run` runs it every time, a plain run leaves it out.
+pytestmark = pytest.mark.sweep
+
 #: The most cancellation points tried per flow and source.
 MAX_POINTS = 200
 #: Deadlines tried per flow and time-based source.

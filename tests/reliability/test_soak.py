@@ -24,6 +24,7 @@ from typing import Any
 
 import anyio
 import attrs
+import pytest
 from reliability_support import (
     FAULTS,
     NO_LINES_RETRY,
@@ -37,6 +38,9 @@ from reliability_support import (
 from sendblue_lines import Provisioner
 from sendblue_lines._logging import JsonFormatter
 from sendblue_lines.sandbox import ENDPOINTS, Fault, Sandbox, SandboxAccount
+
+#: A long sweep: `.ci/run` runs it every time, a plain run leaves it out.
+pytestmark = pytest.mark.sweep
 
 LINES = 5_000
 LANES = 5
