@@ -12,26 +12,27 @@ from typing import Any
 
 from ._journal import NONE, POSTGRES, SQLITE, paired_ratio
 from ._measure import Summary
-from ._peers import AiohttpPeer, OursPeer
+from ._peers import AiohttpPeer, HttpxPeer, OfficialPeer, OursPeer
 from ._results import Results, Row, Table, Target
 
 OURS = OursPeer.name
 AIOHTTP = AiohttpPeer.name
 
-#: The targets of issues 3, 6 and 13 (issue 13 tightened the overhead from
-#: 1.10x to 1.05x and made CPU per line a target).
-OVERHEAD_MAX_RATIO = 1.05
-CPU_MAX_RATIO = 1.05
+#: The guard of issue 25, which retired issue 13's tighter targets (the
+#: sequential and CPU-per-line 1.05x, and the import's 15 ms): CPU per line,
+#: import time and instructions are reported, with no target.
+OVERHEAD_MAX_RATIO = 1.15
 BATCH_MAX_RATIO = 1.05
+#: The peers ours must be ahead of in every scenario they run in.
+SLOWER_PEERS = (HttpxPeer.name, OfficialPeer.name)
 SCALE_MAX_GROWTH_MIB = 30.0
 #: Growth allowed between the first tenth of the outcomes consumed from
 #: `batch()` and the last: 2 MiB over 9,000 outcomes is ~230 bytes each,
 #: less than one retained outcome would cost.
 CONSUMED_MAX_GROWTH_MIB = 2.0
-IMPORT_MAX_EXTRA_MS = 15.0
-#: A journaled batch against the same batch without a journal (issue 13).
-JOURNAL_MAX_RATIO = 1.10
-#: Durable commits a journaled purchase may cost (issue 13).
+#: A journaled batch against the same batch without a journal (issue 25).
+JOURNAL_MAX_RATIO = 1.15
+#: Durable commits a journaled purchase may cost (issue 25).
 JOURNAL_MAX_COMMITS = 2.0
 #: Issue 3 quotes the bound at this concurrency.
 ISSUE3_CONCURRENCY = 20
@@ -78,7 +79,7 @@ def _skipped(row: Row) -> str:
 
 
 def evaluate(results: Results) -> list[Target]:
-    """Check every target of issues 3, 6 and 13 against what was measured."""
+    """Check every target of the guard (issues 3, 6, 25) against what was measured."""
     targets: list[Target] = []
 
     table = results.tables.get("overhead")
@@ -91,7 +92,7 @@ def evaluate(results: Results) -> list[Target]:
         ratio = statistics.median(walls) if walls else None
         targets.append(
             Target(
-                name=f"Overhead: {flows:,} sequential provision() (issues 3, 6, 13)",
+                name=f"Overhead: {flows:,} sequential provision() (issue 25)",
                 goal=f"≤ {OVERHEAD_MAX_RATIO:.2f}x plain aiohttp (median of "
                 "paired blocks)",
                 measured=f"{_ratio(ratio)} ({len(walls)} block pairs, "
@@ -232,10 +233,9 @@ def evaluate(results: Results) -> list[Target]:
             targets.append(
                 Target(
                     name="Import: python -c 'import sendblue_lines'",
-                    goal=f"within {IMPORT_MAX_EXTRA_MS:.0f} ms of aiohttp "
-                    "(median of paired runs)",
+                    goal="reported (over aiohttp, median of paired runs)",
                     measured=f"{extra:+.1f} ms",
-                    met=extra <= IMPORT_MAX_EXTRA_MS,
+                    met=None,
                 )
             )
         inside = table.params.get("in_process_ms", {}).get("import sendblue_lines")
@@ -277,14 +277,15 @@ def evaluate(results: Results) -> list[Target]:
             targets.append(
                 Target(
                     name=f"CPU per line: batch of {table.params['count']:,} at "
-                    f"concurrency {table.params['concurrency']} (issue 13)",
-                    goal=f"≤ {CPU_MAX_RATIO:.2f}x plain aiohttp ({pairs})",
+                    f"concurrency {table.params['concurrency']}",
+                    goal=f"reported (vs plain aiohttp, {pairs})",
                     measured=f"{ratio:.3f}x ({extra:+.0f} µs/line)"
                     + _paired(table, OURS, AIOHTTP),
-                    met=ratio <= CPU_MAX_RATIO,
+                    met=None,
                 )
             )
     targets += _journal_targets(results)
+    targets += _ahead_targets(results)
     table = results.tables.get("instructions")
     if table is not None:
         counted, base = _summary(table, OURS), _summary(table, AIOHTTP)
@@ -301,6 +302,37 @@ def evaluate(results: Results) -> list[Target]:
     return targets
 
 
+def _ahead_targets(results: Results) -> list[Target]:
+    """Ours ahead of httpx and the official SDK in every scenario both ran in."""
+    targets: list[Target] = []
+    tables = [*results.tables.values(), *results.batches.values()]
+    for table in tables:
+        ours = table.row(OURS)
+        theirs = [table.row(name) for name in SLOWER_PEERS]
+        measured = [row for row in theirs if row is not None and row.summary]
+        if ours is None or ours.summary is None or not measured:
+            continue
+        sign = 1 if table.lower_is_better else -1
+        behind = [
+            row.name
+            for row in measured
+            if row.summary is not None
+            and sign * ours.summary.median > sign * row.summary.median
+        ]
+        ratios = ", ".join(
+            f"{_ratio(table.ratio(OURS, row))} {row.name}" for row in measured
+        )
+        targets.append(
+            Target(
+                name=f"{table.title}: ahead of httpx and the official SDK",
+                goal="ours better than each (median)",
+                measured=ratios + (f"; behind {', '.join(behind)}" if behind else ""),
+                met=not behind,
+            )
+        )
+    return targets
+
+
 def _journal_targets(results: Results) -> list[Target]:
     targets: list[Target] = []
     table = results.tables.get("journal_batch")
@@ -312,7 +344,7 @@ def _journal_targets(results: Results) -> list[Target]:
                 Target(
                     name=f"Journal: batch of {table.params['count']}, concurrency "
                     f"{table.params['concurrency']}, {table.params['latency_ms']} ms, "
-                    f"{kind} (issue 13)",
+                    f"{kind} (issue 25)",
                     goal=f"≤ {JOURNAL_MAX_RATIO:.2f}x the batch without a journal "
                     "(median of paired rounds)",
                     measured=_ratio(ratio)
