@@ -278,8 +278,9 @@ async def test_provision_json_stdout_holds_only_outcomes(cli):
     assert {
         (o["phone_number"], o["worker_id"], o["subscription_id"]) for o in outcomes
     } == {(c.phone_number, c.worker_id, c.subscription_id) for c in cli.sandbox.ledger}
-    keys = {"index", "outcome", "phone_number", "worker_id", "subscription_id"}
+    keys = {"index", "outcome", "key", "phone_number", "worker_id", "subscription_id"}
     assert all(set(o) == keys for o in outcomes)
+    assert {o["key"] for o in outcomes} == {None}
     assert len(re.findall(r"^\[\d/3\] slot \d: bought", result.err, re.M)) == 3
 
 
@@ -415,6 +416,7 @@ async def test_provision_some_failed_exits_1_with_the_failure_in_json(cli):
     assert failed == {
         "index": 0,
         "outcome": "failed",
+        "key": None,
         "error": "BadRequestError",
         "message": failed["message"],
     }
