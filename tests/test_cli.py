@@ -518,7 +518,7 @@ async def test_the_secret_is_never_printed(cli, argv):
 
 
 async def test_demo_walks_through_every_step_and_exits_0(capsys):
-    """The demo exits 0 and narrates every step: from limits to errors and ledger."""
+    """The demo exits 0 and narrates every step, from limits to a key and the ledger."""
     code = await asyncio.wait_for(asyncio.to_thread(main, ["demo"]), 30)
     out = capsys.readouterr().out
     assert code == 0
@@ -532,6 +532,7 @@ async def test_demo_walks_through_every_step_and_exits_0(capsys):
         "A batch of 3 that meets the daily limit",
         "What each error",
         "A crash mid-confirm, and reconcile()",
+        "A key survives a crash",
         "The sandbox's ledger",
     ]
     assert len(steps) == len(expected)
@@ -552,3 +553,22 @@ async def test_demo_walks_through_every_step_and_exits_0(capsys):
         assert error in out
     assert "demo-secret-not-real" not in out
     assert re.search(r"http://127\.0\.0\.1:\d+", out)
+    key_step = out.split("A key survives a crash")[1].split("\n== ")[0]
+    assert "provision --key demo-agent --yes" in key_step
+    assert re.search(r"pid \d+ was killed with SIGKILL", key_step)
+    first = re.search(
+        r"asked again, provision\(key='demo-agent'\) resent the token the child "
+        r"left, lpv_\S+ \(0 new preview\(s\)\): bought (\+1\d{10})$",
+        key_step,
+        re.MULTILINE,
+    )
+    assert first is not None
+    assert (
+        f"asked once more: {first.group(1)}, the same line, from the journal "
+        "(0 request(s) sent)"
+    ) in key_step
+    assert "the ledger holds 1 charge for the key 'demo-agent'" in key_step
+    # One charge more than the steps before it made, and every one reported:
+    # 7 lines (2 single, 2 of the batch, a lost answer, the crash, the key)
+    # and the subscription without a line.
+    assert "8 charges: 7 lines, 1 subscription(s) without a line" in out

@@ -30,8 +30,9 @@ The package: `_main` (the parser, `main()` and its one dispatch), `_commands`
 the summary), `_keys` (a key's total and what a keyed run says), `_settle`
 (settling an unknown purchase by hand), `_render` (sentences, tables, JSON,
 exit codes), `_terminal` (streams that may break, the progress line,
-signals), `_journal` (which journal, and opening it) and `_demo` (the
-walk-through against an embedded sandbox).
+signals), `_journal` (which journal, and opening it), `_demo` (the
+walk-through against an embedded sandbox) and `_demo_crash` (its steps with
+a child process killed mid-confirm).
 """
 
 from __future__ import annotations

@@ -279,10 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Start a local sandbox on 127.0.0.1 and buy lines from it step by step: "
             "limits, plan, preview, confirm, a re-preview after an expired token, "
-            "a batch that meets the daily limit, each kind of error, and a process "
+            "a batch that meets the daily limit, each kind of error, a process "
             "killed mid-confirm whose purchase reconcile() settles from a journal "
-            "in a temporary directory. Nothing is charged; nothing leaves this "
-            "machine."
+            "in a temporary directory, and one killed buying for a key, which the "
+            "key asked again answers with its one line. Nothing is charged; "
+            "nothing leaves this machine."
         ),
     )
     demo.add_argument(
