@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shutil
 import socket
 import sys
 from datetime import datetime, timezone
@@ -26,6 +27,7 @@ from sendblue_lines.journal import default_owner
 from sendblue_lines.sandbox import Fault
 
 KEY = "q1-agents"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 class Terminal(io.StringIO):
@@ -383,3 +385,23 @@ async def test_reconcile_json_carries_the_key(cli):
     assert result.code == 0
     [entry] = result.json_lines()
     assert (entry["state"], entry["key"]) == ("bought", "agent:dead")
+
+
+async def test_a_journal_of_schema_1_is_listed_and_settled_after_its_upgrade(
+    cli, tmp_path
+):
+    """Its entries have no key (no key column); its unknown is settled by hand."""
+    path = tmp_path / "journal.sqlite3"
+    shutil.copyfile(FIXTURES / "journal_v1.sqlite3", path)
+    os.chmod(path, 0o600)
+    history = await cli("--journal", str(path), "history")
+    assert history.code == 0
+    header, *rows = history.out.splitlines()
+    assert "key" not in header.split()
+    assert len(rows) == 5
+    settled = await cli(
+        "--journal", str(path), "settle", "lpv_v1_unknown", "--not-bought", "--json"
+    )
+    assert settled.code == 0
+    [entry] = settled.json_lines()
+    assert (entry["state"], entry["key"]) == ("not_bought", None)
