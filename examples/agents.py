@@ -37,29 +37,23 @@ PROVISIONER = web.AppKey("provisioner", Provisioner)
 MAX_AGENT_ID = 64
 
 
-def make_app(journal: Journal, client: LinesClient | None = None) -> web.Application:
-    """The service's app over an open `journal`; `client` or one from the environment.
+def make_app(journal: Journal, client: LinesClient) -> web.Application:
+    """The service's app, over an open `journal` and `client`.
 
     Start and stop it in one task (`web.run_app`, or an `AppRunner` as in
     `serve`): its `reconciling()` block is a task group.
     """
     app = web.Application()
+    provisioner = Provisioner(client, journal=journal)
+    app[PROVISIONER] = provisioner
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        own = client is None
-        lines_client = client if client is not None else LinesClient()
-        provisioner = Provisioner(lines_client, journal=journal)
-        app[PROVISIONER] = provisioner
-        try:
-            # A replica that died mid-purchase: what it left open is settled
-            # here, with its own token, as soon as the journal judges it gone.
-            async with provisioner.reconciling():
-                yield
-        finally:
-            if own:
-                await lines_client.aclose()
+    async def reconciling(app: web.Application) -> AsyncIterator[None]:
+        # A replica that died mid-purchase: what it left open is settled
+        # here, with its own token, as soon as the journal judges it gone.
+        async with provisioner.reconciling():
+            yield
 
-    app.cleanup_ctx.append(lifecycle)
+    app.cleanup_ctx.append(reconciling)
     app.router.add_post("/agents", create_agent)
     return app
 
@@ -100,9 +94,9 @@ async def create_agent(request: web.Request) -> web.Response:
 
 
 async def serve(port: int = 8080) -> None:
-    """Serve on 127.0.0.1 until interrupted, with the journal in agents.sqlite3."""
-    async with SQLiteJournal("agents.sqlite3") as journal:
-        runner = web.AppRunner(make_app(journal))
+    """Serve on 127.0.0.1 until interrupted: the journal in agents.sqlite3."""
+    async with SQLiteJournal("agents.sqlite3") as journal, LinesClient() as client:
+        runner = web.AppRunner(make_app(journal, client))
         await runner.setup()
         try:
             await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from cli_support import screen
+from cli_support import free_the_window_before_the_batch, screen
 
 from sendblue_lines.cli import main
 from sendblue_lines.sandbox import Fault, Sandbox
@@ -352,18 +352,7 @@ async def test_provision_buys_what_the_limits_leave_and_exits_1(cli):
 async def test_provision_never_buys_more_than_it_announced(cli):
     """A slot that frees between the plan and the batch buys nothing unannounced."""
     await cli.buy(2)
-    limits = cli.sandbox.counters["limits"]
-    # The command reads the limits twice: for its plan, then for the batch.
-    batch_read = limits.requests + 2
-    moved = []
-
-    def free_every_slot_before_the_batch_reads_the_limits() -> float:
-        if limits.requests == batch_read and not moved:
-            moved.append(True)
-            cli.sandbox.clock.advance(hours=25)
-        return 0.0
-
-    cli.sandbox.latency = free_every_slot_before_the_batch_reads_the_limits
+    moved = free_the_window_before_the_batch(cli.sandbox)
     result = await cli("provision", "--count", "3", "--yes")
     assert moved
     assert "About to buy 1 line(s)" in result.err

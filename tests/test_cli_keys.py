@@ -19,7 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_support import CREDENTIAL_VARIABLES, InProcess, run
+from cli_support import (
+    CREDENTIAL_VARIABLES,
+    InProcess,
+    free_the_window_before_the_batch,
+    run,
+)
 
 from sendblue_lines import SQLiteJournal
 from sendblue_lines.cli import main
@@ -141,17 +146,7 @@ async def test_with_no_room_now_the_exit_code_follows_the_keys_total(cli):
 async def test_a_keyed_run_never_buys_more_than_it_announced(cli):
     """A window that frees between the plan and the batch buys nothing unannounced."""
     assert (await cli("provision", "--key", KEY, "--count", "2", "--yes")).code == 0
-    limits = cli.sandbox.counters["limits"]
-    batch_read = limits.requests + 2  # the plan's read, then the batch's
-    moved = []
-
-    def free_every_slot_before_the_batch_reads_the_limits() -> float:
-        if limits.requests == batch_read and not moved:
-            moved.append(True)
-            cli.sandbox.clock.advance(hours=25)
-        return 0.0
-
-    cli.sandbox.latency = free_every_slot_before_the_batch_reads_the_limits
+    moved = free_the_window_before_the_batch(cli.sandbox)
     result = await cli("provision", "--key", KEY, "--count", "5", "--yes")
     assert moved
     assert "About to buy 1 line(s) toward the key" in result.err

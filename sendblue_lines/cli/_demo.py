@@ -22,7 +22,7 @@ from ..models import Preview
 from ..provisioner import Provisioner
 from ..sandbox import Fault, Sandbox, SandboxAccount
 from ._demo_crash import crash_and_reconcile, key_survives_a_crash
-from ._render import EXIT_OK, explain, limits_table, plan_sentence
+from ._render import EXIT_OK, explain, limits_table, plan_sentence, printable
 
 
 class Writer(Protocol):
@@ -46,8 +46,9 @@ class _Narrator:
         print(text, file=self.out)
 
     def indent(self, text: str) -> None:
+        # What a step found quotes the server's answers: one printable line each.
         for line in text.splitlines():
-            print("   " + line, file=self.out)
+            print("   " + printable(line, None), file=self.out)
 
 
 async def walk_through(count: int, out: Writer) -> int:
