@@ -36,6 +36,46 @@ def start(coro: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
     return task
 
 
+def start_shielded(
+    coro: Coroutine[Any, Any, _T],
+) -> tuple[asyncio.Task[_T], asyncio.Future[_T]]:
+    """Run `coro` as a task of its own; return it and a future of its outcome.
+
+    Awaiting the future shields the task: cancelling the waiting caller
+    cancels only the future, never the task. The task hands its outcome to
+    the future itself, as its last step, so the caller resumes one pass of
+    the event loop sooner than through `asyncio.shield`. The task's own
+    outcome stays for whoever waits for it after a cancellation
+    (`wait_through`), and its exception counts as retrieved.
+    """
+    outcome: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+    task = start(_settle_into(coro, outcome))
+    task.add_done_callback(_retrieved)
+    return task, outcome
+
+
+async def _settle_into(
+    coro: Coroutine[Any, Any, _T], outcome: asyncio.Future[_T]
+) -> _T:
+    try:
+        result = await coro
+    except BaseException as exc:
+        if not outcome.done():
+            if isinstance(exc, asyncio.CancelledError):
+                outcome.cancel()
+            else:
+                outcome.set_exception(exc)
+        raise
+    if not outcome.done():
+        outcome.set_result(result)
+    return result
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # its outcome went to the future, or to `wait_through`
+
+
 async def wait_through(task: asyncio.Task[Any], seconds: float) -> bool:
     """Wait up to `seconds` for `task`, whatever cancellation arrives meanwhile.
 

@@ -586,22 +586,23 @@ class Provisioner:
 
         The one confirm path, for `provision()` and every batch slot: the
         confirm (with a journal, and its outcome's write) runs as a task of
-        its own, which only its own timeouts end; a cancelled caller waits
-        for it (`_cut_off`) and reports what it did before the cancellation
-        goes on. A task because a native cancellation (`task.cancel()`,
+        its own, which only its own timeouts end, awaited through a future
+        it settles (`_shield.start_shielded`); a cancelled caller waits for
+        it (`_cut_off`) and reports what it did before the cancellation goes
+        on. A task because a native cancellation (`task.cancel()`,
         `asyncio.timeout`) breaks through anyio's shields.
         """
         # From here until we learn otherwise, money may move for this slot.
         slot.charged = True
         sent_at = _clock.now()
         recorder = self._recorder
-        task = _shield.start(
+        task, outcome = _shield.start_shielded(
             self._client.confirm(preview)
             if recorder is None
             else recorder.confirm(preview, sent_at)
         )
         try:
-            return await asyncio.shield(task)
+            return await outcome
         except asyncio.CancelledError:
             await self._cut_off(slot, preview, task, sent_at)
             raise

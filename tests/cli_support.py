@@ -189,6 +189,27 @@ class InProcess:
                 await Provisioner(client).provision()
 
 
+def free_the_window_before_the_batch(sandbox: Sandbox[Any]) -> list[bool]:
+    """Free every window between a `provision`'s plan and its batch's limits read.
+
+    The command reads the limits for its plan, then its batch reads them
+    again: just before that second read the clock moves 25 hours, once.
+    Returns a list that holds True once it moved.
+    """
+    limits = sandbox.counters["limits"]
+    batch_read = limits.requests + 2
+    moved: list[bool] = []
+
+    def at_the_batchs_read() -> float:
+        if limits.requests == batch_read and not moved:
+            moved.append(True)
+            sandbox.clock.advance(hours=25)
+        return 0.0
+
+    sandbox.latency = at_the_batchs_read
+    return moved
+
+
 def catches(pid: int, number: int) -> bool:
     """True once process `pid` has a handler for signal `number` (Linux /proc)."""
     try:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from cli_support import screen
+from cli_support import free_the_window_before_the_batch, screen
 
 from sendblue_lines.cli import main
 from sendblue_lines.sandbox import Fault, Sandbox
@@ -278,8 +278,9 @@ async def test_provision_json_stdout_holds_only_outcomes(cli):
     assert {
         (o["phone_number"], o["worker_id"], o["subscription_id"]) for o in outcomes
     } == {(c.phone_number, c.worker_id, c.subscription_id) for c in cli.sandbox.ledger}
-    keys = {"index", "outcome", "phone_number", "worker_id", "subscription_id"}
+    keys = {"index", "outcome", "key", "phone_number", "worker_id", "subscription_id"}
     assert all(set(o) == keys for o in outcomes)
+    assert {o["key"] for o in outcomes} == {None}
     assert len(re.findall(r"^\[\d/3\] slot \d: bought", result.err, re.M)) == 3
 
 
@@ -351,18 +352,7 @@ async def test_provision_buys_what_the_limits_leave_and_exits_1(cli):
 async def test_provision_never_buys_more_than_it_announced(cli):
     """A slot that frees between the plan and the batch buys nothing unannounced."""
     await cli.buy(2)
-    limits = cli.sandbox.counters["limits"]
-    # The command reads the limits twice: for its plan, then for the batch.
-    batch_read = limits.requests + 2
-    moved = []
-
-    def free_every_slot_before_the_batch_reads_the_limits() -> float:
-        if limits.requests == batch_read and not moved:
-            moved.append(True)
-            cli.sandbox.clock.advance(hours=25)
-        return 0.0
-
-    cli.sandbox.latency = free_every_slot_before_the_batch_reads_the_limits
+    moved = free_the_window_before_the_batch(cli.sandbox)
     result = await cli("provision", "--count", "3", "--yes")
     assert moved
     assert "About to buy 1 line(s)" in result.err
@@ -415,6 +405,7 @@ async def test_provision_some_failed_exits_1_with_the_failure_in_json(cli):
     assert failed == {
         "index": 0,
         "outcome": "failed",
+        "key": None,
         "error": "BadRequestError",
         "message": failed["message"],
     }
@@ -516,7 +507,7 @@ async def test_the_secret_is_never_printed(cli, argv):
 
 
 async def test_demo_walks_through_every_step_and_exits_0(capsys):
-    """The demo exits 0 and narrates every step: from limits to errors and ledger."""
+    """The demo exits 0 and narrates every step, from limits to a key and the ledger."""
     code = await asyncio.wait_for(asyncio.to_thread(main, ["demo"]), 30)
     out = capsys.readouterr().out
     assert code == 0
@@ -530,6 +521,7 @@ async def test_demo_walks_through_every_step_and_exits_0(capsys):
         "A batch of 3 that meets the daily limit",
         "What each error",
         "A crash mid-confirm, and reconcile()",
+        "A key survives a crash",
         "The sandbox's ledger",
     ]
     assert len(steps) == len(expected)
@@ -550,3 +542,22 @@ async def test_demo_walks_through_every_step_and_exits_0(capsys):
         assert error in out
     assert "demo-secret-not-real" not in out
     assert re.search(r"http://127\.0\.0\.1:\d+", out)
+    key_step = out.split("A key survives a crash")[1].split("\n== ")[0]
+    assert "provision --key demo-agent --yes" in key_step
+    assert re.search(r"pid \d+ was killed with SIGKILL", key_step)
+    first = re.search(
+        r"asked again, provision\(key='demo-agent'\) resent the token the child "
+        r"left, lpv_\S+ \(0 new preview\(s\)\): bought (\+1\d{10})$",
+        key_step,
+        re.MULTILINE,
+    )
+    assert first is not None
+    assert (
+        f"asked once more: {first.group(1)}, the same line, from the journal "
+        "(0 request(s) sent)"
+    ) in key_step
+    assert "the ledger holds 1 charge for the key 'demo-agent'" in key_step
+    # One charge more than the steps before it made, and every one reported:
+    # 7 lines (2 single, 2 of the batch, a lost answer, the crash, the key)
+    # and the subscription without a line.
+    assert "8 charges: 7 lines, 1 subscription(s) without a line" in out

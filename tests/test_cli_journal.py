@@ -461,6 +461,27 @@ async def test_the_variable_may_hold_a_dsn(cli, postgres_dsn):
     assert not state_journal().exists()
 
 
+async def test_keys_and_settle_on_a_postgresql_journal(cli, postgres_dsn):
+    """A key's total, history --key and settle (a refusal too) on PostgreSQL."""
+    cli.secrets.append(DSN_PASSWORD)
+    journal = ("--journal", postgres_dsn)
+    cli.sandbox.inject("confirm", Fault.drop_after_commit())
+    assert (await cli(*journal, "provision", "--key", "agent:1", "--yes")).code == 3
+    history = await cli(*journal, "history", "--key", "agent:1")
+    shown = history.out.splitlines()[1].split()[0]
+    [charge] = cli.sandbox.ledger
+    settled = await cli(*journal, "settle", shown, "--bought", charge.phone_number)
+    assert settled.code == 0
+    refused = await cli(*journal, "settle", shown, "--not-bought")
+    assert refused.code == 2
+    assert refused.err.startswith("Not settled: PostgreSQL journal postgresql://")
+    assert refused.err.endswith("this one is 'bought'; nothing changed.\n")
+    done = await cli(*journal, "provision", "--key", "agent:1", "--count", "2", "--yes")
+    assert done.code == 0
+    assert "holds 2 of 2 line(s); this run bought 1." in done.err
+    assert len(cli.sandbox.ledger) == 2
+
+
 async def test_an_unreachable_postgresql_is_one_sentence_without_the_password(cli):
     """Nothing listens: exit 2, the DSN shown redacted, nothing sent to Sendblue."""
     cli.secrets.append(DSN_PASSWORD)
@@ -619,6 +640,8 @@ async def test_the_demo_reconciles_a_killed_child_in_a_temporary_journal(capsys)
         ["reconcile", "--json"],
         ["history"],
         ["history", "--json"],
+        ["provision", "--key", "k", "--count", "2", "--yes", "--json"],
+        ["history", "--key", "k", "--json"],
     ],
     ids=" ".join,
 )

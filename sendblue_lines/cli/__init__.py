@@ -1,10 +1,10 @@
 """The `sendblue-lines` command: limits, plan, preview, provision, history, reconcile.
 
-Also `sandbox` and `demo`. `provision`, `history` and `reconcile` use the
-purchase journal (`_journal` says which: ``--journal``, else
+Also `settle`, `sandbox` and `demo`. `provision`, `history`, `reconcile` and
+`settle` use the purchase journal (`_journal` says which: ``--journal``, else
 `SENDBLUE_LINES_JOURNAL`, else ``$XDG_STATE_HOME/sendblue-lines/``; or none
 with ``--no-journal``); `provision` first settles what a dead process left
-open.
+open. ``provision --key K --count N`` buys toward a key's total N (`_keys`).
 
 A thin layer over the public API. Every failure, of any kind, is printed as
 one sentence (what happened, what to do) with a documented exit code, never
@@ -26,10 +26,13 @@ Exit codes:
   for and what they bought was printed.
 
 The package: `_main` (the parser, `main()` and its one dispatch), `_commands`
-(one handler per subcommand), `_render` (sentences, tables, JSON, exit codes),
-`_terminal` (streams that may break, the progress line, signals), `_journal`
-(which journal, and opening it) and `_demo`
-(the walk-through against an embedded sandbox).
+(one handler per subcommand), `_buying` (the question, the batch under Ctrl-C,
+the summary), `_keys` (a key's total and what a keyed run says), `_settle`
+(settling an unknown purchase by hand), `_render` (sentences, tables, JSON,
+exit codes), `_terminal` (streams that may break, the progress line,
+signals), `_journal` (which journal, and opening it), `_demo` (the
+walk-through against an embedded sandbox) and `_demo_crash` (its steps with
+a child process killed mid-confirm).
 """
 
 from __future__ import annotations

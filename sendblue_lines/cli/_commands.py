@@ -1,13 +1,14 @@
 """One handler per subcommand.
 
-limits, plan, preview, provision, history, reconcile and demo.
+limits, plan, preview, provision, history, reconcile and demo (`settle` is
+in `_settle`).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,20 +20,18 @@ from .._limits import read_limits
 from .._logging import extra
 from .._results import ProvisionOutcome, describe
 from ..client import LinesClient
-from ..errors import ConfigurationError, OutcomeUnknownError, SendblueError
+from ..errors import ConfigurationError, OutcomeUnknownError
 from ..journal import Journal, JournalEntry
-from ..provisioner import BatchResult, Provisioner
+from ..provisioner import Provisioner
+from ._buying import agreed, run_batch, summary
 from ._journal import choose_journal, make_journal
+from ._keys import Goal, Holding
 from ._render import (
-    EXIT_FAILED,
     EXIT_HUMAN,
-    EXIT_INTERRUPTED,
-    EXIT_NOTHING,
     EXIT_OK,
     at_utc,
     entry_json,
     exit_code,
-    explain,
     history_table,
     iso,
     limits_table,
@@ -42,7 +41,7 @@ from ._render import (
     settled_brief,
     window_json,
 )
-from ._terminal import Console, Interrupts, Progress, ask, isatty, show_traceback
+from ._terminal import Console, Interrupts, Progress
 
 logger = _logging.get_logger(_logging.CLI)
 
@@ -122,101 +121,66 @@ async def preview_command(
 async def provision_command(
     args: argparse.Namespace, console: Console, interrupts: Interrupts
 ) -> int:
-    async with make_client(args) as client, opened_journal(args) as journal:
+    needed_by = None if args.key is None else "provision --key"
+    async with (
+        make_client(args) as client,
+        opened_journal(args, needed_by=needed_by) as journal,
+    ):
         # Settled first: a purchase a dead process left open is told before
         # anything new is announced, so the person decides knowing it.
-        found = [] if journal is None else await settle_orphans(client, journal)
-        if found:
-            console.say(
-                reconciled_sentence([brief for brief, _, _ in found])
-                + " See `sendblue-lines history`."
-            )
-        # A purchase settled as unknown needs a human: exit 3 whatever follows.
-        left_unknown = sum(1 for _, unknown, _ in found if unknown)
+        unknown = (
+            0 if journal is None else await settled_first(client, journal, console)
+        )
+        goal = await Goal.read(args.count, args.key, journal, client.api_key_id)
+        # Such a purchase, or one the key holds, needs a human: exit 3 whatever
+        # follows.
+        human = unknown + goal.held.needs_human
 
         def finish(code: int) -> int:
-            return EXIT_HUMAN if left_unknown else code
+            return EXIT_HUMAN if human else code
 
-        progress = Progress(args.count, console, args.json, interrupts)
-        provisioner = Provisioner(client, on_outcome=progress, journal=journal)
+        if goal.wanted == 0:  # a key whose total is met: nothing sent, nothing asked
+            console.say(goal.met())
+            return finish(goal.exit_code())
         limits, why = await read_limits(client)
-        plan = plan_for(args.count, limits, None)
+        plan = plan_for(goal.wanted, limits, None)
         if plan.allowed <= 0:
-            console.say(plan_sentence(plan, why) + " Nothing was bought.")
-            return finish(EXIT_NOTHING)
-        count = min(args.count, plan.allowed)
-        notice = (
-            f"About to buy {count} line(s). Each one starts a Sendblue subscription "
-            "billed to the card on file."
+            console.say(
+                f"{plan_sentence(plan, why)} Nothing was bought.{goal.nothing_now()}"
+            )
+            return finish(goal.exit_code())
+        count = min(goal.wanted, plan.allowed)
+        refused = await agreed(args.yes, console, goal.notice(count), plan, why, count)
+        if refused is not None:
+            return finish(refused)
+        progress = Progress(count, console, args.json, interrupts, key=args.key)
+        provisioner = Provisioner(
+            client, on_outcome=progress, journal=journal, max_lines=goal.cap(count)
         )
-        if count < args.count or not plan_exact(plan):
-            notice += " " + plan_sentence(plan, why)
-        console.say(notice)
-        if not args.yes:
-            if not isatty(sys.stdin):
-                console.say(
-                    "Refusing to buy without a terminal to confirm on; pass --yes to "
-                    "confirm non-interactively. Nothing was bought."
-                )
-                return finish(EXIT_NOTHING)
-            if not await ask("Proceed? [y/N] ", sys.stdin, console):
-                console.say("Cancelled; nothing was bought.")
-                return finish(EXIT_NOTHING)
-        progress.total = count
-        result: BatchResult | None = None
-        with interrupts.batch() as scope:
-            try:
-                # `count`, not `args.count`: never more than the person agreed
-                # to, even if the limits free a slot between the plan and now.
-                result = await provisioner.provision_many(
-                    count, concurrency=args.concurrency
-                )
-            except Exception as error:
-                if (
-                    isinstance(error, SendblueError)
-                    and progress.bought + (progress.failed) == 0
-                ):
-                    if not left_unknown:
-                        raise
-                    console.finish()
-                    console.say(explain(error))
-                    return EXIT_HUMAN
-                console.finish()
-                console.say(
-                    f"{explain(error)} Purchases may have been sent: check the "
-                    "account before buying again."
-                )
-                show_traceback(args, console, error)
-                return EXIT_HUMAN
-        console.finish()
-    if progress.unprinted or console.out_broken:
+        # `count` at most, not N: never more than the person agreed to, even if
+        # the limits free a slot between the plan and now.
+        buy = functools.partial(goal.buy, provisioner, count, args.concurrency)
+        result = await run_batch(args, console, interrupts, progress, human, buy)
+        if isinstance(result, int):
+            return finish(result)
+        held = None
+        if goal.key is not None and journal is not None:
+            held = Holding.of(await journal.entries(client.api_key_id, key=goal.key))
+    summary(result, goal, held, progress, console)
+    if held is None:
+        return finish(exit_code(len(result.lines), args.count, progress.needs_human))
+    return finish(goal.exit_code(held, progress.needs_human))
+
+
+async def settled_first(client: LinesClient, journal: Journal, console: Console) -> int:
+    """Settle what dead processes left open and say so; how many ended unknown."""
+    found = await settle_orphans(client, journal)
+    if found:
         console.say(
-            f"Stdout failed: {progress.bought} line(s) bought, "
-            f"{progress.unprinted} of them written to stderr only."
+            reconciled_sentence([brief for brief, _, _ in found])
+            + " See `sendblue-lines history`."
         )
-        return finish(
-            EXIT_HUMAN if progress.unprinted or progress.needs_human else EXIT_FAILED
-        )
-    if scope.cancelled_caught:
-        bought = progress.bought
-        listed = ", listed above." if bought else "."
-        console.say(f"Interrupted: {bought} line(s) bought before stopping{listed}")
-        return finish(EXIT_HUMAN if progress.needs_human else EXIT_INTERRUPTED)
-    assert result is not None  # noqa: S101 - set when not interrupted
-    summary(result, args.count, console)
-    return finish(exit_code(len(result.lines), args.count, progress.needs_human))
-
-
-def summary(result: BatchResult, requested: int, console: Console) -> None:
-    parts = [f"bought {len(result.lines)} of {requested}"]
-    if result.errors:
-        parts.append(f"{len(result.errors)} failed")
-    not_attempted = requested - len(result.lines) - len(result.errors)
-    if not_attempted:
-        parts.append(f"{not_attempted} not attempted")
-    console.say("Done: " + ", ".join(parts) + ".")
-    if result.stopped_by is not None:
-        console.say(f"Stopped early: {explain(result.stopped_by)}")
+    return sum(1 for _, unknown, _ in found if unknown)
 
 
 # -- the journal ----------------------------------------------------------------------
@@ -303,7 +267,7 @@ async def history_command(
     choice = choose_journal(args)
     async with opened_journal(args, needed_by="history") as journal:
         assert journal is not None  # noqa: S101 - needed_by refuses None
-        entries = await journal.entries()
+        entries = await journal.entries(key=args.key)
     if args.json:
         for entry in entries:
             print(json.dumps(entry_json(entry)), file=console.out)
@@ -311,7 +275,8 @@ async def history_command(
     if entries:
         print(history_table(entries), file=console.out)
     where = choice.shown if choice is not None else "-"
-    console.say(f"{len(entries)} purchase(s) in the journal at {where}.")
+    under = "" if args.key is None else f" under the key {args.key!r}"
+    console.say(f"{len(entries)} purchase(s){under} in the journal at {where}.")
     return EXIT_OK
 
 

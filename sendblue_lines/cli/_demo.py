@@ -4,27 +4,25 @@ Nothing leaves 127.0.0.1 and nothing is charged: the sandbox is a local
 server with fake credentials. Each step prints what it does and what came
 back, so a newcomer sees limits, plan, preview, confirm, a re-preview after
 an expired token, a batch that meets the daily limit, what each error
-looks like, and a crash: a real `sendblue-lines provision` child process,
-killed with SIGKILL while its confirm is held unanswered by the sandbox,
-whose purchase `reconcile()` then settles from the journal it left (in a
-temporary directory, never the user's own state directory).
+looks like, and two crashes (`_demo_crash`): a real `sendblue-lines
+provision` child process, killed with SIGKILL while its confirm is held
+unprocessed by the sandbox, whose purchase `reconcile()` then settles from
+the journal it left; and one buying for a key, which the key asked again
+answers with its one line (each journal in a temporary directory, never
+the user's own state directory).
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-import tempfile
-from pathlib import Path
 from typing import Any, Protocol
 
+from .._logging import printable
 from ..client import LinesClient
-from ..errors import SendblueError, short_token
-from ..journal import SQLiteJournal
+from ..errors import SendblueError
 from ..models import Preview
 from ..provisioner import Provisioner
 from ..sandbox import Fault, Sandbox, SandboxAccount
+from ._demo_crash import crash_and_reconcile, key_survives_a_crash
 from ._render import EXIT_OK, explain, limits_table, plan_sentence
 
 
@@ -49,8 +47,9 @@ class _Narrator:
         print(text, file=self.out)
 
     def indent(self, text: str) -> None:
+        # What a step found quotes the server's answers: one printable line each.
         for line in text.splitlines():
-            print("   " + line, file=self.out)
+            print("   " + printable(line, None), file=self.out)
 
 
 async def walk_through(count: int, out: Writer) -> int:
@@ -75,64 +74,85 @@ async def walk_through(count: int, out: Writer) -> int:
             account.api_secret_key,
             base_url=sandbox.url,
         ) as client:
-            say.title("Limits: GET /accounts/limits")
-            say.indent(limits_table(await client.get_limits()))
-
-            say.title(f"Plan: how many of {count} lines could be bought now?")
-            plan = await Provisioner(client).plan(count)
-            say.indent(plan_sentence(plan))
-
-            say.title("Preview: eligibility and a single-use token (charges nothing)")
-            preview = await client.preview()
-            say.indent(f"{preview!r}  (the repr shows only the token's prefix)")
-            say.title("Confirm: spend the token, charge the card, get the line")
-            line = await client.confirm(preview)
-            say.indent(f"bought {line.phone_number} (worker {line.worker_id})")
-
-            say.title("An expired token: the Provisioner previews again by itself")
-            slow = _SlowApprover(sandbox)
-            line = await Provisioner(client, approve=slow).provision()
-            counts = sandbox.counters
-            say.indent(
-                "the first token waited 11 minutes for approval, so confirm got 410 "
-                "token_expired;"
-            )
-            say.indent(
-                f"the Provisioner previewed again and bought {line.phone_number} "
-                f"({counts['preview'].requests} previews, "
-                f"{counts['confirm'].requests} confirms so far, "
-                f"{len(sandbox.purchases())} lines bought)"
-            )
-
-            say.title(f"A batch of {count} that meets the daily limit")
-            seen: list[str] = []
-            batch = Provisioner(client, on_outcome=lambda o: seen.append(_brief(o)))
-            result = await batch.provision_many(count, concurrency=3)
-            for text in seen:
-                say.indent(text)
-            summary = f"bought {len(result.lines)} of {result.requested}"
-            if result.not_attempted:
-                summary += f"; {result.not_attempted} not attempted (nothing was sent)"
-            say.indent(summary)
-            if result.stopped_by is not None:
-                say.indent(f"stopped by: {explain(result.stopped_by)}")
-
+            await _one_line_by_hand(say, client, count)
+            await _expired_token(say, sandbox, client)
+            await _batch(say, client, count)
             sandbox.clock.advance(hours=25)
             say.title("What each error looks like (the clock moved 25 hours on)")
             await _show_errors(say, sandbox, client, account)
-
             say.title("A crash mid-confirm, and reconcile()")
-            await _crash_and_reconcile(say, sandbox, client)
-
-        charges = sandbox.ledger
-        bought = sum(1 for charge in charges if charge.phone_number is not None)
-        say.title("The sandbox's ledger: every charge was reported to us")
-        say.indent(
-            f"{len(charges)} charges: {bought} lines, "
-            f"{len(charges) - bought} subscription(s) without a line"
-        )
+            await crash_and_reconcile(say.indent, sandbox, client)
+            # A new day, so that the daily limit leaves the key its line.
+            sandbox.clock.advance(hours=25)
+            say.title("A key survives a crash (the clock moved 25 hours on)")
+            await key_survives_a_crash(say.indent, sandbox, client)
+        _ledger(say, sandbox)
     say.say("\nDone. Point LinesClient at https://api.sendblue.com to do it for real.")
     return EXIT_OK
+
+
+async def _one_line_by_hand(say: _Narrator, client: LinesClient, count: int) -> None:
+    """Limits, a plan, then one purchase through the client's two calls."""
+    say.title("Limits: GET /accounts/limits")
+    say.indent(limits_table(await client.get_limits()))
+
+    say.title(f"Plan: how many of {count} lines could be bought now?")
+    plan = await Provisioner(client).plan(count)
+    say.indent(plan_sentence(plan))
+
+    say.title("Preview: eligibility and a single-use token (charges nothing)")
+    preview = await client.preview()
+    say.indent(f"{preview!r}  (the repr shows only the token's prefix)")
+    say.title("Confirm: spend the token, charge the card, get the line")
+    line = await client.confirm(preview)
+    say.indent(f"bought {line.phone_number} (worker {line.worker_id})")
+
+
+async def _expired_token(
+    say: _Narrator, sandbox: Sandbox[Any], client: LinesClient
+) -> None:
+    """A token that expired while it waited for approval: a second preview buys."""
+    say.title("An expired token: the Provisioner previews again by itself")
+    slow = _SlowApprover(sandbox)
+    line = await Provisioner(client, approve=slow).provision()
+    counts = sandbox.counters
+    say.indent(
+        "the first token waited 11 minutes for approval, so confirm got 410 "
+        "token_expired;"
+    )
+    say.indent(
+        f"the Provisioner previewed again and bought {line.phone_number} "
+        f"({counts['preview'].requests} previews, "
+        f"{counts['confirm'].requests} confirms so far, "
+        f"{len(sandbox.purchases())} lines bought)"
+    )
+
+
+async def _batch(say: _Narrator, client: LinesClient, count: int) -> None:
+    """A batch one line larger than the daily limit leaves: it stops there."""
+    say.title(f"A batch of {count} that meets the daily limit")
+    seen: list[str] = []
+    batch = Provisioner(client, on_outcome=lambda o: seen.append(_brief(o)))
+    result = await batch.provision_many(count, concurrency=3)
+    for text in seen:
+        say.indent(text)
+    summary = f"bought {len(result.lines)} of {result.requested}"
+    if result.not_attempted:
+        summary += f"; {result.not_attempted} not attempted (nothing was sent)"
+    say.indent(summary)
+    if result.stopped_by is not None:
+        say.indent(f"stopped by: {explain(result.stopped_by)}")
+
+
+def _ledger(say: _Narrator, sandbox: Sandbox[Any]) -> None:
+    """The sandbox's own record of every charge, against what we were told."""
+    charges = sandbox.ledger
+    bought = sum(1 for charge in charges if charge.phone_number is not None)
+    say.title("The sandbox's ledger: every charge was reported to us")
+    say.indent(
+        f"{len(charges)} charges: {bought} lines, "
+        f"{len(charges) - bought} subscription(s) without a line"
+    )
 
 
 class _SlowApprover:
@@ -192,111 +212,3 @@ async def _show_errors(
     account.card_on_file = False
     await attempt("no card on file", client.preview())
     account.card_on_file = True
-
-
-#: Where `sendblue_lines` is imported from: the crash step's child imports it too.
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-#: Seconds the crash step waits for its child process to reach its confirm.
-CHILD_PATIENCE = 60.0
-
-
-async def _crash_and_reconcile(
-    say: _Narrator, sandbox: Sandbox[Any], client: LinesClient
-) -> None:
-    """Kill a real `provision` mid-confirm, then settle its purchase from the journal.
-
-    The sandbox holds the child's confirm without processing it (the token
-    stays unspent), the child is killed with SIGKILL, and `reconcile()`
-    resends that same token: the line is bought once, and the journal says
-    which token bought it.
-    """
-    with tempfile.TemporaryDirectory(prefix="sendblue-lines-demo-") as folder:
-        path = os.path.join(folder, "journal.sqlite3")
-        confirms = sandbox.counters["confirm"].requests
-        sandbox.inject("confirm", Fault.hang())
-        say.indent(
-            "a child process runs: sendblue-lines --journal TMP/journal.sqlite3 "
-            "provision --yes"
-        )
-        pid = await _child_killed_mid_confirm(sandbox, path, confirms)
-        say.indent(
-            f"its confirm reached the sandbox, which held it unanswered; pid {pid} "
-            "was killed with SIGKILL"
-        )
-        async with SQLiteJournal(path) as journal:
-            [left] = await journal.entries()
-            say.indent(
-                f"the journal kept its intent: {short_token(left.preview_token)} "
-                f"{left.state}, owner pid {pid} (gone)"
-            )
-            outcomes = await Provisioner(client, journal=journal).reconcile()
-            [entry] = await journal.entries()
-        line = entry.line
-        got = entry.state if line is None else f"bought {line.phone_number}"
-        say.indent(
-            f"reconcile() resent the same token (no new preview): "
-            f"{short_token(entry.preview_token)} {got}"
-        )
-        charges = [c for c in sandbox.ledger if c.preview_token == entry.preview_token]
-        say.indent(
-            f"{len(outcomes)} purchase settled; the ledger holds {len(charges)} "
-            "charge for that token"
-        )
-
-
-async def _child_killed_mid_confirm(
-    sandbox: Sandbox[Any], journal_path: str, confirms: int
-) -> int:
-    """Run `provision --yes` as a child, SIGKILL it once its confirm arrived."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SENDBLUE_")}
-    env.update(
-        SENDBLUE_BASE_URL=sandbox.url,
-        SENDBLUE_API_KEY_ID=sandbox.api_key_id,
-        SENDBLUE_API_SECRET_KEY=sandbox.api_secret_key,
-        PYTHONPATH=os.pathsep.join(
-            p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p
-        ),
-    )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sendblue_lines.cli",
-        "--journal",
-        journal_path,
-        "provision",
-        "--yes",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-        env=env,
-    )
-    try:
-        arrived = asyncio.ensure_future(
-            sandbox.wait_for_requests("confirm", confirms + 1, within=CHILD_PATIENCE)
-        )
-        ended = asyncio.ensure_future(process.wait())
-        try:
-            await asyncio.wait(
-                {arrived, ended},
-                timeout=CHILD_PATIENCE,
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-        finally:
-            arrived.cancel()
-            ended.cancel()
-        reached = (
-            arrived.done() and not arrived.cancelled() and arrived.exception() is None
-        )
-        if process.returncode is not None or not reached:
-            msg = (
-                "the demo's child process did not reach its confirm "
-                f"(exit status {process.returncode})"
-            )
-            raise RuntimeError(msg)
-        process.kill()
-        await process.wait()
-        return process.pid
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()

@@ -25,7 +25,9 @@ from ._commands import (
     provision_command,
     reconcile_command,
 )
+from ._keys import key_argument
 from ._render import EXIT_FAILED, EXIT_HUMAN, EXIT_INTERRUPTED, EXIT_NOTHING, explain
+from ._settle import configure as configure_settle
 from ._terminal import (
     Console,
     Interrupts,
@@ -59,7 +61,7 @@ unless only its owner can read it); the base URL from --base-url,
 SENDBLUE_BASE_URL or SENDBLUE_API_BASE_URL. SENDBLUE_LINES_LOG (or
 SENDBLUE_API_LOG) = debug, info or warning sets the log level when -v is not given.
 
-provision, history and reconcile use a purchase journal: --journal, else
+provision, history, reconcile and settle use a purchase journal: --journal, else
 SENDBLUE_LINES_JOURNAL, else $XDG_STATE_HOME/sendblue-lines/journal.sqlite3
 (~/.local/state/... without XDG_STATE_HOME); a postgresql:// DSN opens a
 PostgreSQL journal; --no-journal turns it off.
@@ -219,7 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--count",
         type=_positive,
         default=1,
-        help=f"lines to buy, 1 to {MAX_COUNT} (default 1)",
+        help=f"lines to buy, 1 to {MAX_COUNT} (default 1); with --key, the key's total",
+    )
+    provision.add_argument(
+        "--key",
+        type=key_argument,
+        help="the reason the lines are for (needs the journal): --count is then "
+        "its total, and only what it lacks is bought",
     )
     provision.add_argument(
         "--concurrency", type=_positive, default=3, help="purchases at once (default 3)"
@@ -245,10 +253,15 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     ):
         command = sub.add_parser(name, help=what, parents=[verbosity, journaling])
+        if name == "history":
+            command.add_argument(
+                "--key", type=key_argument, help="only the purchases for this key"
+            )
         command.add_argument(
             "--json", action="store_true", help="one JSON object per purchase"
         )
         command.set_defaults(handler=handler)
+    configure_settle(sub, [verbosity, journaling])
 
     demo = sub.add_parser(
         "demo",
@@ -257,10 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Start a local sandbox on 127.0.0.1 and buy lines from it step by step: "
             "limits, plan, preview, confirm, a re-preview after an expired token, "
-            "a batch that meets the daily limit, each kind of error, and a process "
+            "a batch that meets the daily limit, each kind of error, a process "
             "killed mid-confirm whose purchase reconcile() settles from a journal "
-            "in a temporary directory. Nothing is charged; nothing leaves this "
-            "machine."
+            "in a temporary directory, and one killed buying for a key, which the "
+            "key asked again answers with its one line. Nothing is charged; "
+            "nothing leaves this machine."
         ),
     )
     demo.add_argument(

@@ -233,12 +233,16 @@ def plan_sentence(plan: Plan, why: str | None = None) -> str:
     )
 
 
-def outcome_json(outcome: ProvisionOutcome) -> dict[str, Any]:
-    """The JSON object printed for one settled slot by `provision --json`."""
+def outcome_json(outcome: ProvisionOutcome, key: str | None = None) -> dict[str, Any]:
+    """The JSON object printed for one settled slot by `provision --json`.
+
+    `key` is the key the slot bought toward (``provision --key``), or None.
+    """
     if outcome.line is not None:
         return {
             "index": outcome.index,
             "outcome": "bought",
+            "key": key,
             "phone_number": outcome.line.phone_number,
             "worker_id": outcome.line.worker_id,
             "subscription_id": outcome.line.subscription_id,
@@ -254,6 +258,7 @@ def outcome_json(outcome: ProvisionOutcome) -> dict[str, Any]:
     data: dict[str, Any] = {
         "index": outcome.index,
         "outcome": kind,
+        "key": key,
         "error": type(error).__name__,
         "message": printable(explain(error), None) if error is not None else None,
     }
@@ -287,6 +292,7 @@ def entry_json(entry: JournalEntry) -> dict[str, Any]:
         "preview_token": entry.preview_token,
         "state": entry.state,
         "account": entry.account,
+        "key": entry.key,
         "phone_number": None if line is None else line.phone_number,
         "worker_id": None if line is None else line.worker_id,
         "subscription_id": None if line is None else line.subscription_id,
@@ -309,11 +315,13 @@ def _when(moment: datetime | None) -> str:
 def history_table(entries: list[JournalEntry]) -> str:
     """The journal's entries as a text table, oldest first; tokens shortened.
 
-    An account column is added only when the entries span more than one.
+    A key column is added only when an entry has a key, an account column
+    only when the entries span more than one account.
     """
+    keys = any(entry.key is not None for entry in entries)
     accounts = len({entry.account for entry in entries}) > 1
     head = ["token", "state", "number", "created (UTC)", "settled (UTC)", "error"]
-    rows = [[*head, "account"] if accounts else head]
+    rows = [head + ["key"] * keys + ["account"] * accounts]
     for entry in entries:
         row = [
             short_token(entry.preview_token),
@@ -323,7 +331,7 @@ def history_table(entries: list[JournalEntry]) -> str:
             _when(entry.settled_at),
             entry.error_code or "-",
         ]
-        rows.append([*row, entry.account] if accounts else row)
+        rows.append(row + [entry.key or "-"] * keys + [entry.account] * accounts)
     return _columns(rows)
 
 

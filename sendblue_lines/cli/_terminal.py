@@ -187,15 +187,23 @@ def why_unwritable(error: BaseException) -> str:
 class Progress:
     """Progress on stderr: a live line on a terminal, one line per outcome otherwise.
 
+    `key`: the key the purchases are for, in each JSON object (None: none).
+
     Every outcome goes to stdout first. If stdout fails, the outcome is
     written whole to stderr instead and the batch is stopped as by Ctrl-C:
     a line bought must be shown somewhere.
     """
 
     def __init__(
-        self, total: int, console: Console, as_json: bool, interrupts: Interrupts
+        self,
+        total: int,
+        console: Console,
+        as_json: bool,
+        interrupts: Interrupts,
+        key: str | None = None,
     ) -> None:
         self.total = total
+        self.key = key
         self.console = console
         self.as_json = as_json
         self.interrupts = interrupts
@@ -220,7 +228,10 @@ class Progress:
         else:
             try:
                 if self.as_json:
-                    print(json.dumps(outcome_json(outcome)), file=self.console.out)
+                    print(
+                        json.dumps(outcome_json(outcome, self.key)),
+                        file=self.console.out,
+                    )
                 elif outcome.line is not None:
                     print(_row(outcome), file=self.console.out)
                 printed = True

@@ -1,0 +1,214 @@
+"""`provision --key K --count N`: a key's total, what the key holds, what a run says.
+
+A key names why lines are bought (an agent, an order of 20), and the
+journal keeps it. With ``--key``, N is the key's *total*, not a number of
+new lines: the key's purchases that bought or may have bought (bought,
+pending, unknown, provisioning_failed) count against it, so a run from cron
+buys only what is missing, as the limits allow, and a run whose total is
+met asks nothing, sends nothing and exits 0. The exit code is computed
+against the total: 0 when the key holds N lines, 1 when it holds some, 2
+when it holds none, 3 when a purchase under it is unknown or charged
+without a line (a human must look, whatever else happened).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from collections import Counter
+from collections.abc import Sequence
+
+import attrs
+
+from .._keys import key_problem
+from ..journal import Journal, JournalEntry
+from ..provisioner import BatchResult, Provisioner
+from ._render import EXIT_NOTHING, exit_code
+
+__all__ = ["Goal", "Holding", "key_argument"]
+
+
+def key_argument(text: str) -> str:
+    """The type of ``--key``: a usable key, or a usage error saying what is wrong."""
+    problem = key_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+@attrs.frozen
+class Holding:
+    """What one key's purchases hold: its lines, and what else counts toward it."""
+
+    lines: int = 0
+    pending: int = 0
+    unknown: int = 0
+    failed: int = 0  # provisioning_failed: a subscription without a line
+
+    @classmethod
+    def of(cls, entries: Sequence[JournalEntry]) -> Holding:
+        """Count the key's entries by state (``not_bought`` counts for nothing)."""
+        states = Counter(entry.state for entry in entries)
+        return cls(
+            lines=states["bought"],
+            pending=states["pending"],
+            unknown=states["unknown"],
+            failed=states["provisioning_failed"],
+        )
+
+    @property
+    def counted(self) -> int:
+        """How many purchases fill the key's total: those that bought or may have."""
+        return self.lines + self.pending + self.unknown + self.failed
+
+    @property
+    def needs_human(self) -> int:
+        """Purchases that charged, or may have, without a line to show for it."""
+        return self.unknown + self.failed
+
+    def words(self, total: int) -> str:
+        """``holds 3 of 5 line(s)``, and what else counts toward the total."""
+        text = f"holds {self.lines} of {total} line(s)"
+        others = [
+            f"{number} {state}"
+            for state, number in (
+                ("pending", self.pending),
+                ("unknown", self.unknown),
+                ("provisioning_failed", self.failed),
+            )
+            if number
+        ]
+        if others:
+            text += (
+                f", plus {self.counted - self.lines} purchase(s) counted toward it "
+                f"({', '.join(others)})"
+            )
+        return text
+
+    def advice(self, key: str) -> str:
+        """What a person must do about the key's charges without a line ('' if none)."""
+        said = []
+        if self.unknown:
+            said.append(
+                f"{self.unknown} purchase(s) under the key ended unknown: check the "
+                "account, then record what you find with `sendblue-lines settle "
+                "TOKEN --bought PHONE` (or `--not-bought`); `sendblue-lines history "
+                f"--key {shlex.quote(key)}` lists them."
+            )
+        if self.failed:
+            said.append(
+                f"{self.failed} purchase(s) under the key created a subscription "
+                "without a line: take it up with Sendblue support."
+            )
+        return " ".join(said)
+
+
+@attrs.frozen
+class Goal:
+    """What one `provision` run buys toward: N new lines, or a key's total of N.
+
+    `held` is what the key held when the run began (nothing without a key).
+    """
+
+    total: int
+    key: str | None = None
+    held: Holding = Holding()
+
+    @classmethod
+    async def read(
+        cls, total: int, key: str | None, journal: Journal | None, account: str
+    ) -> Goal:
+        """The goal of a run: with a key, what the journal holds under it now.
+
+        Raises:
+            JournalError: the journal could not be read.
+        """
+        if key is None or journal is None:
+            return cls(total)
+        return cls(total, key, Holding.of(await journal.entries(account, key=key)))
+
+    @property
+    def wanted(self) -> int:
+        """How many lines are missing: all N, or what the key lacks of its total."""
+        return max(self.total - self.held.counted, 0)
+
+    def notice(self, count: int) -> str:
+        """The sentence before buying: how many this run may buy, toward what."""
+        toward = (
+            ""
+            if self.key is None
+            else f" toward the key {self.key!r}, which {self.held.words(self.total)}"
+        )
+        return (
+            f"About to buy {count} line(s){toward}. Each one starts a Sendblue "
+            "subscription billed to the card on file."
+        )
+
+    def met(self) -> str:
+        """The sentence of a run whose key's total is already met."""
+        # Purchases that may have bought count until a person settles them.
+        met = (
+            "its total is met"
+            if self.held.lines >= self.total
+            else "nothing more is bought for it until those are settled"
+        )
+        held = self.held.words(self.total)
+        said = f"The key {self.key!r} {held}: {met}; nothing was bought."
+        advice = self.held.advice(self.key or "")
+        return f"{said} {advice}" if advice else said
+
+    def nothing_now(self) -> str:
+        """What follows "nothing was bought" when the limits leave no room now."""
+        if self.key is None:
+            return ""
+        return f" The key {self.key!r} {self.held.words(self.total)}."
+
+    def exit_code(self, held: Holding | None = None, needs_human: int = 0) -> int:
+        """The exit code of a run that bought nothing, or of a keyed run.
+
+        Against the key's total when there is a key: `held` is what the key
+        holds after the run (default: before it), `needs_human` the run's
+        outcomes that need a human (one whose write to the journal failed is
+        still pending there). Without a key, a run that bought nothing exits 2.
+        """
+        if self.key is None:
+            return EXIT_NOTHING
+        now = self.held if held is None else held
+        return exit_code(now.lines, self.total, now.needs_human + needs_human)
+
+    def cap(self, count: int) -> int | None:
+        """The run's ``max_lines``: `count` with a key (see `buy`), else None."""
+        return None if self.key is None else count
+
+    async def buy(
+        self, provisioner: Provisioner, count: int, concurrency: int
+    ) -> BatchResult:
+        """Buy `count` lines (with a key: toward its total, `count` at most).
+
+        With a key, `provisioner` caps its purchases at `count` (`cap`): the
+        total N goes to `provision_many`, so that the journal holds the key
+        within it whatever runs alongside, and the cap keeps this run within
+        what it announced even if the limits free a slot meanwhile.
+        """
+        if self.key is None:
+            return await provisioner.provision_many(count, concurrency=concurrency)
+        return await provisioner.provision_many(
+            self.total, concurrency=concurrency, key=self.key
+        )
+
+    def summary(self, held: Holding, bought: int, failed: int) -> str:
+        """The keyed run's last sentence: what the key holds, what this run did."""
+        assert self.key is not None  # noqa: S101 - only keyed runs sum up here
+        parts = [f"this run bought {bought}"]
+        if failed:
+            parts.append(f"{failed} failed")
+        missing = max(self.total - held.counted, 0)
+        if missing:
+            parts.append(f"{missing} still to buy")
+        said = (
+            f"Done: the key {self.key!r} {held.words(self.total)}; "
+            + ", ".join(parts)
+            + "."
+        )
+        advice = held.advice(self.key)
+        return f"{said} {advice}" if advice else said
