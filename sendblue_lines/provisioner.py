@@ -376,11 +376,11 @@ class Provisioner:
     async def reconciling(self, *, every: float | None = None) -> AsyncIterator[None]:
         """Run `reconcile()` in the background while the block runs.
 
-        Use it beside an application (``async with provisioner.reconciling():``
-        in its lifespan): a restarted replica, or any survivor, settles what
-        a dead process left open as soon as the journal judges its owner
-        gone (at once on one host; once its lease ran out on PostgreSQL),
-        with no timer of the application's. It reconciles at once, then
+        Use it in an application's lifespan (entered and left by one task:
+        it holds a task group): a restarted replica, or any survivor,
+        settles what a dead process left open as soon as the journal judges
+        its owner gone (at once on one host; once its lease ran out on
+        PostgreSQL), with no timer of the application's. It reconciles at once, then
         every `every` seconds (default: `heartbeat_seconds` of the journal, a
         third of its lease and 15 s at most). A failed pass is logged and
         the next one runs; leaving the block stops it (a resend in flight

@@ -92,8 +92,14 @@ class Journal(abc.ABC):
         """Seconds an owner stays alive without `renew`; None: as long as it runs."""
 
     @abc.abstractmethod
-    def _error(self, operation: str, message: str) -> JournalError:
+    def _error(
+        self, operation: str, message: str, *, refused: bool = False
+    ) -> JournalError:
         """The `JournalError` for `operation`, saying `message`."""
+
+    def _refusal(self, operation: str, refused: Refused) -> JournalError:
+        """The `JournalError` for a rule that refused `operation`: nothing written."""
+        return self._error(operation, str(refused), refused=True)
 
     @abc.abstractmethod
     async def open(self: _J) -> _J:
@@ -169,7 +175,7 @@ class Journal(abc.ABC):
             )
             check_account(self._account, account)
         except Refused as refused:
-            raise self._error("reserve purchase slots", str(refused)) from None
+            raise self._refusal("reserve purchase slots", refused) from None
         return await self._reserve(request)
 
     @abc.abstractmethod
@@ -241,7 +247,7 @@ class Journal(abc.ABC):
                 slot = slot_id
             intent = Intent.of(slot, preview_token, utc(expires_at), utc(first_sent_at))
         except Refused as refused:
-            raise self._error("record the intent to confirm", str(refused)) from None
+            raise self._refusal("record the intent to confirm", refused) from None
         if request is not None:
             return await self._reserve_intent(request, intent)
         return await self._record_intent(intent)
@@ -295,7 +301,7 @@ class Journal(abc.ABC):
                 attempts=attempts, first_sent_at=first_sent_at, evidence=evidence,
             )  # fmt: skip
         except Refused as refused:
-            raise self._error("record the outcome", str(refused)) from None
+            raise self._refusal("record the outcome", refused) from None
         return await self._record_outcome(preview_token, outcome, owner)
 
     @abc.abstractmethod
@@ -374,7 +380,7 @@ class Journal(abc.ABC):
                 note=note,
             )  # fmt: skip
         except Refused as refused:
-            raise self._error("settle a purchase by hand", str(refused)) from None
+            raise self._refusal("settle a purchase by hand", refused) from None
         return await self._settle(settlement)
 
     @abc.abstractmethod

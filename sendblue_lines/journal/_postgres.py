@@ -192,7 +192,9 @@ class PostgresJournal(Journal):
 
     # -- plumbing ---------------------------------------------------------
 
-    def _error(self, operation: str, message: str) -> JournalError:
+    def _error(
+        self, operation: str, message: str, *, refused: bool = False
+    ) -> JournalError:
         if self._dsn is not None:
             message = message.replace(self._dsn, self._location)
         return JournalError(
@@ -201,6 +203,7 @@ class PostgresJournal(Journal):
             backend=self.backend,
             location=self._location,
             operation=operation,
+            refused=refused,
         )
 
     def _describe(self, exc: BaseException) -> str:
@@ -217,7 +220,7 @@ class PostgresJournal(Journal):
             with anyio.CancelScope(shield=True):
                 result = await work()
         except Refused as refused:
-            raise self._error(operation, str(refused)) from None
+            raise self._refusal(operation, refused) from None
         except self._errors as exc:
             raise self._error(operation, self._describe(exc)) from exc
         return result

@@ -182,12 +182,15 @@ class SQLiteJournal(Journal):
 
     # -- plumbing ---------------------------------------------------------
 
-    def _error(self, operation: str, message: str) -> JournalError:
+    def _error(
+        self, operation: str, message: str, *, refused: bool = False
+    ) -> JournalError:
         return JournalError(
             f"SQLite journal {self._path}: cannot {operation}: {message}",
             backend=self.backend,
             location=self._path,
             operation=operation,
+            refused=refused,
         )
 
     def _guarded(self, operation: str, work: Callable[[], _T]) -> _T:
@@ -195,7 +198,7 @@ class SQLiteJournal(Journal):
             try:
                 return work()
             except Refused as refused:
-                raise self._error(operation, str(refused)) from None
+                raise self._refusal(operation, refused) from None
             except _FAILURES as exc:
                 raise self._failure(operation, exc) from exc
 
@@ -268,7 +271,7 @@ class SQLiteJournal(Journal):
         try:
             job.value = job.work(connection)
         except Refused as refused:
-            job.fail(self._error(job.operation, str(refused)))
+            job.fail(self._refusal(job.operation, refused))
         except _FAILURES as exc:
             job.fail(self._failure(job.operation, exc))
         except Exception as exc:  # noqa: BLE001 - handed to its caller

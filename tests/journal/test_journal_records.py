@@ -359,3 +359,19 @@ def test_the_heartbeat_follows_the_lease(lease: float, every: float) -> None:
     assert journal.lease == lease
     assert heartbeat_seconds(journal) == pytest.approx(every)
     assert heartbeat_seconds(SQLiteJournal("unused.sqlite3")) == HEARTBEAT_SECONDS
+
+
+async def test_a_rule_that_refuses_says_nothing_was_written(journal: Journal) -> None:
+    """A refusal by the journal's rules is `refused`: it certainly wrote nothing."""
+    [slot, other] = await journal.reserve("key-refused", default_owner(), 2, None)
+    when = datetime(2026, 5, 18, 14, 30, tzinfo=timezone.utc)
+    await journal.record_intent(slot, "lpv_once", when)
+    with pytest.raises(JournalError) as repeated:
+        await journal.record_intent(other, "lpv_once", when)
+    await journal.record_outcome("lpv_once", "not_bought")
+    with pytest.raises(JournalError) as final:
+        await journal.record_outcome("lpv_once", "unknown")
+    assert repeated.value.refused
+    assert final.value.refused
+    [entry] = await journal.entries("key-refused")
+    assert entry.state == "not_bought"

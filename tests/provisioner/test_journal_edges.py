@@ -28,6 +28,8 @@ from crash_support import (
     store_spec,
 )
 
+from sendblue_lines import JournalError, LinesClient, Provisioner
+from sendblue_lines.journal import default_owner
 from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
 
 pytestmark = pytest.mark.skipif(
@@ -177,3 +179,29 @@ async def test_a_second_replica_buys_at_once_after_another_bought(
     assert sendblue_sandbox.counters["confirm"].requests == 2
     states = [e.state for e in await entries_of(spec, sendblue_sandbox.api_key_id)]
     assert states == ["bought", "bought"]
+
+
+async def test_a_repeated_token_never_clears_an_earlier_unknown(
+    spec: dict[str, Any],
+) -> None:
+    """A token repeated after its purchase ended unknown: the unknown stays unknown.
+
+    The refused intent wrote nothing; its cleanup must not record "certainly
+    no charge" over this process's own earlier unknown, which may have
+    charged (the same owner, so the owner check alone would let it).
+    """
+    async with open_spec(spec) as journal:
+        [slot] = await journal.reserve(KEY_ID, default_owner(), 1, None)
+        await journal.record_intent(slot, REPEATED, datetime.now(timezone.utc))
+        await journal.record_outcome(REPEATED, "unknown", message="answer lost")
+        async with (
+            repeating_server() as (url, answered),
+            LinesClient(KEY_ID, SECRET, base_url=url) as client,
+        ):
+            with pytest.raises(JournalError) as raised:
+                await Provisioner(client, journal=journal).provision()
+        [entry] = await journal.entries(KEY_ID)
+    assert (entry.state, entry.message) == ("unknown", "answer lost")
+    assert answered == []  # the repeated token was never sent
+    assert "already in the journal" in str(raised.value)
+    assert raised.value.refused
