@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any, Final
 
@@ -239,16 +240,31 @@ class Transport:
         self._timeout = aiohttp.ClientTimeout(
             total=timeout, connect=min(connect_timeout, timeout / 2)
         )
-        # Sent with every request: they replace a caller's session's defaults
-        # (case-insensitively), and our own session has none, since aiohttp
-        # adds a session's default headers to the CONNECT it sends a proxy.
         self._headers = {
             **credentials.headers(),
             "Accept": "application/json",
             "Accept-Encoding": _ACCEPT_ENCODING,
             "User-Agent": USER_AGENT,
         }
-        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        json_type = {"Content-Type": "application/json"}
+        # Our own session carries our headers and timeout as its defaults,
+        # aiohttp's own way, and its other settings are the pinned ones
+        # already. A caller's session gets them with every request, where
+        # they replace its own; so does our session through a proxy, since
+        # aiohttp adds a session's default headers to a proxy's CONNECT.
+        self._defaults = self._owns_session and not (
+            self._session_options.get("proxy") or self._session_options.get("trust_env")
+        )
+        if self._defaults:
+            self._options: dict[str, Any] = {"allow_redirects": False}
+            self._json_options = {**self._options, "headers": json_type}
+        else:
+            self._options = {"headers": self._headers, "timeout": self._timeout}
+            self._options.update(_PINNED)
+            self._json_options = {
+                **self._options,
+                "headers": {**self._headers, **json_type},
+            }
 
     @property
     def closed(self) -> bool:
@@ -321,7 +337,13 @@ class Transport:
         # that fixed SSL transport cleanup (3.12.8+, 3.13.1+) it warns, which
         # fails apps and test suites that treat warnings as errors.
         cleanup = bool(getattr(aiohttp.connector, "NEEDS_CLEANUP_CLOSED", False))
+        defaults: dict[str, Any] = (
+            {"headers": self._headers, "timeout": self._timeout}
+            if self._defaults
+            else {}
+        )
         return aiohttp.ClientSession(
+            **defaults,
             **self._session_options,
             raise_for_status=False,
             connector=aiohttp.TCPConnector(limit=100, enable_cleanup_closed=cleanup),
@@ -386,9 +408,7 @@ class Transport:
                 method,
                 self.base_url + path,
                 data=json_text,
-                headers=self._headers if json_text is None else self._json_headers,
-                timeout=self._timeout,
-                **_PINNED,
+                **(self._options if json_text is None else self._json_options),
             ) as response:
                 phase = _READING
                 reply = await self._read(response)
@@ -405,12 +425,13 @@ class Transport:
                 method, path, attempt, clock() - started, failed, phase
             )
             raise error from self._safe_cause(failed)
-        self._record(
-            Attempt(
-                method=method, path=path, attempt=attempt, status=reply.status,
-                elapsed=clock() - started,
-            )
-        )  # fmt: skip
+        if self._on_attempt is not None or logger.isEnabledFor(logging.DEBUG):
+            self._record(
+                Attempt(
+                    method=method, path=path, attempt=attempt, status=reply.status,
+                    elapsed=clock() - started,
+                )
+            )  # fmt: skip
         return reply
 
     def _failed(
