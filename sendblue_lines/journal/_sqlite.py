@@ -5,15 +5,9 @@ through `anyio.to_thread`, so the event loop never waits on the disk. The
 file is in WAL mode with ``synchronous=FULL``: a commit is on disk when it
 returns, and readers never block the writer.
 
-Group commit: the writes of one journal that arrive while another is being
-committed wait, then go to disk together, each in a savepoint of one
-``BEGIN IMMEDIATE`` transaction, so a batch's concurrent intents and
-outcomes share one thread hop and one fsync. Each write still succeeds or
-fails on its own (its savepoint), and none returns before the commit that
-holds it is on disk. Every write that counts or
-claims runs in ``BEGIN IMMEDIATE``, which takes the file's write lock at
-once, so the processes of one host that share the file reserve and claim one
-after the other, never on a stale count.
+Every write is one ``BEGIN IMMEDIATE`` transaction, which takes the file's
+write lock at once, so the processes of one host that share the file
+reserve and claim one after the other, never on a stale count.
 """
 
 from __future__ import annotations
@@ -27,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import anyio.to_thread
 
@@ -81,23 +75,7 @@ def _iso(moment: datetime | None) -> str | None:
 
 @contextmanager
 def _immediate(connection: sqlite3.Connection) -> Iterator[None]:
-    """One write transaction that holds the file's write lock from its start.
-
-    Inside a group commit's transaction, a savepoint of it: the write is
-    undone on its own if it fails, and committed with the group.
-    """
-    nested = connection.in_transaction
-    if nested:
-        connection.execute("SAVEPOINT journal_write")
-        try:
-            yield
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                connection.execute("ROLLBACK TO journal_write")
-                connection.execute("RELEASE journal_write")
-            raise
-        connection.execute("RELEASE journal_write")
-        return
+    """One write transaction that holds the file's write lock from its start."""
     connection.execute("BEGIN IMMEDIATE")
     try:
         yield
@@ -159,12 +137,6 @@ class SQLiteJournal(Journal):
         )
         self._connection: sqlite3.Connection | None = None
         self._lock = threading.Lock()
-        # Group commit: writes waiting for the next commit, whether one is
-        # being made, and the event set when it is done (made on first use:
-        # an anyio Event needs a running loop).
-        self._queue: list[_Write] = []
-        self._writing = False
-        self._idle: anyio.Event | None = None
 
     @property
     def lease(self) -> None:
@@ -213,69 +185,6 @@ class SQLiteJournal(Journal):
         return await anyio.to_thread.run_sync(
             self._guarded, operation, lambda: work(connection)
         )
-
-    async def _write(
-        self, operation: str, work: Callable[[sqlite3.Connection], _T]
-    ) -> _T:
-        """Run the write `work` in the next group commit; return once it is on disk.
-
-        Whoever finds no commit under way makes the next one, for every
-        write queued by then; the others wait for theirs. Not abandoned on
-        cancellation, like `_run`: a write that was queued is committed (or
-        failed) before its caller hears of it.
-        """
-        connection = self._connection
-        if connection is None:
-            raise self._error(operation, "the journal is not open (use async with)")
-        job: _Write = _Write(operation, work)
-        self._queue.append(job)
-        with anyio.CancelScope(shield=True):
-            while not job.done:
-                if self._writing:
-                    if self._idle is None:
-                        self._idle = anyio.Event()
-                    await self._idle.wait()
-                else:
-                    await self._commit_queued(connection)
-        if job.error is not None:
-            raise job.error
-        return cast("_T", job.value)
-
-    async def _commit_queued(self, connection: sqlite3.Connection) -> None:
-        self._writing = True
-        jobs, self._queue = self._queue, []
-        try:
-            await anyio.to_thread.run_sync(self._commit_group, connection, jobs)
-        finally:
-            for job in jobs:
-                job.done = True
-            self._writing = False
-            idle, self._idle = self._idle, None
-            if idle is not None:
-                idle.set()
-
-    def _commit_group(self, connection: sqlite3.Connection, jobs: list[_Write]) -> None:
-        """In a worker thread: every job in one transaction, each in a savepoint."""
-        with self._lock:
-            try:
-                with _immediate(connection):
-                    for job in jobs:
-                        self._run_job(connection, job)
-            except _FAILURES as exc:  # BEGIN or COMMIT: every job not failed yet
-                for job in jobs:
-                    if job.error is None:
-                        job.fail(self._failure(job.operation, exc))
-
-    def _run_job(self, connection: sqlite3.Connection, job: _Write) -> None:
-        """Run one job of a group; what it raises becomes its caller's error."""
-        try:
-            job.value = job.work(connection)
-        except Refused as refused:
-            job.fail(self._refusal(job.operation, refused))
-        except _FAILURES as exc:
-            job.fail(self._failure(job.operation, exc))
-        except Exception as exc:  # noqa: BLE001 - handed to its caller
-            job.fail(exc)
 
     def _failure(self, operation: str, exc: BaseException) -> JournalError:
         error = self._error(operation, _describe(exc))
@@ -413,7 +322,7 @@ class SQLiteJournal(Journal):
                     for _ in range(request.granted(*taking))
                 ]
 
-        return await self._write("reserve purchase slots", work)
+        return await self._run("reserve purchase slots", work)
 
     async def _reserve_intent(
         self, request: SlotRequest, intent: Intent
@@ -441,7 +350,7 @@ class SQLiteJournal(Journal):
                     check_token_free(taken=True)
                 return _select_entry(connection, intent.preview_token)
 
-        return await self._write("record the intent to confirm", work)
+        return await self._run("record the intent to confirm", work)
 
     async def release(self, slot_ids: Iterable[int]) -> None:
         """Give back slots that never got an intent; others are left alone.
@@ -457,7 +366,7 @@ class SQLiteJournal(Journal):
                     "DELETE FROM purchases WHERE id = ? AND state = 'reserved'", ids
                 )
 
-        await self._write("release purchase slots", work)
+        await self._run("release purchase slots", work)
 
     async def _record_intent(self, intent: Intent) -> JournalEntry:
         def work(connection: sqlite3.Connection) -> JournalEntry:
@@ -483,7 +392,7 @@ class SQLiteJournal(Journal):
                     check_token_free(taken=True)
                 return _select_entry(connection, intent.preview_token)
 
-        return await self._write("record the intent to confirm", work)
+        return await self._run("record the intent to confirm", work)
 
     async def _record_outcome(
         self, preview_token: str, outcome: Outcome, owner: str | None
@@ -518,7 +427,7 @@ class SQLiteJournal(Journal):
                 )
                 return _select_entry(connection, preview_token)
 
-        return await self._write("record the outcome", work)
+        return await self._run("record the outcome", work)
 
     async def claim_orphans(
         self, account: str, owner: str, *, key: str | None = None
@@ -615,25 +524,7 @@ class SQLiteJournal(Journal):
                 )
                 return _select_entry(connection, token)
 
-        return await self._write("settle a purchase by hand", work)
-
-
-class _Write:
-    """One write waiting for a group commit, and what came of it."""
-
-    __slots__ = ("done", "error", "operation", "value", "work")
-
-    def __init__(
-        self, operation: str, work: Callable[[sqlite3.Connection], object]
-    ) -> None:
-        self.operation = operation
-        self.work = work
-        self.done = False
-        self.value: object = None
-        self.error: BaseException | None = None
-
-    def fail(self, error: BaseException) -> None:
-        self.value, self.error = None, error
+        return await self._run("settle a purchase by hand", work)
 
 
 def _check_ours(connection: sqlite3.Connection) -> None:

@@ -89,7 +89,7 @@ async def test_a_new_slot_with_a_negative_room_is_refused(journal: Journal) -> N
 
 
 async def test_concurrent_writes_fail_alone(store: Store) -> None:
-    """Writes committed together (SQLite's group commit) succeed or fail each alone.
+    """Concurrent writes succeed or fail each alone.
 
     One of twelve concurrent intents repeats a token: it alone is refused;
     the others are on disk for another reader when their calls return.
