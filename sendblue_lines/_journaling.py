@@ -113,6 +113,8 @@ class Recorder:
         since: int,
         key: str | None = None,
         total: int | None = None,
+        *,
+        ahead: bool = True,
     ) -> RateLimitError | None:
         """Reserve the Budget's slots in the journal too; shrink to what it grants.
 
@@ -120,12 +122,13 @@ class Recorder:
         Provisioner's open purchases itself, beside the fleet's, and those
         settled after `since`; with `key`, the key's total too. Returns the
         refusal for the slots it did not grant, or None (all granted, or the
-        key's total met).
+        key's total met). Not `ahead` (`provision()`): no slot now, each
+        intent reserves its own, in the intent's commit.
 
         Raises:
             JournalError: the journal failed; nothing was reserved in it.
         """
-        wanted = reservation.size
+        wanted = reservation.size if ahead else 0
         ids: list[int] = []
         if wanted > 0:
             ids = await self.journal.reserve(
@@ -139,17 +142,6 @@ class Recorder:
         if await self._key_met(key, total, len(ids)):
             return None
         return journal_refusal(plan, len(ids), wanted)
-
-    def expect(
-        self,
-        reservation: Reservation,
-        plan: Plan,
-        since: int,
-        key: str | None = None,
-        total: int | None = None,
-    ) -> None:
-        """Take `reservation` with no journal slot yet: each intent reserves its own."""
-        self._grants[reservation] = _Grant([], plan, since, key, total)
 
     async def _key_met(self, key: str | None, total: int | None, granted: int) -> bool:
         """Whether the key's purchases and the slots just granted meet its total."""

@@ -466,9 +466,8 @@ class Provisioner:
                     return await self._buy(slot, reservation)
             # No journal slot yet: it is reserved with the intent, after the
             # preview, in one commit.
-            recorder.expect(
-                reservation, plan, since, key, 1 if key is not None else None
-            )
+            total = None if key is None else 1
+            await recorder.reserve(reservation, plan, since, key, total, ahead=False)
             try:
                 with reservation.slot() as slot:
                     return await self._buy(slot, reservation)

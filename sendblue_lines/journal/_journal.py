@@ -33,7 +33,7 @@ import abc
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, ClassVar, TypeVar, overload
 
 from ..errors import JournalError
 from ..models import ProvisionedLine
@@ -91,11 +91,35 @@ class Journal(abc.ABC):
     def lease(self) -> float | None:
         """Seconds an owner stays alive without `renew`; None: as long as it runs."""
 
+    #: ``"sqlite"`` or ``"postgresql"``: `JournalError.backend`.
+    backend: ClassVar[str]
+
+    @property
     @abc.abstractmethod
+    def _named(self) -> tuple[str, str]:
+        """How an error names this journal, and where it is (never a password)."""
+
+    @property
+    @abc.abstractmethod
+    def _opened(self) -> bool:
+        """Whether the store is open now."""
+
+    def __repr__(self) -> str:
+        name, _ = self._named
+        return (
+            f"<{type(self).__name__}: {name}, {'open' if self._opened else 'closed'}>"
+        )
+
     def _error(
         self, operation: str, message: str, *, refused: bool = False
     ) -> JournalError:
         """The `JournalError` for `operation`, saying `message`."""
+        name, location = self._named
+        return JournalError(
+            f"{name}: cannot {operation}: {message}",
+            backend=self.backend, location=location, operation=operation,
+            refused=refused,
+        )  # fmt: skip
 
     def _refusal(self, operation: str, refused: Refused) -> JournalError:
         """The `JournalError` for a rule that refused `operation`: nothing written."""

@@ -186,25 +186,23 @@ class PostgresJournal(Journal):
         """Where the journal is: the DSN without its password, or the pool."""
         return self._location
 
-    def __repr__(self) -> str:
-        state = "open" if self._pool is not None else "closed"
-        return f"<PostgresJournal {self._location} schema={self._schema} {state}>"
-
     # -- plumbing ---------------------------------------------------------
+
+    @property
+    def _named(self) -> tuple[str, str]:
+        name = f"PostgreSQL journal {self._location} (schema {self._schema})"
+        return name, self._location
+
+    @property
+    def _opened(self) -> bool:
+        return self._pool is not None
 
     def _error(
         self, operation: str, message: str, *, refused: bool = False
     ) -> JournalError:
-        if self._dsn is not None:
+        if self._dsn is not None:  # a driver may quote the DSN whole
             message = message.replace(self._dsn, self._location)
-        return JournalError(
-            f"PostgreSQL journal {self._location} (schema {self._schema}): "
-            f"cannot {operation}: {message}",
-            backend=self.backend,
-            location=self._location,
-            operation=operation,
-            refused=refused,
-        )
+        return super()._error(operation, message, refused=refused)
 
     def _describe(self, exc: BaseException) -> str:
         text = str(exc) or type(exc).__name__

@@ -148,22 +148,15 @@ class SQLiteJournal(Journal):
         """Where the journal's file is."""
         return self._path
 
-    def __repr__(self) -> str:
-        state = "open" if self._connection is not None else "closed"
-        return f"<SQLiteJournal {self._path!r} {state}>"
-
     # -- plumbing ---------------------------------------------------------
 
-    def _error(
-        self, operation: str, message: str, *, refused: bool = False
-    ) -> JournalError:
-        return JournalError(
-            f"SQLite journal {self._path}: cannot {operation}: {message}",
-            backend=self.backend,
-            location=self._path,
-            operation=operation,
-            refused=refused,
-        )
+    @property
+    def _named(self) -> tuple[str, str]:
+        return f"SQLite journal {self._path}", self._path
+
+    @property
+    def _opened(self) -> bool:
+        return self._connection is not None
 
     def _guarded(self, operation: str, work: Callable[[], _T]) -> _T:
         with self._lock:
