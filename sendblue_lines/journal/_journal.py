@@ -53,6 +53,7 @@ __all__ = [
     "HEARTBEAT_SECONDS",
     "Journal",
     "heartbeat_seconds",
+    "journal_error",
 ]
 
 #: The longest wait between two heartbeats (and the one of a journal without
@@ -109,21 +110,6 @@ class Journal(abc.ABC):
         return (
             f"<{type(self).__name__}: {name}, {'open' if self._opened else 'closed'}>"
         )
-
-    def _error(
-        self, operation: str, message: str, *, refused: bool = False
-    ) -> JournalError:
-        """The `JournalError` for `operation`, saying `message`."""
-        name, location = self._named
-        return JournalError(
-            f"{name}: cannot {operation}: {message}",
-            backend=self.backend, location=location, operation=operation,
-            refused=refused,
-        )  # fmt: skip
-
-    def _refusal(self, operation: str, refused: Refused) -> JournalError:
-        """The `JournalError` for a rule that refused `operation`: nothing written."""
-        return self._error(operation, str(refused), refused=True)
 
     @abc.abstractmethod
     async def open(self: _J) -> _J:
@@ -199,7 +185,9 @@ class Journal(abc.ABC):
             )
             check_account(self._account, account)
         except Refused as refused:
-            raise self._refusal("reserve purchase slots", refused) from None
+            raise journal_error(
+                self, "reserve purchase slots", str(refused), refused=True
+            ) from None
         return await self._reserve(request)
 
     @abc.abstractmethod
@@ -271,7 +259,9 @@ class Journal(abc.ABC):
                 slot = slot_id
             intent = Intent.of(slot, preview_token, utc(expires_at), utc(first_sent_at))
         except Refused as refused:
-            raise self._refusal("record the intent to confirm", refused) from None
+            raise journal_error(
+                self, "record the intent to confirm", str(refused), refused=True
+            ) from None
         if request is not None:
             return await self._reserve_intent(request, intent)
         return await self._record_intent(intent)
@@ -325,7 +315,9 @@ class Journal(abc.ABC):
                 attempts=attempts, first_sent_at=first_sent_at, evidence=evidence,
             )  # fmt: skip
         except Refused as refused:
-            raise self._refusal("record the outcome", refused) from None
+            raise journal_error(
+                self, "record the outcome", str(refused), refused=True
+            ) from None
         return await self._record_outcome(preview_token, outcome, owner)
 
     @abc.abstractmethod
@@ -404,12 +396,29 @@ class Journal(abc.ABC):
                 note=note,
             )  # fmt: skip
         except Refused as refused:
-            raise self._refusal("settle a purchase by hand", refused) from None
+            raise journal_error(
+                self, "settle a purchase by hand", str(refused), refused=True
+            ) from None
         return await self._settle(settlement)
 
     @abc.abstractmethod
     async def _settle(self, settlement: Settlement) -> JournalEntry:
         """Find the entry `settlement` names, check it, write it: one transaction."""
+
+
+def journal_error(
+    journal: Journal, operation: str, message: str, *, refused: bool = False
+) -> JournalError:
+    """The `JournalError` `journal` raises for `operation`, saying `message`.
+
+    `refused`: a rule of the journal refused it, so it wrote nothing.
+    """
+    name, location = journal._named
+    return JournalError(
+        f"{name}: cannot {operation}: {message}",
+        backend=journal.backend, location=location, operation=operation,
+        refused=refused,
+    )  # fmt: skip
 
 
 def heartbeat_seconds(journal: Journal) -> float:

@@ -28,9 +28,9 @@ from typing import Any, TypeVar
 import anyio
 
 from .._config import check_count, check_instance, check_seconds
-from ..errors import ConfigurationError, JournalError, excerpt
+from ..errors import ConfigurationError, excerpt
 from ._entry import JournalEntry
-from ._journal import Journal
+from ._journal import Journal, journal_error
 from ._rules import (
     BY_HAND,
     KEY_STATES,
@@ -93,6 +93,17 @@ def _passwords(dsn: str) -> list[str]:
     found.update(m.group(2) for m in _URL_PASSWORD.finditer(dsn))
     found.update([urllib.parse.unquote(text) for text in found])
     return sorted(filter(None, found), key=len, reverse=True)
+
+
+async def _no_reset(connection: Any) -> None:
+    """Give a connection back to the journal's own pool as it is.
+
+    The journal's connections change no session state (no ``SET``,
+    ``LISTEN``, cursor or session lock), and asyncpg rolls back a transaction
+    left open before this runs. Its default reset on release once left a
+    connection mid-operation here ("another operation is in progress", as in
+    asyncpg issue 784), failing the next reservation on it.
+    """
 
 
 class PostgresJournal(Journal):
@@ -197,13 +208,6 @@ class PostgresJournal(Journal):
     def _opened(self) -> bool:
         return self._pool is not None
 
-    def _error(
-        self, operation: str, message: str, *, refused: bool = False
-    ) -> JournalError:
-        if self._dsn is not None:  # a driver may quote the DSN whole
-            message = message.replace(self._dsn, self._location)
-        return super()._error(operation, message, refused=refused)
-
     def _describe(self, exc: BaseException) -> str:
         text = str(exc) or type(exc).__name__
         for password in _passwords(self._dsn or ""):
@@ -218,15 +222,17 @@ class PostgresJournal(Journal):
             with anyio.CancelScope(shield=True):
                 result = await work()
         except Refused as refused:
-            raise self._refusal(operation, refused) from None
+            raise journal_error(self, operation, str(refused), refused=True) from None
         except self._errors as exc:
-            raise self._error(operation, self._describe(exc)) from exc
+            raise journal_error(self, operation, self._describe(exc)) from exc
         return result
 
     async def _run(self, operation: str, work: Callable[[Any], Awaitable[_T]]) -> _T:
         pool = self._pool
         if pool is None:
-            raise self._error(operation, "the journal is not open (use async with)")
+            raise journal_error(
+                self, operation, "the journal is not open (use async with)"
+            )
 
         async def transaction() -> _T:
             async with pool.acquire() as connection, connection.transaction():
@@ -249,7 +255,8 @@ class PostgresJournal(Journal):
         try:
             import asyncpg  # optional: only a fleet needs it
         except ImportError as exc:
-            raise self._error(
+            raise journal_error(
+                self,
                 "open the journal",
                 "asyncpg is not installed: pip install 'sendblue-lines[postgres]'",
             ) from exc
@@ -275,6 +282,7 @@ class PostgresJournal(Journal):
                 min_size=1,
                 max_size=self._pool_size,
                 command_timeout=COMMAND_TIMEOUT,
+                reset=_no_reset,
             )
 
         pool = await self._guard("connect", connect)

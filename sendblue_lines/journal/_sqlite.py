@@ -29,7 +29,7 @@ from .. import _clock
 from .._config import check_instance, check_seconds
 from ..errors import ConfigurationError, JournalError, excerpt
 from ._entry import JournalEntry
-from ._journal import Journal
+from ._journal import Journal, journal_error
 from ._owner import process_alive
 from ._rules import (
     BY_HAND,
@@ -163,7 +163,9 @@ class SQLiteJournal(Journal):
             try:
                 return work()
             except Refused as refused:
-                raise self._refusal(operation, refused) from None
+                raise journal_error(
+                    self, operation, str(refused), refused=True
+                ) from None
             except _FAILURES as exc:
                 raise self._failure(operation, exc) from exc
 
@@ -172,7 +174,9 @@ class SQLiteJournal(Journal):
     ) -> _T:
         connection = self._connection
         if connection is None:
-            raise self._error(operation, "the journal is not open (use async with)")
+            raise journal_error(
+                self, operation, "the journal is not open (use async with)"
+            )
         # Not abandoned on cancellation: a commit that started finishes, so
         # what the caller is told matches what is on disk.
         return await anyio.to_thread.run_sync(
@@ -180,7 +184,7 @@ class SQLiteJournal(Journal):
         )
 
     def _failure(self, operation: str, exc: BaseException) -> JournalError:
-        error = self._error(operation, _describe(exc))
+        error = journal_error(self, operation, _describe(exc))
         error.__cause__ = exc
         return error
 
