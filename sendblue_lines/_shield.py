@@ -3,11 +3,12 @@
 An `anyio.CancelScope(shield=True)` stops anyio's cancellation (cancel
 scopes, task groups) but not asyncio's own (`asyncio.wait_for`,
 `asyncio.timeout`, `task.cancel()`): those break through it. So the work runs
-as its own task, which nothing cancels but us, and is awaited through
-`asyncio.shield`. When the caller is cancelled, `wait_through` waits for that
-task again inside an anyio shield (so that anyio does not keep re-delivering
-its cancellation), bounded in time, and the caller re-raises its
-cancellation once it has recorded what happened.
+as its own task, which nothing cancels but us, and hands its outcome to a
+future that the caller awaits (`start_shielded`): cancelling the caller
+cancels only that future. When the caller is cancelled, `wait_through`
+waits for that task again inside an anyio shield (so that anyio does not
+keep re-delivering its cancellation), bounded in time, and the caller
+re-raises its cancellation once it has recorded what happened.
 """
 
 from __future__ import annotations
