@@ -9,9 +9,11 @@ to these tests; tests over real sockets use the sandbox through
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from crash_support import store_spec
 from provisioner_support import FAST_NO_LINES, KEY_ID, NO_WAIT, SECRET, Make, connect
 from scripted_api import BASE_URL
 
@@ -44,3 +46,10 @@ async def sandbox_client(
     """A LinesClient on the sandbox, with short timeouts and no waiting retries."""
     async with connect(sendblue_sandbox, timeout=2.0) as c:
         yield c
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def spec(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """A fresh journal store of each kind, as a spec a child process can open."""
+    async with store_spec(request.param, tmp_path) as made:
+        yield made

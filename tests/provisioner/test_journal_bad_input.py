@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -36,13 +35,6 @@ from sendblue_lines.sandbox import Sandbox, SandboxAccount
 
 A = "key-id-account-a"
 B = "key-id-account-b"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def spec(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    """A fresh journal store, SQLite or PostgreSQL."""
-    async with store_spec(request.param, tmp_path) as made:
-        yield made
 
 
 @pytest.fixture

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
-from crash_support import PATIENCE, child_command, child_env, open_spec, store_spec
+from crash_support import PATIENCE, child_command, child_env, open_spec
 from provisioner_support import connect
 
 from sendblue_lines import OutcomeUnknownError, Provisioner, ProvisionOutcome
@@ -46,13 +44,6 @@ SETTLED = {
     "before_answer": "unknown",
     "before_outcome": "unknown",
 }
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def spec(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    """A fresh journal store, SQLite or PostgreSQL, as a spec a child can open."""
-    async with store_spec(request.param, tmp_path) as made:
-        yield made
 
 
 async def _kill_child_at(

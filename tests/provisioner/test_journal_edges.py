@@ -14,7 +14,6 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +24,6 @@ from crash_support import (
     fleet_workers,
     open_spec,
     run_purchase,
-    store_spec,
 )
 
 from sendblue_lines import JournalError, LinesClient, Provisioner
@@ -39,13 +37,6 @@ pytestmark = pytest.mark.skipif(
 KEY_ID = "key-id-edges"
 SECRET = "edges-secret-0123456789"
 REPEATED = "lpv_repeated_token_0123456789"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def spec(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    """A fresh store of each kind, as a spec a child process opens."""
-    async with store_spec(request.param, tmp_path) as made:
-        yield made
 
 
 @contextlib.asynccontextmanager

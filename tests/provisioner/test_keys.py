@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -22,7 +20,6 @@ from crash_support import (
     child_env,
     open_spec,
     run_purchase,
-    store_spec,
 )
 
 from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
@@ -32,13 +29,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 KEY = "agent:3"
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def spec(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
-    """A fresh journal store of each kind, as a spec a child process opens."""
-    async with store_spec(request.param, tmp_path) as made:
-        yield made
 
 
 async def kill_mid_confirm(
