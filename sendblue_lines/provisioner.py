@@ -380,11 +380,11 @@ class Provisioner:
         it holds a task group): a restarted replica, or any survivor,
         settles what a dead process left open as soon as the journal judges
         its owner gone (at once on one host; once its lease ran out on
-        PostgreSQL), with no timer of the application's. It reconciles at once, then
-        every `every` seconds (default: `heartbeat_seconds` of the journal, a
-        third of its lease and 15 s at most). A failed pass is logged and
-        the next one runs; leaving the block stops it (a resend in flight
-        still finishes and is recorded).
+        PostgreSQL), with no timer of the application's. It reconciles at
+        once, then every `every` seconds (default: `heartbeat_seconds` of
+        the journal, a third of its lease and 15 s at most). A failed pass
+        is logged and the next one runs; leaving the block stops it (a
+        resend in flight still finishes and is recorded).
 
         Raises:
             ConfigurationError: no journal, or `every` not finite seconds above 0.
