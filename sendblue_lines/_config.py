@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import unicodedata
 from collections.abc import Mapping
+from typing import Final
 from urllib.parse import SplitResult, urlsplit
 
 import attrs
@@ -241,3 +243,25 @@ def check_instance(value: object, kind: type, what: str) -> None:
     """Accept None or an instance of `kind`; raise `ConfigurationError` otherwise."""
     if value is not None and not isinstance(value, kind):
         raise ConfigurationError(f"{what} must be a {kind.__name__}")
+
+
+#: The longest key, in characters.
+KEY_MAX_LENGTH: Final = 200
+
+
+def key_problem(key: object) -> str | None:
+    """Say what is wrong with `key`, or None when it is a usable key.
+
+    A key is a string of 1 to 200 characters with no control character
+    (none of Unicode's category C: C0, C1, format and the like), so that it
+    prints on one line wherever it is shown.
+    """
+    if not isinstance(key, str):
+        return f"a key is a string, not {type(key).__name__}"
+    if not key:
+        return "a key cannot be empty"
+    if len(key) > KEY_MAX_LENGTH:
+        return f"a key is at most {KEY_MAX_LENGTH} characters, not {len(key)}"
+    if any(unicodedata.category(c).startswith("C") for c in key):
+        return "a key cannot hold control characters"
+    return None

@@ -17,7 +17,7 @@ token, repeated by a server or a proxy, never writes over a live purchase.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,6 @@ import anyio
 from . import _logging, _shield
 from ._budget import Reservation, journal_refusal, room
 from ._config import check_seconds
-from ._keys import holding
 from ._logging import extra
 from ._results import Plan, ProvisionOutcome
 from .client import LinesClient
@@ -51,7 +50,7 @@ from .journal import (
 )
 from .models import Preview, ProvisionedLine
 
-__all__ = ["JOURNAL_GRACE_SECONDS", "Recorder"]
+__all__ = ["JOURNAL_GRACE_SECONDS", "Recorder", "holding"]
 
 logger = _logging.get_logger(_logging.PROVISIONER)
 
@@ -85,6 +84,11 @@ class _Grant:
         self.since = since
         self.key = key
         self.total = total
+
+
+def holding(entries: Sequence[JournalEntry]) -> int:
+    """How many of a key's purchases bought or may have bought: its total so far."""
+    return sum(1 for entry in entries if entry.state != "not_bought")
 
 
 class Recorder:

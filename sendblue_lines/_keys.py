@@ -9,14 +9,14 @@ the entries of one key say a new `provision(key=...)` must do.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Final
 
 import anyio
 import attrs
 
 from . import _clock, _logging
+from ._config import key_problem
+from ._journaling import Recorder, holding
 from ._logging import extra
 from ._results import BatchResult, ProvisionOutcome
 from .errors import (
@@ -27,51 +27,21 @@ from .errors import (
     SendblueError,
     outcome_of,
 )
+from .journal import HEARTBEAT_SECONDS, JournalEntry
 from .models import ProvisionedLine
-
-if TYPE_CHECKING:  # the journal checks keys with `key_problem`: no import cycle
-    from ._journaling import Recorder
-    from .journal import JournalEntry
 
 logger = _logging.get_logger(_logging.PROVISIONER)
 
-#: The longest wait between two heartbeats, as the journal's (no import cycle).
-HEARTBEAT_SECONDS = 15.0
-
 __all__ = [
-    "KEY_MAX_LENGTH",
     "Verdict",
     "answer",
     "charged_error",
-    "holding",
     "keeper",
-    "key_problem",
     "keyed_result",
     "provide",
     "total",
     "verdict",
 ]
-
-#: The longest key, in characters.
-KEY_MAX_LENGTH: Final = 200
-
-
-def key_problem(key: object) -> str | None:
-    """Say what is wrong with `key`, or None when it is a usable key.
-
-    A key is a string of 1 to 200 characters with no control character
-    (none of Unicode's category C: C0, C1, format and the like), so that it
-    prints on one line wherever it is shown.
-    """
-    if not isinstance(key, str):
-        return f"a key is a string, not {type(key).__name__}"
-    if not key:
-        return "a key cannot be empty"
-    if len(key) > KEY_MAX_LENGTH:
-        return f"a key is at most {KEY_MAX_LENGTH} characters, not {len(key)}"
-    if any(unicodedata.category(c).startswith("C") for c in key):
-        return "a key cannot hold control characters"
-    return None
 
 
 @attrs.frozen
@@ -106,11 +76,6 @@ def verdict(key: str, entries: Sequence[JournalEntry]) -> Verdict:
         if entry.state == "pending":
             return Verdict(waiting=entry)
     return Verdict()
-
-
-def holding(entries: Sequence[JournalEntry]) -> int:
-    """How many of a key's purchases bought or may have bought: its total so far."""
-    return sum(1 for entry in entries if entry.state != "not_bought")
 
 
 def charged_error(key: str, entry: JournalEntry) -> SendblueError:

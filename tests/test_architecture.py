@@ -27,7 +27,7 @@ SANDBOX = f"{NAME}.sandbox"
 #: Integers in the range of HTTP statuses that are not statuses, each with why.
 NOT_STATUSES = {
     (f"{NAME}.cli._render", 130): "exit code of a command stopped by SIGINT",
-    (f"{NAME}._keys", 200): "the longest key, in characters",
+    (f"{NAME}._config", 200): "the longest key, in characters",
     (f"{NAME}._logging", 200): "characters of one piece of server text shown",
 }
 #: Names that look private but are public API of a standard type.

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import attrs
 
-from .._keys import key_problem
+from .._config import key_problem
 from ..journal import Journal, JournalEntry
 from ..provisioner import BatchResult, Provisioner
 from ._render import EXIT_NOTHING, exit_code

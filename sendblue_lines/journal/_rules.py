@@ -48,7 +48,7 @@ from typing import Any, overload
 
 import attrs
 
-from .._keys import key_problem
+from .._config import key_problem
 from ..models import ProvisionedLine
 from ._entry import OUTCOME_STATES, EntryState
 

@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
-import attrs
 from aiohttp import web
 
 from ._clock import http_date
 from ._control import add_control_routes, json_object, signed_in
-from ._faults import Endpoint, Fault, FaultQueue, ReplyContext, drop_connection
-from ._records import RequestLog
+from ._faults import Endpoint, Fault, ReplyContext, drop_connection
+from ._runtime import Runtime, attach, runtime_of, serving
 from ._state import (
-    LimitsShape,
     Refusal,
     SandboxAccount,
-    SandboxState,
     error_body,
     limits_body,
 )
 
-__all__ = ["ROUTES", "Latency", "Runtime", "build_app", "release_app"]
-
-Latency = float | Callable[[], float] | None
+__all__ = ["ROUTES", "build_app"]
 
 ROUTES: tuple[tuple[Endpoint, str, str], ...] = (
     ("limits", "GET", "/accounts/limits"),
@@ -35,60 +28,15 @@ ROUTES: tuple[tuple[Endpoint, str, str], ...] = (
 )
 
 
-@attrs.define
-class Runtime:
-    """Everything the handlers read and change while the sandbox runs."""
-
-    state: SandboxState
-    faults: FaultQueue
-    log: RequestLog
-    latency: Latency = None
-    limits_shape: LimitsShape = "canonical"
-    closing: asyncio.Event = attrs.field(factory=asyncio.Event)
-
-    def latency_seconds(self) -> float:
-        """Draw the latency to add to the request that just arrived."""
-        latency = self.latency() if callable(self.latency) else self.latency
-        return max(float(latency or 0.0), 0.0)
-
-    async def pause(self, seconds: float) -> bool:
-        """Sleep ``seconds``, waking early if the sandbox closes; True if still open."""
-        if seconds > 0:
-            with anyio.move_on_after(seconds):
-                await self.closing.wait()
-        return not self.closing.is_set()
-
-
-@attrs.define
-class _Held:
-    """The application's reference to its `Runtime`, dropped by `release_app`.
-
-    aiohttp keeps every application it served in a module-level cache (up to
-    1024 of them), so whatever an application references outlives the
-    Sandbox: the ledger, the request log and the queued faults of every
-    sandbox a test suite closed would stay in memory.
-    """
-
-    runtime: Runtime | None
-
-
-_RUNTIME = web.AppKey("sendblue_lines.sandbox.runtime", _Held)
-
-
 def build_app(runtime: Runtime) -> web.Application:
     """Build the aiohttp application: the endpoints of `ROUTES`, the control API."""
     app = web.Application(middlewares=[_unrouted])
-    app[_RUNTIME] = _Held(runtime)
+    attach(app, runtime)
     app.on_response_prepare.append(_date_from_clock)
     for endpoint, method, path in ROUTES:
         app.router.add_route(method, path, _handler(endpoint), name=endpoint)
-    add_control_routes(app, _runtime)
+    add_control_routes(app)
     return app
-
-
-def release_app(app: web.Application) -> None:
-    """Let go of the runtime of an application that no longer serves."""
-    app[_RUNTIME].runtime = None
 
 
 async def _date_from_clock(request: web.Request, response: web.StreamResponse) -> None:
@@ -98,16 +46,9 @@ async def _date_from_clock(request: web.Request, response: web.StreamResponse) -
     would disagree with the `expires_at` the sandbox hands out, and a client
     that reads its token's validity from the two would be misled.
     """
-    runtime = request.app[_RUNTIME].runtime
+    runtime = serving(request.app)
     if runtime is not None:
         response.headers["Date"] = http_date(runtime.state.clock.now())
-
-
-def _runtime(request: web.Request) -> Runtime:
-    runtime = request.app[_RUNTIME].runtime
-    if runtime is None:  # pragma: no cover - the server is shut down first
-        raise web.HTTPServiceUnavailable
-    return runtime
 
 
 def _answered(request: web.Request, response: web.StreamResponse) -> int | None:
@@ -126,7 +67,7 @@ async def _unrouted(
     routing_error = request.match_info.http_exception
     if routing_error is None:
         return await handler(request)
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     with runtime.log.observe(request.method, request.path, None) as observation:
         if not await runtime.pause(runtime.latency_seconds()):
             return drop_connection(request)
@@ -142,7 +83,7 @@ def _handler(
     endpoint: Endpoint,
 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
-        runtime = _runtime(request)
+        runtime = runtime_of(request)
         # The fault is taken on arrival, so "the next N requests" means the
         # next N to arrive, whatever latency each one then draws.
         fault = runtime.faults.pop(endpoint)

@@ -20,17 +20,15 @@ import json
 import math
 import types
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import attrs
 from aiohttp import web
 
 from ._clock import ManualClock, format_timestamp
 from ._faults import ENDPOINTS, Fault
+from ._runtime import Runtime, runtime_of
 from ._state import Refusal, SandboxAccount
-
-if TYPE_CHECKING:
-    from ._app import Runtime
 
 __all__ = [
     "CALLS",
@@ -223,7 +221,7 @@ def _account(runtime: Runtime, account: SandboxAccount, body: Any) -> Any:
     return {**shown, "inventory": runtime.state.inventory}
 
 
-Control = Callable[["Runtime", SandboxAccount, Any], Any]
+Control = Callable[[Runtime, SandboxAccount, Any], Any]
 
 #: Each call by its path under ``/_sandbox/``: its method and what it does.
 CONTROLS: dict[str, tuple[str, Control]] = {
@@ -240,10 +238,8 @@ CALLS = ", ".join(
 )
 
 
-def add_control_routes(
-    app: web.Application, runtime_of: Callable[[web.Request], Runtime]
-) -> None:
-    """Serve `CONTROLS` under ``/_sandbox/`` in ``app``, with ``runtime_of``'s state."""
+def add_control_routes(app: web.Application) -> None:
+    """Serve `CONTROLS` under ``/_sandbox/`` in ``app``, on its runtime."""
 
     def handler(control: Control) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def handle(request: web.Request) -> web.Response:

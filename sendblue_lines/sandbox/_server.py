@@ -11,10 +11,11 @@ from typing import Any, Generic, TypeVar, cast, overload
 import anyio
 from aiohttp import web
 
-from ._app import Latency, Runtime, build_app, release_app
+from ._app import build_app
 from ._clock import Clock, ManualClock
 from ._faults import Endpoint, Fault, FaultQueue
 from ._records import EndpointCounters, RequestLog, RequestRecord
+from ._runtime import Latency, Runtime, release_app
 from ._state import (
     DEFAULT_API_KEY_ID,
     Charge,
