@@ -118,6 +118,21 @@ async def run_purchase(
     return report
 
 
+async def run_purchases_together(
+    url: str, spec: dict[str, Any], order: dict[str, Any], env: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Run the same order in two processes at once; their reports."""
+    reports: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        reports.append(await run_purchase(url, spec, order, env))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(run)
+        group.start_soon(run)
+    return reports
+
+
 class Worker:
     """One fleet worker process (`fleet_worker.py`) and its owner name."""
 

@@ -20,6 +20,7 @@ from crash_support import (
     child_env,
     open_spec,
     run_purchase,
+    run_purchases_together,
 )
 
 from sendblue_lines.sandbox import Fault, ManualClock, Sandbox
@@ -120,14 +121,7 @@ async def test_two_processes_racing_one_key_buy_one_line(
     env = child_env(sendblue_sandbox)
     url = sendblue_sandbox.url
     order = {"action": "one", "key": KEY}
-    answers: list[dict[str, Any]] = []
-
-    async def ask() -> None:
-        answers.append(await run_purchase(url, spec, order, env))
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(ask)
-        group.start_soon(ask)
+    answers = await run_purchases_together(url, spec, order, env)
     [charge] = sendblue_sandbox.ledger
     assert [a["lines"] for a in answers] == [[charge.phone_number]] * 2, answers
     assert sendblue_sandbox.counters["confirm"].requests == 1
@@ -142,14 +136,7 @@ async def test_overlapping_runs_toward_one_total_never_pass_it(
     url = sendblue_sandbox.url
     order = {"action": "many", "count": 2, "concurrency": 2, "key": "nightly"}
     await run_purchase(url, spec, {**order, "count": 1}, env)  # one already there
-    answers: list[dict[str, Any]] = []
-
-    async def run() -> None:
-        answers.append(await run_purchase(url, spec, order, env))
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(run)
-        group.start_soon(run)
+    answers = await run_purchases_together(url, spec, order, env)
     assert len(sendblue_sandbox.ledger) == 2
     bought = {c.phone_number for c in sendblue_sandbox.ledger}
     for answer in answers:
