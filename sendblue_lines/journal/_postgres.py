@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import anyio
 
 from .._config import check_count, check_instance, check_seconds
-from ..errors import ConfigurationError, excerpt
+from ..errors import ConfigurationError, JournalError, excerpt
 from ._entry import JournalEntry
 from ._journal import Journal, journal_error
 from ._rules import (
@@ -88,10 +88,22 @@ def redact_dsn(dsn: str) -> str:
 
 
 def _passwords(dsn: str) -> list[str]:
-    """Every password `dsn` holds, as written and unescaped, longest first."""
+    """Every password `dsn` holds, longest first: as written, unescaped, and cut.
+
+    A driver that misreads a malformed URL quotes a piece of its password
+    (``postgresql://u:pw/x@h`` makes "pw" a port), so each piece between the
+    URL's delimiters counts too; pieces under 3 characters would blank out
+    ordinary words of a message and give away little.
+    """
     found = {m.group(2).strip("'") for m in _KEYWORD_PASSWORD.finditer(dsn)}
     found.update(m.group(2) for m in _URL_PASSWORD.finditer(dsn))
     found.update([urllib.parse.unquote(text) for text in found])
+    found.update(
+        piece
+        for text in list(found)
+        for piece in re.split(r"[/?#@:\[\]]", text)
+        if len(piece) >= 3
+    )
     return sorted(filter(None, found), key=len, reverse=True)
 
 
@@ -208,11 +220,19 @@ class PostgresJournal(Journal):
     def _opened(self) -> bool:
         return self._pool is not None
 
-    def _describe(self, exc: BaseException) -> str:
-        text = str(exc) or type(exc).__name__
+    def _failed(self, operation: str, exc: BaseException) -> JournalError:
+        """The `JournalError` for a driver's failure, with no password in it.
+
+        A message that held one is redacted, and its exception is not
+        chained either (it is the `__cause__` otherwise).
+        """
+        said = str(exc) or type(exc).__name__
+        text = said
         for password in _passwords(self._dsn or ""):
             text = text.replace(password, "***")
-        return f"{type(exc).__name__}: {text}"
+        error = journal_error(self, operation, f"{type(exc).__name__}: {text}")
+        error.__cause__ = exc if text == said else None
+        return error
 
     async def _guard(self, operation: str, work: Callable[[], Awaitable[_T]]) -> _T:
         try:
@@ -220,12 +240,14 @@ class PostgresJournal(Journal):
             # back) before a cancellation is let through, so what the caller
             # is told matches what the database holds.
             with anyio.CancelScope(shield=True):
-                result = await work()
+                return await work()
         except Refused as refused:
             raise journal_error(self, operation, str(refused), refused=True) from None
         except self._errors as exc:
-            raise journal_error(self, operation, self._describe(exc)) from exc
-        return result
+            failure = exc
+        # Raised outside the except block, so that a driver's exception whose
+        # message held a password is not even its __context__.
+        raise self._failed(operation, failure)
 
     async def _run(self, operation: str, work: Callable[[Any], Awaitable[_T]]) -> _T:
         pool = self._pool

@@ -311,6 +311,9 @@ MALFORMED_DSNS = [
     "postgresql://app:{pw}@127.0.0.1:-1/db",
     "postgresql://app:{pw}@127.0.0.1:5432,127.0.0.1:x/db",
     "postgresql://app:{pw}@" + "h" * 300 + "/db",
+    # A password with a URL delimiter in it: asyncpg quotes the piece before it.
+    "postgresql://app:{pw}/x@127.0.0.1/db",
+    "postgresql://app:x?{pw}@127.0.0.1/db",
 ]
 
 
