@@ -50,12 +50,26 @@ from .journal import (
 )
 from .models import Preview, ProvisionedLine
 
-__all__ = ["JOURNAL_GRACE_SECONDS", "Recorder", "holding"]
+__all__ = [
+    "EVIDENCE_SECONDS",
+    "JOURNAL_GRACE_SECONDS",
+    "Recorder",
+    "Report",
+    "first_sent",
+    "holding",
+]
 
 logger = _logging.get_logger(_logging.PROVISIONER)
 
 #: How long a journal write after a cancelled caller may take before it is dropped.
 JOURNAL_GRACE_SECONDS = 10.0
+
+#: The longest look at the account's lines for an unknown's evidence: it is
+#: taken before the outcome is recorded, so a cancelled caller waits for it.
+EVIDENCE_SECONDS = 10.0
+
+#: Hears of each outcome that settling a dead owner's purchase reached.
+Report = Callable[[ProvisionOutcome], Awaitable[None]]
 
 #: Tokens whose intent this process wrote and whose outcome it has not yet.
 _confirming: Counter[str] = Counter()
@@ -193,6 +207,8 @@ class Recorder:
                 had no journal slot yet (`provision()`, or a re-preview) and
                 the fleet's purchases hold all the room the limits left; the
                 token was never sent.
+            DeclinedError: the purchases under the key meet its total; the
+                token was never sent.
         """
         grant = self._grants[reservation]
         token = preview.token
@@ -233,6 +249,11 @@ class Recorder:
             raise refusal
         _confirming[token] += 1
 
+    @staticmethod
+    def confirming(token: str) -> bool:
+        """Whether this process is confirming `token` right now."""
+        return bool(_confirming[token])
+
     async def _forget_intent(self, token: str, error: JournalError) -> None:
         """Say that a confirm was never sent, if the failed intent may have landed.
 
@@ -240,7 +261,7 @@ class Recorder:
         was written; the token's entry, if any, is another purchase's), nor
         while a purchase of this process confirms the same token.
         """
-        if error.refused or _confirming[token]:
+        if error.refused or self.confirming(token):
             return
         with suppress(JournalError):
             await self.journal.record_outcome(
@@ -365,10 +386,15 @@ class Recorder:
 
     # -- after a crash --------------------------------------------------------
 
-    async def reconcile(self, key: str | None = None) -> list[ProvisionOutcome]:
+    async def reconcile(
+        self, report: Report, key: str | None = None
+    ) -> list[ProvisionOutcome]:
         """Settle the open purchases of this account's dead owners (of `key` only).
 
-        See `Provisioner.reconcile`.
+        See `Provisioner.reconcile`. Each outcome is recorded and `report`
+        hears of it even when the caller is cancelled: a resend in flight
+        finishes (bounded by the confirm deadline), and what did not buy is
+        recorded unknown, without evidence if there was no time to look.
 
         Raises:
             JournalError: the journal could not be read or claimed from.
@@ -378,30 +404,47 @@ class Recorder:
         )
         settled: dict[int, ProvisionOutcome] = {}
         failed: list[tuple[int, JournalEntry, SendblueError]] = []
-        for index, entry in enumerate(claimed):
-            token = entry.preview_token
-            # The dead owner wrote its intent right before its send: one send.
-            before = max(entry.attempts, 1)
-            try:
-                line = await _shield.shielded(
-                    self._heartbeat_while(self.client.confirm(token)),
-                    self.client.confirm_deadline,
-                )
-            except SendblueError as resend_error:
-                failed.append((index, entry, resend_error))
-                continue
-            sent = entry.first_sent_at or entry.created_at
-            await self.record(token, sent, line=line, attempts=before + 1)
-            settled[index] = ProvisionOutcome(index=index, line=line)
-        if failed:
-            # Looked at once every resend that bought has been recorded, so
-            # that the lines they bought are not taken for evidence.
-            evidence = await self.evidence()
-            for index, entry, failure in failed:
-                error = _left_unknown(entry, failure, evidence)
-                await self.record(entry.preview_token, error.first_sent_at, error=error)
-                settled[index] = ProvisionOutcome(index=index, error=error)
+        evidence: tuple[dict[str, object], ...] | None = None
+        try:
+            for index, entry in enumerate(claimed):
+                try:
+                    settled[index] = await _shield.shielded(
+                        self._resend(index, entry, report),
+                        self.client.confirm_deadline,
+                    )
+                except SendblueError as resend_error:  # noqa: PERF203 - each judged
+                    failed.append((index, entry, resend_error))
+            if failed:
+                # Looked at once every resend that bought has been recorded,
+                # so that the lines they bought are not taken for evidence.
+                evidence = await self.evidence()
+        finally:
+            with anyio.CancelScope(shield=True):
+                for index, entry, failure in failed:
+                    error = _left_unknown(entry, failure, evidence)
+                    await self.record(
+                        entry.preview_token, error.first_sent_at, error=error
+                    )
+                    settled[index] = ProvisionOutcome(index=index, error=error)
+                    await report(settled[index])
         return [settled[index] for index in sorted(settled)]
+
+    async def _resend(
+        self, index: int, entry: JournalEntry, report: Report
+    ) -> ProvisionOutcome:
+        """Send a dead owner's token again; record and report the line it bought.
+
+        Raises:
+            SendblueError: the resend did not buy (see `reconcile`).
+        """
+        token = entry.preview_token
+        line = await self._heartbeat_while(self.client.confirm(token))
+        # The dead owner wrote its intent right before its send: one send.
+        attempts = max(entry.attempts, 1) + 1
+        await self.record(token, first_sent(entry), line=line, attempts=attempts)
+        outcome = ProvisionOutcome(index=index, line=line)
+        await report(outcome)
+        return outcome
 
     @asynccontextmanager
     async def reconciling(
@@ -440,12 +483,13 @@ class Recorder:
         """The account's lines that no journal entry of the account accounts for.
 
         None when nobody could look: the endpoint is not offered (404), or
-        failed (logged). Bounded by the client's timeout per try.
+        failed, or took longer than `EVIDENCE_SECONDS` (logged).
         """
         try:
-            state = await self.client.get_lines_state()
-            entries = await self.journal.entries(self.client.api_key_id)
-        except SendblueError as error:
+            with anyio.fail_after(EVIDENCE_SECONDS):
+                state = await self.client.get_lines_state()
+                entries = await self.journal.entries(self.client.api_key_id)
+        except (SendblueError, TimeoutError) as error:
             logger.warning(
                 "GET /api/v2/lines/state or the journal failed, recording no "
                 "evidence: %s", error, extra=extra("lines_state_failed"),
@@ -475,6 +519,11 @@ def sends(error: SendblueError | None) -> int:
     return 1
 
 
+def first_sent(entry: JournalEntry) -> datetime:
+    """When `entry`'s token was first sent, or its intent written if not known."""
+    return entry.first_sent_at or entry.created_at
+
+
 def _left_unknown(
     entry: JournalEntry,
     failure: SendblueError,
@@ -488,7 +537,7 @@ def _left_unknown(
         entry.preview_token,
         f"its owner is gone and the resend ended in {type(failure).__name__}, "
         "which proves nothing",
-        first_sent_at=entry.first_sent_at or entry.created_at,
+        first_sent_at=first_sent(entry),
         attempts=max(entry.attempts, 1) + sends(failure),
         evidence=evidence,
     )

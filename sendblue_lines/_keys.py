@@ -1,10 +1,12 @@
-"""Purchases for a reason: what a key is, and what its journal entries say.
+"""Purchases for a reason: what a key's journal entries say a purchase must do.
 
 A key names why lines are bought (an agent, an order of 20) and the journal
 makes it durable, so that a caller's retry, a restarted replica or two
-overlapping cron runs never buy twice for one reason. This module holds the
-rules about keys that do not touch a store: which keys are valid, and what
-the entries of one key say a new `provision(key=...)` must do.
+overlapping cron runs never buy twice for one reason. This module reads a
+key's entries and says what a new `provision(key=...)` must do (return the
+line, raise the earlier charge, wait for a purchase in flight, buy), and
+what a keyed `provision_many` adds up to. Which keys are valid is
+`_config.key_problem`'s to say.
 """
 
 from __future__ import annotations
@@ -14,14 +16,15 @@ from collections.abc import Awaitable, Callable, Sequence
 import anyio
 import attrs
 
-from . import _clock, _logging
+from . import _logging
 from ._config import key_problem
-from ._journaling import Recorder, holding
+from ._journaling import Recorder, Report, first_sent, holding
 from ._logging import extra
-from ._results import BatchResult, ProvisionOutcome
+from ._results import BatchResult
 from .errors import (
     ConfigurationError,
     DeclinedError,
+    JournalError,
     OutcomeUnknownError,
     ProvisioningFailedError,
     SendblueError,
@@ -32,16 +35,7 @@ from .models import ProvisionedLine
 
 logger = _logging.get_logger(_logging.PROVISIONER)
 
-__all__ = [
-    "Verdict",
-    "answer",
-    "charged_error",
-    "keeper",
-    "keyed_result",
-    "provide",
-    "total",
-    "verdict",
-]
+__all__ = ["keeper", "provide", "total"]
 
 
 @attrs.frozen
@@ -94,7 +88,7 @@ def charged_error(key: str, entry: JournalEntry) -> SendblueError:
     return OutcomeUnknownError.for_token(
         entry.preview_token,
         f"an earlier purchase under key {key!r} ended unknown ({told})",
-        first_sent_at=entry.first_sent_at or entry.created_at,
+        first_sent_at=first_sent(entry),
         attempts=entry.attempts,
         evidence=entry.evidence,
     )
@@ -106,7 +100,6 @@ _TURNS = 4
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.05, 1.0
 
 Buy = Callable[[str], Awaitable[ProvisionedLine]]
-Report = Callable[[ProvisionOutcome], Awaitable[None]]
 
 
 async def provide(
@@ -126,6 +119,7 @@ async def provide(
         JournalError: the journal could not be read.
         SendblueError: what `buy` raised.
     """
+    declined: DeclinedError | None = None
     for _ in range(_TURNS):
         earlier = await answer(key, recorder, report)
         if earlier.line is not None:
@@ -142,15 +136,13 @@ async def provide(
             raise earlier.error
         try:
             return await buy(key)
-        except DeclinedError:
+        except DeclinedError as error:
             if verdict(key, await recorder.entries(key)) == Verdict():
                 raise  # declined for another reason: the key is still free
-    raise OutcomeUnknownError.for_token(
-        "-",
-        f"the purchases under key {key!r} kept changing hands",
-        first_sent_at=_clock.now(),
-        attempts=0,
-    )
+            declined = error
+    # The key kept changing hands: each turn's preview was declined, unsent.
+    assert declined is not None  # noqa: S101 - every turn that ends here sets it
+    raise declined
 
 
 async def answer(key: str, recorder: Recorder, report: Report) -> Verdict:
@@ -171,20 +163,22 @@ async def answer(key: str, recorder: Recorder, report: Report) -> Verdict:
     pause = _FIRST_PAUSE
     while True:
         found = verdict(key, await recorder.entries(key))
-        if found.waiting is None:
+        entry = found.waiting
+        if entry is None:
             return found
-        settled = await recorder.reconcile(key)
-        for outcome in settled:
-            await report(outcome)
-        if settled:
+        if entry.owner == recorder.owner and not recorder.confirming(
+            entry.preview_token
+        ):
+            # Ours and not in flight: its outcome could not be recorded.
+            return Verdict(error=charged_error(key, entry))
+        if await recorder.reconcile(report, key):
             continue
         if anyio.current_time() >= deadline:
-            entry = found.waiting
             raise OutcomeUnknownError.for_token(
                 entry.preview_token,
                 f"a purchase under key {key!r} was still in flight, held by "
                 f"{entry.owner}, after {bound:.0f}s",
-                first_sent_at=entry.first_sent_at or entry.created_at,
+                first_sent_at=first_sent(entry),
                 attempts=max(entry.attempts, 1),
             )
         await anyio.sleep(pause)
@@ -219,7 +213,16 @@ async def total(
     """
     before = await recorder.entries(key)
     result = await run(max(count - holding(before), 0))
-    return keyed_result(key, count, result, before, await recorder.entries(key))
+    try:
+        after: Sequence[JournalEntry] | None = await recorder.entries(key)
+    except JournalError as error:
+        logger.warning(
+            "key %r: the journal could not be read after the batch (%s); the "
+            "result counts this call's purchases on what it held before", key,
+            error, extra=extra("key_unread"),
+        )  # fmt: skip
+        after = None
+    return keyed_result(key, count, result, before, after)
 
 
 def keyed_result(
@@ -227,27 +230,35 @@ def keyed_result(
     count: int,
     result: BatchResult,
     before: Sequence[JournalEntry],
-    after: Sequence[JournalEntry],
+    after: Sequence[JournalEntry] | None,
 ) -> BatchResult:
     """A keyed `provision_many`'s result, said of the key's whole total `count`.
 
     `before` and `after` are the key's entries when the call began and
-    ended. Every line bought under the key, oldest first; this call's
-    failures, then the charged ones of earlier calls; and what nobody has
-    tried yet toward the total.
+    ended (None: `after` could not be read). Every line bought under the
+    key, oldest first, this call's included even where the journal could
+    not record them; this call's failures, then the charged ones of earlier
+    calls; and what nobody has tried yet toward the total.
     """
     earlier = {entry.preview_token for entry in before}
+    known = before if after is None else after
     charged = [
         charged_error(key, entry)
-        for entry in after
+        for entry in known
         if entry.preview_token in earlier
         and entry.state in ("unknown", "provisioning_failed")
     ]
+    recorded = [entry.line for entry in known if entry.line is not None]
+    numbers = {line.phone_number for line in recorded}
+    lines = [*recorded, *(li for li in result.lines if li.phone_number not in numbers)]
     tried = sum(1 for error in result.errors if outcome_of(error) == "not_bought")
+    held = holding(known)
+    if after is None:  # this call's purchases, as its own outcomes tell them
+        held += len(result.lines) + len(result.errors) - tried
     return attrs.evolve(
         result,
         requested=count,
-        lines=[entry.line for entry in after if entry.line is not None],
+        lines=lines,
         errors=[*result.errors, *charged],
-        not_attempted=max(count - holding(after) - tried, 0),
+        not_attempted=max(count - held - tried, 0),
     )

@@ -19,7 +19,7 @@ The tree, and what each branch means for your money::
     │   ├── ProvisioningFailedError 500 provisioning_failed: a subscription exists
     │   └── ServerError             any other 5xx
     ├── OutcomeUnknownError         a confirm was sent, its result is unknown
-    ├── DeclinedError               the Provisioner's `approve` callback said no
+    ├── DeclinedError               `approve` said no, or a key's total was met
     ├── MaxLinesReachedError        the Provisioner's `max_lines` cap is used up
     └── JournalError                the purchase journal cannot be opened, read, written
 
@@ -470,11 +470,13 @@ def _what_evidence_shows(evidence: tuple[Mapping[str, Any], ...] | None) -> str:
 
 
 class DeclinedError(SendblueError):
-    """The Provisioner's `approve` callback declined a preview: nothing was bought.
+    """The Provisioner declined to confirm a preview: nothing was bought.
 
-    The token was never sent; it expires by itself. `preview_token` is that
-    token. When the callback raised instead of answering, its exception is
-    the `__cause__` (a callback that fails declines, it never approves).
+    Its `approve` callback said no, or the purchases under the preview's
+    key already met the key's total. The token was never sent; it expires
+    by itself. `preview_token` is that token. When the callback raised
+    instead of answering, its exception is the `__cause__` (a callback that
+    fails declines, it never approves).
     """
 
     refused = True

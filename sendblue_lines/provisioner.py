@@ -34,7 +34,7 @@ from . import _clock, _keys, _logging, _shield, _telemetry
 from ._batch import Batch
 from ._budget import Budget, Reservation, Slot, refusal
 from ._config import check_callable, check_count, check_instance, check_seconds
-from ._journaling import Recorder
+from ._journaling import EVIDENCE_SECONDS, Recorder
 from ._limits import read_limits
 from ._logging import extra
 from ._results import BatchResult, Plan, ProvisionOutcome, describe
@@ -237,15 +237,17 @@ class Provisioner:
             OutcomeUnknownError: the confirm's result could not be learned;
                 most likely bought. Never followed by a new preview.
             ProvisioningFailedError: a subscription exists but no line.
-            DeclinedError: the `approve` callback declined; nothing was bought.
+            DeclinedError: the `approve` callback declined, or (with `key`)
+                other purchases kept taking the key; nothing was bought.
             APIError: the purchase failed before any charge (an
                 `AuthenticationError`, `NoCardOnFileError`,
                 `PermissionDeniedError`, `BadRequestError` or `ServerError`).
             TransportError: the network failed before any charge.
             MalformedResponseError: a preview could not be read; nothing
                 was charged.
-            JournalError: with a journal, it could not mark its place,
-                reserve or record the intent; no confirm was sent.
+            JournalError: with a journal, it could not read the key's
+                purchases, mark its place, reserve or record the intent; no
+                confirm was sent.
         """
         recorder = None if key is None else _keys.keeper(key, self._recorder)
         with _telemetry.purchase(0):
@@ -367,10 +369,7 @@ class Provisioner:
         """
         if self._recorder is None:
             raise ConfigurationError("reconcile() needs a Provisioner with a journal")
-        outcomes = await self._recorder.reconcile()
-        for outcome in outcomes:
-            await self._report(outcome)
-        return outcomes
+        return await self._recorder.reconcile(self._report)
 
     @asynccontextmanager
     async def reconciling(self, *, every: float | None = None) -> AsyncIterator[None]:
@@ -585,10 +584,10 @@ class Provisioner:
 
         The one confirm path, for `provision()` and every batch slot: the
         confirm (with a journal, and its outcome's write) runs as a task of
-        its own, which only its own timeouts end, awaited through a future
-        it settles (`_shield.start_shielded`); a cancelled caller waits for
-        it (`_cut_off`) and reports what it did before the cancellation goes
-        on. A task because a native cancellation (`task.cancel()`,
+        its own, awaited through a future it settles
+        (`_shield.start_shielded`); a cancelled caller waits for it, up to
+        its worst case (`_cut_off`), and reports what it did before the
+        cancellation goes on. A task because a native cancellation (`task.cancel()`,
         `asyncio.timeout`) breaks through anyio's shields.
         """
         # From here until we learn otherwise, money may move for this slot.
@@ -621,6 +620,8 @@ class Provisioner:
     ) -> None:
         """Our caller was cancelled mid-confirm: wait for its answer, report it."""
         deadline = self._client.confirm_deadline
+        if self._recorder is not None:  # an unknown's evidence precedes its record
+            deadline += EVIDENCE_SECONDS
         logger.info(
             "slot %d: cancelled while confirming token %s; waiting up to %.1fs for "
             "the answer", slot.index, short_token(preview.token), deadline,

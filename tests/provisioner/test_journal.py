@@ -582,6 +582,76 @@ async def test_reconcile_counts_the_dead_owners_send_and_its_own(
     assert (entry.preview_token, entry.state, entry.attempts) == (token, "bought", 2)
 
 
+async def test_a_cancelled_reconcile_still_records_and_reports_what_its_resend_bought(
+    journal: Journal,
+    client: LinesClient,
+    sendblue_sandbox: Sandbox[ManualClock],
+    expire: Expire,
+) -> None:
+    """Leaving reconciling() mid-resend: the line it buys is on record and heard."""
+    token = await orphan(journal, client, expire)
+    sendblue_sandbox.inject("confirm", Fault.delay(0.5))
+    seen: list[ProvisionOutcome] = []
+    provisioner = Provisioner(client, journal=journal, on_outcome=seen.append)
+    with anyio.move_on_after(0.1) as scope:
+        await provisioner.reconcile()
+    assert scope.cancelled_caught
+    [charge] = sendblue_sandbox.ledger
+    [entry] = await journal.entries(client.api_key_id)
+    assert (entry.preview_token, entry.state) == (token, "bought")
+    assert entry.line is not None
+    assert entry.line.worker_id == charge.worker_id
+    assert [o.line.worker_id for o in seen if o.line] == [charge.worker_id]
+
+
+class UnreadableAfter(FailingIntent):
+    """A journal whose reads of a key fail after the first; the rest is real."""
+
+    reads = 0
+
+    async def record_intent(self, *args: Any, **kwargs: Any) -> JournalEntry:
+        return await self._inner.record_intent(*args, **kwargs)
+
+    async def entries(self, *args: Any, **kwargs: Any) -> list[JournalEntry]:
+        if kwargs.get("key") is not None:
+            self.reads += 1
+            if self.reads > 1:
+                raise JournalError(
+                    "simulated lost connection", backend="x", location="x",
+                    operation="entries",
+                )  # fmt: skip
+        return await self._inner.entries(*args, **kwargs)
+
+
+@pytest.mark.parametrize("failing", [FailingOutcome, UnreadableAfter])
+async def test_a_keyed_batch_lists_every_line_it_bought_whatever_the_journal_did(
+    journal: Journal,
+    client: LinesClient,
+    sendblue_sandbox: Sandbox[ManualClock],
+    failing: Callable[[Journal], Any],
+) -> None:
+    """An outcome the journal could not write, or a journal unreadable after."""
+    provisioner = Provisioner(client, journal=failing(journal))
+    result = await provisioner.provision_many(2, key="order-7")
+    bought = sorted(charge.phone_number for charge in sendblue_sandbox.ledger)
+    assert len(bought) == 2
+    assert sorted(line.phone_number for line in result.lines) == bought
+    assert (result.requested, result.errors, result.not_attempted) == (2, [], 0)
+
+
+async def test_a_key_whose_own_outcome_went_unrecorded_answers_at_once(
+    journal: Journal, client: LinesClient, sendblue_sandbox: Sandbox[ManualClock]
+) -> None:
+    """Not in flight, so not waited for: unknown, and nothing sent again."""
+    provisioner = Provisioner(client, journal=FailingOutcome(journal))
+    await provisioner.provision(key="agent:9")
+    confirms = sendblue_sandbox.counters["confirm"].requests
+    with anyio.fail_after(5), pytest.raises(OutcomeUnknownError):
+        await provisioner.provision(key="agent:9")
+    assert sendblue_sandbox.counters["confirm"].requests == confirms
+    assert len(sendblue_sandbox.ledger) == 1
+
+
 async def test_an_unknown_with_no_line_to_show_says_most_likely_nothing(
     journal: Journal,
     client: LinesClient,
