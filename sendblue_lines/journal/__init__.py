@@ -7,7 +7,8 @@ the secret is never stored.
 
 - `Journal`: the base class of both stores and what the Provisioner uses
   (mark, reserve, record_intent, record_outcome, release, claim_orphans,
-  renew, entries); `heartbeat_seconds` says how often to renew an owner.
+  renew, entries) and a person's `settle`; `heartbeat_seconds` says how
+  often to renew an owner.
 - `SQLiteJournal`: the embedded default, one file shared by the processes
   of one host; stdlib `sqlite3`, no extra dependency.
 - `PostgresJournal`: one journal for a fleet of machines (extra

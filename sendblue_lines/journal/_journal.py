@@ -3,7 +3,7 @@
 Both stores subclass it. The public methods whose checks are the same on
 every backend live here: they ask `_rules` and hand the checked values to
 one hook per backend (`_reserve`, `_record_intent`, `_reserve_intent`,
-`_record_outcome`), which runs the statements.
+`_record_outcome`, `_settle`), which runs the statements.
 
 How the Provisioner uses a journal, for one purchase:
 
@@ -22,6 +22,8 @@ How the Provisioner uses a journal, for one purchase:
 4. ``await journal.release(unused_slots)`` when the batch ends.
 5. ``reconcile()``: ``await journal.claim_orphans(key_id, owner)``, resend
    each claimed token, and record what came of it.
+6. A person's verdict on an unknown outcome: ``await journal.settle(token,
+   phone_number=...)`` or ``not_bought=True``.
 
 A fleet on PostgreSQL also renews its owner (``await journal.renew(owner)``)
 every `heartbeat_seconds` while a confirm is in flight.
@@ -30,7 +32,8 @@ every `heartbeat_seconds` while a confirm is in flight.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar, overload
@@ -54,6 +57,7 @@ __all__ = [
     "Journal",
     "heartbeat_seconds",
     "journal_error",
+    "refusing",
 ]
 
 #: The longest wait between two heartbeats (and the one of a journal without
@@ -179,15 +183,11 @@ class Journal(abc.ABC):
                 is not usable, or the journal is bound to another account;
                 nothing was reserved.
         """
-        try:
+        with refusing(self, "reserve purchase slots"):
             request = SlotRequest.of(
                 account, owner, wanted, room, since, key=key, total=total
             )
             check_account(self._account, account)
-        except Refused as refused:
-            raise journal_error(
-                self, "reserve purchase slots", str(refused), refused=True
-            ) from None
         return await self._reserve(request)
 
     @abc.abstractmethod
@@ -246,7 +246,7 @@ class Journal(abc.ABC):
                 account is not the journal's, or the store failed. Then the
                 confirm must not be sent.
         """
-        try:
+        with refusing(self, "record the intent to confirm"):
             request = None
             slot = None
             if isinstance(slot_id, NewSlot):
@@ -258,10 +258,6 @@ class Journal(abc.ABC):
             else:
                 slot = slot_id
             intent = Intent.of(slot, preview_token, utc(expires_at), utc(first_sent_at))
-        except Refused as refused:
-            raise journal_error(
-                self, "record the intent to confirm", str(refused), refused=True
-            ) from None
         if request is not None:
             return await self._reserve_intent(request, intent)
         return await self._record_intent(intent)
@@ -309,15 +305,11 @@ class Journal(abc.ABC):
                 outcome, ``"bought"`` without a line, a final state changed,
                 evidence that is not JSON objects, or the store failed.
         """
-        try:
+        with refusing(self, "record the outcome"):
             outcome = Outcome.of(
                 state, line=line, error_code=error_code, message=message,
                 attempts=attempts, first_sent_at=first_sent_at, evidence=evidence,
             )  # fmt: skip
-        except Refused as refused:
-            raise journal_error(
-                self, "record the outcome", str(refused), refused=True
-            ) from None
         return await self._record_outcome(preview_token, outcome, owner)
 
     @abc.abstractmethod
@@ -390,20 +382,28 @@ class Journal(abc.ABC):
                 or both of `phone_number` and ``not_bought=True``; or the
                 store failed. Nothing changed.
         """
-        try:
+        with refusing(self, "settle a purchase by hand"):
             settlement = Settlement.of(
                 preview_token, phone_number=phone_number, not_bought=not_bought,
                 note=note,
             )  # fmt: skip
-        except Refused as refused:
-            raise journal_error(
-                self, "settle a purchase by hand", str(refused), refused=True
-            ) from None
         return await self._settle(settlement)
 
     @abc.abstractmethod
     async def _settle(self, settlement: Settlement) -> JournalEntry:
         """Find the entry `settlement` names, check it, write it: one transaction."""
+
+
+@contextmanager
+def refusing(journal: Journal, operation: str) -> Iterator[None]:
+    """Raise a rule's `Refused` in the block as `journal`'s refusal of `operation`.
+
+    A `JournalError` whose `refused` says that nothing was written.
+    """
+    try:
+        yield
+    except Refused as refused:
+        raise journal_error(journal, operation, str(refused), refused=True) from None
 
 
 def journal_error(
@@ -427,7 +427,7 @@ def heartbeat_seconds(journal: Journal) -> float:
     A third of the journal's `lease`, so that two heartbeats may be late
     before a live owner is judged dead; never more than `HEARTBEAT_SECONDS`
     nor less than `HEARTBEAT_FLOOR_SECONDS`. A journal without a lease gets
-    `HEARTBEAT_SECONDS`. Never raises.
+    `HEARTBEAT_SECONDS`.
     """
     lease = journal.lease
     if lease is None or not lease > 0:  # NaN and non-positive: none to follow

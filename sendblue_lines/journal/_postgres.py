@@ -30,10 +30,9 @@ import anyio
 from .._config import check_count, check_instance, check_seconds
 from ..errors import ConfigurationError, JournalError, excerpt
 from ._entry import JournalEntry
-from ._journal import Journal, journal_error
+from ._journal import Journal, journal_error, refusing
 from ._rules import (
     BY_HAND,
-    KEY_STATES,
     Intent,
     Outcome,
     Refused,
@@ -47,6 +46,7 @@ from ._schema import (
     SCHEMA_VERSION,
     counted,
     entry_from_row,
+    keyed,
     postgres_ddl,
     postgres_upgrades,
     stored_version,
@@ -62,8 +62,6 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 DEFAULT_LEASE = 60.0
 #: The longest one statement may take before the journal gives up, in seconds.
 COMMAND_TIMEOUT = 30.0
-#: The states that fill a key's total, as SQL.
-_KEY_STATES = ", ".join(f"'{state}'" for state in KEY_STATES)
 #: An advisory lock key that serialises schema creation across the fleet.
 _SETUP_LOCK = 0x5E4DB1E
 
@@ -239,10 +237,8 @@ class PostgresJournal(Journal):
             # A transaction that started is finished (committed or rolled
             # back) before a cancellation is let through, so what the caller
             # is told matches what the database holds.
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True), refusing(self, operation):
                 return await work()
-        except Refused as refused:
-            raise journal_error(self, operation, str(refused), refused=True) from None
         except self._errors as exc:
             failure = exc
         # Raised outside the except block, so that a driver's exception whose
@@ -370,7 +366,7 @@ class PostgresJournal(Journal):
         if pool is not None and self._given_pool is None:
             await self._guard("close the journal", pool.close)
 
-    # -- the protocol -------------------------------------------------------
+    # -- the hooks of Journal's methods ---------------------------------------
 
     async def _renew(self, connection: Any, owner: str) -> None:
         await connection.execute(
@@ -427,7 +423,7 @@ class PostgresJournal(Journal):
             f"{s}.owners o WHERE o.owner = p.owner AND o.lease_until > now()) "
             "RETURNING p.id) SELECT "
             f"count(*) FILTER (WHERE {counted('$2::bigint')}), "
-            f"count(*) FILTER (WHERE key = $3 AND state IN ({_KEY_STATES})) "
+            f"count(*) FILTER (WHERE {keyed('$3')}) "
             f"FROM {s}.purchases WHERE account = $1 "
             "AND id NOT IN (SELECT id FROM dead)",
             account,
@@ -661,7 +657,8 @@ class PostgresJournal(Journal):
         async def work(connection: Any) -> JournalEntry:
             found = await connection.fetch(
                 f"SELECT preview_token, state FROM {s}.purchases "
-                "WHERE left(preview_token, $1) = $2 LIMIT 2 FOR UPDATE",
+                "WHERE left(preview_token, $1) = $2 "
+                "ORDER BY preview_token = $2 DESC LIMIT 2 FOR UPDATE",
                 len(settlement.prefix),
                 settlement.prefix,
             )

@@ -2,8 +2,8 @@
 
 What may be reserved, which entries a reservation counts, what an outcome may
 overwrite and how its values are written: each backend asks here and only
-runs the statements. A broken rule raises `Refused`, which each backend turns
-into its `JournalError`.
+runs the statements. A broken rule raises `Refused`, which `Journal` turns
+into a `JournalError` that says nothing was written (`refusing`).
 
 The fleet race (design invariant 8). A process reads ``GET /accounts/limits``
 and then reserves. A purchase of another process that charged after the
@@ -159,7 +159,7 @@ class SlotRequest:
             key=key, total=total,
         )  # fmt: skip
 
-    def granted(self, counted: int, keyed: int = 0) -> int:
+    def granted(self, counted: int, keyed: int) -> int:
         """How many slots fit when `counted` take room and `keyed` fill the total."""
         fit = self.wanted
         if self.room is not None:
@@ -309,6 +309,10 @@ class Outcome:
         return True
 
 
+#: The fewest characters of a token that `Journal.settle` takes.
+SETTLE_PREFIX = 8
+
+
 @attrs.frozen(kw_only=True)
 class Settlement:
     """A person's checked verdict on an ``"unknown"`` entry (`Journal.settle`)."""
@@ -331,7 +335,8 @@ class Settlement:
 
         Raises:
             Refused: a token prefix under 8 characters, neither or both of
-                a phone number and ``not_bought=True``, an empty number.
+                a phone number and ``not_bought=True``, an empty number, a
+                note that is not text.
         """
         given: object = prefix  # callers outside the type checker's sight
         if not isinstance(given, str) or len(prefix) < SETTLE_PREFIX:
@@ -350,6 +355,10 @@ class Settlement:
         if number is not None and not (isinstance(number, str) and number.strip()):
             msg = "the phone number of a line settled as bought cannot be empty"
             raise Refused(msg)
+        said: object = note
+        if said is not None and not isinstance(said, str):
+            msg = f"a note is text, not {type(said).__name__}"
+            raise Refused(msg)
         return cls(
             prefix=prefix,
             state="bought" if phone_number is not None else "not_bought",
@@ -360,10 +369,13 @@ class Settlement:
     def check(self, found: Sequence[tuple[str, str]]) -> str:
         """The one entry (token, state) the prefix names; refuse any other case.
 
+        A whole token names its own entry even when it begins another's.
+
         Raises:
             Refused: no entry or several match, or the one that does is not
                 ``"unknown"``.
         """
+        found = [row for row in found if row[0] == self.prefix] or found
         if not found:
             msg = f"no purchase's token starts with {self.prefix!r}"
             raise Refused(msg)
@@ -380,10 +392,6 @@ class Settlement:
             )
             raise Refused(msg)
         return token
-
-
-#: The fewest characters of a token that `Journal.settle` takes.
-SETTLE_PREFIX = 8
 
 
 @overload

@@ -6,27 +6,30 @@ is bound to one API key id); ``purchases`` holds one row per purchase slot:
 once its intent is written, then one of the outcome states, with
 ``settled_seq``, its place in the journal's order of settled purchases.
 
-Every journal is made the same way: the tables of version 1, then each
-upgrade in turn, so that a new journal and one written by an earlier
-version end in the same schema, every entry kept. A journal whose version
+Every journal is made the same way: the tables of version 1, then the
+upgrade to version 2, so that a new journal and one written by version 1
+end in the same schema, every entry kept. A journal whose version
 is newer than this code's is refused, never downgraded.
 
 - version 1: the tables;
 - version 2: ``settled_seq`` (the order `Journal.mark` reads), replacing
   the wall-clock ``settled_at`` in the count of settled purchases; and
-  ``key``, the reason a purchase was made for (`JournalEntry.key`).
+  ``key``, the reason a purchase was made for (`JournalEntry.key`). A
+  process of version 1 that still has the journal open writes no
+  ``settled_seq``: every such process stops before the upgrade (see
+  docs/journal.md, "Upgrading").
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from ..models import ProvisionedLine
 from ._entry import ENTRY_STATES, EntryState, JournalEntry
-from ._rules import CHARGED_STATES, Refused
+from ._rules import CHARGED_STATES, KEY_STATES, Refused, utc
 
 __all__ = [
     "COLUMNS",
@@ -37,6 +40,7 @@ __all__ = [
     "V1_SQLITE_SHAPE",
     "counted",
     "entry_from_row",
+    "keyed",
     "newer_schema_message",
     "postgres_ddl",
     "postgres_upgrades",
@@ -53,7 +57,13 @@ COLUMNS = (
     "first_sent_at, settled_at, attempts, evidence, key"
 )
 
-_STATES_SQL = ", ".join(f"'{state}'" for state in ("reserved", *ENTRY_STATES))
+
+def _sql_list(states: Sequence[str]) -> str:
+    """`states` as the inside of an SQL ``IN (...)``."""
+    return ", ".join(f"'{state}'" for state in states)
+
+
+_STATES_SQL = _sql_list(("reserved", *ENTRY_STATES))
 
 SQLITE_DDL = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -78,14 +88,20 @@ SQLITE_DDL = (
     "CREATE INDEX IF NOT EXISTS purchases_open ON purchases (account, state)",
 )
 
+
+def _to_version_2(prefix: str) -> tuple[str, ...]:
+    """What turns a version-1 journal into version 2, tables named `prefix`-first."""
+    return (
+        f"DROP INDEX IF EXISTS {prefix}purchases_settled",
+        f"ALTER TABLE {prefix}purchases ADD COLUMN settled_seq bigint",
+        f"CREATE INDEX purchases_settled ON {prefix}purchases (settled_seq)",
+        f"ALTER TABLE {prefix}purchases ADD COLUMN key text",
+        f"CREATE INDEX purchases_key ON {prefix}purchases (account, key)",
+    )
+
+
 #: What turns a version-1 SQLite journal into the current one.
-SQLITE_UPGRADES = (
-    "DROP INDEX IF EXISTS purchases_settled",
-    "ALTER TABLE purchases ADD COLUMN settled_seq INTEGER",
-    "CREATE INDEX purchases_settled ON purchases (settled_seq)",
-    "ALTER TABLE purchases ADD COLUMN key TEXT",
-    "CREATE INDEX purchases_key ON purchases (account, key)",
-)
+SQLITE_UPGRADES = _to_version_2("")
 
 
 #: ``PRAGMA application_id`` of a SQLite journal ("SBLN" in ASCII), written
@@ -152,14 +168,7 @@ def postgres_ddl(schema: str) -> tuple[str, ...]:
 
 def postgres_upgrades(schema: str) -> tuple[str, ...]:
     """What turns a version-1 PostgreSQL journal in `schema` into the current one."""
-    return (
-        f"DROP INDEX IF EXISTS {schema}.purchases_settled",
-        f"ALTER TABLE {schema}.purchases ADD COLUMN settled_seq bigint",
-        f"CREATE INDEX purchases_settled ON {schema}.purchases (settled_seq)",
-        f"CREATE SEQUENCE {schema}.settled_order",
-        f"ALTER TABLE {schema}.purchases ADD COLUMN key text",
-        f"CREATE INDEX purchases_key ON {schema}.purchases (account, key)",
-    )
+    return (*_to_version_2(f"{schema}."), f"CREATE SEQUENCE {schema}.settled_order")
 
 
 def counted(since: str) -> str:
@@ -169,11 +178,18 @@ def counted(since: str) -> str:
     settled after the mark `since` (a placeholder of the backend; NULL
     counts no settled row); see `_rules`.
     """
-    charged = ", ".join(f"'{state}'" for state in CHARGED_STATES)
     return (
-        f"(state IN ('reserved', 'pending') OR (state IN ({charged}) "
-        f"AND settled_seq > {since}))"
+        f"(state IN ('reserved', 'pending') OR (state IN "
+        f"({_sql_list(CHARGED_STATES)}) AND settled_seq > {since}))"
     )
+
+
+def keyed(key: str) -> str:
+    """The condition on ``purchases`` of the rows that fill key `key`'s total.
+
+    `key` is a placeholder of the backend; see `KEY_STATES`.
+    """
+    return f"key = {key} AND state IN ({_sql_list(KEY_STATES)})"
 
 
 def newer_schema_message(found: str, where: str) -> str:
@@ -210,10 +226,7 @@ def stored_version(found: str | None, where: str) -> int:
 def _moment(value: Any) -> datetime | None:
     if value is None:
         return None
-    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    return utc(value if isinstance(value, datetime) else datetime.fromisoformat(value))
 
 
 def entry_from_row(row: Sequence[Any]) -> JournalEntry:

@@ -27,13 +27,12 @@ import anyio.to_thread
 
 from .. import _clock
 from .._config import check_instance, check_seconds
-from ..errors import ConfigurationError, JournalError, excerpt
+from ..errors import ConfigurationError, excerpt
 from ._entry import JournalEntry
-from ._journal import Journal, journal_error
+from ._journal import Journal, journal_error, refusing
 from ._owner import process_alive
 from ._rules import (
     BY_HAND,
-    KEY_STATES,
     Intent,
     Outcome,
     Refused,
@@ -52,6 +51,7 @@ from ._schema import (
     V1_SQLITE_SHAPE,
     counted,
     entry_from_row,
+    keyed,
     stored_version,
 )
 
@@ -68,7 +68,7 @@ _FAILURES = (sqlite3.Error, OSError, ValueError)
 
 
 def _iso(moment: datetime | None) -> str | None:
-    # Always with microseconds, so that stored times compare as text in order.
+    # One form for every stored time: UTC, with microseconds.
     moment = utc(moment)
     return None if moment is None else moment.isoformat(timespec="microseconds")
 
@@ -159,15 +159,11 @@ class SQLiteJournal(Journal):
         return self._connection is not None
 
     def _guarded(self, operation: str, work: Callable[[], _T]) -> _T:
-        with self._lock:
+        with self._lock, refusing(self, operation):
             try:
                 return work()
-            except Refused as refused:
-                raise journal_error(
-                    self, operation, str(refused), refused=True
-                ) from None
             except _FAILURES as exc:
-                raise self._failure(operation, exc) from exc
+                raise journal_error(self, operation, _describe(exc)) from exc
 
     async def _run(
         self, operation: str, work: Callable[[sqlite3.Connection], _T]
@@ -182,11 +178,6 @@ class SQLiteJournal(Journal):
         return await anyio.to_thread.run_sync(
             self._guarded, operation, lambda: work(connection)
         )
-
-    def _failure(self, operation: str, exc: BaseException) -> JournalError:
-        error = journal_error(self, operation, _describe(exc))
-        error.__cause__ = exc
-        return error
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -286,7 +277,7 @@ class SQLiteJournal(Journal):
                 self._guarded, "close the journal", connection.close
             )
 
-    # -- the protocol -------------------------------------------------------
+    # -- the hooks of Journal's methods ---------------------------------------
 
     async def mark(self) -> int:
         """Return the place of the last settled purchase (see `Journal.mark`).
@@ -502,8 +493,9 @@ class SQLiteJournal(Journal):
             with _immediate(connection):
                 found = connection.execute(
                     "SELECT preview_token, state FROM purchases "
-                    "WHERE substr(preview_token, 1, ?) = ? LIMIT 2",
-                    (len(settlement.prefix), settlement.prefix),
+                    "WHERE substr(preview_token, 1, ?) = ? "
+                    "ORDER BY preview_token = ? DESC LIMIT 2",
+                    (len(settlement.prefix), settlement.prefix, settlement.prefix),
                 ).fetchall()
                 token = settlement.check(found)
                 connection.execute(
@@ -564,8 +556,6 @@ def _check_ours(connection: sqlite3.Connection) -> None:
     )
 
 
-#: The states that fill a key's total, as SQL.
-_KEY_STATES = ", ".join(f"'{state}'" for state in KEY_STATES)
 #: The place of the last settled purchase in the journal's order (0: none).
 _LAST_SETTLED = "SELECT COALESCE(MAX(settled_seq), 0) FROM purchases"
 
@@ -602,14 +592,13 @@ def _taking(connection: sqlite3.Connection, request: SlotRequest) -> tuple[int, 
     connection.executemany(
         "DELETE FROM purchases WHERE id = ?", [(i,) for i in dead_slots]
     )
-    keyed = 0
+    filled = 0
     if request.key is not None:
-        (keyed,) = connection.execute(
-            "SELECT count(*) FROM purchases WHERE account = ? AND key = ? "
-            f"AND state IN ({_KEY_STATES})",
+        (filled,) = connection.execute(
+            f"SELECT count(*) FROM purchases WHERE account = ? AND {keyed('?')}",
             (request.account, request.key),
         ).fetchone()
-    return len(rows) - len(dead_slots), int(keyed)
+    return len(rows) - len(dead_slots), int(filled)
 
 
 def _judge(owners: set[str]) -> set[str]:

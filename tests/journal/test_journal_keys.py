@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 
@@ -101,6 +102,28 @@ async def test_an_ambiguous_prefix_settles_nothing(journal: Journal) -> None:
         await journal.settle("lpv_shared_0002", not_bought=True)
     with pytest.raises(JournalError, match="final"):
         await journal.record_outcome("lpv_shared_0002", "not_bought")
+
+
+async def test_a_whole_token_settles_its_entry_when_it_begins_another(
+    journal: Journal,
+) -> None:
+    """A token that is the start of another token still names its own entry."""
+    await bought(journal, "lpv_short_0001", "a", "unknown")
+    await bought(journal, "lpv_short_0001_more", "b", "unknown")
+    entry = await journal.settle("lpv_short_0001", not_bought=True)
+    assert (entry.preview_token, entry.state) == ("lpv_short_0001", "not_bought")
+    states = {e.preview_token: e.state for e in await journal.entries()}
+    assert states["lpv_short_0001_more"] == "unknown"
+
+
+@pytest.mark.parametrize("note", [5, b"bytes", ["a"]])
+async def test_a_note_that_is_not_text_is_refused(journal: Journal, note: Any) -> None:
+    """A typed refusal, nothing changed: never a TypeError from inside."""
+    await bought(journal, "lpv_noted_0001", "a", "unknown")
+    with pytest.raises(JournalError, match="a note is text") as caught:
+        await journal.settle("lpv_noted_0001", not_bought=True, note=note)
+    assert caught.value.refused
+    assert [e.state for e in await journal.entries()] == ["unknown"]
 
 
 async def test_a_line_settled_by_hand_keeps_its_place_in_the_order(
