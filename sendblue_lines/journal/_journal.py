@@ -323,7 +323,6 @@ class Journal(abc.ABC):
         return the entry as it now stands.
         """
 
-    @abc.abstractmethod
     async def claim_orphans(
         self, account: str, owner: str, *, key: str | None = None
     ) -> list[JournalEntry]:
@@ -335,8 +334,18 @@ class Journal(abc.ABC):
         are given back. Returns the claimed entries, oldest first.
 
         Raises:
-            JournalError: the store failed; nothing was claimed.
+            JournalError: the store failed, or the journal is bound to
+                another account; nothing was claimed.
         """
+        with refusing(self, "claim orphaned purchases"):
+            check_account(self._account, account)
+        return await self._claim_orphans(account, owner, key)
+
+    @abc.abstractmethod
+    async def _claim_orphans(
+        self, account: str, owner: str, key: str | None
+    ) -> list[JournalEntry]:
+        """Claim as `claim_orphans` says, in one transaction."""
 
     @abc.abstractmethod
     async def renew(self, owner: str) -> None:

@@ -38,7 +38,6 @@ from ._rules import (
     Refused,
     Settlement,
     SlotRequest,
-    check_account,
     check_token_free,
 )
 from ._schema import (
@@ -571,16 +570,13 @@ class PostgresJournal(Journal):
 
         return await self._run("record the outcome", work)
 
-    async def claim_orphans(
-        self, account: str, owner: str, *, key: str | None = None
+    async def _claim_orphans(
+        self, account: str, owner: str, key: str | None
     ) -> list[JournalEntry]:
         """Take over the pending purchases of owners whose lease ran out.
 
-        See `Journal.claim_orphans`. Renews `owner`'s lease in the same
-        transaction, so the claim and the claimer's liveness commit together.
-
-        Raises:
-            JournalError: the database failed; nothing was claimed.
+        Renews `owner`'s lease in the same transaction, so the claim and the
+        claimer's liveness commit together.
         """
         s = self._qualified
         orphaned = (
@@ -589,7 +585,6 @@ class PostgresJournal(Journal):
         )
 
         async def work(connection: Any) -> list[JournalEntry]:
-            check_account(self._account, account)
             await self._renew(connection, owner)
             candidates = await connection.fetch(
                 f"SELECT p.id FROM {s}.purchases p WHERE p.account = $1 "

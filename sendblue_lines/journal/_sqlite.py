@@ -38,7 +38,6 @@ from ._rules import (
     Refused,
     Settlement,
     SlotRequest,
-    check_account,
     check_token_free,
     utc,
 )
@@ -417,20 +416,16 @@ class SQLiteJournal(Journal):
 
         return await self._run("record the outcome", work)
 
-    async def claim_orphans(
-        self, account: str, owner: str, *, key: str | None = None
+    async def _claim_orphans(
+        self, account: str, owner: str, key: str | None
     ) -> list[JournalEntry]:
         """Take over the pending purchases of this host's dead processes.
 
-        See `Journal.claim_orphans`. ``BEGIN IMMEDIATE`` makes the claim
-        exclusive across the processes sharing the file.
-
-        Raises:
-            JournalError: the store failed; nothing was claimed.
+        ``BEGIN IMMEDIATE`` makes the claim exclusive across the processes
+        sharing the file.
         """
 
         def work(connection: sqlite3.Connection) -> list[JournalEntry]:
-            check_account(self._account, account)
             with _immediate(connection):
                 rows = connection.execute(
                     "SELECT id, owner, state FROM purchases WHERE account = ? "
