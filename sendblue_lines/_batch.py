@@ -129,7 +129,7 @@ class Batch:
         async with AsyncExitStack() as stack:
             if self._closer is not None and self._reservation is not None:
                 # Pushed first, so it runs last: after every slot settled.
-                stack.push_async_callback(self._close_journal, self._reservation)
+                stack.push_async_callback(self._closer, self._reservation)
             # Unwound in reverse on leaving: cancel what was not sent, wait for
             # the task group (a sent confirm is shielded inside its slot), then
             # give back the unstarted slots and log what nobody consumed.
@@ -167,15 +167,6 @@ class Batch:
         if self._receive is None:
             raise ConfigurationError("iterate over a batch inside its `async with`")
         try:
-            # An outcome already settled is handed over at once; waiting for
-            # one (a checkpoint, so a cancellation is seen) only when none is.
-            return self._receive.receive_nowait()
-        except anyio.WouldBlock:
-            pass
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            await checkpoint_if_cancelled()
-            raise StopAsyncIteration from None
-        try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             # The stream also ends when a cancellation of our scope reached the
@@ -204,13 +195,6 @@ class Batch:
             if self._workers == 0:
                 reservation.close()
                 send.close()
-
-    async def _close_journal(self, reservation: Reservation) -> None:
-        """Run the closer once every slot settled, even when the batch is cancelled."""
-        closer = self._closer
-        assert closer is not None  # noqa: S101 - pushed only when set
-        with anyio.CancelScope(shield=True):
-            await closer(reservation)
 
     def _finish(
         self,

@@ -124,6 +124,22 @@ class Recorder:
         """
         return await self.journal.mark()
 
+    def hold(
+        self,
+        reservation: Reservation,
+        plan: Plan,
+        since: int,
+        key: str | None = None,
+        total: int | None = None,
+        ids: Sequence[int] = (),
+    ) -> None:
+        """Keep what the intents of `reservation` reserve with: its plan, mark, key.
+
+        With no `ids` (`provision()`), each intent reserves its own journal
+        slot, in the intent's commit.
+        """
+        self._grants[reservation] = _Grant(list(ids), plan, since, key, total)
+
     async def reserve(
         self,
         reservation: Reservation,
@@ -131,8 +147,6 @@ class Recorder:
         since: int,
         key: str | None = None,
         total: int | None = None,
-        *,
-        ahead: bool = True,
     ) -> RateLimitError | None:
         """Reserve the Budget's slots in the journal too; shrink to what it grants.
 
@@ -140,20 +154,19 @@ class Recorder:
         Provisioner's open purchases itself, beside the fleet's, and those
         settled after `since`; with `key`, the key's total too. Returns the
         refusal for the slots it did not grant, or None (all granted, or the
-        key's total met). Not `ahead` (`provision()`): no slot now, each
-        intent reserves its own, in the intent's commit.
+        key's total met).
 
         Raises:
             JournalError: the journal failed; nothing was reserved in it.
         """
-        wanted = reservation.size if ahead else 0
+        wanted = reservation.size
         ids: list[int] = []
         if wanted > 0:
             ids = await self.journal.reserve(
                 self.client.api_key_id, self.owner, wanted, room(plan.limits),
                 since=since, key=key, total=total,
             )  # fmt: skip
-        self._grants[reservation] = _Grant(ids, plan, since, key, total)
+        self.hold(reservation, plan, since, key, total, ids)
         if len(ids) >= wanted:
             return None
         reservation.shrink(len(ids))

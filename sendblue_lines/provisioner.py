@@ -279,7 +279,11 @@ class Provisioner:
         return self._batch(count, concurrency)
 
     def _batch(
-        self, count: int, concurrency: int, key: str | None = None, total: int = 0
+        self,
+        count: int,
+        concurrency: int,
+        key: str | None = None,
+        total: int | None = None,
     ) -> Batch:
         check_count(count, "count", low=0)
         check_count(concurrency, "concurrency", low=1, high=_MAX_CONCURRENCY)
@@ -317,10 +321,12 @@ class Provisioner:
         purchases of earlier calls; `not_attempted` what is still missing.
 
         Raises:
-            ConfigurationError: `count` is negative, `concurrency` below 1,
-                or `key` is given without a journal or is not usable.
+            ConfigurationError: `count` is not a non-negative int,
+                `concurrency` not an int from 1 to 1000, or `key` is given
+                without a journal or is not usable; before any await.
         """
         check_count(count, "count", low=0)
+        check_count(concurrency, "concurrency", low=1, high=_MAX_CONCURRENCY)
         recorder = None if key is None else _keys.keeper(key, self._recorder)
         if recorder is None or key is None:
             return await self._collect(self._batch(count, concurrency))
@@ -396,7 +402,7 @@ class Provisioner:
     # -- one purchase ---------------------------------------------------------
 
     async def _open(
-        self, count: int, *, key: str | None, total: int
+        self, count: int, *, key: str | None, total: int | None
     ) -> tuple[Plan | None, Reservation | None, SendblueError | None]:
         """A batch's one limits read: its plan, its reservation, what stops it.
 
@@ -419,7 +425,7 @@ class Provisioner:
         if recorder is not None:
             try:
                 fleet_stop = await recorder.reserve(
-                    reservation, plan, since, key, total if key is not None else None
+                    reservation, plan, since, key, total
                 )
             except JournalError as error:
                 logger.error(
@@ -460,18 +466,14 @@ class Provisioner:
                     extra=extra("not_previewing", status=getattr(stop, "status", None)),
                 )  # fmt: skip
                 raise stop
-            if recorder is None:
-                with reservation.slot() as slot:
-                    return await self._buy(slot, reservation)
-            # No journal slot yet: it is reserved with the intent, after the
-            # preview, in one commit.
-            total = None if key is None else 1
-            await recorder.reserve(reservation, plan, since, key, total, ahead=False)
+            if recorder is not None:
+                recorder.hold(reservation, plan, since, key, None if key is None else 1)
             try:
                 with reservation.slot() as slot:
                     return await self._buy(slot, reservation)
             finally:
-                await recorder.release(reservation)
+                if recorder is not None:
+                    await recorder.release(reservation)
 
     async def _settle(self, reservation: Reservation) -> ProvisionOutcome:
         """Run the next slot of a batch's `reservation` and report it."""
