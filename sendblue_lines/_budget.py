@@ -17,6 +17,7 @@ reservation comes after `reserve` (no await between the two), and
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from ._results import Binding, Plan
 from .errors import (
@@ -58,12 +59,23 @@ def _room(window: LimitWindow | None, held: int) -> int | None:
     return None
 
 
+def _tighter(
+    daily: int | None, monthly: int | None
+) -> tuple[Literal["daily", "monthly"] | None, int | None]:
+    """The window that binds first and its room (None: neither is known).
+
+    The smaller room; on a tie the monthly window, the one that frees up later.
+    """
+    if monthly is not None and (daily is None or monthly <= daily):
+        return "monthly", monthly
+    if daily is not None:
+        return "daily", daily
+    return None, None
+
+
 def room(limits: ProvisioningLimits) -> int | None:
     """Lines the tighter window of `limits` leaves; None when neither is known."""
-    known = [
-        r for r in (_room(limits.daily, 0), _room(limits.monthly, 0)) if r is not None
-    ]
-    return min(known) if known else None
+    return _tighter(_room(limits.daily, 0), _room(limits.monthly, 0))[1]
 
 
 def plan_for(
@@ -81,12 +93,9 @@ def plan_for(
     monthly = _room(limits.monthly, held)
     allowed = requested
     binding: Binding | None = None
-    # On a tie the monthly window binds: it is the one that frees up later.
-    if monthly is not None and (daily is None or monthly <= daily):
-        if monthly < allowed:
-            allowed, binding = monthly, "monthly"
-    elif daily is not None and daily < allowed:
-        allowed, binding = daily, "daily"
+    name, left = _tighter(daily, monthly)
+    if left is not None and left < allowed:
+        allowed, binding = left, name
     if cap_left is not None and cap_left < allowed:
         allowed = max(cap_left, 0)
         binding = "max_lines"
@@ -153,17 +162,9 @@ def journal_refusal(plan: Plan, granted: int, wanted: int) -> RateLimitError:
     Counted over every process sharing the journal: their open purchases,
     and those settled after this process's limits read, which it misses.
     """
-    known = {
-        name: left
-        for name, left in (
-            ("daily", _room(plan.limits.daily, 0)),
-            ("monthly", _room(plan.limits.monthly, 0)),
-        )
-        if left is not None
-    }
-    # The tighter window binds; on a tie the monthly one, as in `plan_for`.
-    name = min(known, key=lambda n: (known[n], n != "monthly")) if known else "daily"
-    window = plan.limits.daily if name == "daily" else plan.limits.monthly
+    limits = plan.limits
+    name = _tighter(_room(limits.daily, 0), _room(limits.monthly, 0))[0] or "daily"
+    window = limits.daily if name == "daily" else limits.monthly
     what = (
         f"leaves room for {granted} of {wanted} line(s) once the purchases "
         "that other processes sharing the journal hold open, or bought after "
