@@ -10,10 +10,10 @@ whether to try again to the callers.
 
 Two promises hold whoever built the session:
 
-- What an answer means does not depend on the session. Everything a
-  `ClientSession` lets a caller change and a request can override is pinned
-  per request (`_pinned_options`); what no request can override, and that
-  would change an answer, is refused by `check_session` in the constructor.
+- What an answer means does not depend on the session. Every setting of a
+  `ClientSession` that would change an answer is pinned per request where a
+  request can override it (`_pinned_options`), and refused by
+  `check_session` in the constructor where none can.
 - No credential leaves in an error. aiohttp's exceptions carry the request's
   headers (`request_info`), so they are never chained: a `TransportError` is
   raised outside the `except` block with a safe description. The secret is
@@ -89,29 +89,32 @@ _FORBIDDEN_DEFAULT_HEADERS: Final = frozenset(
 
 
 def _pinned_options() -> dict[str, Any]:
-    """Per-request arguments that override every session setting they can.
+    """Per-request arguments for every setting that could change what an answer says.
 
-    The values are aiohttp's own defaults, so that a caller's session gives
-    the answers the SDK's own session gives. Only the arguments the installed
-    aiohttp accepts are passed (`middlewares` came in 3.12, for example).
+    Redirects are never followed; the rest are aiohttp's own defaults (our
+    own session has them already), so that a caller's session gives the
+    answers the SDK's own session gives. A setting that changes how an
+    answer is buffered but not what it says (`read_bufsize`) is left alone.
+    Only the arguments the installed aiohttp accepts are passed
+    (`middlewares` came in 3.12, for example).
     """
     wanted: dict[str, Any] = {
         "allow_redirects": False,
         "raise_for_status": False,
         "auto_decompress": True,
         "read_until_eof": True,
-        "read_bufsize": 2**16,
         "max_line_size": 8190,
         "max_field_size": 8190,
         "max_headers": 128,
         "middlewares": (),
-        "proxy_headers": None,
     }
     accepted = inspect.signature(aiohttp.ClientSession._request).parameters
     return {name: value for name, value in wanted.items() if name in accepted}
 
 
-#: Passed with every request, whichever session sends it.
+#: Passed with every request of a caller's session, or of ours through a
+#: proxy; otherwise our own session has them as its defaults already, and
+#: only `allow_redirects` goes with each request.
 _PINNED: Final = _pinned_options()
 
 
@@ -119,10 +122,11 @@ def check_session(session: object) -> aiohttp.ClientSession | None:
     """Accept a caller's session only if no setting of it can change an answer.
 
     Settings a request overrides (`raise_for_status`, timeouts, decompression,
-    `json_serialize`, redirects, middlewares, header values, buffer sizes)
-    are fine. Refused: a custom request or response class (they decide how
-    a request is sent and an answer read) and default headers that change
-    what the server answers (`Range`, conditional headers, framing headers).
+    `json_serialize`, redirects, middlewares, header values and size limits)
+    are fine, and so are those that change no answer (buffer sizes).
+    Refused: a custom request or response class (they decide how a request
+    is sent and an answer read) and default headers that change what the
+    server answers (`Range`, conditional headers, framing headers).
 
     Raises:
         ConfigurationError: not an `aiohttp.ClientSession`, or one of the above.
