@@ -513,10 +513,18 @@ class Transport:
         # Only a redirect's Location is ever shown (see `_status`).
         location = headers.get("Location") if 300 <= status < 400 else None
         raw, cut_short = await self._body(response)
-        data, problem = (None, cut_short) if cut_short else _parse(raw)
+        problem = cut_short
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            # Shown as far as it reads. A cut body may just end inside a
+            # character; a whole one that is not UTF-8 is unreadable.
+            text = raw.decode("utf-8", "replace")
+            problem = problem or "body is not UTF-8"
+        data, problem = (None, problem) if problem else _parse(text)
         return self._reply(
             status,
-            raw.decode("utf-8", "replace"),
+            text,
             problem,
             location,
             data=data,
@@ -639,12 +647,8 @@ def reaches(root: object, secret: str) -> bool:
     return False
 
 
-def _parse(raw: bytes) -> tuple[Any, str | None]:
-    """The JSON of a whole body, or None and why it cannot be read."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None, "body is not UTF-8"
+def _parse(text: str) -> tuple[Any, str | None]:
+    """The JSON of a whole body's text, or None and why it cannot be read."""
     if not text or text.isspace():
         return None, "body is empty"
     try:
