@@ -173,6 +173,24 @@ class PrintableFormatter(logging.Formatter):
     through `printable` too.
     """
 
+    def format(self, record: logging.LogRecord) -> str:
+        """The record's line and its traceback's, made printable.
+
+        `logging.Formatter` caches a traceback's text on the record for the
+        handlers after it: ours is made here, and the record's cache is left
+        as it was, so that we never print another formatter's raw text nor
+        hand our escaped one to the application's handlers.
+        """
+        cached = record.exc_text
+        # A record rebuilt from elsewhere (a SocketHandler's) has only the text.
+        record.exc_text = (
+            None if record.exc_info else cached and printable_lines(cached)
+        )
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = cached
+
     def formatMessage(self, record: logging.LogRecord) -> str:
         """The record's line, made printable."""
         return printable(super().formatMessage(record), LOG_LIMIT)
