@@ -2,9 +2,10 @@
 
 Every model is a frozen, keyword-only attrs class. One private cattrs
 `Converter` structures them from the server's JSON: wire names are mapped
-with `override(rename=...)`, datetimes are parsed by one hook, strings and
-integers are checked strictly (no silent `str(3)` or `int("3")`), unknown
-fields are ignored and missing required ones are an error.
+with `override(rename=...)`, datetimes are parsed by one hook, strings are
+checked strictly (no silent `str(3)`), unknown fields are ignored and
+missing required ones are an error. The limits' counts are read by the
+limits' own hook (below).
 
 Required strings (the preview token, the confirmed line's number and ids)
 must be non-empty: an empty or blank one, or one of another JSON type, is a
@@ -436,21 +437,14 @@ def _required_str(value: object, _: object) -> str:
     return text
 
 
-def _strict_int(value: object, _: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected an integer, got {type(value).__name__}")
-    return value
-
-
 def _structure_datetime(value: object, _: object) -> datetime:
     return parse_datetime(value)
 
 
 def _make_converter() -> Converter:
-    """The one converter: strict scalars, wire names, the tolerant bodies' hooks."""
+    """The one converter: strict strings, wire names, the tolerant bodies' hooks."""
     converter = Converter(detailed_validation=True, forbid_extra_keys=False)
     converter.register_structure_hook(str, _strict_str)
-    converter.register_structure_hook(int, _strict_int)
     converter.register_structure_hook(datetime, _structure_datetime)
     converter.register_structure_hook(
         Preview,
