@@ -218,7 +218,6 @@ class Transport:
         connect_timeout: float,
         session: aiohttp.ClientSession | None,
         on_attempt: AttemptHook | None,
-        max_response_bytes: int = MAX_RESPONSE_BYTES,
         session_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.base_url = base_url
@@ -233,7 +232,6 @@ class Transport:
         self._guard: AsyncGenerator[None, None] | None = None
         self._guarded: aiohttp.ClientSession | None = None
         self._on_attempt = on_attempt
-        self._max_bytes = max_response_bytes
         # proxy=, trust_env=, trace_configs=: for the session we create only.
         self._session_options = dict(session_options or {})
         # A failure within `connect` (a pooled connection, connecting)
@@ -535,17 +533,17 @@ class Transport:
     async def _body(self, response: aiohttp.ClientResponse) -> tuple[bytes, str | None]:
         """The body's bytes up to the cap, and why they are not all of it, if so."""
         declared = response.content_length
-        if declared is not None and declared > self._max_bytes:
+        if declared is not None and declared > MAX_RESPONSE_BYTES:
             return b"", f"body of {declared} bytes exceeds the cap"
         chunks: list[bytes] = []
         size = 0
         try:
             async for chunk in response.content.iter_any():
                 size += len(chunk)
-                if size > self._max_bytes:
+                if size > MAX_RESPONSE_BYTES:
                     return (
                         b"".join(chunks),
-                        f"body exceeds the {self._max_bytes}-byte cap",
+                        f"body exceeds the {MAX_RESPONSE_BYTES}-byte cap",
                     )
                 chunks.append(chunk)
         except aiohttp.ClientPayloadError:
@@ -731,7 +729,7 @@ def _abandon(session: aiohttp.ClientSession) -> None:
             logger.debug("the session of a finished event loop was dropped")
 
 
-def describe_failure(exc: BaseException, phase: str = _WAITING) -> str:
+def describe_failure(exc: BaseException, phase: str) -> str:
     """Say what a network failure was, without any header value.
 
     `phase` is where the attempt was when it failed: `_WAITING` (sending, or
