@@ -369,8 +369,10 @@ def _window(value: object, usage: object) -> LimitWindow | None:
 
 def _structure_limits(body: object, _: object) -> ProvisioningLimits:
     """Read the limits tolerantly: any shape we do not know is "limits unknown"."""
-    limits = body.get("limits") if isinstance(body, Mapping) else None
-    if not isinstance(body, Mapping) or not isinstance(limits, Mapping):
+    if not isinstance(body, Mapping):
+        return ProvisioningLimits(raw=body)
+    limits = body.get("limits")
+    if not isinstance(limits, Mapping):
         return ProvisioningLimits(raw=body)
     usage = body.get("usage")
     if not isinstance(usage, Mapping):
@@ -394,14 +396,16 @@ def _structure_lines_state(body: object, _: object) -> LinesState:
     provisioning page: more fields and other values are accepted, an entry
     without a usable `worker_id` is counted in `unreadable` and left out.
     """
-    data = body.get("data") if isinstance(body, Mapping) else None
-    if not isinstance(body, Mapping) or not isinstance(data, list):
+    if not isinstance(body, Mapping):
+        raise TypeError(f"expected a JSON object, got {type(body).__name__}")
+    data = body.get("data")
+    if not isinstance(data, list):
         raise ValueError("expected a `data` list of lines")
     lines: list[AccountLine] = []
     unreadable = 0
     for item in data:
         worker_id = _text(item.get("worker_id")) if isinstance(item, Mapping) else None
-        if worker_id is None or not isinstance(item, Mapping):
+        if worker_id is None:
             unreadable += 1
             continue
         lines.append(
