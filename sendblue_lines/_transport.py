@@ -248,7 +248,6 @@ class Transport:
             "Accept-Encoding": _ACCEPT_ENCODING,
             "User-Agent": USER_AGENT,
         }
-        json_type = {"Content-Type": "application/json"}
         # Our own session carries our headers and timeout as its defaults,
         # aiohttp's own way, and its other settings are the pinned ones
         # already. A caller's session gets them with every request, where
@@ -259,14 +258,16 @@ class Transport:
         )
         if self._defaults:
             self._options: dict[str, Any] = {"allow_redirects": False}
-            self._json_options = {**self._options, "headers": json_type}
         else:
             self._options = {"headers": self._headers, "timeout": self._timeout}
             self._options.update(_PINNED)
-            self._json_options = {
-                **self._options,
-                "headers": {**self._headers, **json_type},
-            }
+        self._json_options = {
+            **self._options,
+            "headers": {
+                **self._options.get("headers", {}),
+                "Content-Type": "application/json",
+            },
+        }
 
     @property
     def closed(self) -> bool:
