@@ -15,10 +15,12 @@ Two promises hold whoever built the session:
   request can override it (`_pinned_options`), and refused by
   `check_session` in the constructor where none can.
 - No credential leaves in an error. aiohttp's exceptions carry the request's
-  headers (`request_info`), so they are never chained: a `TransportError` is
-  raised outside the `except` block with a safe description. The secret is
-  redacted from every reply at the one place replies are made (`_reply`), so
-  a server or proxy that echoes our headers cannot put it into an error.
+  headers (`request_info`), so a `TransportError` is raised outside the
+  `except` block, with a safe description, and the failure behind it is its
+  `__cause__` only when nothing reachable from it holds the secret
+  (`reaches`). The secret is redacted from every reply at the one place
+  replies are made (`_reply`), so a server or proxy that echoes our headers
+  cannot put it into an error.
 """
 
 from __future__ import annotations
@@ -228,7 +230,7 @@ class Transport:
         self._session = check_session(session)
         self._owns_session = session is None
         self._closed = False
-        # Closes our own session when its event loop shuts down (see _guard).
+        # Closes our own session when its event loop shuts down (see _watch).
         self._guard: AsyncGenerator[None, None] | None = None
         self._guarded: aiohttp.ClientSession | None = None
         self._on_attempt = on_attempt
