@@ -10,9 +10,9 @@ Spans: when OpenTelemetry's API has been imported by the application (which
 setting up a tracer provider does), each purchase is a span
 `sendblue_lines.provision` and each confirm a span `sendblue_lines.confirm`,
 with the slot, the attempt, the outcome and the token's fingerprint as
-attributes. We never import OpenTelemetry ourselves: when the application
-has not, a purchase costs one dictionary look-up here, and an application
-that never installed it pays nothing at all.
+attributes. We never import OpenTelemetry ourselves, installed or not: when
+the application has not imported it, each scope (a purchase, and each
+confirm in it) costs one dictionary look-up here and nothing else.
 
 The token is never an attribute or a log value, only its fingerprint: the
 first 16 hex digits of its SHA-256, which anyone holding the token (an
