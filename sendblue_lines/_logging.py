@@ -19,7 +19,15 @@ still says which purchase it is about.
 `SENDBLUE_LINES_LOG=debug|info|warning` (or the official SDK's
 `SENDBLUE_API_LOG`) installs a stderr handler on `sendblue_lines`, at that
 level, when the application has configured no handler (none on the root
-logger, none of its own on ours).
+logger, none of its own on ours); `level_from_env` reads the variable, for
+the CLI too.
+
+Text from elsewhere (the server, a journal) reaches a person only through
+`printable` (one line, control characters escaped, cut) or
+`printable_lines` (a traceback, line by line). `PrintableFormatter` puts
+every record through them, and `TextFormatter`, the stderr handler's, adds
+the keys at the end. `JsonFormatter`, for log processors, writes one JSON
+object per record, in which JSON escapes such text.
 """
 
 from __future__ import annotations
@@ -36,12 +44,20 @@ from . import _telemetry
 from .errors import ConfigurationError, excerpt
 
 __all__ = [
+    "CLI",
+    "HTTP",
     "KEYS",
     "LOG_VARIABLES",
+    "PROVISIONER",
     "JsonFormatter",
+    "PrintableFormatter",
+    "TextFormatter",
     "configure_from_env",
     "extra",
     "get_logger",
+    "level_from_env",
+    "printable",
+    "printable_lines",
 ]
 
 ROOT: Final = "sendblue_lines"
