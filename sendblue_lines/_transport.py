@@ -572,7 +572,8 @@ class Transport:
         error page, a JSON message, even a 2xx body); the client knows its
         secret, so it keeps no copy of it. Redacted: the text (and a piece of
         the secret where a cut body ends), every string of the parsed JSON
-        (which catches the secret written with JSON escapes) and `Location`.
+        (which catches the secret written with JSON escapes), `Location` and
+        `Date`.
         """
         secret = self._secret
         clean = redact(text, secret, cut=cut)
@@ -590,7 +591,7 @@ class Transport:
             data=data,
             problem=problem,
             location=None if location is None else redact(location, secret),
-            date=date,
+            date=None if date is None else redact(date, secret),
         )
 
 
