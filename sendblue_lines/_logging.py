@@ -19,7 +19,15 @@ still says which purchase it is about.
 `SENDBLUE_LINES_LOG=debug|info|warning` (or the official SDK's
 `SENDBLUE_API_LOG`) installs a stderr handler on `sendblue_lines`, at that
 level, when the application has configured no handler (none on the root
-logger, none of its own on ours).
+logger, none of its own on ours); `level_from_env` reads the variable, for
+the CLI too.
+
+Text from elsewhere (the server, a journal) reaches a person only through
+`printable` (one line, control characters escaped, cut) or
+`printable_lines` (a traceback, line by line). `PrintableFormatter` puts
+every record through them, and `TextFormatter`, the stderr handler's, adds
+the keys at the end. `JsonFormatter`, for log processors, writes one JSON
+object per record, in which JSON escapes such text.
 """
 
 from __future__ import annotations
@@ -36,12 +44,20 @@ from . import _telemetry
 from .errors import ConfigurationError, excerpt
 
 __all__ = [
+    "CLI",
+    "HTTP",
     "KEYS",
     "LOG_VARIABLES",
+    "PROVISIONER",
     "JsonFormatter",
+    "PrintableFormatter",
+    "TextFormatter",
     "configure_from_env",
     "extra",
     "get_logger",
+    "level_from_env",
+    "printable",
+    "printable_lines",
 ]
 
 ROOT: Final = "sendblue_lines"
@@ -172,6 +188,24 @@ class PrintableFormatter(logging.Formatter):
     A record may quote the server; a traceback keeps its lines, each one
     through `printable` too.
     """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record's line and its traceback's, made printable.
+
+        `logging.Formatter` caches a traceback's text on the record for the
+        handlers after it: ours is made here, and the record's cache is left
+        as it was, so that we never print another formatter's raw text nor
+        hand our escaped one to the application's handlers.
+        """
+        cached = record.exc_text
+        # A record rebuilt from elsewhere (a SocketHandler's) has only the text.
+        record.exc_text = (
+            None if record.exc_info else cached and printable_lines(cached)
+        )
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = cached
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         """The record's line, made printable."""

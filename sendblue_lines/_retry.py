@@ -9,7 +9,8 @@ import attrs
 from ._config import check_count, check_seconds
 from .errors import ConfigurationError
 
-#: The design promises at most this many attempts for a safe call.
+#: The design promises at most this many attempts for a safe call; a
+#: confirm sends one token at most as often.
 MAX_ATTEMPTS = 5
 
 

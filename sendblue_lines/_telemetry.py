@@ -10,9 +10,9 @@ Spans: when OpenTelemetry's API has been imported by the application (which
 setting up a tracer provider does), each purchase is a span
 `sendblue_lines.provision` and each confirm a span `sendblue_lines.confirm`,
 with the slot, the attempt, the outcome and the token's fingerprint as
-attributes. We never import OpenTelemetry ourselves: when the application
-has not, a purchase costs one dictionary look-up here, and an application
-that never installed it pays nothing at all.
+attributes. We never import OpenTelemetry ourselves, installed or not: when
+the application has not imported it, each scope (a purchase, and each
+confirm in it) costs one dictionary look-up here and nothing else.
 
 The token is never an attribute or a log value, only its fingerprint: the
 first 16 hex digits of its SHA-256, which anyone holding the token (an
@@ -120,13 +120,15 @@ class Scope:
 
     def __enter__(self) -> Scope:
         self._reset = _current.set(self)
-        if _TRACE not in sys.modules:  # no OpenTelemetry: no span to open
+        # Only a module already imported counts: we never import OpenTelemetry,
+        # so an application that does not use it pays nothing for it.
+        trace = sys.modules.get(_TRACE)
+        if trace is None:  # no OpenTelemetry: no span to open
             return self
-        tracer = _tracer()
         try:
             # We record exceptions ourselves: a cancellation is not an error,
             # and what a SendblueError means for money is our outcome attribute.
-            span_cm = tracer.start_as_current_span(
+            span_cm = trace.get_tracer(TRACER_NAME).start_as_current_span(
                 self._name, record_exception=False, set_status_on_exception=False
             )
             self.span = span_cm.__enter__()
@@ -170,13 +172,6 @@ def current() -> Scope | None:
 
 #: The module whose presence means the application uses OpenTelemetry.
 _TRACE: Final = "opentelemetry.trace"
-
-
-def _tracer() -> Any:
-    # Only a module already imported counts: we never import OpenTelemetry,
-    # so an application that does not use it pays nothing for it.
-    trace = sys.modules.get(_TRACE)
-    return None if trace is None else trace.get_tracer(TRACER_NAME)
 
 
 def _finish(scope: Scope, exc: BaseException | None) -> None:

@@ -10,15 +10,17 @@ whether to try again to the callers.
 
 Two promises hold whoever built the session:
 
-- What an answer means does not depend on the session. Everything a
-  `ClientSession` lets a caller change and a request can override is pinned
-  per request (`_pinned_options`); what no request can override, and that
-  would change an answer, is refused by `check_session` in the constructor.
+- What an answer means does not depend on the session. Every setting of a
+  `ClientSession` that would change an answer is pinned per request where a
+  request can override it (`_pinned_options`), and refused by
+  `check_session` in the constructor where none can.
 - No credential leaves in an error. aiohttp's exceptions carry the request's
-  headers (`request_info`), so they are never chained: a `TransportError` is
-  raised outside the `except` block with a safe description. The secret is
-  redacted from every reply at the one place replies are made (`_reply`), so
-  a server or proxy that echoes our headers cannot put it into an error.
+  headers (`request_info`), so a `TransportError` is raised outside the
+  `except` block, with a safe description, and the failure behind it is its
+  `__cause__` only when nothing reachable from it holds the secret
+  (`reaches`). The secret is redacted from every reply at the one place
+  replies are made (`_reply`), so a server or proxy that echoes our headers
+  cannot put it into an error.
 """
 
 from __future__ import annotations
@@ -89,29 +91,32 @@ _FORBIDDEN_DEFAULT_HEADERS: Final = frozenset(
 
 
 def _pinned_options() -> dict[str, Any]:
-    """Per-request arguments that override every session setting they can.
+    """Per-request arguments for every setting that could change what an answer says.
 
-    The values are aiohttp's own defaults, so that a caller's session gives
-    the answers the SDK's own session gives. Only the arguments the installed
-    aiohttp accepts are passed (`middlewares` came in 3.12, for example).
+    Redirects are never followed; the rest are aiohttp's own defaults (our
+    own session has them already), so that a caller's session gives the
+    answers the SDK's own session gives. A setting that changes how an
+    answer is buffered but not what it says (`read_bufsize`) is left alone.
+    Only the arguments the installed aiohttp accepts are passed
+    (`middlewares` came in 3.12, for example).
     """
     wanted: dict[str, Any] = {
         "allow_redirects": False,
         "raise_for_status": False,
         "auto_decompress": True,
         "read_until_eof": True,
-        "read_bufsize": 2**16,
         "max_line_size": 8190,
         "max_field_size": 8190,
         "max_headers": 128,
         "middlewares": (),
-        "proxy_headers": None,
     }
     accepted = inspect.signature(aiohttp.ClientSession._request).parameters
     return {name: value for name, value in wanted.items() if name in accepted}
 
 
-#: Passed with every request, whichever session sends it.
+#: Passed with every request of a caller's session, or of ours through a
+#: proxy; otherwise our own session has them as its defaults already, and
+#: only `allow_redirects` goes with each request.
 _PINNED: Final = _pinned_options()
 
 
@@ -119,10 +124,11 @@ def check_session(session: object) -> aiohttp.ClientSession | None:
     """Accept a caller's session only if no setting of it can change an answer.
 
     Settings a request overrides (`raise_for_status`, timeouts, decompression,
-    `json_serialize`, redirects, middlewares, header values, buffer sizes)
-    are fine. Refused: a custom request or response class (they decide how
-    a request is sent and an answer read) and default headers that change
-    what the server answers (`Range`, conditional headers, framing headers).
+    `json_serialize`, redirects, middlewares, header values and size limits)
+    are fine, and so are those that change no answer (buffer sizes).
+    Refused: a custom request or response class (they decide how a request
+    is sent and an answer read) and default headers that change what the
+    server answers (`Range`, conditional headers, framing headers).
 
     Raises:
         ConfigurationError: not an `aiohttp.ClientSession`, or one of the above.
@@ -214,7 +220,6 @@ class Transport:
         connect_timeout: float,
         session: aiohttp.ClientSession | None,
         on_attempt: AttemptHook | None,
-        max_response_bytes: int = MAX_RESPONSE_BYTES,
         session_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.base_url = base_url
@@ -225,11 +230,10 @@ class Transport:
         self._session = check_session(session)
         self._owns_session = session is None
         self._closed = False
-        # Closes our own session when its event loop shuts down (see _guard).
+        # Closes our own session when its event loop shuts down (see _watch).
         self._guard: AsyncGenerator[None, None] | None = None
         self._guarded: aiohttp.ClientSession | None = None
         self._on_attempt = on_attempt
-        self._max_bytes = max_response_bytes
         # proxy=, trust_env=, trace_configs=: for the session we create only.
         self._session_options = dict(session_options or {})
         # A failure within `connect` (a pooled connection, connecting)
@@ -246,7 +250,6 @@ class Transport:
             "Accept-Encoding": _ACCEPT_ENCODING,
             "User-Agent": USER_AGENT,
         }
-        json_type = {"Content-Type": "application/json"}
         # Our own session carries our headers and timeout as its defaults,
         # aiohttp's own way, and its other settings are the pinned ones
         # already. A caller's session gets them with every request, where
@@ -257,14 +260,16 @@ class Transport:
         )
         if self._defaults:
             self._options: dict[str, Any] = {"allow_redirects": False}
-            self._json_options = {**self._options, "headers": json_type}
         else:
             self._options = {"headers": self._headers, "timeout": self._timeout}
             self._options.update(_PINNED)
-            self._json_options = {
-                **self._options,
-                "headers": {**self._headers, **json_type},
-            }
+        self._json_options = {
+            **self._options,
+            "headers": {
+                **self._options.get("headers", {}),
+                "Content-Type": "application/json",
+            },
+        }
 
     @property
     def closed(self) -> bool:
@@ -509,10 +514,18 @@ class Transport:
         # Only a redirect's Location is ever shown (see `_status`).
         location = headers.get("Location") if 300 <= status < 400 else None
         raw, cut_short = await self._body(response)
-        data, problem = (None, cut_short) if cut_short else _parse(raw)
+        problem = cut_short
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            # Shown as far as it reads. A cut body may just end inside a
+            # character; a whole one that is not UTF-8 is unreadable.
+            text = raw.decode("utf-8", "replace")
+            problem = problem or "body is not UTF-8"
+        data, problem = (None, problem) if problem else _parse(text)
         return self._reply(
             status,
-            raw.decode("utf-8", "replace"),
+            text,
             problem,
             location,
             data=data,
@@ -523,17 +536,17 @@ class Transport:
     async def _body(self, response: aiohttp.ClientResponse) -> tuple[bytes, str | None]:
         """The body's bytes up to the cap, and why they are not all of it, if so."""
         declared = response.content_length
-        if declared is not None and declared > self._max_bytes:
+        if declared is not None and declared > MAX_RESPONSE_BYTES:
             return b"", f"body of {declared} bytes exceeds the cap"
         chunks: list[bytes] = []
         size = 0
         try:
             async for chunk in response.content.iter_any():
                 size += len(chunk)
-                if size > self._max_bytes:
+                if size > MAX_RESPONSE_BYTES:
                     return (
                         b"".join(chunks),
-                        f"body exceeds the {self._max_bytes}-byte cap",
+                        f"body exceeds the {MAX_RESPONSE_BYTES}-byte cap",
                     )
                 chunks.append(chunk)
         except aiohttp.ClientPayloadError:
@@ -559,7 +572,8 @@ class Transport:
         error page, a JSON message, even a 2xx body); the client knows its
         secret, so it keeps no copy of it. Redacted: the text (and a piece of
         the secret where a cut body ends), every string of the parsed JSON
-        (which catches the secret written with JSON escapes) and `Location`.
+        (which catches the secret written with JSON escapes), `Location` and
+        `Date`.
         """
         secret = self._secret
         clean = redact(text, secret, cut=cut)
@@ -577,7 +591,7 @@ class Transport:
             data=data,
             problem=problem,
             location=None if location is None else redact(location, secret),
-            date=date,
+            date=None if date is None else redact(date, secret),
         )
 
 
@@ -635,12 +649,8 @@ def reaches(root: object, secret: str) -> bool:
     return False
 
 
-def _parse(raw: bytes) -> tuple[Any, str | None]:
-    """The JSON of a whole body, or None and why it cannot be read."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None, "body is not UTF-8"
+def _parse(text: str) -> tuple[Any, str | None]:
+    """The JSON of a whole body's text, or None and why it cannot be read."""
     if not text or text.isspace():
         return None, "body is empty"
     try:
@@ -723,7 +733,7 @@ def _abandon(session: aiohttp.ClientSession) -> None:
             logger.debug("the session of a finished event loop was dropped")
 
 
-def describe_failure(exc: BaseException, phase: str = _WAITING) -> str:
+def describe_failure(exc: BaseException, phase: str) -> str:
     """Say what a network failure was, without any header value.
 
     `phase` is where the attempt was when it failed: `_WAITING` (sending, or

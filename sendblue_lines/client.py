@@ -28,7 +28,7 @@ from ._config import (
     resolve_credentials,
 )
 from ._logging import extra
-from ._retry import RetryPolicy
+from ._retry import MAX_ATTEMPTS, RetryPolicy
 from ._session_options import session_options
 from ._transport import AttemptHook, Reply, Transport
 from .errors import (
@@ -123,7 +123,9 @@ class LinesClient:
         # otherwise fail later, outside the error hierarchy, or never time out.
         seconds = check_seconds(timeout, "timeout")
         connect_seconds = check_seconds(connect_timeout, "connect_timeout")
-        attempts = check_count(confirm_attempts, "confirm_attempts", low=1, high=5)
+        attempts = check_count(
+            confirm_attempts, "confirm_attempts", low=1, high=MAX_ATTEMPTS
+        )
         check_instance(retry, RetryPolicy, "retry")
         check_callable(on_attempt, "on_attempt")
         options = session_options(

@@ -2,9 +2,10 @@
 
 Every model is a frozen, keyword-only attrs class. One private cattrs
 `Converter` structures them from the server's JSON: wire names are mapped
-with `override(rename=...)`, datetimes are parsed by one hook, strings and
-integers are checked strictly (no silent `str(3)` or `int("3")`), unknown
-fields are ignored and missing required ones are an error.
+with `override(rename=...)`, datetimes are parsed by one hook, strings are
+checked strictly (no silent `str(3)`), unknown fields are ignored and
+missing required ones are an error. The limits' counts are read by the
+limits' own hook (below).
 
 Required strings (the preview token, the confirmed line's number and ids)
 must be non-empty: an empty or blank one, or one of another JSON type, is a
@@ -368,8 +369,10 @@ def _window(value: object, usage: object) -> LimitWindow | None:
 
 def _structure_limits(body: object, _: object) -> ProvisioningLimits:
     """Read the limits tolerantly: any shape we do not know is "limits unknown"."""
-    limits = body.get("limits") if isinstance(body, Mapping) else None
-    if not isinstance(body, Mapping) or not isinstance(limits, Mapping):
+    if not isinstance(body, Mapping):
+        return ProvisioningLimits(raw=body)
+    limits = body.get("limits")
+    if not isinstance(limits, Mapping):
         return ProvisioningLimits(raw=body)
     usage = body.get("usage")
     if not isinstance(usage, Mapping):
@@ -393,14 +396,16 @@ def _structure_lines_state(body: object, _: object) -> LinesState:
     provisioning page: more fields and other values are accepted, an entry
     without a usable `worker_id` is counted in `unreadable` and left out.
     """
-    data = body.get("data") if isinstance(body, Mapping) else None
-    if not isinstance(body, Mapping) or not isinstance(data, list):
+    if not isinstance(body, Mapping):
+        raise TypeError(f"expected a JSON object, got {type(body).__name__}")
+    data = body.get("data")
+    if not isinstance(data, list):
         raise ValueError("expected a `data` list of lines")
     lines: list[AccountLine] = []
     unreadable = 0
     for item in data:
         worker_id = _text(item.get("worker_id")) if isinstance(item, Mapping) else None
-        if worker_id is None or not isinstance(item, Mapping):
+        if worker_id is None:
             unreadable += 1
             continue
         lines.append(
@@ -436,21 +441,14 @@ def _required_str(value: object, _: object) -> str:
     return text
 
 
-def _strict_int(value: object, _: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected an integer, got {type(value).__name__}")
-    return value
-
-
 def _structure_datetime(value: object, _: object) -> datetime:
     return parse_datetime(value)
 
 
 def _make_converter() -> Converter:
-    """The one converter: strict scalars, wire names, the tolerant bodies' hooks."""
+    """The one converter: strict strings, wire names, the tolerant bodies' hooks."""
     converter = Converter(detailed_validation=True, forbid_extra_keys=False)
     converter.register_structure_hook(str, _strict_str)
-    converter.register_structure_hook(int, _strict_int)
     converter.register_structure_hook(datetime, _structure_datetime)
     converter.register_structure_hook(
         Preview,

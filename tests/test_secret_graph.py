@@ -69,6 +69,8 @@ async def answer(request: web.Request, mode: str) -> web.StreamResponse:
                 "message": "ok",
             }
         )
+    if mode == "dated200":  # a front end that dates its answers oddly
+        return web.json_response({"status": "OK"}, headers={"Date": f"Wed {secret}"})
     if mode == "html502":
         return web.Response(
             status=502,
@@ -251,6 +253,15 @@ async def test_bodies_keep_their_shape_with_the_secret_redacted(mode: str) -> No
     ]
     assert any("[redacted]" in text for text in kept), kept
     assert KEY_ID in " ".join(kept) or mode in ("pf", "wrongtypes200", "escaped410")
+
+
+async def test_a_date_header_that_echoes_the_secret_is_redacted() -> None:
+    """The Date header kept for a token's expiry holds "[redacted]", not the secret."""
+    async with echoing(preview="dated200") as server, client_for(server.url) as client:
+        reply = await client._transport.send("POST", PREVIEW)
+    assert reply.date == "Wed [redacted]"
+    assert secret_paths(reply, PIECES) == []
+    assert secret_paths(repr(reply), PIECES) == []
 
 
 async def test_a_refused_connection_holds_no_secret(

@@ -9,6 +9,7 @@ purchase came to; purchases run against the sandbox on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from sendblue_lines import (
     ProvisioningFailedError,
     RetryPolicy,
 )
-from sendblue_lines._logging import KEYS, JsonFormatter
+from sendblue_lines._logging import KEYS, JsonFormatter, PrintableFormatter
 from sendblue_lines._telemetry import fingerprint
 from sendblue_lines.cli import main
 from sendblue_lines.sandbox import Fault, Sandbox
@@ -189,6 +190,52 @@ def test_the_json_formatter_writes_one_object_with_every_key() -> None:
     assert data["sendblue_http_attempt"] == 2
     assert all(key in data for key in KEYS)
     assert data["sendblue_slot"] is None
+
+
+@pytest.mark.parametrize(
+    "ours_first",
+    [pytest.param(False, id="theirs-first"), pytest.param(True, id="ours-first")],
+)
+def test_a_traceback_is_printable_in_our_handler_and_untouched_in_theirs(
+    ours_first: bool,
+) -> None:
+    """A traceback quoting the server: escaped by our handler, as it was in theirs.
+
+    logging caches a traceback's text on the record for the next handler;
+    ours neither prints another formatter's raw text nor leaves its escaped
+    one for the application's handlers, whichever handler runs first.
+    """
+    words = "sub_1\x1b]0;pwned\x07\x1b[2J"
+    ours, theirs = io.StringIO(), io.StringIO()
+    printing = logging.StreamHandler(ours)
+    printing.setFormatter(PrintableFormatter("%(message)s"))
+    plain = logging.StreamHandler(theirs)
+    plain.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("test_structured_logs.traceback")
+    logger.propagate = False
+    logger.handlers[:] = [printing, plain] if ours_first else [plain, printing]
+    try:
+        try:
+            raise ValueError(words)
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.handlers.clear()
+    assert "\x1b" not in ours.getvalue()
+    assert "ValueError: sub_1\\x1b]0;pwned\\x07\\x1b[2J" in ours.getvalue()
+    assert all(line.isprintable() for line in ours.getvalue().splitlines())
+    assert f"ValueError: {words}" in theirs.getvalue()
+
+
+def test_a_traceback_received_as_text_is_printable_too() -> None:
+    """A record rebuilt from elsewhere has only its traceback's text: escaped too."""
+    text = "Traceback (most recent call last):\nValueError: sub_1\x1b]0;pwned\x07"
+    record = logging.makeLogRecord({"msg": "failed", "exc_text": text})
+    shown = PrintableFormatter("%(message)s").format(record)
+    assert shown == "failed\nTraceback (most recent call last):\n" + (
+        "ValueError: sub_1\\x1b]0;pwned\\x07"
+    )
+    assert record.exc_text == text
 
 
 # -- SENDBLUE_LINES_LOG / SENDBLUE_API_LOG, in a fresh interpreter -----------------
