@@ -117,7 +117,10 @@ def _fits(value: Any, option: Any) -> bool:
         each = get_args(option)[1]
         return isinstance(value, dict) and all(_fits(v, each) for v in value.values())
     if option is float:
-        return type(value) in (int, float) and math.isfinite(value) and value >= 0
+        try:
+            return type(value) in (int, float) and math.isfinite(value) and value >= 0
+        except OverflowError:  # a JSON whole number too large for a float
+            return False
     if option is int:
         return type(value) is int and value >= 0
     if option is str:
