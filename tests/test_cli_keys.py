@@ -28,6 +28,7 @@ from cli_support import (
 
 from sendblue_lines import SQLiteJournal
 from sendblue_lines.cli import main
+from sendblue_lines.errors import JournalError
 from sendblue_lines.journal import default_owner
 from sendblue_lines.sandbox import Fault
 
@@ -312,6 +313,29 @@ async def test_a_refused_settle_is_one_sentence_exit_2_and_changes_nothing(
     assert sentence.endswith("; nothing changed.")
     after = [(e.preview_token, e.state, e.settled_at) for e in await entries_of()]
     assert after == before
+
+
+async def test_a_failing_store_is_not_told_as_a_refusal(cli):
+    """A store that failed without a driver exception attached may have written.
+
+    (The PostgreSQL journal drops a driver exception that quotes the DSN's
+    password.) It is told as a journal failure, never as "nothing changed".
+    """
+    token = await lost_answer(cli, "agent:11")
+
+    async def failing(journal: SQLiteJournal, *args: Any, **kwargs: Any) -> Any:
+        raise JournalError(
+            "SQLite journal: cannot settle a purchase by hand: the disk is full",
+            backend="sqlite",
+            location=str(state_journal()),
+            operation="settle a purchase by hand",
+        )
+
+    cli.monkeypatch.setattr(SQLiteJournal, "settle", failing)
+    result = await cli("settle", token, "--not-bought")
+    assert (result.code, result.out) == (2, "")
+    assert result.err.startswith("The purchase journal failed: ")
+    assert "nothing changed" not in result.err
 
 
 @pytest.mark.parametrize(
