@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import attrs
 
 from .._config import key_problem
+from .._journaling import holding
 from ..journal import Journal, JournalEntry
 from ..provisioner import BatchResult, Provisioner
 from ._render import EXIT_NOTHING, exit_code
@@ -40,31 +41,35 @@ def key_argument(text: str) -> str:
 class Holding:
     """What one key's purchases hold: its lines, and what else counts toward it."""
 
+    counted: int = 0  # the purchases that fill the key's total: bought or may have
     lines: int = 0
-    pending: int = 0
     unknown: int = 0
     failed: int = 0  # provisioning_failed: a subscription without a line
 
     @classmethod
     def of(cls, entries: Sequence[JournalEntry]) -> Holding:
-        """Count the key's entries by state (``not_bought`` counts for nothing)."""
+        """Count the key's entries as the SDK counts them toward its total."""
         states = Counter(entry.state for entry in entries)
         return cls(
+            counted=holding(entries),
             lines=states["bought"],
-            pending=states["pending"],
             unknown=states["unknown"],
             failed=states["provisioning_failed"],
         )
 
     @property
-    def counted(self) -> int:
-        """How many purchases fill the key's total: those that bought or may have."""
-        return self.lines + self.pending + self.unknown + self.failed
+    def pending(self) -> int:
+        """Purchases counted that neither hold a line nor charged: still in flight."""
+        return self.counted - self.lines - self.unknown - self.failed
 
     @property
     def needs_human(self) -> int:
         """Purchases that charged, or may have, without a line to show for it."""
         return self.unknown + self.failed
+
+    def missing(self, total: int) -> int:
+        """How many lines the key lacks of `total`."""
+        return max(total - self.counted, 0)
 
     def words(self, total: int) -> str:
         """``holds 3 of 5 line(s)``, and what else counts toward the total."""
@@ -130,7 +135,7 @@ class Goal:
     @property
     def wanted(self) -> int:
         """How many lines are missing: all N, or what the key lacks of its total."""
-        return max(self.total - self.held.counted, 0)
+        return self.held.missing(self.total)
 
     def notice(self, count: int) -> str:
         """The sentence before buying: how many this run may buy, toward what."""
@@ -202,7 +207,7 @@ class Goal:
         parts = [f"this run bought {bought}"]
         if failed:
             parts.append(f"{failed} failed")
-        missing = max(self.total - held.counted, 0)
+        missing = held.missing(self.total)
         if missing:
             parts.append(f"{missing} still to buy")
         said = (
