@@ -154,11 +154,11 @@ async def provision_command(
         if refused is not None:
             return finish(refused)
         progress = Progress(count, console, args.json, interrupts, key=args.key)
+        # `count` at most: never more than the person agreed to, even if the
+        # limits free a slot between the plan and now.
         provisioner = Provisioner(
-            client, on_outcome=progress, journal=journal, max_lines=goal.cap(count)
+            client, on_outcome=progress, journal=journal, max_lines=count
         )
-        # `count` at most, not N: never more than the person agreed to, even if
-        # the limits free a slot between the plan and now.
         buy = functools.partial(goal.buy, provisioner, count, args.concurrency)
         result = await run_batch(args, console, interrupts, progress, human, buy)
         if isinstance(result, int):

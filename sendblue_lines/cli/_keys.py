@@ -181,19 +181,15 @@ class Goal:
         now = self.held if held is None else held
         return exit_code(now.lines, self.total, now.needs_human + needs_human)
 
-    def cap(self, count: int) -> int | None:
-        """The run's ``max_lines``: `count` with a key (see `buy`), else None."""
-        return None if self.key is None else count
-
     async def buy(
         self, provisioner: Provisioner, count: int, concurrency: int
     ) -> BatchResult:
         """Buy `count` lines (with a key: toward its total, `count` at most).
 
-        With a key, `provisioner` caps its purchases at `count` (`cap`): the
-        total N goes to `provision_many`, so that the journal holds the key
-        within it whatever runs alongside, and the cap keeps this run within
-        what it announced even if the limits free a slot meanwhile.
+        `provisioner` caps its purchases at `count` (``max_lines``). With a
+        key the total N goes to `provision_many`, so that the journal holds
+        the key within it whatever runs alongside, and the cap keeps this
+        run within what it announced even if the limits free a slot meanwhile.
         """
         if self.key is None:
             return await provisioner.provision_many(count, concurrency=concurrency)
