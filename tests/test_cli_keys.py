@@ -181,6 +181,25 @@ async def test_without_yes_or_a_terminal_a_keyed_run_refuses(cli):
     assert cli.sandbox.counters["preview"].requests == 0
 
 
+async def test_a_keyed_run_the_person_cancels_exits_2_whatever_the_key_holds(cli):
+    """Refused at the question: exit 2, no progress; 3 if the key holds an unknown."""
+    assert (await cli("provision", "--key", KEY, "--count", "1", "--yes")).code == 0
+    await lost_answer(cli, "agent:12")
+    previews = cli.sandbox.counters["preview"].requests
+    for key, holds, code in (
+        (KEY, "holds 1 of 2 line(s).", 2),
+        ("agent:12", "holds 0 of 2 line(s), plus 1 purchase(s)", 3),
+    ):
+        cli.monkeypatch.setattr(sys, "stdin", Terminal("n\n"))
+        result = await cli("provision", "--key", key, "--count", "2")
+        assert result.code == code
+        assert f"About to buy 1 line(s) toward the key {key!r}, which {holds}" in (
+            result.err
+        )
+        assert result.err.endswith("Cancelled; nothing was bought.\n")
+    assert cli.sandbox.counters["preview"].requests == previews
+
+
 async def test_overlapping_runs_never_pass_the_total(sendblue_sandbox):
     """Two processes at once, each for a total of 2, with latency: 2 lines, not 4."""
     sendblue_sandbox.latency = 0.05

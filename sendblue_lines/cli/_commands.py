@@ -28,6 +28,7 @@ from ._journal import choose_journal, make_journal
 from ._keys import Goal, Holding
 from ._render import (
     EXIT_HUMAN,
+    EXIT_NOTHING,
     EXIT_OK,
     at_utc,
     entry_json,
@@ -150,9 +151,10 @@ async def provision_command(
             )
             return finish(goal.exit_code())
         count = min(goal.wanted, plan.allowed)
-        refused = await agreed(args.yes, console, goal.notice(count), plan, why, count)
-        if refused is not None:
-            return finish(refused)
+        if not await agreed(args.yes, console, goal.notice(count), plan, why):
+            # A refusal is exit 2, with a key too (see docs/cli.md): a cron
+            # job without --yes must not look like progress toward the total.
+            return finish(EXIT_NOTHING)
         progress = Progress(count, console, args.json, interrupts, key=args.key)
         # `count` at most: never more than the person agreed to, even if the
         # limits free a slot between the plan and now.
