@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .. import _logging
@@ -20,11 +19,11 @@ from .._limits import read_limits
 from .._logging import extra
 from .._results import ProvisionOutcome, describe
 from ..client import LinesClient
-from ..errors import ConfigurationError, OutcomeUnknownError
+from ..errors import OutcomeUnknownError
 from ..journal import Journal, JournalEntry
 from ..provisioner import Provisioner
 from ._buying import agreed, run_batch, summary
-from ._journal import choose_journal, make_journal
+from ._journal import needed_journal, opened_journal
 from ._keys import Goal, Holding
 from ._render import (
     EXIT_HUMAN,
@@ -122,11 +121,7 @@ async def preview_command(
 async def provision_command(
     args: argparse.Namespace, console: Console, interrupts: Interrupts
 ) -> int:
-    needed_by = None if args.key is None else "provision --key"
-    async with (
-        make_client(args) as client,
-        opened_journal(args, needed_by=needed_by) as journal,
-    ):
+    async with make_client(args) as client, opened_journal(args) as journal:
         # Settled first: a purchase a dead process left open is told before
         # anything new is announced, so the person decides knowing it.
         unknown = (
@@ -140,8 +135,9 @@ async def provision_command(
         def finish(code: int) -> int:
             return EXIT_HUMAN if human else code
 
-        if goal.wanted == 0:  # a key whose total is met: nothing sent, nothing asked
-            console.say(goal.met())
+        met = goal.met()
+        if met is not None:  # nothing sent, nothing asked
+            console.say(met)
             return finish(goal.exit_code())
         limits, why = await read_limits(client)
         plan = plan_for(goal.wanted, limits, None)
@@ -186,36 +182,6 @@ async def settled_first(client: LinesClient, journal: Journal, console: Console)
 
 
 # -- the journal ----------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def opened_journal(
-    args: argparse.Namespace, *, needed_by: str | None = None
-) -> AsyncIterator[Journal | None]:
-    """The journal the options choose, open; None with ``--no-journal``.
-
-    Raises:
-        ConfigurationError: conflicting options, no state directory, or
-            ``--no-journal`` for a command (`needed_by`) that reads the journal.
-        JournalError: the journal cannot be opened.
-    """
-    choice = choose_journal(args)
-    if choice is None:
-        if needed_by is not None:
-            msg = (
-                f"`{needed_by}` works on the purchase journal, and --no-journal "
-                "turns it off"
-            )
-            raise ConfigurationError(msg)
-        logger.info("no purchase journal (--no-journal): nothing is recorded")
-        yield None
-        return
-    logger.info(
-        "purchase journal: %s (from %s)", choice.shown, choice.source,
-        extra=extra("cli_journal"),
-    )  # fmt: skip
-    async with make_journal(choice) as journal:
-        yield journal
 
 
 async def settle_orphans(
@@ -266,9 +232,7 @@ async def history_command(
     args: argparse.Namespace, console: Console, interrupts: Interrupts
 ) -> int:
     # The journal only: no credential, nothing sent.
-    choice = choose_journal(args)
-    async with opened_journal(args, needed_by="history") as journal:
-        assert journal is not None  # noqa: S101 - needed_by refuses None
+    async with needed_journal(args, "history") as (journal, choice):
         entries = await journal.entries(key=args.key)
     if args.json:
         for entry in entries:
@@ -276,21 +240,18 @@ async def history_command(
         return EXIT_OK
     if entries:
         print(history_table(entries), file=console.out)
-    where = choice.shown if choice is not None else "-"
     under = "" if args.key is None else f" under the key {args.key!r}"
-    console.say(f"{len(entries)} purchase(s){under} in the journal at {where}.")
+    console.say(f"{len(entries)} purchase(s){under} in the journal at {choice.shown}.")
     return EXIT_OK
 
 
 async def reconcile_command(
     args: argparse.Namespace, console: Console, interrupts: Interrupts
 ) -> int:
-    choice = choose_journal(args)
     async with (
         make_client(args) as client,
-        opened_journal(args, needed_by="reconcile") as journal,
+        needed_journal(args, "reconcile") as (journal, choice),
     ):
-        assert journal is not None  # noqa: S101 - needed_by refuses None
         found = await settle_orphans(client, journal)
     entries = [entry for _, _, entry in found if entry is not None]
     if args.json:
@@ -300,10 +261,9 @@ async def reconcile_command(
         print(history_table(entries), file=console.out)
     if not found:
         if not args.json:
-            where = choice.shown if choice is not None else "-"
             console.say(
-                f"Nothing to reconcile: no purchase in the journal at {where} was "
-                "left open by a process that is gone."
+                f"Nothing to reconcile: no purchase in the journal at {choice.shown} "
+                "was left open by a process that is gone."
             )
         return EXIT_OK
     if not args.json or len(entries) < len(found):

@@ -24,6 +24,7 @@ from .._config import key_problem
 from .._journaling import holding
 from ..journal import Journal, JournalEntry
 from ..provisioner import BatchResult, Provisioner
+from ._journal import journal_off
 from ._render import EXIT_NOTHING, exit_code
 
 __all__ = ["Goal", "Holding", "key_argument"]
@@ -126,10 +127,13 @@ class Goal:
         """The goal of a run: with a key, what the journal holds under it now.
 
         Raises:
+            ConfigurationError: a key without a journal (``--no-journal``).
             JournalError: the journal could not be read.
         """
-        if key is None or journal is None:
+        if key is None:
             return cls(total)
+        if journal is None:
+            raise journal_off("provision --key")
         return cls(total, key, Holding.of(await journal.entries(account, key=key)))
 
     @property
@@ -149,8 +153,10 @@ class Goal:
             "subscription billed to the card on file."
         )
 
-    def met(self) -> str:
-        """The sentence of a run whose key's total is already met."""
+    def met(self) -> str | None:
+        """The sentence of a run whose key's total is met already; None if not."""
+        if self.key is None or self.wanted > 0:
+            return None
         # Purchases that may have bought count until a person settles them.
         met = (
             "its total is met"
@@ -159,7 +165,7 @@ class Goal:
         )
         held = self.held.words(self.total)
         said = f"The key {self.key!r} {held}: {met}; nothing was bought."
-        advice = self.held.advice(self.key or "")
+        advice = self.held.advice(self.key)
         return f"{said} {advice}" if advice else said
 
     def nothing_now(self) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import CUT_MARK, JournalError, short_token
 from ..journal import JournalEntry
-from ._commands import opened_journal
+from ._journal import needed_journal
 from ._render import EXIT_NOTHING, EXIT_OK, entry_json, history_table
 from ._terminal import Console, Interrupts
 
@@ -76,8 +76,7 @@ async def settle_command(
     """Settle one unknown purchase by hand; print it as `history` would."""
     # As `history` shows it, cut: a token copied from there keeps working.
     token = args.token.removesuffix(CUT_MARK)
-    async with opened_journal(args, needed_by="settle") as journal:
-        assert journal is not None  # noqa: S101 - needed_by refuses None
+    async with needed_journal(args, "settle") as (journal, _):
         try:
             entry = await journal.settle(
                 token,
