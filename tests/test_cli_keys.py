@@ -26,7 +26,7 @@ from cli_support import (
     run,
 )
 
-from sendblue_lines import SQLiteJournal
+from sendblue_lines import Provisioner, SQLiteJournal
 from sendblue_lines.cli import main
 from sendblue_lines.errors import JournalError
 from sendblue_lines.journal import default_owner
@@ -252,6 +252,49 @@ async def test_an_unknown_under_the_key_is_exit_3_until_a_person_settles_it(cli)
     assert done.code == 0
     assert "holds 1 of 1 line(s): its total is met" in done.err
     assert len(cli.sandbox.ledger) == 1
+
+
+async def test_an_error_before_buying_is_exit_3_when_the_key_holds_an_unknown(cli):
+    """The limits read fails after the key was read: its unknown still makes it 3."""
+    await lost_answer(cli, "agent:13")
+    cli.sandbox.inject("limits", Fault.drop_before(), times=10)
+    result = await cli("provision", "--key", "agent:13", "--count", "2", "--yes")
+    assert (result.code, result.out) == (3, "")
+    [sentence] = result.err.splitlines()
+    assert sentence.startswith("Could not reach Sendblue: ")
+    assert "1 purchase(s) under the key ended unknown: check the account" in sentence
+    assert len(cli.sandbox.ledger) == 1
+
+
+async def test_a_journal_that_breaks_after_the_batch_hides_no_line(cli):
+    """The batch bought and returned, then the journal fails: summed up, exit 0."""
+    returned: list[bool] = []
+    provision_many = Provisioner.provision_many
+    entries = SQLiteJournal.entries
+
+    async def reporting(self: Provisioner, *args: Any, **kwargs: Any) -> Any:
+        result = await provision_many(self, *args, **kwargs)
+        returned.append(True)
+        return result
+
+    async def breaking(self: SQLiteJournal, *args: Any, **kwargs: Any) -> Any:
+        if returned:
+            raise JournalError(
+                "SQLite journal: cannot read the entries: disk I/O error",
+                backend="sqlite",
+                location=str(state_journal()),
+                operation="read the entries",
+            )
+        return await entries(self, *args, **kwargs)
+
+    cli.monkeypatch.setattr(Provisioner, "provision_many", reporting)
+    cli.monkeypatch.setattr(SQLiteJournal, "entries", breaking)
+    result = await cli("provision", "--key", KEY, "--count", "2", "--yes")
+    assert result.code == 0
+    assert len(result.out.splitlines()) == 2
+    assert result.err.endswith(
+        f"Done: the key {KEY!r} holds 2 of 2 line(s); this run bought 2.\n"
+    )
 
 
 async def test_settled_not_bought_frees_the_keys_place(cli):

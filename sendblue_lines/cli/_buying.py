@@ -58,13 +58,12 @@ async def run_batch(
     console: Console,
     interrupts: Interrupts,
     progress: Progress,
-    human: int,
     buy: Callable[[], Awaitable[BatchResult]],
 ) -> BatchResult | int:
     """Run the batch: its result, or the exit code of a batch that ended otherwise.
 
-    Otherwise: an error (raised as it is when nothing was attempted and no
-    purchase needs a human), stdout failing, or an interrupt.
+    Otherwise: an error (a `SendblueError` is raised as it is when nothing
+    was attempted), stdout failing, or an interrupt.
     """
     result: BatchResult | None = None
     with interrupts.batch() as scope:
@@ -76,10 +75,7 @@ async def run_batch(
                 isinstance(error, SendblueError)
                 and progress.bought + progress.failed == 0
             ):
-                if not human:
-                    raise
-                console.say(explain(error))
-                return EXIT_HUMAN
+                raise
             console.say(
                 f"{explain(error)} Purchases may have been sent: check the "
                 "account before buying again."

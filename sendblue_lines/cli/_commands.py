@@ -19,7 +19,7 @@ from .._limits import read_limits
 from .._logging import extra
 from .._results import ProvisionOutcome, describe
 from ..client import LinesClient
-from ..errors import OutcomeUnknownError
+from ..errors import OutcomeUnknownError, SendblueError
 from ..journal import Journal, JournalEntry
 from ..provisioner import Provisioner
 from ._buying import agreed, run_batch, summary
@@ -32,6 +32,7 @@ from ._render import (
     at_utc,
     entry_json,
     exit_code,
+    explain,
     history_table,
     iso,
     limits_table,
@@ -124,50 +125,65 @@ async def provision_command(
     async with make_client(args) as client, opened_journal(args) as journal:
         # Settled first: a purchase a dead process left open is told before
         # anything new is announced, so the person decides knowing it.
-        unknown = (
-            0 if journal is None else await settled_first(client, journal, console)
-        )
-        goal = await Goal.read(args.count, args.key, journal, client.api_key_id)
-        # Such a purchase, or one the key holds, needs a human: exit 3 whatever
-        # follows.
-        human = unknown + goal.held.needs_human
+        human = 0 if journal is None else await settled_first(client, journal, console)
+        goal = Goal(args.count)
+        try:
+            goal = await Goal.read(args.count, args.key, journal, client.api_key_id)
+            # Such a purchase, or one the key holds, needs a human: exit 3
+            # whatever follows, an error included.
+            human += goal.held.needs_human
+            code = await _buy(args, console, interrupts, client, journal, goal)
+        except SendblueError as error:
+            if not human:
+                raise
+            console.finish()
+            said, advice = explain(error), goal.advice()
+            console.say(f"{said} {advice}" if advice else said)
+            return EXIT_HUMAN
+    return EXIT_HUMAN if human else code
 
-        def finish(code: int) -> int:
-            return EXIT_HUMAN if human else code
 
-        met = goal.met()
-        if met is not None:  # nothing sent, nothing asked
-            console.say(met)
-            return finish(goal.exit_code())
-        limits, why = await read_limits(client)
-        plan = plan_for(goal.wanted, limits, None)
-        if plan.allowed <= 0:
-            console.say(
-                f"{plan_sentence(plan, why)} Nothing was bought.{goal.nothing_now()}"
-            )
-            return finish(goal.exit_code())
-        count = min(goal.wanted, plan.allowed)
-        if not await agreed(args.yes, console, goal.notice(count), plan, why):
-            # A refusal is exit 2, with a key too (see docs/cli.md): a cron
-            # job without --yes must not look like progress toward the total.
-            return finish(EXIT_NOTHING)
-        progress = Progress(count, console, args.json, interrupts, key=args.key)
-        # `count` at most: never more than the person agreed to, even if the
-        # limits free a slot between the plan and now.
-        provisioner = Provisioner(
-            client, on_outcome=progress, journal=journal, max_lines=count
+async def _buy(
+    args: argparse.Namespace,
+    console: Console,
+    interrupts: Interrupts,
+    client: LinesClient,
+    journal: Journal | None,
+    goal: Goal,
+) -> int:
+    """What `provision` does once it knows its goal: ask, buy, sum up; its exit code."""
+    met = goal.met()
+    if met is not None:  # nothing sent, nothing asked
+        console.say(met)
+        return goal.exit_code()
+    limits, why = await read_limits(client)
+    plan = plan_for(goal.wanted, limits, None)
+    if plan.allowed <= 0:
+        console.say(
+            f"{plan_sentence(plan, why)} Nothing was bought.{goal.nothing_now()}"
         )
-        buy = functools.partial(goal.buy, provisioner, count, args.concurrency)
-        result = await run_batch(args, console, interrupts, progress, human, buy)
-        if isinstance(result, int):
-            return finish(result)
-        held = None
-        if goal.key is not None and journal is not None:
-            held = Holding.of(await journal.entries(client.api_key_id, key=goal.key))
+        return goal.exit_code()
+    count = min(goal.wanted, plan.allowed)
+    if not await agreed(args.yes, console, goal.notice(count), plan, why):
+        # A refusal is exit 2, with a key too (see docs/cli.md): a cron job
+        # without --yes must not look like progress toward the total.
+        return EXIT_NOTHING
+    progress = Progress(count, console, args.json, interrupts, key=args.key)
+    # `count` at most: never more than the person agreed to, even if the
+    # limits free a slot between the plan and now.
+    provisioner = Provisioner(
+        client, on_outcome=progress, journal=journal, max_lines=count
+    )
+    buy = functools.partial(goal.buy, provisioner, count, args.concurrency)
+    result = await run_batch(args, console, interrupts, progress, buy)
+    if isinstance(result, int):
+        return result
+    # The keyed result speaks of the whole key: no second read of the journal.
+    held = None if goal.key is None else Holding.after(result)
     summary(result, goal, held, progress, console)
     if held is None:
-        return finish(exit_code(len(result.lines), args.count, progress.needs_human))
-    return finish(goal.exit_code(held, progress.needs_human))
+        return exit_code(len(result.lines), args.count, progress.needs_human)
+    return goal.exit_code(held)
 
 
 async def settled_first(client: LinesClient, journal: Journal, console: Console) -> int:

@@ -22,6 +22,7 @@ import attrs
 
 from .._config import key_problem
 from .._journaling import holding
+from ..errors import outcome_of
 from ..journal import Journal, JournalEntry
 from ..provisioner import BatchResult, Provisioner
 from ._journal import journal_off
@@ -56,6 +57,28 @@ class Holding:
             lines=states["bought"],
             unknown=states["unknown"],
             failed=states["provisioning_failed"],
+        )
+
+    @classmethod
+    def after(cls, result: BatchResult) -> Holding:
+        """What a keyed `provision_many`'s `result` says its key holds after it.
+
+        `result.lines` is every line under the key; `result.errors` holds
+        the key's purchases that charged or may have, and this run's that
+        bought nothing. Of the total, what neither those nor `not_attempted`
+        account for is counted too: other runs' purchases still in flight.
+        """
+        outcomes = Counter(outcome_of(error) for error in result.errors)
+        lines = len(result.lines)
+        unknown, failed = outcomes["unknown"], outcomes["provisioning_failed"]
+        counted = result.requested - result.not_attempted - outcomes["not_bought"]
+        # Never fewer than it shows: other runs may have filled the total
+        # past what `not_attempted` (never below 0) can tell.
+        return cls(
+            counted=max(counted, lines + unknown + failed),
+            lines=lines,
+            unknown=unknown,
+            failed=failed,
         )
 
     @property
@@ -165,7 +188,7 @@ class Goal:
         )
         held = self.held.words(self.total)
         said = f"The key {self.key!r} {held}: {met}; nothing was bought."
-        advice = self.held.advice(self.key)
+        advice = self.advice()
         return f"{said} {advice}" if advice else said
 
     def nothing_now(self) -> str:
@@ -174,18 +197,21 @@ class Goal:
             return ""
         return f" The key {self.key!r} {self.held.words(self.total)}."
 
-    def exit_code(self, held: Holding | None = None, needs_human: int = 0) -> int:
+    def exit_code(self, held: Holding | None = None) -> int:
         """The exit code of a run that bought nothing, or of a keyed run.
 
         Against the key's total when there is a key: `held` is what the key
-        holds after the run (default: before it), `needs_human` the run's
-        outcomes that need a human (one whose write to the journal failed is
-        still pending there). Without a key, a run that bought nothing exits 2.
+        holds after the run (default: before it). Without a key, a run that
+        bought nothing exits 2.
         """
         if self.key is None:
             return EXIT_NOTHING
         now = self.held if held is None else held
-        return exit_code(now.lines, self.total, now.needs_human + needs_human)
+        return exit_code(now.lines, self.total, now.needs_human)
+
+    def advice(self) -> str:
+        """What a person must do about the key's charges without a line ('' if none)."""
+        return "" if self.key is None else self.held.advice(self.key)
 
     async def buy(
         self, provisioner: Provisioner, count: int, concurrency: int
