@@ -197,7 +197,7 @@ async def settled_first(client: LinesClient, journal: Journal, console: Console)
     return sum(1 for _, unknown, _ in found if unknown)
 
 
-# -- the journal ----------------------------------------------------------------------
+# -- the journal ---------------------------------------------------------------------
 
 
 async def settle_orphans(

@@ -5,10 +5,13 @@ journal keeps it. With ``--key``, N is the key's *total*, not a number of
 new lines: the key's purchases that bought or may have bought (bought,
 pending, unknown, provisioning_failed) count against it, so a run from cron
 buys only what is missing, as the limits allow, and a run whose total is
-met asks nothing, sends nothing and exits 0. The exit code is computed
-against the total: 0 when the key holds N lines, 1 when it holds some, 2
-when it holds none, 3 when a purchase under it is unknown or charged
-without a line (a human must look, whatever else happened).
+met asks nothing and sends nothing. The exit code is computed against the
+total: 0 when the key holds N lines, 1 when it holds some, 2 when it holds
+none, 3 when a purchase under it is unknown or charged without a line (a
+human must look, whatever else happened). So a total met by purchases
+still pending exits 1 or 2, by the lines it holds, and one met by an
+unknown exits 3. A refusal to buy (no --yes without a terminal, or a no
+at the question) is 2, as without a key.
 """
 
 from __future__ import annotations

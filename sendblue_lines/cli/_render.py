@@ -278,11 +278,11 @@ def exit_code(bought: int, requested: int, needs_human: int) -> int:
     return EXIT_PARTIAL if bought else EXIT_NOTHING
 
 
-# -- the journal: history and reconcile ----------------------------------------------
+# -- the journal: history, reconcile and settle --------------------------------------
 
 
 def entry_json(entry: JournalEntry) -> dict[str, Any]:
-    """The JSON object printed for one journal entry by `history` and `reconcile`.
+    """The JSON object of one journal entry: `history`, `reconcile`, `settle`.
 
     The token is whole (as `provision --json` gives it, for support); the
     journal holds no credential, so neither does this.
