@@ -177,9 +177,9 @@ def printable(text: object, limit: int | None = SHOWN_LIMIT) -> str:
     return shown if limit is None else excerpt(shown, limit) or ""
 
 
-def printable_lines(text: str) -> str:
+def printable_lines(text: str, limit: int | None = LOG_LIMIT) -> str:
     """`text` of many lines (a traceback), each one through `printable`."""
-    return "\n".join(printable(line, LOG_LIMIT) for line in text.splitlines())
+    return "\n".join(printable(line, limit) for line in text.splitlines())
 
 
 class PrintableFormatter(logging.Formatter):

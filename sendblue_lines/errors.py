@@ -77,13 +77,15 @@ __all__ = [
 RAW_EXCERPT_LIMIT = 2048
 #: How many characters of a preview token logs and messages show.
 TOKEN_PREFIX_SHOWN = 8
+#: What ends a token `short_token` cut (`settle` takes it back off).
+CUT_MARK = "…"
 
 
 def short_token(token: str) -> str:
     """Return the first characters of `token`, marked as cut: safe to log."""
     if len(token) <= TOKEN_PREFIX_SHOWN:
         return token
-    return token[:TOKEN_PREFIX_SHOWN] + "…"
+    return token[:TOKEN_PREFIX_SHOWN] + CUT_MARK
 
 
 def excerpt(text: str | None, limit: int = RAW_EXCERPT_LIMIT) -> str | None:

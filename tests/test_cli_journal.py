@@ -408,6 +408,17 @@ async def test_an_unknown_found_by_provision_makes_it_exit_3(cli):
     assert bought["outcome"] == "bought"
 
 
+async def test_an_error_after_an_unknown_was_settled_first_is_exit_3(cli):
+    """Provision settled a dead process's purchase as unknown, then failed: 3, not 2."""
+    await seed_sqlite(state_journal(), cli, spent=True)
+    cli.sandbox.inject("limits", Fault.drop_before(), times=10)
+    result = await cli("provision", "--yes")
+    assert (result.code, result.out) == (3, "")
+    reconciled, failed = result.err.splitlines()
+    assert reconciled.startswith("Reconciled 1 purchase(s)")
+    assert failed.startswith("Could not reach Sendblue: ")
+
+
 # -- the journal on PostgreSQL -------------------------------------------------------
 
 

@@ -26,8 +26,9 @@ from cli_support import (
     run,
 )
 
-from sendblue_lines import SQLiteJournal
+from sendblue_lines import Provisioner, SQLiteJournal
 from sendblue_lines.cli import main
+from sendblue_lines.errors import JournalError
 from sendblue_lines.journal import default_owner
 from sendblue_lines.sandbox import Fault
 
@@ -180,6 +181,25 @@ async def test_without_yes_or_a_terminal_a_keyed_run_refuses(cli):
     assert cli.sandbox.counters["preview"].requests == 0
 
 
+async def test_a_keyed_run_the_person_cancels_exits_2_whatever_the_key_holds(cli):
+    """Refused at the question: exit 2, no progress; 3 if the key holds an unknown."""
+    assert (await cli("provision", "--key", KEY, "--count", "1", "--yes")).code == 0
+    await lost_answer(cli, "agent:12")
+    previews = cli.sandbox.counters["preview"].requests
+    for key, holds, code in (
+        (KEY, "holds 1 of 2 line(s).", 2),
+        ("agent:12", "holds 0 of 2 line(s), plus 1 purchase(s)", 3),
+    ):
+        cli.monkeypatch.setattr(sys, "stdin", Terminal("n\n"))
+        result = await cli("provision", "--key", key, "--count", "2")
+        assert result.code == code
+        assert f"About to buy 1 line(s) toward the key {key!r}, which {holds}" in (
+            result.err
+        )
+        assert result.err.endswith("Cancelled; nothing was bought.\n")
+    assert cli.sandbox.counters["preview"].requests == previews
+
+
 async def test_overlapping_runs_never_pass_the_total(sendblue_sandbox):
     """Two processes at once, each for a total of 2, with latency: 2 lines, not 4."""
     sendblue_sandbox.latency = 0.05
@@ -232,6 +252,49 @@ async def test_an_unknown_under_the_key_is_exit_3_until_a_person_settles_it(cli)
     assert done.code == 0
     assert "holds 1 of 1 line(s): its total is met" in done.err
     assert len(cli.sandbox.ledger) == 1
+
+
+async def test_an_error_before_buying_is_exit_3_when_the_key_holds_an_unknown(cli):
+    """The limits read fails after the key was read: its unknown still makes it 3."""
+    await lost_answer(cli, "agent:13")
+    cli.sandbox.inject("limits", Fault.drop_before(), times=10)
+    result = await cli("provision", "--key", "agent:13", "--count", "2", "--yes")
+    assert (result.code, result.out) == (3, "")
+    [sentence] = result.err.splitlines()
+    assert sentence.startswith("Could not reach Sendblue: ")
+    assert "1 purchase(s) under the key ended unknown: check the account" in sentence
+    assert len(cli.sandbox.ledger) == 1
+
+
+async def test_a_journal_that_breaks_after_the_batch_hides_no_line(cli):
+    """The batch bought and returned, then the journal fails: summed up, exit 0."""
+    returned: list[bool] = []
+    provision_many = Provisioner.provision_many
+    entries = SQLiteJournal.entries
+
+    async def reporting(self: Provisioner, *args: Any, **kwargs: Any) -> Any:
+        result = await provision_many(self, *args, **kwargs)
+        returned.append(True)
+        return result
+
+    async def breaking(self: SQLiteJournal, *args: Any, **kwargs: Any) -> Any:
+        if returned:
+            raise JournalError(
+                "SQLite journal: cannot read the entries: disk I/O error",
+                backend="sqlite",
+                location=str(state_journal()),
+                operation="read the entries",
+            )
+        return await entries(self, *args, **kwargs)
+
+    cli.monkeypatch.setattr(Provisioner, "provision_many", reporting)
+    cli.monkeypatch.setattr(SQLiteJournal, "entries", breaking)
+    result = await cli("provision", "--key", KEY, "--count", "2", "--yes")
+    assert result.code == 0
+    assert len(result.out.splitlines()) == 2
+    assert result.err.endswith(
+        f"Done: the key {KEY!r} holds 2 of 2 line(s); this run bought 2.\n"
+    )
 
 
 async def test_settled_not_bought_frees_the_keys_place(cli):
@@ -312,6 +375,29 @@ async def test_a_refused_settle_is_one_sentence_exit_2_and_changes_nothing(
     assert sentence.endswith("; nothing changed.")
     after = [(e.preview_token, e.state, e.settled_at) for e in await entries_of()]
     assert after == before
+
+
+async def test_a_failing_store_is_not_told_as_a_refusal(cli):
+    """A store that failed without a driver exception attached may have written.
+
+    (The PostgreSQL journal drops a driver exception that quotes the DSN's
+    password.) It is told as a journal failure, never as "nothing changed".
+    """
+    token = await lost_answer(cli, "agent:11")
+
+    async def failing(journal: SQLiteJournal, *args: Any, **kwargs: Any) -> Any:
+        raise JournalError(
+            "SQLite journal: cannot settle a purchase by hand: the disk is full",
+            backend="sqlite",
+            location=str(state_journal()),
+            operation="settle a purchase by hand",
+        )
+
+    cli.monkeypatch.setattr(SQLiteJournal, "settle", failing)
+    result = await cli("settle", token, "--not-bought")
+    assert (result.code, result.out) == (2, "")
+    assert result.err.startswith("The purchase journal failed: ")
+    assert "nothing changed" not in result.err
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,6 @@ from ._render import (
     EXIT_FAILED,
     EXIT_HUMAN,
     EXIT_INTERRUPTED,
-    EXIT_NOTHING,
     explain,
     plan_exact,
     plan_sentence,
@@ -30,24 +29,28 @@ __all__ = ["agreed", "run_batch", "summary"]
 
 
 async def agreed(
-    yes: bool, console: Console, notice: str, plan: Plan, why: str | None, count: int
-) -> int | None:
-    """Say what is about to be bought, and ask; an exit code when not agreed."""
-    if count < plan.requested or not plan_exact(plan):
+    yes: bool, console: Console, notice: str, plan: Plan, why: str | None
+) -> bool:
+    """Say what is about to be bought, and ask; True when the person agreed.
+
+    `notice` says what the run buys; the plan's sentence follows it when
+    the limits leave fewer lines than wanted, or say nothing for certain.
+    """
+    if plan.allowed < plan.requested or not plan_exact(plan):
         notice += " " + plan_sentence(plan, why)
     console.say(notice)
     if yes:
-        return None
+        return True
     if not isatty(sys.stdin):
         console.say(
             "Refusing to buy without a terminal to confirm on; pass --yes to "
             "confirm non-interactively. Nothing was bought."
         )
-        return EXIT_NOTHING
+        return False
     if not await ask("Proceed? [y/N] ", sys.stdin, console):
         console.say("Cancelled; nothing was bought.")
-        return EXIT_NOTHING
-    return None
+        return False
+    return True
 
 
 async def run_batch(
@@ -55,13 +58,12 @@ async def run_batch(
     console: Console,
     interrupts: Interrupts,
     progress: Progress,
-    human: int,
     buy: Callable[[], Awaitable[BatchResult]],
 ) -> BatchResult | int:
     """Run the batch: its result, or the exit code of a batch that ended otherwise.
 
-    Otherwise: an error (raised as it is when nothing was attempted and no
-    purchase needs a human), stdout failing, or an interrupt.
+    Otherwise: an error (a `SendblueError` is raised as it is when nothing
+    was attempted), stdout failing, or an interrupt.
     """
     result: BatchResult | None = None
     with interrupts.batch() as scope:
@@ -73,10 +75,7 @@ async def run_batch(
                 isinstance(error, SendblueError)
                 and progress.bought + progress.failed == 0
             ):
-                if not human:
-                    raise
-                console.say(explain(error))
-                return EXIT_HUMAN
+                raise
             console.say(
                 f"{explain(error)} Purchases may have been sent: check the "
                 "account before buying again."

@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from .. import _logging
@@ -20,18 +19,20 @@ from .._limits import read_limits
 from .._logging import extra
 from .._results import ProvisionOutcome, describe
 from ..client import LinesClient
-from ..errors import ConfigurationError, OutcomeUnknownError
+from ..errors import OutcomeUnknownError, SendblueError
 from ..journal import Journal, JournalEntry
 from ..provisioner import Provisioner
 from ._buying import agreed, run_batch, summary
-from ._journal import choose_journal, make_journal
+from ._journal import needed_journal, opened_journal
 from ._keys import Goal, Holding
 from ._render import (
     EXIT_HUMAN,
+    EXIT_NOTHING,
     EXIT_OK,
     at_utc,
     entry_json,
     exit_code,
+    explain,
     history_table,
     iso,
     limits_table,
@@ -121,55 +122,68 @@ async def preview_command(
 async def provision_command(
     args: argparse.Namespace, console: Console, interrupts: Interrupts
 ) -> int:
-    needed_by = None if args.key is None else "provision --key"
-    async with (
-        make_client(args) as client,
-        opened_journal(args, needed_by=needed_by) as journal,
-    ):
+    async with make_client(args) as client, opened_journal(args) as journal:
         # Settled first: a purchase a dead process left open is told before
         # anything new is announced, so the person decides knowing it.
-        unknown = (
-            0 if journal is None else await settled_first(client, journal, console)
-        )
-        goal = await Goal.read(args.count, args.key, journal, client.api_key_id)
-        # Such a purchase, or one the key holds, needs a human: exit 3 whatever
-        # follows.
-        human = unknown + goal.held.needs_human
+        human = 0 if journal is None else await settled_first(client, journal, console)
+        goal = Goal(args.count)
+        try:
+            goal = await Goal.read(args.count, args.key, journal, client.api_key_id)
+            # Such a purchase, or one the key holds, needs a human: exit 3
+            # whatever follows, an error included.
+            human += goal.held.needs_human
+            code = await _buy(args, console, interrupts, client, journal, goal)
+        except SendblueError as error:
+            if not human:
+                raise
+            console.finish()
+            said, advice = explain(error), goal.advice()
+            console.say(f"{said} {advice}" if advice else said)
+            return EXIT_HUMAN
+    return EXIT_HUMAN if human else code
 
-        def finish(code: int) -> int:
-            return EXIT_HUMAN if human else code
 
-        if goal.wanted == 0:  # a key whose total is met: nothing sent, nothing asked
-            console.say(goal.met())
-            return finish(goal.exit_code())
-        limits, why = await read_limits(client)
-        plan = plan_for(goal.wanted, limits, None)
-        if plan.allowed <= 0:
-            console.say(
-                f"{plan_sentence(plan, why)} Nothing was bought.{goal.nothing_now()}"
-            )
-            return finish(goal.exit_code())
-        count = min(goal.wanted, plan.allowed)
-        refused = await agreed(args.yes, console, goal.notice(count), plan, why, count)
-        if refused is not None:
-            return finish(refused)
-        progress = Progress(count, console, args.json, interrupts, key=args.key)
-        provisioner = Provisioner(
-            client, on_outcome=progress, journal=journal, max_lines=goal.cap(count)
+async def _buy(
+    args: argparse.Namespace,
+    console: Console,
+    interrupts: Interrupts,
+    client: LinesClient,
+    journal: Journal | None,
+    goal: Goal,
+) -> int:
+    """What `provision` does once it knows its goal: ask, buy, sum up; its exit code."""
+    met = goal.met()
+    if met is not None:  # nothing sent, nothing asked
+        console.say(met)
+        return goal.exit_code()
+    limits, why = await read_limits(client)
+    plan = plan_for(goal.wanted, limits, None)
+    if plan.allowed <= 0:
+        console.say(
+            f"{plan_sentence(plan, why)} Nothing was bought.{goal.nothing_now()}"
         )
-        # `count` at most, not N: never more than the person agreed to, even if
-        # the limits free a slot between the plan and now.
-        buy = functools.partial(goal.buy, provisioner, count, args.concurrency)
-        result = await run_batch(args, console, interrupts, progress, human, buy)
-        if isinstance(result, int):
-            return finish(result)
-        held = None
-        if goal.key is not None and journal is not None:
-            held = Holding.of(await journal.entries(client.api_key_id, key=goal.key))
+        return goal.exit_code()
+    count = min(goal.wanted, plan.allowed)
+    if not await agreed(args.yes, console, goal.notice(count), plan, why):
+        # A refusal is exit 2, with a key too (see docs/cli.md): a cron job
+        # without --yes must not look like progress toward the total.
+        return EXIT_NOTHING
+    progress = Progress(count, console, args.json, interrupts, key=args.key)
+    # `count` at most: never more than the person agreed to, even if the
+    # limits free a slot between the plan and now.
+    provisioner = Provisioner(
+        client, on_outcome=progress, journal=journal, max_lines=count
+    )
+    buy = functools.partial(goal.buy, provisioner, count, args.concurrency)
+    result = await run_batch(args, console, interrupts, progress, buy)
+    if isinstance(result, int):
+        return result
+    # The keyed result speaks of the whole key: no second read of the journal.
+    held = None if goal.key is None else Holding.after(result)
     summary(result, goal, held, progress, console)
     if held is None:
-        return finish(exit_code(len(result.lines), args.count, progress.needs_human))
-    return finish(goal.exit_code(held, progress.needs_human))
+        return exit_code(len(result.lines), args.count, progress.needs_human)
+    return goal.exit_code(held)
 
 
 async def settled_first(client: LinesClient, journal: Journal, console: Console) -> int:
@@ -183,37 +197,7 @@ async def settled_first(client: LinesClient, journal: Journal, console: Console)
     return sum(1 for _, unknown, _ in found if unknown)
 
 
-# -- the journal ----------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def opened_journal(
-    args: argparse.Namespace, *, needed_by: str | None = None
-) -> AsyncIterator[Journal | None]:
-    """The journal the options choose, open; None with ``--no-journal``.
-
-    Raises:
-        ConfigurationError: conflicting options, no state directory, or
-            ``--no-journal`` for a command (`needed_by`) that reads the journal.
-        JournalError: the journal cannot be opened.
-    """
-    choice = choose_journal(args)
-    if choice is None:
-        if needed_by is not None:
-            msg = (
-                f"`{needed_by}` works on the purchase journal, and --no-journal "
-                "turns it off"
-            )
-            raise ConfigurationError(msg)
-        logger.info("no purchase journal (--no-journal): nothing is recorded")
-        yield None
-        return
-    logger.info(
-        "purchase journal: %s (from %s)", choice.shown, choice.source,
-        extra=extra("cli_journal"),
-    )  # fmt: skip
-    async with make_journal(choice) as journal:
-        yield journal
+# -- the journal ---------------------------------------------------------------------
 
 
 async def settle_orphans(
@@ -264,9 +248,7 @@ async def history_command(
     args: argparse.Namespace, console: Console, interrupts: Interrupts
 ) -> int:
     # The journal only: no credential, nothing sent.
-    choice = choose_journal(args)
-    async with opened_journal(args, needed_by="history") as journal:
-        assert journal is not None  # noqa: S101 - needed_by refuses None
+    async with needed_journal(args, "history") as (journal, choice):
         entries = await journal.entries(key=args.key)
     if args.json:
         for entry in entries:
@@ -274,21 +256,18 @@ async def history_command(
         return EXIT_OK
     if entries:
         print(history_table(entries), file=console.out)
-    where = choice.shown if choice is not None else "-"
     under = "" if args.key is None else f" under the key {args.key!r}"
-    console.say(f"{len(entries)} purchase(s){under} in the journal at {where}.")
+    console.say(f"{len(entries)} purchase(s){under} in the journal at {choice.shown}.")
     return EXIT_OK
 
 
 async def reconcile_command(
     args: argparse.Namespace, console: Console, interrupts: Interrupts
 ) -> int:
-    choice = choose_journal(args)
     async with (
         make_client(args) as client,
-        opened_journal(args, needed_by="reconcile") as journal,
+        needed_journal(args, "reconcile") as (journal, choice),
     ):
-        assert journal is not None  # noqa: S101 - needed_by refuses None
         found = await settle_orphans(client, journal)
     entries = [entry for _, _, entry in found if entry is not None]
     if args.json:
@@ -298,10 +277,9 @@ async def reconcile_command(
         print(history_table(entries), file=console.out)
     if not found:
         if not args.json:
-            where = choice.shown if choice is not None else "-"
             console.say(
-                f"Nothing to reconcile: no purchase in the journal at {where} was "
-                "left open by a process that is gone."
+                f"Nothing to reconcile: no purchase in the journal at {choice.shown} "
+                "was left open by a process that is gone."
             )
         return EXIT_OK
     if not args.json or len(entries) < len(found):

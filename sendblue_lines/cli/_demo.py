@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from .._logging import printable
+from .._logging import printable_lines
 from ..client import LinesClient
 from ..errors import SendblueError
 from ..models import Preview
@@ -48,8 +48,8 @@ class _Narrator:
 
     def indent(self, text: str) -> None:
         # What a step found quotes the server's answers: one printable line each.
-        for line in text.splitlines():
-            print("   " + printable(line, None), file=self.out)
+        for line in printable_lines(text, None).splitlines():
+            print("   " + line, file=self.out)
 
 
 async def walk_through(count: int, out: Writer) -> int:

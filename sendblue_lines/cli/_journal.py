@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Final
 
 import attrs
 
+from .. import _logging
+from .._logging import extra
 from ..errors import ConfigurationError, JournalError
 from ..journal import Journal, PostgresJournal, SQLiteJournal, redact_dsn
 
@@ -28,8 +31,13 @@ __all__ = [
     "JournalChoice",
     "choose_journal",
     "default_journal_path",
+    "journal_off",
     "make_journal",
+    "needed_journal",
+    "opened_journal",
 ]
+
+logger = _logging.get_logger(_logging.CLI)
 
 JOURNAL_VARIABLE: Final = "SENDBLUE_LINES_JOURNAL"
 STATE_VARIABLE: Final = "XDG_STATE_HOME"
@@ -145,3 +153,54 @@ def make_journal(choice: JournalChoice) -> Journal:
                 operation="create the journal's directory",
             ) from exc
     return SQLiteJournal(choice.location)
+
+
+def journal_off(command: str) -> ConfigurationError:
+    """The error of `command`, which works on the journal, under ``--no-journal``."""
+    return ConfigurationError(
+        f"`{command}` works on the purchase journal, and --no-journal turns it off"
+    )
+
+
+@asynccontextmanager
+async def opened_journal(args: argparse.Namespace) -> AsyncIterator[Journal | None]:
+    """The journal the options choose, open; None with ``--no-journal``.
+
+    Raises:
+        ConfigurationError: conflicting options, or no state directory.
+        JournalError: the journal cannot be opened.
+    """
+    choice = choose_journal(args)
+    if choice is None:
+        logger.info("no purchase journal (--no-journal): nothing is recorded")
+        yield None
+        return
+    async with _opened(choice) as journal:
+        yield journal
+
+
+@asynccontextmanager
+async def needed_journal(
+    args: argparse.Namespace, command: str
+) -> AsyncIterator[tuple[Journal, JournalChoice]]:
+    """The journal `command` works on, open, and the choice that named it.
+
+    Raises:
+        ConfigurationError: conflicting options, no state directory, or
+            ``--no-journal``.
+        JournalError: the journal cannot be opened.
+    """
+    choice = choose_journal(args)
+    if choice is None:
+        raise journal_off(command)
+    async with _opened(choice) as journal:
+        yield journal, choice
+
+
+def _opened(choice: JournalChoice) -> Journal:
+    """The journal `choice` names, to open with ``async with``; logged."""
+    logger.info(
+        "purchase journal: %s (from %s)", choice.shown, choice.source,
+        extra=extra("cli_journal"),
+    )  # fmt: skip
+    return make_journal(choice)

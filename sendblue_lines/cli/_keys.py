@@ -5,10 +5,13 @@ journal keeps it. With ``--key``, N is the key's *total*, not a number of
 new lines: the key's purchases that bought or may have bought (bought,
 pending, unknown, provisioning_failed) count against it, so a run from cron
 buys only what is missing, as the limits allow, and a run whose total is
-met asks nothing, sends nothing and exits 0. The exit code is computed
-against the total: 0 when the key holds N lines, 1 when it holds some, 2
-when it holds none, 3 when a purchase under it is unknown or charged
-without a line (a human must look, whatever else happened).
+met asks nothing and sends nothing. The exit code is computed against the
+total: 0 when the key holds N lines, 1 when it holds some, 2 when it holds
+none, 3 when a purchase under it is unknown or charged without a line (a
+human must look, whatever else happened). So a total met by purchases
+still pending exits 1 or 2, by the lines it holds, and one met by an
+unknown exits 3. A refusal to buy (no --yes without a terminal, or a no
+at the question) is 2, as without a key.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ from collections.abc import Sequence
 import attrs
 
 from .._config import key_problem
+from .._journaling import holding
+from ..errors import outcome_of
 from ..journal import Journal, JournalEntry
 from ..provisioner import BatchResult, Provisioner
+from ._journal import journal_off
 from ._render import EXIT_NOTHING, exit_code
 
 __all__ = ["Goal", "Holding", "key_argument"]
@@ -40,31 +46,57 @@ def key_argument(text: str) -> str:
 class Holding:
     """What one key's purchases hold: its lines, and what else counts toward it."""
 
+    counted: int = 0  # the purchases that fill the key's total: bought or may have
     lines: int = 0
-    pending: int = 0
     unknown: int = 0
     failed: int = 0  # provisioning_failed: a subscription without a line
 
     @classmethod
     def of(cls, entries: Sequence[JournalEntry]) -> Holding:
-        """Count the key's entries by state (``not_bought`` counts for nothing)."""
+        """Count the key's entries as the SDK counts them toward its total."""
         states = Counter(entry.state for entry in entries)
         return cls(
+            counted=holding(entries),
             lines=states["bought"],
-            pending=states["pending"],
             unknown=states["unknown"],
             failed=states["provisioning_failed"],
         )
 
+    @classmethod
+    def after(cls, result: BatchResult) -> Holding:
+        """What a keyed `provision_many`'s `result` says its key holds after it.
+
+        `result.lines` is every line under the key; `result.errors` holds
+        the key's purchases that charged or may have, and this run's that
+        bought nothing. Of the total, what neither those nor `not_attempted`
+        account for is counted too: other runs' purchases still in flight.
+        """
+        outcomes = Counter(outcome_of(error) for error in result.errors)
+        lines = len(result.lines)
+        unknown, failed = outcomes["unknown"], outcomes["provisioning_failed"]
+        counted = result.requested - result.not_attempted - outcomes["not_bought"]
+        # Never fewer than it shows: other runs may have filled the total
+        # past what `not_attempted` (never below 0) can tell.
+        return cls(
+            counted=max(counted, lines + unknown + failed),
+            lines=lines,
+            unknown=unknown,
+            failed=failed,
+        )
+
     @property
-    def counted(self) -> int:
-        """How many purchases fill the key's total: those that bought or may have."""
-        return self.lines + self.pending + self.unknown + self.failed
+    def pending(self) -> int:
+        """Purchases counted that neither hold a line nor charged: still in flight."""
+        return self.counted - self.lines - self.unknown - self.failed
 
     @property
     def needs_human(self) -> int:
         """Purchases that charged, or may have, without a line to show for it."""
         return self.unknown + self.failed
+
+    def missing(self, total: int) -> int:
+        """How many lines the key lacks of `total`."""
+        return max(total - self.counted, 0)
 
     def words(self, total: int) -> str:
         """``holds 3 of 5 line(s)``, and what else counts toward the total."""
@@ -121,16 +153,19 @@ class Goal:
         """The goal of a run: with a key, what the journal holds under it now.
 
         Raises:
+            ConfigurationError: a key without a journal (``--no-journal``).
             JournalError: the journal could not be read.
         """
-        if key is None or journal is None:
+        if key is None:
             return cls(total)
+        if journal is None:
+            raise journal_off("provision --key")
         return cls(total, key, Holding.of(await journal.entries(account, key=key)))
 
     @property
     def wanted(self) -> int:
         """How many lines are missing: all N, or what the key lacks of its total."""
-        return max(self.total - self.held.counted, 0)
+        return self.held.missing(self.total)
 
     def notice(self, count: int) -> str:
         """The sentence before buying: how many this run may buy, toward what."""
@@ -144,8 +179,10 @@ class Goal:
             "subscription billed to the card on file."
         )
 
-    def met(self) -> str:
-        """The sentence of a run whose key's total is already met."""
+    def met(self) -> str | None:
+        """The sentence of a run whose key's total is met already; None if not."""
+        if self.key is None or self.wanted > 0:
+            return None
         # Purchases that may have bought count until a person settles them.
         met = (
             "its total is met"
@@ -154,7 +191,7 @@ class Goal:
         )
         held = self.held.words(self.total)
         said = f"The key {self.key!r} {held}: {met}; nothing was bought."
-        advice = self.held.advice(self.key or "")
+        advice = self.advice()
         return f"{said} {advice}" if advice else said
 
     def nothing_now(self) -> str:
@@ -163,32 +200,31 @@ class Goal:
             return ""
         return f" The key {self.key!r} {self.held.words(self.total)}."
 
-    def exit_code(self, held: Holding | None = None, needs_human: int = 0) -> int:
+    def exit_code(self, held: Holding | None = None) -> int:
         """The exit code of a run that bought nothing, or of a keyed run.
 
         Against the key's total when there is a key: `held` is what the key
-        holds after the run (default: before it), `needs_human` the run's
-        outcomes that need a human (one whose write to the journal failed is
-        still pending there). Without a key, a run that bought nothing exits 2.
+        holds after the run (default: before it). Without a key, a run that
+        bought nothing exits 2.
         """
         if self.key is None:
             return EXIT_NOTHING
         now = self.held if held is None else held
-        return exit_code(now.lines, self.total, now.needs_human + needs_human)
+        return exit_code(now.lines, self.total, now.needs_human)
 
-    def cap(self, count: int) -> int | None:
-        """The run's ``max_lines``: `count` with a key (see `buy`), else None."""
-        return None if self.key is None else count
+    def advice(self) -> str:
+        """What a person must do about the key's charges without a line ('' if none)."""
+        return "" if self.key is None else self.held.advice(self.key)
 
     async def buy(
         self, provisioner: Provisioner, count: int, concurrency: int
     ) -> BatchResult:
         """Buy `count` lines (with a key: toward its total, `count` at most).
 
-        With a key, `provisioner` caps its purchases at `count` (`cap`): the
-        total N goes to `provision_many`, so that the journal holds the key
-        within it whatever runs alongside, and the cap keeps this run within
-        what it announced even if the limits free a slot meanwhile.
+        `provisioner` caps its purchases at `count` (``max_lines``). With a
+        key the total N goes to `provision_many`, so that the journal holds
+        the key within it whatever runs alongside, and the cap keeps this
+        run within what it announced even if the limits free a slot meanwhile.
         """
         if self.key is None:
             return await provisioner.provision_many(count, concurrency=concurrency)
@@ -202,7 +238,7 @@ class Goal:
         parts = [f"this run bought {bought}"]
         if failed:
             parts.append(f"{failed} failed")
-        missing = max(self.total - held.counted, 0)
+        missing = held.missing(self.total)
         if missing:
             parts.append(f"{missing} still to buy")
         said = (

@@ -260,7 +260,7 @@ def outcome_json(outcome: ProvisionOutcome, key: str | None = None) -> dict[str,
         "outcome": kind,
         "key": key,
         "error": type(error).__name__,
-        "message": printable(explain(error), None) if error is not None else None,
+        "message": explain(error) if error is not None else None,
     }
     if isinstance(error, OutcomeUnknownError):
         data["preview_token"] = error.preview_token
@@ -278,11 +278,11 @@ def exit_code(bought: int, requested: int, needs_human: int) -> int:
     return EXIT_PARTIAL if bought else EXIT_NOTHING
 
 
-# -- the journal: history and reconcile ----------------------------------------------
+# -- the journal: history, reconcile and settle --------------------------------------
 
 
 def entry_json(entry: JournalEntry) -> dict[str, Any]:
-    """The JSON object printed for one journal entry by `history` and `reconcile`.
+    """The JSON object of one journal entry: `history`, `reconcile`, `settle`.
 
     The token is whole (as `provision --json` gives it, for support); the
     journal holds no credential, so neither does this.
@@ -336,8 +336,12 @@ def history_table(entries: list[JournalEntry]) -> str:
 
 
 def settled_brief(entry: JournalEntry) -> str:
-    """A few words on one purchase `reconcile` settled: token, state, number."""
-    what = printable(entry.state)
+    """A few words on one purchase `reconcile` settled: token, state, number.
+
+    Said through `Console.say`; the server's numbers are cut here, as any
+    piece of its text.
+    """
+    what: str = entry.state
     if entry.line is not None:
         what += f" {printable(entry.line.phone_number)}"
     if entry.state == "unknown":
@@ -348,7 +352,7 @@ def settled_brief(entry: JournalEntry) -> str:
             else ""
         )
         what += f" (a human must check the account{seen})"
-    return f"{printable(short_token(entry.preview_token))} {what}"
+    return f"{short_token(entry.preview_token)} {what}"
 
 
 def reconciled_sentence(briefs: list[str]) -> str:

@@ -16,9 +16,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import JournalError, short_token
+from ..errors import CUT_MARK, JournalError, short_token
 from ..journal import JournalEntry
-from ._commands import opened_journal
+from ._journal import needed_journal
 from ._render import EXIT_NOTHING, EXIT_OK, entry_json, history_table
 from ._terminal import Console, Interrupts
 
@@ -26,8 +26,6 @@ __all__ = ["configure", "phone_number", "settle_command", "settled_sentence"]
 
 #: E.164: a plus, a country code that does not start with 0, 15 digits at most.
 _E164 = re.compile(r"\+[1-9]\d{1,14}")
-#: How `history` ends a token it shortens: a token copied from it keeps working.
-_SHORTENED = "…"
 
 
 def phone_number(text: str) -> str:
@@ -76,9 +74,9 @@ async def settle_command(
     args: argparse.Namespace, console: Console, interrupts: Interrupts
 ) -> int:
     """Settle one unknown purchase by hand; print it as `history` would."""
-    token = args.token.removesuffix(_SHORTENED)
-    async with opened_journal(args, needed_by="settle") as journal:
-        assert journal is not None  # noqa: S101 - needed_by refuses None
+    # As `history` shows it, cut: a token copied from there keeps working.
+    token = args.token.removesuffix(CUT_MARK)
+    async with needed_journal(args, "settle") as (journal, _):
         try:
             entry = await journal.settle(
                 token,
@@ -87,9 +85,9 @@ async def settle_command(
                 note=args.note,
             )
         except JournalError as error:
-            # A rule's refusal carries no driver exception: one transaction,
-            # refused before it wrote. A failing store is told as any other.
-            if error.__cause__ is not None:
+            # A rule's refusal wrote nothing; a failing store may have, and
+            # is told as any other.
+            if not error.refused:
                 raise
             console.say(f"Not settled: {error.message}; nothing changed.")
             return EXIT_NOTHING

@@ -185,7 +185,7 @@ def why_unwritable(error: BaseException) -> str:
 
 
 class Progress:
-    """Progress on stderr: a live line on a terminal, one line per outcome otherwise.
+    """Progress on stderr: one line per outcome, and on a terminal a live line below.
 
     `key`: the key the purchases are for, in each JSON object (None: none).
 

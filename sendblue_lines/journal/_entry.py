@@ -8,6 +8,7 @@ from typing import Any, Literal, get_args
 
 import attrs
 
+from ..errors import short_token
 from ..models import ProvisionedLine
 
 __all__ = ["ENTRY_STATES", "OUTCOME_STATES", "EntryState", "JournalEntry", "NewSlot"]
@@ -21,10 +22,6 @@ ENTRY_STATES: tuple[EntryState, ...] = get_args(EntryState)
 OUTCOME_STATES: tuple[EntryState, ...] = tuple(
     s for s in ENTRY_STATES if s != "pending"
 )
-
-
-def _shorten(token: str) -> str:
-    return token if len(token) <= 8 else token[:8] + "…"
 
 
 def _evidence(value: Any) -> tuple[Mapping[str, Any], ...]:
@@ -78,7 +75,7 @@ class JournalEntry:
 
     def __repr__(self) -> str:
         return (
-            f"JournalEntry(preview_token={_shorten(self.preview_token)!r}, "
+            f"JournalEntry(preview_token={short_token(self.preview_token)!r}, "
             f"state={self.state!r}, account={self.account!r}, line={self.line!r})"
         )
 

@@ -8,14 +8,16 @@ from typing import Any
 from aiohttp import web
 
 from ._clock import http_date
-from ._control import add_control_routes, json_object, signed_in
+from ._control import CONTROL_PREFIX, add_control_routes
 from ._faults import Endpoint, Fault, ReplyContext, drop_connection
-from ._runtime import Runtime, attach, runtime_of, serving
+from ._runtime import Runtime, attach, read_body, runtime_of, serving
 from ._state import (
     Refusal,
     SandboxAccount,
     error_body,
+    json_object,
     limits_body,
+    signed_in,
 )
 
 __all__ = ["ROUTES", "build_app"]
@@ -63,20 +65,32 @@ async def _unrouted(
     request: web.Request,
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
 ) -> web.StreamResponse:
-    """Answer 404 and 405 with the API's error body, logged like any request."""
+    """Answer 404 and 405 with the API's error body, logged like any request.
+
+    A path under ``/_sandbox/`` is the control API's: no API request, so it
+    is answered at once, neither logged nor counted.
+    """
     routing_error = request.match_info.http_exception
     if routing_error is None:
         return await handler(request)
+    if request.path.startswith(CONTROL_PREFIX):
+        return _routing_answer(routing_error)
     runtime = runtime_of(request)
     with runtime.log.observe(request.method, request.path, None) as observation:
         if not await runtime.pause(runtime.latency_seconds()):
             return drop_connection(request)
-        body = error_body(None, routing_error.reason)
-        response = web.json_response(body, status=routing_error.status)
-        if "Allow" in routing_error.headers:
-            response.headers["Allow"] = routing_error.headers["Allow"]
+        response = _routing_answer(routing_error)
         observation.status = _answered(request, response)
         return response
+
+
+def _routing_answer(routing_error: web.HTTPException) -> web.Response:
+    """A 404 or 405 with the API's error body (and a 405's ``Allow``)."""
+    body = error_body(None, routing_error.reason)
+    response = web.json_response(body, status=routing_error.status)
+    if "Allow" in routing_error.headers:
+        response.headers["Allow"] = routing_error.headers["Allow"]
+    return response
 
 
 def _handler(
@@ -168,9 +182,9 @@ async def _receive(request: web.Request) -> bytes | Refusal:
     if request.content_type != "application/json":
         return Refusal(400, None, _NOT_JSON)
     try:
-        return await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return Refusal(413, None, "The request body is too large")
+        return await read_body(request)
+    except Refusal as refusal:
+        return refusal
 
 
 _NOT_JSON = "The body must be a JSON object with a preview_token"

@@ -10,7 +10,8 @@ faults and the inventory belong to the whole sandbox.
 Every body is checked whole before anything changes: an unknown field, fault
 or argument, or a value of the wrong JSON type, is a 400 that names it, and
 changes nothing. Control calls are no API requests: they get no latency and
-no fault, and are neither logged nor counted.
+no fault, and are neither logged nor counted; nor is a wrong method or an
+unknown path under ``/_sandbox/`` (a 405 or 404 with the API's error body).
 """
 
 from __future__ import annotations
@@ -27,17 +28,13 @@ from aiohttp import web
 
 from ._clock import ManualClock, format_timestamp
 from ._faults import ENDPOINTS, Fault
-from ._runtime import Runtime, runtime_of
-from ._state import Refusal, SandboxAccount
+from ._runtime import Runtime, read_body, runtime_of
+from ._state import Refusal, SandboxAccount, json_object, signed_in
 
-__all__ = [
-    "CALLS",
-    "CONTROLS",
-    "FAULTS",
-    "add_control_routes",
-    "json_object",
-    "signed_in",
-]
+__all__ = ["CALLS", "CONTROLS", "CONTROL_PREFIX", "FAULTS", "add_control_routes"]
+
+#: Where the control API's paths start.
+CONTROL_PREFIX = "/_sandbox/"
 
 #: Every fault by name: `Fault`'s class methods are the catalogue.
 FAULTS: dict[str, Callable[..., Fault]] = {
@@ -67,32 +64,6 @@ _JSON_NAMES = {
 }
 
 
-def signed_in(account: SandboxAccount | None) -> SandboxAccount:
-    """Return the account the credential headers matched (the API's and ours).
-
-    Raises:
-        Refusal: 401 when they matched none (``account`` is None).
-    """
-    if account is None:
-        raise Refusal(401, None, "Invalid API credentials")
-    return account
-
-
-def json_object(raw: bytes, message: str) -> dict[str, Any]:
-    """Parse ``raw`` as a JSON object.
-
-    Raises:
-        Refusal: 400 with ``message`` when it is not one.
-    """
-    try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError):
-        body = None
-    if not isinstance(body, dict):
-        raise Refusal(400, None, message)
-    return body
-
-
 def _bad(message: str) -> Refusal:
     return Refusal(400, None, message)
 
@@ -117,7 +88,10 @@ def _fits(value: Any, option: Any) -> bool:
         each = get_args(option)[1]
         return isinstance(value, dict) and all(_fits(v, each) for v in value.values())
     if option is float:
-        return type(value) in (int, float) and math.isfinite(value) and value >= 0
+        try:
+            return type(value) in (int, float) and math.isfinite(value) and value >= 0
+        except OverflowError:  # a JSON whole number too large for a float
+            return False
     if option is int:
         return type(value) is int and value >= 0
     if option is str:
@@ -223,7 +197,7 @@ def _account(runtime: Runtime, account: SandboxAccount, body: Any) -> Any:
 
 Control = Callable[[Runtime, SandboxAccount, Any], Any]
 
-#: Each call by its path under ``/_sandbox/``: its method and what it does.
+#: Each call by its path under `CONTROL_PREFIX`: its method and what it does.
 CONTROLS: dict[str, tuple[str, Control]] = {
     "ledger": ("GET", _ledger),
     "clock": ("POST", _clock),
@@ -234,7 +208,7 @@ CONTROLS: dict[str, tuple[str, Control]] = {
 
 #: The calls, as the command's banner names them.
 CALLS = ", ".join(
-    f"{method} /_sandbox/{name}" for name, (method, _) in CONTROLS.items()
+    f"{method} {CONTROL_PREFIX}{name}" for name, (method, _) in CONTROLS.items()
 )
 
 
@@ -249,7 +223,7 @@ def add_control_routes(app: web.Application) -> None:
                 body = None
                 if request.method == "POST":
                     message = "The body must be a JSON object"
-                    body = json_object(await request.read(), message)
+                    body = json_object(await read_body(request), message)
                 return web.json_response(control(runtime, account, body))
             except Refusal as refusal:
                 return web.json_response(refusal.body(), status=refusal.status)
@@ -257,4 +231,4 @@ def add_control_routes(app: web.Application) -> None:
         return handle
 
     for name, (method, control) in CONTROLS.items():
-        app.router.add_route(method, f"/_sandbox/{name}", handler(control))
+        app.router.add_route(method, CONTROL_PREFIX + name, handler(control))

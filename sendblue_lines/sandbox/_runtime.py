@@ -11,9 +11,17 @@ from aiohttp import web
 
 from ._faults import FaultQueue
 from ._records import RequestLog
-from ._state import LimitsShape, SandboxState
+from ._state import LimitsShape, Refusal, SandboxState
 
-__all__ = ["Latency", "Runtime", "attach", "release_app", "runtime_of", "serving"]
+__all__ = [
+    "Latency",
+    "Runtime",
+    "attach",
+    "read_body",
+    "release_app",
+    "runtime_of",
+    "serving",
+]
 
 Latency = float | Callable[[], float] | None
 
@@ -83,3 +91,16 @@ def runtime_of(request: web.Request) -> Runtime:
     if runtime is None:  # pragma: no cover - the server is shut down first
         raise web.HTTPServiceUnavailable
     return runtime
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The body of `request`, as every handler reads it.
+
+    Raises:
+        Refusal: 413 when it is larger than the server accepts.
+        ConnectionError: the client went away while sending it.
+    """
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise Refusal(413, None, "The request body is too large") from None

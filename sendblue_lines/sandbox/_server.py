@@ -359,7 +359,10 @@ class Sandbox(Generic[ClockT]):
 
     @property
     def requests(self) -> list[RequestRecord]:
-        """The latest 10,000 requests answered, in the order they ended (a copy)."""
+        """The latest `REQUESTS_KEPT` requests answered, in the order they ended.
+
+        A copy: the log goes on without it.
+        """
         return list(self._runtime.log.records)
 
     @property

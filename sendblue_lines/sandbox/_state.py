@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import hmac
 import itertools
+import json
 import secrets
 from collections import ChainMap, OrderedDict
 from collections.abc import Callable, Mapping
@@ -37,8 +38,11 @@ __all__ = [
     "SandboxState",
     "TokenStatus",
     "WindowUsage",
+    "error_body",
+    "json_object",
     "limits_body",
     "new_secret",
+    "signed_in",
 ]
 
 DEFAULT_API_KEY_ID = "sandbox-key-id"
@@ -177,6 +181,32 @@ def error_body(error: str | None, message: str) -> dict[str, str]:
     if error is not None:
         body["error"] = error
     body["message"] = message
+    return body
+
+
+def signed_in(account: SandboxAccount | None) -> SandboxAccount:
+    """Return the account the credential headers matched (the API's and ours).
+
+    Raises:
+        Refusal: 401 when they matched none (``account`` is None).
+    """
+    if account is None:
+        raise Refusal(401, None, "Invalid API credentials")
+    return account
+
+
+def json_object(raw: bytes, message: str) -> dict[str, Any]:
+    """Parse ``raw`` as a JSON object.
+
+    Raises:
+        Refusal: 400 with ``message`` when it is not one.
+    """
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict):
+        raise Refusal(400, None, message)
     return body
 
 

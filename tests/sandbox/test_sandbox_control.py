@@ -8,6 +8,7 @@ calls changed is then read back over HTTP or from the `Sandbox` itself.
 from __future__ import annotations
 
 import inspect
+import io
 from datetime import datetime, timedelta, timezone
 
 import aiohttp
@@ -249,6 +250,7 @@ BAD = {
     "clock-string": (CLOCK, {"advance_seconds": "60"}, "'advance_seconds'"),
     "clock-bool": (CLOCK, {"advance_seconds": True}, "'advance_seconds'"),
     "clock-overflow": (CLOCK, {"advance_seconds": 1e300}, "advance_seconds"),
+    "clock-huge-int": (CLOCK, {"advance_seconds": 10**400}, "'advance_seconds'"),
     "clock-unknown": (CLOCK, {"advance_seconds": 1, "days": 1}, "'days'"),
     "endpoint": (FAULTS_PATH, {**FAULT, "endpoint": "checkout"}, "'checkout'"),
     "endpoint-type": (FAULTS_PATH, {**FAULT, "endpoint": 3}, "'endpoint'"),
@@ -259,6 +261,7 @@ BAD = {
     "arg-missing": (FAULTS_PATH, {**FAULT, "args": {}}, "'seconds'"),
     "arg-type": (FAULTS_PATH, {**FAULT, "args": {"seconds": "1"}}, "'seconds'"),
     "arg-negative": (FAULTS_PATH, {**FAULT, "args": {"seconds": -1}}, "'seconds'"),
+    "arg-huge-int": (FAULTS_PATH, {**FAULT, "args": {"seconds": 10**400}}, "'seconds'"),
     "args-type": (FAULTS_PATH, {**FAULT, "args": [1]}, "'args'"),
     "times-0": (FAULTS_PATH, {**FAULT, "times": 0}, "times"),
     "times-float": (FAULTS_PATH, {**FAULT, "times": 1.5}, "'times'"),
@@ -333,3 +336,32 @@ async def test_control_calls_are_not_api_requests(api, sandbox):
     assert sandbox.faults.pending() == 1
     assert (await api.preview())[0] == 200
     assert [r.path for r in sandbox.requests] == [PREVIEW]
+
+
+async def test_a_wrong_method_or_path_under_sandbox_is_no_api_request(api, sandbox):
+    """404 and 405 under /_sandbox/: the API's error body, no latency, no record."""
+    drawn: list[float] = []
+    sandbox.latency = lambda: drawn.append(0.0) or 0.0
+    wrong_method, unknown = await from_outside(
+        sandbox, ("GET", CLOCK), ("POST", "/_sandbox/nothing", {})
+    )
+    assert wrong_method == (405, {"status": "ERROR", "message": "Method Not Allowed"})
+    assert unknown == (404, {"status": "ERROR", "message": "Not Found"})
+    assert drawn == []
+    assert sandbox.requests == []
+    assert sum(c.requests for c in sandbox.counters.values()) == 0
+    # Outside /_sandbox/, an unrouted request is still an API request.
+    assert (await api.call("GET", "/nothing"))[0] == 404
+    assert [r.path for r in sandbox.requests] == ["/nothing"]
+    assert sandbox.counters["other"].requests == 1
+
+
+async def test_a_control_body_too_large_is_a_413_with_the_error_body(api, sandbox):
+    """Past the server's body limit: 413 with the API's error body; nothing changes."""
+    raw = b'{"advance_seconds": 1, "pad": "' + b"x" * 2**21 + b'"}'
+    status, body = await api.call("POST", CLOCK, data=io.BytesIO(raw))
+    assert (status, body) == (
+        413,
+        {"status": "ERROR", "message": "The request body is too large"},
+    )
+    assert sandbox.clock.now() == START
